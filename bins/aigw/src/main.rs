@@ -1,0 +1,190 @@
+//! `aigw`: the AI gateway. `aigw --config FILE` serves a Kong decK file's routes;
+//! `aigw check` validates one; `aigw demo` runs the seed walkthrough against an in-process
+//! Bedrock emulator, with no AWS account.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use aigw_config::{GatewayConfig, LogFormat, Settings, SettingsOverrides};
+use aigw_server::{BuildOptions, Gateway, build_routes};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+/// The decK file `aigw demo` serves, shipped inside the binary so the demo runs anywhere.
+const DEMO_CONFIG: &str = include_str!("../../../config/ai-proxy-advanced.yaml");
+
+#[derive(Parser)]
+#[command(
+    name = "aigw",
+    version,
+    about = "An AI gateway for AWS Bedrock that loads Kong ai-proxy-advanced config"
+)]
+struct Cli {
+    /// Kong decK file with ai-proxy-advanced routes [env: AIGW_CONFIG]
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Address for HTTP/1.1, h2c and gRPC [env: AIGW_LISTEN] [default: 0.0.0.0:8000]
+    #[arg(long, global = true)]
+    listen: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file and print the routes and targets it defines.
+    Check,
+    /// Serve the seed walkthrough config against an in-process Bedrock emulator.
+    Demo,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // The error alone, with its causes, is what a user needs; no backtrace.
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let settings = Settings::load(SettingsOverrides {
+        listen: cli.listen,
+        config: cli.config.clone(),
+        log_level: None,
+    })?;
+    let style = match settings.log_format {
+        LogFormat::Json => aigw_telemetry::LogStyle::Json,
+        LogFormat::Text => aigw_telemetry::LogStyle::Text,
+    };
+    aigw_telemetry::init(&settings.log_level, style);
+
+    match cli.command {
+        Some(Command::Check) => check(config_path(&settings)?),
+        Some(Command::Demo) => demo(&settings).await,
+        None => {
+            let path = config_path(&settings)?;
+            let config = aigw_config::load_deck(path)?;
+            print_warnings(&config);
+            serve(&config, &BuildOptions::default(), settings.listen).await
+        }
+    }
+}
+
+fn config_path(settings: &Settings) -> Result<&Path> {
+    match &settings.config {
+        Some(path) => Ok(path),
+        None => bail!("no config file: pass --config FILE or set AIGW_CONFIG"),
+    }
+}
+
+fn check(path: &Path) -> Result<()> {
+    let config = aigw_config::load_deck(path)?;
+    println!("{}: ok, {} route(s)", path.display(), config.routes.len());
+    for route in &config.routes {
+        let ai = &route.ai;
+        println!(
+            "route {} {}: {} over {} target(s), retries {}, read_timeout {} ms",
+            route.name,
+            route.paths.join(" "),
+            ai.balancer.algorithm.as_str(),
+            ai.targets.len(),
+            ai.balancer.retries,
+            ai.balancer.read_timeout.as_millis(),
+        );
+        for (index, target) in ai.targets.iter().enumerate() {
+            let region = target
+                .model
+                .options
+                .bedrock
+                .aws_region
+                .as_deref()
+                .unwrap_or("(default chain)");
+            println!(
+                "  target {index}: {}/{} weight {} region {region}{}",
+                target.model.provider.as_str(),
+                target.model.name,
+                target.weight,
+                target
+                    .model
+                    .options
+                    .upstream_url
+                    .as_deref()
+                    .map(|u| format!(" upstream_url {u}"))
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    print_warnings(&config);
+    Ok(())
+}
+
+fn print_warnings(config: &GatewayConfig) {
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
+async fn demo(settings: &Settings) -> Result<()> {
+    let emulator = aigw_emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("starting the Bedrock emulator")?;
+    let config = aigw_config::parse_deck("config/ai-proxy-advanced.yaml", DEMO_CONFIG)?;
+    // The demo signs with throwaway keys: the emulator checks that a SigV4 signature is
+    // there, not whose it is.
+    let options = BuildOptions {
+        bedrock_endpoint: Some(emulator.endpoint_url()),
+        bedrock_credentials: Some(("AKIDAIGWDEMO".into(), "aigw-demo-secret".into())),
+    };
+    let port = settings.listen.port();
+    println!(
+        "aigw demo: gateway on {listen}, Bedrock emulator on {emulator}\n\
+         Try (answers alternate between the two models):\n\n  \
+         curl -s -X POST localhost:{port}/bedrock-route -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"messages\":[{{\"role\":\"user\",\"content\":\"Who is considered the greatest Polish writer?\"}}]}}'\n\n  \
+         grpcurl -plaintext -d '{{\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}' localhost:{port} aigw.v1.ChatService/Chat\n\n\
+         Ctrl-C stops it.",
+        listen = settings.listen,
+        emulator = emulator.endpoint_url(),
+    );
+    serve(&config, &options, settings.listen).await
+}
+
+async fn serve(config: &GatewayConfig, options: &BuildOptions, listen: SocketAddr) -> Result<()> {
+    let table = build_routes(config, options).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, routes = config.routes.len(), "aigw serving");
+    Gateway::new(table)
+        .serve(listener, shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

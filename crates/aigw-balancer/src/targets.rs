@@ -1,0 +1,53 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use aigw_core::{BoxDriver, ChatReply, DriverFuture, Error};
+use tower::{Service, ServiceExt};
+
+use crate::Attempt;
+
+/// What the balancer knows of a target besides its driver.
+#[derive(Debug, Clone)]
+pub struct TargetInfo {
+    /// `provider/model`, for error messages and logs.
+    pub label: String,
+    /// Kong's `weight`.
+    pub weight: u32,
+}
+
+/// The bottom of a route's stack: sends an [`Attempt`] to its target's driver.
+#[derive(Clone)]
+pub struct Targets {
+    drivers: Arc<[BoxDriver]>,
+}
+
+impl Targets {
+    /// Dispatches over these drivers; an attempt's `target` indexes into them.
+    pub fn new(drivers: Vec<BoxDriver>) -> Self {
+        Targets {
+            drivers: drivers.into(),
+        }
+    }
+}
+
+impl Service<Attempt> for Targets {
+    type Response = ChatReply;
+    type Error = Error;
+    type Future = DriverFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // Readiness is per target and checked on the chosen one in `call`, so one busy
+        // target never holds back requests bound for another.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, attempt: Attempt) -> Self::Future {
+        match self.drivers.get(attempt.target) {
+            Some(driver) => Box::pin(driver.clone().oneshot(attempt.request)),
+            None => {
+                let message = format!("no target with index {}", attempt.target);
+                Box::pin(async move { Err(Error::new(aigw_core::ErrorKind::Internal, message)) })
+            }
+        }
+    }
+}

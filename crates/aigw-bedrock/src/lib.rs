@@ -1,0 +1,28 @@
+//! The AWS Bedrock driver of aigw: one [`BedrockTarget`] per configured model, a
+//! `tower::Service` that turns a core [`ChatRequest`](aigw_core::ChatRequest) into a
+//! Converse (or ConverseStream) call through `aws-sdk-bedrockruntime`, and the answer back
+//! into core types, with SDK failures classified into [`aigw_core::ErrorKind`]s.
+//!
+//! [`BedrockProvider`] builds targets and shares SDK clients between targets with the same
+//! connection settings. Clients come from `aws-config`'s chains (region, credentials,
+//! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`) unless the target's spec overrides them, and never
+//! retry on their own: retries and failover are the balancer's.
+//!
+//! Only this crate sees AWS types.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod error;
+mod provider;
+mod request;
+mod response;
+mod spec;
+mod stream;
+mod target;
+
+pub use provider::BedrockProvider;
+pub use spec::{BedrockTargetSpec, RequestDefaults};
+pub use target::BedrockTarget;
+
+/// The provider name, as in the config and in [`aigw_core::ServedBy`].
+pub const PROVIDER: &str = "bedrock";

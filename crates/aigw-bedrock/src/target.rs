@@ -1,0 +1,162 @@
+//! One Bedrock target as a driver service.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use aigw_core::{
+    BoxDriver, ChatReply, ChatRequest, DriverFuture, Error, ErrorKind, ReplyBody, ServedBy,
+};
+use aws_sdk_bedrockruntime::Client;
+use tower::Service;
+use tower::util::BoxCloneSyncService;
+use tracing::Instrument;
+
+use crate::PROVIDER;
+use crate::error::{classify, classify_stream};
+use crate::request::{ConverseParts, to_converse};
+use crate::response::{next_id, to_chat_response, unix_now};
+use crate::spec::RequestDefaults;
+use crate::stream::{ChunkMaker, chunk_stream};
+
+/// One model behind one SDK client: a `tower::Service<ChatRequest>` calling Converse, or
+/// ConverseStream when the request asks for a stream.
+///
+/// Cloning is cheap (one `Arc`). Always ready: the SDK client has no backpressure, so
+/// concurrency limits belong to the layers above.
+#[derive(Clone)]
+pub struct BedrockTarget {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    model: Arc<str>,
+    defaults: RequestDefaults,
+}
+
+impl fmt::Debug for BedrockTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BedrockTarget")
+            .field("model", &self.inner.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BedrockTarget {
+    pub(crate) fn new(client: Client, model_id: &str, defaults: RequestDefaults) -> Self {
+        BedrockTarget {
+            inner: Arc::new(Inner {
+                client,
+                model: Arc::from(model_id),
+                defaults,
+            }),
+        }
+    }
+
+    /// The model id this target calls.
+    pub fn model(&self) -> &Arc<str> {
+        &self.inner.model
+    }
+
+    /// The target as the balancer names it in answers and traces.
+    pub fn served_by(&self) -> ServedBy {
+        ServedBy {
+            provider: PROVIDER,
+            model: Arc::clone(&self.inner.model),
+        }
+    }
+
+    /// The target type-erased, as the balancer holds drivers.
+    pub fn into_driver(self) -> BoxDriver {
+        BoxCloneSyncService::new(self)
+    }
+}
+
+impl Service<ChatRequest> for BedrockTarget {
+    type Response = ChatReply;
+    type Error = Error;
+    type Future = DriverFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: ChatRequest) -> DriverFuture {
+        let inner = Arc::clone(&self.inner);
+        let span = tracing::debug_span!("bedrock", model = %inner.model, stream = request.stream);
+        Box::pin(
+            async move {
+                let result = inner.chat(&request).await;
+                if let Err(err) = &result {
+                    tracing::debug!(kind = %err.kind(), error = %err, "bedrock call failed");
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+impl Inner {
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, Error> {
+        let parts = to_converse(request, &self.defaults)?;
+        let body = if request.stream {
+            self.stream(parts).await?
+        } else {
+            self.complete(parts).await?
+        };
+        Ok(ChatReply {
+            served_by: ServedBy {
+                provider: PROVIDER,
+                model: Arc::clone(&self.model),
+            },
+            body,
+        })
+    }
+
+    async fn complete(&self, parts: ConverseParts) -> Result<ReplyBody, Error> {
+        let output = self
+            .client
+            .converse()
+            .model_id(&*self.model)
+            .set_messages(Some(parts.messages))
+            .set_system(parts.system)
+            .set_inference_config(parts.inference)
+            .send()
+            .await
+            .map_err(|err| classify(&err))?;
+        Ok(ReplyBody::Complete(to_chat_response(&output, &self.model)?))
+    }
+
+    async fn stream(&self, parts: ConverseParts) -> Result<ReplyBody, Error> {
+        let mut output = self
+            .client
+            .converse_stream()
+            .model_id(&*self.model)
+            .set_messages(Some(parts.messages))
+            .set_system(parts.system)
+            .set_inference_config(parts.inference)
+            .send()
+            .await
+            .map_err(|err| classify(&err))?;
+        // Waiting for the first event keeps failures that arrive as the first frame on
+        // the `call` side, where the balancer can still fail over.
+        let first = match output.stream.recv().await {
+            Ok(Some(event)) => event,
+            Ok(None) => {
+                return Err(Error::new(
+                    ErrorKind::UpstreamProtocol,
+                    "bedrock stream ended before its first event",
+                ));
+            }
+            Err(err) => return Err(classify_stream(&err)),
+        };
+        let chunks = ChunkMaker::new(Arc::from(next_id()), unix_now(), Arc::clone(&self.model));
+        Ok(ReplyBody::Stream(chunk_stream(
+            output.stream,
+            first,
+            chunks,
+        )))
+    }
+}

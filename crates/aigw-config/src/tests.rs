@@ -1,0 +1,607 @@
+//! Loading decK files end to end: the seed file, attachment rules, and located errors.
+
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Jail;
+
+use crate::*;
+
+const SEED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../config/ai-proxy-advanced.yaml"
+);
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+fn fixture(name: &str) -> GatewayConfig {
+    load_deck(&Path::new(FIXTURES).join(name)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn route<'c>(config: &'c GatewayConfig, name: &str) -> &'c RouteConfig {
+    config
+        .routes
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no route {name} in {:?}", config.routes))
+}
+
+/// The 1-based line and column of the first occurrence of `needle`.
+fn position(yaml: &str, needle: &str) -> (usize, usize) {
+    for (i, line) in yaml.lines().enumerate() {
+        if let Some(col) = line.find(needle) {
+            return (i + 1, col + 1);
+        }
+    }
+    panic!("{needle:?} not in the yaml");
+}
+
+fn error(yaml: &str) -> String {
+    parse_deck("x.yaml", yaml)
+        .expect_err("should fail")
+        .to_string()
+}
+
+/// A valid one-route file with `{balancer}`/`{target}` slots for the tests to fill.
+fn deck(balancer: &str, target: &str) -> String {
+    format!(
+        r#"_format_version: "3.0"
+services:
+- name: svc
+  routes:
+  - name: route1
+    paths:
+    - /chat
+    plugins:
+    - name: ai-proxy-advanced
+      config:
+        balancer:
+          algorithm: round-robin
+{balancer}
+        targets:
+        - model:
+            provider: bedrock
+            name: m1
+          route_type: llm/v1/chat
+{target}
+"#
+    )
+}
+
+#[test]
+fn seed_file_loads_unchanged_with_kong_defaults() {
+    let config = load_deck(Path::new(SEED)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert_eq!(config.routes.len(), 1);
+    let route = &config.routes[0];
+    assert_eq!(route.name, "route1");
+    assert_eq!(route.service.as_deref(), Some("ai-proxy-advanced-service"));
+    assert_eq!(route.paths, vec!["/bedrock-route"]);
+
+    let ai = &route.ai;
+    assert_eq!(
+        ai.instance_name.as_deref(),
+        Some("ai-proxy-advanced-bedrock")
+    );
+    assert_eq!(ai.balancer, BalancerConfig::default());
+    assert_eq!(ai.balancer.algorithm, Algorithm::RoundRobin);
+    assert_eq!(
+        ai.balancer.tokens_count_strategy,
+        TokensCountStrategy::TotalTokens
+    );
+    assert_eq!(ai.balancer.latency_strategy, LatencyStrategy::Tpot);
+    assert_eq!(ai.balancer.hash_on_header, "X-Kong-LLM-Request-ID");
+    assert_eq!(ai.balancer.slots, 10_000);
+    assert_eq!(ai.balancer.retries, 5);
+    assert_eq!(ai.balancer.connect_timeout, Duration::from_secs(60));
+    assert_eq!(ai.balancer.write_timeout, Duration::from_secs(60));
+    assert_eq!(ai.balancer.read_timeout, Duration::from_secs(60));
+    assert_eq!(
+        ai.balancer.failover_criteria,
+        vec![FailoverCriterion::Error, FailoverCriterion::Timeout]
+    );
+    assert_eq!(ai.balancer.max_fails, 0);
+    assert_eq!(ai.balancer.fail_timeout, Duration::from_secs(10));
+    assert_eq!(ai.response_streaming, ResponseStreaming::Allow);
+    assert!(ai.model_name_header);
+    assert_eq!(ai.max_request_body_size, 8192);
+
+    let names: Vec<&str> = ai.targets.iter().map(|t| t.model.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "us.amazon.nova-micro-v1:0",
+            "us.meta.llama3-3-70b-instruct-v1:0"
+        ]
+    );
+    for target in &ai.targets {
+        assert_eq!(target.model.provider, Provider::Bedrock);
+        assert_eq!(
+            target.model.options.bedrock.aws_region.as_deref(),
+            Some("us-west-2")
+        );
+        assert_eq!(target.model.options.max_tokens, None);
+        assert_eq!(target.model.options.upstream_url, None);
+        assert_eq!(target.route_type, "llm/v1/chat");
+        assert_eq!(target.weight, 100);
+        assert_eq!(target.auth, TargetAuth::default());
+        assert_eq!(target.logging, TargetLogging::default());
+        assert_eq!(target.description, None);
+    }
+}
+
+#[test]
+fn service_plugin_serves_every_route_without_its_own() {
+    let config = fixture("service-plugin.yaml");
+    let order: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(order, ["shared-a", "llm.routes[1]", "own"]);
+
+    let shared = route(&config, "shared-a");
+    assert_eq!(shared.ai.instance_name.as_deref(), Some("llm-shared"));
+    assert_eq!(route(&config, "llm.routes[1]").paths, ["/b", "/b2"]);
+    assert_eq!(route(&config, "llm.routes[1]").ai, shared.ai);
+    let b = &shared.ai.balancer;
+    assert_eq!(b.algorithm, Algorithm::LowestLatency);
+    assert_eq!(b.latency_strategy, LatencyStrategy::E2e);
+    assert_eq!(b.retries, 2);
+    assert_eq!(b.read_timeout, Duration::from_secs(15));
+    assert_eq!(b.connect_timeout, Duration::from_secs(60));
+    assert_eq!(
+        b.failover_criteria,
+        [
+            FailoverCriterion::Error,
+            FailoverCriterion::Timeout,
+            FailoverCriterion::Http429,
+            FailoverCriterion::Http503
+        ]
+    );
+    let [first, second] = &shared.ai.targets[..] else {
+        panic!("two targets expected");
+    };
+    assert_eq!(first.weight, 30);
+    assert_eq!(first.model.options.max_tokens, Some(512));
+    assert_eq!(first.model.options.temperature, Some(0.5));
+    assert_eq!(
+        first.model.options.bedrock.aws_region.as_deref(),
+        Some("eu-west-1")
+    );
+    assert_eq!(first.description.as_deref(), Some("fast"));
+    assert_eq!(second.weight, 100);
+    assert_eq!(
+        second.auth.aws_access_key_id.as_deref(),
+        Some("AKIDEXAMPLE")
+    );
+    assert!(second.logging.log_statistics);
+    assert!(!second.logging.log_payloads);
+
+    let own = route(&config, "own");
+    assert_eq!(own.ai.targets[0].model.name, "anthropic.claude-3-haiku");
+    assert_eq!(own.ai.response_streaming, ResponseStreaming::Deny);
+    assert!(!own.ai.model_name_header);
+    assert_eq!(own.ai.max_request_body_size, 1_048_576);
+    assert_eq!(own.ai.balancer, BalancerConfig::default());
+
+    let warnings = config.warnings.join("\n");
+    assert!(
+        warnings.contains("plugin \"rate-limiting\" is not supported"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("route no-ai has no ai-proxy-advanced plugin"),
+        "{warnings}"
+    );
+    let text = std::fs::read_to_string(Path::new(FIXTURES).join("service-plugin.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (line, col) = position(&text, "- name: rate-limiting");
+    assert!(
+        warnings.contains(&format!(
+            "service-plugin.yaml:{line}:{}: services[0].plugins[1]: plugin",
+            col + 2
+        )),
+        "{warnings}"
+    );
+}
+
+#[test]
+fn global_plugins_attach_by_reference_with_kong_precedence() {
+    let config = fixture("global-plugins.yaml");
+    let model = |name: &str| route(&config, name).ai.targets[0].model.name.clone();
+    assert_eq!(model("r-route"), "route-model");
+    assert_eq!(model("r-service"), "service-model");
+    assert_eq!(model("r-global"), "global-model");
+    assert_eq!(
+        model("r-disabled"),
+        "global-model",
+        "a disabled plugin is skipped"
+    );
+    assert_eq!(model("r-top"), "global-model");
+    assert_eq!(route(&config, "r-top").service.as_deref(), Some("svc-two"));
+    let warnings = config.warnings.join("\n");
+    assert!(warnings.contains("disabled (enabled: false)"), "{warnings}");
+    assert!(warnings.contains("plugin \"prometheus\""), "{warnings}");
+}
+
+#[test]
+fn disabled_plugin_is_honoured() {
+    let yaml = deck("", "").replace(
+        "    - name: ai-proxy-advanced\n",
+        "    - name: ai-proxy-advanced\n      enabled: false\n",
+    );
+    let err = parse_deck("x.yaml", &yaml).expect_err("nothing to serve");
+    assert!(matches!(err, ConfigError::NoAiRoutes { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("x.yaml: no route has an enabled ai-proxy-advanced")
+    );
+}
+
+#[test]
+fn misspelled_algorithm_names_line_path_and_choices() {
+    let yaml = deck("", "").replace("algorithm: round-robin", "algorithm: round-robbin");
+    let (line, col) = position(&yaml, "round-robbin");
+    assert_eq!(
+        error(&yaml),
+        format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.balancer.algorithm: \
+             unknown value \"round-robbin\", expected one of round-robin, lowest-latency, \
+             lowest-usage, least-connections, consistent-hashing, priority, semantic"
+        )
+    );
+}
+
+#[test]
+fn other_enum_values_are_checked_the_same_way() {
+    let yaml = deck("          failover_criteria: [error, http_418]", "");
+    let (line, col) = position(&yaml, "http_418");
+    let err = error(&yaml);
+    assert!(
+        err.starts_with(&format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.balancer.failover_criteria[1]: unknown value \"http_418\""
+        )),
+        "{err}"
+    );
+
+    let yaml = deck("", "").replace("provider: bedrock", "provider: bedrok");
+    let (line, _) = position(&yaml, "bedrok");
+    let err = error(&yaml);
+    assert!(
+        err.starts_with(&format!(
+            "x.yaml:{line}:23: services[0].routes[0].plugins[0].config.targets[0].model.provider: unknown value \"bedrok\", expected one of openai, azure,"
+        )),
+        "{err}"
+    );
+
+    let yaml = deck("", "").replace("llm/v1/chat", "llm/v2/chat");
+    let (line, col) = position(&yaml, "llm/v2/chat");
+    let err = error(&yaml);
+    assert!(
+        err.starts_with(&format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.targets[0].route_type: unknown value \"llm/v2/chat\", expected one of llm/v1/chat,"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn weight_out_of_range_is_rejected_with_its_line() {
+    for weight in ["0", "70000", "-1"] {
+        let yaml = deck("", &format!("          weight: {weight}"));
+        let (line, col) = position(&yaml, &format!("weight: {weight}"));
+        assert_eq!(
+            error(&yaml),
+            format!(
+                "x.yaml:{line}:{}: services[0].routes[0].plugins[0].config.targets[0].weight: \
+                 must be between 1 and 65535, got {weight}",
+                col + "weight: ".len()
+            )
+        );
+    }
+    let yaml = deck("", "          weight: 65535");
+    let config = parse_deck("x.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.routes[0].ai.targets[0].weight, 65_535);
+}
+
+#[test]
+fn type_errors_name_path_and_line() {
+    let yaml = deck("          retries: lots", "");
+    let (line, col) = position(&yaml, "lots");
+    assert_eq!(
+        error(&yaml),
+        format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.balancer.retries: \
+             invalid type: found string \"lots\", expected an integer"
+        )
+    );
+
+    let yaml = deck("", "").replace("    - /chat\n", "    - /chat\n    - [nested]\n");
+    let (line, col) = position(&yaml, "[nested]");
+    let err = error(&yaml);
+    assert!(
+        err.starts_with(&format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].paths[1]: invalid type"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_model_name_points_at_the_model_mapping() {
+    let yaml = deck("", "").replace("            name: m1\n", "");
+    let (line, col) = position(&yaml, "provider: bedrock");
+    assert_eq!(
+        error(&yaml),
+        format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.targets[0].model.name: \
+             required field missing"
+        )
+    );
+}
+
+#[test]
+fn route_rules_are_located() {
+    // No paths: points at the route's mapping.
+    let yaml = deck("", "").replace("    paths:\n    - /chat\n", "");
+    let (line, _) = position(&yaml, "name: route1");
+    let err = error(&yaml);
+    assert!(
+        err.starts_with(&format!("x.yaml:{line}:5: services[0].routes[0].paths: route route1 has an ai-proxy-advanced plugin but no paths")),
+        "{err}"
+    );
+
+    // A path that does not start with "/".
+    let yaml = deck("", "").replace("- /chat", "- ~/chat$");
+    let (line, col) = position(&yaml, "~/chat$");
+    assert!(
+        error(&yaml).starts_with(&format!("x.yaml:{line}:{col}: services[0].routes[0].paths[0]: path \"~/chat$\" must start with \"/\"")),
+    );
+
+    // No targets.
+    let yaml = format!(
+        "{}        targets: []\n",
+        deck("", "")
+            .split("        targets:\n")
+            .next()
+            .unwrap_or_default()
+    );
+    let (line, col) = position(&yaml, "[]");
+    assert_eq!(
+        error(&yaml),
+        format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.targets: at least one target is required"
+        )
+    );
+}
+
+#[test]
+fn duplicate_paths_across_routes_are_an_error() {
+    let yaml = r#"_format_version: "3.0"
+services:
+- name: svc
+  plugins:
+  - name: ai-proxy-advanced
+    config:
+      targets:
+      - model: {provider: bedrock, name: m}
+        route_type: llm/v1/chat
+  routes:
+  - name: one
+    paths: [/a, /b]
+  - name: two
+    paths:
+    - /c
+    - /b
+"#;
+    let (line, col) = position(yaml, "- /b");
+    assert_eq!(
+        error(yaml),
+        format!(
+            "x.yaml:{line}:{}: services[0].routes[1].paths[1]: duplicate path \"/b\": route one already has it (services[0].routes[0].paths[1])",
+            col + 2
+        )
+    );
+}
+
+#[test]
+fn format_version_and_document_shape() {
+    let yaml = deck("", "").replace("\"3.0\"", "\"2.0\"");
+    assert_eq!(
+        error(&yaml),
+        "x.yaml:1:18: _format_version: unsupported decK format version \"2.0\", expected \"3.0\" or \"1.1\""
+    );
+    let yaml = deck("", "").replace("_format_version: \"3.0\"\n", "");
+    assert!(error(&yaml).starts_with("x.yaml:1:1: _format_version: required field missing"));
+    let yaml = deck("", "").replace("\"3.0\"", "3.0");
+    assert!(
+        parse_deck("x.yaml", &yaml).is_ok(),
+        "an unquoted 3.0 is fine"
+    );
+
+    assert!(error("").starts_with("x.yaml: the file is empty"));
+    assert!(error("- a\n- b\n").starts_with("x.yaml:1:1: expected a mapping"));
+
+    let yaml = "_format_version: \"3.0\"\nservices: [\n";
+    let err = parse_deck("x.yaml", yaml).expect_err("bad yaml");
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with("x.yaml:3:1: invalid YAML: "),
+        "{err}"
+    );
+
+    let yaml = "_format_version: \"3.0\"\nservices: []\nservices: []\n";
+    assert_eq!(
+        error(yaml),
+        "x.yaml:3:1: services: duplicate key; each key may appear once in a mapping"
+    );
+    let yaml = deck("", "").replace(
+        "            name: m1\n",
+        "            name: m1\n            name: m2\n",
+    );
+    let (line, col) = position(&yaml, "name: m2");
+    assert_eq!(
+        error(&yaml),
+        format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.targets[0].model.name: duplicate key; each key may appear once in a mapping"
+        )
+    );
+
+    let yaml = "_format_version: \"3.0\"\nservices: []\n";
+    assert_eq!(
+        error(yaml),
+        "x.yaml: no route has an enabled ai-proxy-advanced plugin (on the route, its service, or globally); nothing to serve"
+    );
+}
+
+#[test]
+fn missing_file_is_a_read_error() {
+    let err = load_deck(Path::new("does/not/exist.yaml")).expect_err("missing");
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(
+        err.to_string()
+            .starts_with("does/not/exist.yaml: cannot read file:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_config_fields_are_warnings_with_lines() {
+    let yaml = deck("          algoritm: priority", "");
+    let (line, col) = position(&yaml, "algoritm");
+    let config = parse_deck("x.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.warnings,
+        [format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.balancer.algoritm: \
+             unknown field, ignored (not an ai-proxy-advanced field aigw knows)"
+        )]
+    );
+    // Kong fields that aigw does not act on are accepted quietly, as decK dumps have them.
+    let yaml = deck(
+        "          tokens_count_strategy: cost",
+        "          auth:\n            azure_use_managed_identity: false\n            gcp_use_service_account: false",
+    );
+    let config = parse_deck("x.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
+fn global_plugin_with_unknown_route_is_an_error() {
+    let yaml = r#"_format_version: "3.0"
+services:
+- name: svc
+  routes:
+  - name: one
+    paths: [/a]
+plugins:
+- name: ai-proxy-advanced
+  route: onee
+  config:
+    targets:
+    - model: {provider: bedrock, name: m}
+      route_type: llm/v1/chat
+"#;
+    assert_eq!(
+        error(yaml),
+        "x.yaml:9:10: plugins[0].route: no route named \"onee\" in this file"
+    );
+}
+
+#[test]
+fn half_a_credential_is_an_error() {
+    let yaml = deck(
+        "",
+        "          auth:\n            header_name: Authorization",
+    );
+    let (line, col) = position(&yaml, "header_name");
+    assert_eq!(
+        error(&yaml),
+        format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.targets[0].auth.header_value: \
+             required field missing: header_name, header_value must be set together"
+        )
+    );
+}
+
+#[test]
+fn auth_debug_hides_secrets() {
+    let auth = TargetAuth {
+        aws_access_key_id: Some("AKIDEXAMPLE".into()),
+        aws_secret_access_key: Some("super-secret-value".into()),
+        header_value: Some("Bearer sk-123".into()),
+        ..TargetAuth::default()
+    };
+    let shown = format!("{auth:?}");
+    for secret in ["AKIDEXAMPLE", "super-secret-value", "sk-123"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(shown.contains("<redacted>"));
+    let config = fixture("service-plugin.yaml");
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("super-secret-value"));
+}
+
+#[test]
+fn env_vault_references_are_resolved() {
+    Jail::expect_with(|jail| {
+        let yaml = deck(
+            "",
+            "          auth:\n            aws_access_key_id: \"{vault://env/aigw-test-key-id}\"\n            aws_secret_access_key: \"{vault://env/AIGW_TEST_SECRET}\"",
+        );
+        let err = parse_deck("x.yaml", &yaml).expect_err("unset");
+        assert!(
+            err.to_string().contains("auth.aws_access_key_id: vault reference \"{vault://env/aigw-test-key-id}\": environment variable AIGW_TEST_KEY_ID is not set"),
+            "{err}"
+        );
+        jail.set_env("AIGW_TEST_KEY_ID", "AKIDFROMENV");
+        jail.set_env("AIGW_TEST_SECRET", "secret-from-env");
+        let config = parse_deck("x.yaml", &yaml).map_err(|e| e.to_string())?;
+        let auth = &config.routes[0].ai.targets[0].auth;
+        assert_eq!(auth.aws_access_key_id.as_deref(), Some("AKIDFROMENV"));
+        assert_eq!(
+            auth.aws_secret_access_key.as_deref(),
+            Some("secret-from-env")
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn option_ranges_are_checked() {
+    let yaml = deck("", "").replace(
+        "            name: m1\n",
+        "            name: m1\n            options:\n              temperature: 9\n",
+    );
+    let (line, col) = position(&yaml, "9");
+    assert_eq!(
+        error(&yaml),
+        format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.targets[0].model.options.temperature: \
+             must be between 0 and 5, got 9"
+        )
+    );
+    let yaml = deck("          slots: 5", "");
+    assert!(error(&yaml).contains("config.balancer.slots: must be between 10 and 65536, got 5"));
+}
+
+#[test]
+fn other_plugins_are_one_warning_per_name_and_consumer_plugins_are_skipped() {
+    let yaml = format!(
+        "{}plugins:\n- name: cors\n- name: cors\n- name: ai-proxy-advanced\n  consumer: alice\n  config: {{}}\n",
+        deck("", "")
+    );
+    let config = parse_deck("x.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.routes.len(), 1);
+    let cors: Vec<&String> = config
+        .warnings
+        .iter()
+        .filter(|w| w.contains("cors"))
+        .collect();
+    assert_eq!(cors.len(), 1, "{:?}", config.warnings);
+    assert!(cors[0].contains("plugins[0]: plugin \"cors\" is not supported by aigw; ignored (2 instances; this is the first)"));
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.contains("plugins[2]: ai-proxy-advanced scoped to a consumer")),
+        "{:?}",
+        config.warnings
+    );
+}

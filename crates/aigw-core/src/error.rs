@@ -1,0 +1,152 @@
+use std::fmt;
+use std::time::Duration;
+
+/// What went wrong, by what a caller does about it. Front ends map each kind to one HTTP
+/// status and one gRPC code; the balancer decides failover by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The client's request is malformed or invalid.
+    InvalidRequest,
+    /// No route matches what the client asked for.
+    RouteNotFound,
+    /// The client is not allowed in.
+    Unauthorized,
+    /// The request body is over the size limit.
+    PayloadTooLarge,
+    /// The upstream refused the request as invalid (its 4xx other than throttling).
+    UpstreamRejected,
+    /// The upstream throttled us (HTTP 429 or a throttling exception).
+    Throttled,
+    /// The upstream answered with a server error (5xx).
+    UpstreamError,
+    /// The upstream could not be reached; nothing was sent.
+    UpstreamUnreachable,
+    /// The upstream did not answer in time.
+    UpstreamTimeout,
+    /// The upstream answered something we could not understand.
+    UpstreamProtocol,
+    /// Every target is out of service.
+    NoHealthyTarget,
+    /// A bug or misconfiguration inside the gateway.
+    Internal,
+}
+
+impl ErrorKind {
+    /// A short stable label, for logs, metrics and the error body's `code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::RouteNotFound => "route_not_found",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::UpstreamRejected => "upstream_rejected",
+            ErrorKind::Throttled => "rate_limited",
+            ErrorKind::UpstreamError => "upstream_error",
+            ErrorKind::UpstreamUnreachable => "upstream_unreachable",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::UpstreamProtocol => "upstream_protocol_error",
+            ErrorKind::NoHealthyTarget => "no_healthy_target",
+            ErrorKind::Internal => "internal_error",
+        }
+    }
+
+    /// Whether the error is the upstream's doing rather than the client's or ours.
+    pub fn is_upstream(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::UpstreamRejected
+                | ErrorKind::Throttled
+                | ErrorKind::UpstreamError
+                | ErrorKind::UpstreamUnreachable
+                | ErrorKind::UpstreamTimeout
+                | ErrorKind::UpstreamProtocol
+        )
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The gateway's one error: a kind to act on, a message for the client, and what the
+/// upstream said when it was the upstream's doing.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    upstream_status: Option<u16>,
+    retry_after: Option<Duration>,
+}
+
+impl Error {
+    /// An error of `kind` with a message the client will read.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            upstream_status: None,
+            retry_after: None,
+        }
+    }
+
+    /// Shorthand for a client mistake.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidRequest, message)
+    }
+
+    /// Records the HTTP status the upstream answered with.
+    pub fn with_upstream_status(mut self, status: u16) -> Self {
+        self.upstream_status = Some(status);
+        self
+    }
+
+    /// Records how long the upstream asked us to wait.
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// Prefixes the message with context, keeping kind and upstream details.
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message for the client.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The upstream's HTTP status, when the upstream answered.
+    pub fn upstream_status(&self) -> Option<u16> {
+        self.upstream_status
+    }
+
+    /// The upstream's `Retry-After`, when it gave one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_keeps_kind_and_status() {
+        let err = Error::new(ErrorKind::Throttled, "slow down")
+            .with_upstream_status(429)
+            .context("target 1 (bedrock/m)");
+        assert_eq!(err.kind(), ErrorKind::Throttled);
+        assert_eq!(err.upstream_status(), Some(429));
+        assert_eq!(err.to_string(), "target 1 (bedrock/m): slow down");
+    }
+}

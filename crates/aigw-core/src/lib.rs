@@ -1,0 +1,17 @@
+//! Provider-neutral core of aigw: the chat request and answer types every front end and
+//! driver speaks, the one error type with its classification, and the driver contract.
+//!
+//! A driver is a [`tower::Service`] from [`ChatRequest`] to [`ChatReply`]; the balancer and
+//! the front ends only ever see these types, never a provider's or a wire format's.
+#![forbid(unsafe_code)]
+
+mod chat;
+mod driver;
+mod error;
+
+pub use chat::{
+    ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkStream, FinishReason, Message, ReplyBody,
+    Role, ServedBy, Usage,
+};
+pub use driver::{BoxDriver, DriverFuture};
+pub use error::{Error, ErrorKind};

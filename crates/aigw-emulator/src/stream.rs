@@ -1,0 +1,265 @@
+//! The `converse-stream` answer body: AWS event-stream frames, produced and flushed one
+//! delta at a time.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use aws_smithy_eventstream::frame::write_message_to;
+use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+use aws_smithy_types::str_bytes::StrBytes;
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use crate::answer::{Answer, deltas};
+use crate::server::{Inflight, stopped};
+
+/// A fault that strikes part-way through a stream.
+#[derive(Debug)]
+pub(crate) enum StreamFault {
+    Cut {
+        after: usize,
+    },
+    BadCrc {
+        after: usize,
+    },
+    Exception {
+        after: usize,
+        exception_type: String,
+    },
+}
+
+impl StreamFault {
+    fn after(&self) -> usize {
+        match self {
+            Self::Cut { after } | Self::BadCrc { after } | Self::Exception { after, .. } => *after,
+        }
+    }
+}
+
+/// Everything the stream needs, decided before the response head is sent.
+#[derive(Debug)]
+pub(crate) struct StreamPlan {
+    pub(crate) answer: Answer,
+    pub(crate) token_delay: Duration,
+    pub(crate) fault: Option<StreamFault>,
+    pub(crate) started: Instant,
+}
+
+/// The response body for `plan`. `inflight` rides along so that dropping the body before the
+/// end (the client went away) is counted as a cancelled stream.
+pub(crate) fn body(plan: StreamPlan, inflight: Inflight, stop: watch::Receiver<bool>) -> Body {
+    let frames = Frames {
+        plan,
+        cursor: 0,
+        sent: 0,
+        waited: false,
+        phase: Phase::Start,
+        buf: BytesMut::with_capacity(1024),
+        broken: false,
+        inflight,
+        stop,
+    };
+    Body::from_stream(futures_util::stream::unfold(frames, |mut f| async move {
+        let item = f.next().await?;
+        Some((item, f))
+    }))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Start,
+    Deltas,
+    Finish,
+    /// Flush what is buffered, then fail the body so the connection is reset.
+    Cut,
+    /// Flush what is buffered, then end the body.
+    Done,
+}
+
+struct Frames {
+    plan: StreamPlan,
+    /// Byte offset in the answer text of the next delta.
+    cursor: usize,
+    /// Deltas sent so far.
+    sent: usize,
+    /// The token delay before the next delta has been served.
+    waited: bool,
+    phase: Phase,
+    buf: BytesMut,
+    /// A frame failed to encode; the stream is cut at the next step.
+    broken: bool,
+    inflight: Inflight,
+    stop: watch::Receiver<bool>,
+}
+
+impl Frames {
+    /// The next chunk of the body. Frames produced at the same moment share a chunk; a chunk
+    /// is handed to hyper before every wait, so each delta reaches the socket when produced.
+    async fn next(&mut self) -> Option<Result<Bytes, io::Error>> {
+        loop {
+            if self.broken && !matches!(self.phase, Phase::Cut | Phase::Done) {
+                self.phase = Phase::Cut;
+            }
+            match self.phase {
+                Phase::Start => {
+                    self.event(
+                        "messageStart",
+                        Bytes::from_static(b"{\"role\":\"assistant\"}"),
+                    );
+                    self.phase = Phase::Deltas;
+                }
+                Phase::Deltas => {
+                    let text = &self.plan.answer.text;
+                    let piece = deltas(&text[self.cursor..]).next();
+                    if let Some(fault) = &self.plan.fault {
+                        if self.sent >= fault.after() || piece.is_none() {
+                            self.strike();
+                            continue;
+                        }
+                    }
+                    let Some(piece) = piece else {
+                        self.phase = Phase::Finish;
+                        continue;
+                    };
+                    let delay = self.plan.token_delay;
+                    if self.sent > 0 && !delay.is_zero() && !self.waited {
+                        if !self.buf.is_empty() {
+                            return Some(Ok(self.buf.split().freeze()));
+                        }
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => self.waited = true,
+                            () = stopped(&mut self.stop) => {
+                                // The emulator is stopping, not the client leaving.
+                                self.inflight.complete();
+                                self.phase = Phase::Cut;
+                            }
+                        }
+                        continue;
+                    }
+                    let payload = delta_payload(piece);
+                    self.cursor += piece.len();
+                    self.sent += 1;
+                    self.waited = false;
+                    self.event("contentBlockDelta", payload);
+                }
+                Phase::Finish => {
+                    self.event(
+                        "contentBlockStop",
+                        Bytes::from_static(b"{\"contentBlockIndex\":0}"),
+                    );
+                    let stop = format!(
+                        "{{\"stopReason\":\"{}\"}}",
+                        self.plan.answer.stop_reason.as_str()
+                    );
+                    self.event("messageStop", Bytes::from(stop));
+                    let a = &self.plan.answer;
+                    let metadata = format!(
+                        "{{\"usage\":{{\"inputTokens\":{},\"outputTokens\":{},\"totalTokens\":{}}},\
+                         \"metrics\":{{\"latencyMs\":{}}}}}",
+                        a.input_tokens,
+                        a.output_tokens,
+                        a.input_tokens + a.output_tokens,
+                        self.plan.started.elapsed().as_millis()
+                    );
+                    self.event("metadata", Bytes::from(metadata));
+                    self.inflight.complete();
+                    self.phase = Phase::Done;
+                }
+                Phase::Cut => {
+                    if !self.buf.is_empty() {
+                        return Some(Ok(self.buf.split().freeze()));
+                    }
+                    self.phase = Phase::Done;
+                    return Some(Err(cut().await));
+                }
+                Phase::Done => {
+                    if !self.buf.is_empty() {
+                        return Some(Ok(self.buf.split().freeze()));
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Injects the armed fault at the current position; the stream ends after it.
+    fn strike(&mut self) {
+        self.inflight.complete();
+        self.phase = Phase::Done;
+        match self.plan.fault.take() {
+            None => {}
+            Some(StreamFault::Cut { .. }) => self.phase = Phase::Cut,
+            Some(StreamFault::BadCrc { .. }) => {
+                let text = &self.plan.answer.text;
+                let piece = deltas(&text[self.cursor..]).next().unwrap_or(" ");
+                self.event("contentBlockDelta", delta_payload(piece));
+                // The last four bytes are the message CRC; flipping them breaks only that.
+                let end = self.buf.len();
+                for b in &mut self.buf[end.saturating_sub(4)..] {
+                    *b ^= 0xff;
+                }
+            }
+            Some(StreamFault::Exception { exception_type, .. }) => {
+                let headers = vec![
+                    Header::new(":message-type", str_value("exception")),
+                    Header::new(
+                        ":exception-type",
+                        HeaderValue::String(exception_type.into()),
+                    ),
+                    Header::new(":content-type", str_value("application/json")),
+                ];
+                let payload = Bytes::from_static(b"{\"message\":\"emulated stream exception\"}");
+                self.write(&Message::new_from_parts(headers, payload));
+            }
+        }
+    }
+
+    fn event(&mut self, event_type: &'static str, payload: Bytes) {
+        let headers = vec![
+            Header::new(":event-type", str_value(event_type)),
+            Header::new(":content-type", str_value("application/json")),
+            Header::new(":message-type", str_value("event")),
+        ];
+        self.write(&Message::new_from_parts(headers, payload));
+    }
+
+    fn write(&mut self, message: &Message) {
+        // Only headers or payloads beyond the format's size limits fail to encode, and ours
+        // are small and fixed; should it ever happen, cutting the stream is the honest answer.
+        if write_message_to(message, &mut self.buf).is_err() {
+            self.broken = true;
+        }
+    }
+}
+
+/// The error that makes hyper abort the connection mid-body.
+///
+/// Yielding first lets hyper flush what it already holds: failing straight away would discard
+/// the response head and frames with the connection, and the client would see a failed send
+/// instead of a stream that breaks off part-way.
+async fn cut() -> io::Error {
+    tokio::task::yield_now().await;
+    io::Error::new(io::ErrorKind::ConnectionAborted, "emulated cut stream")
+}
+
+/// A body that sends `head` and then breaks off with a connection reset.
+pub(crate) fn cut_after(head: Bytes) -> Body {
+    let chunks = futures_util::stream::once(async move { Ok::<_, io::Error>(head) })
+        .chain(futures_util::stream::once(async { Err(cut().await) }));
+    Body::from_stream(chunks)
+}
+
+fn str_value(s: &'static str) -> HeaderValue {
+    HeaderValue::String(StrBytes::from(s))
+}
+
+fn delta_payload(piece: &str) -> Bytes {
+    let mut json = Vec::with_capacity(piece.len() + 48);
+    json.extend_from_slice(b"{\"contentBlockIndex\":0,\"delta\":{\"text\":");
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut json, piece);
+    json.extend_from_slice(b"}}");
+    Bytes::from(json)
+}

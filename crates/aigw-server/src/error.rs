@@ -1,0 +1,147 @@
+//! The one map from an error's kind to what each wire shows: HTTP status, OpenAI error
+//! type, gRPC code.
+
+use aigw_core::{Error, ErrorKind};
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::json;
+
+struct WireError {
+    status: StatusCode,
+    grpc: tonic::Code,
+    openai_type: &'static str,
+}
+
+fn wire(kind: ErrorKind, upstream_status: Option<u16>) -> WireError {
+    let (status, grpc, openai_type) = match kind {
+        ErrorKind::InvalidRequest => (
+            StatusCode::BAD_REQUEST,
+            tonic::Code::InvalidArgument,
+            "invalid_request_error",
+        ),
+        ErrorKind::RouteNotFound => (
+            StatusCode::NOT_FOUND,
+            tonic::Code::NotFound,
+            "invalid_request_error",
+        ),
+        ErrorKind::Unauthorized => (
+            StatusCode::UNAUTHORIZED,
+            tonic::Code::Unauthenticated,
+            "authentication_error",
+        ),
+        ErrorKind::PayloadTooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            tonic::Code::ResourceExhausted,
+            "invalid_request_error",
+        ),
+        // The upstream judged the request invalid: the client can fix it, so pass the
+        // upstream's 4xx through (Kong does too).
+        ErrorKind::UpstreamRejected => (
+            upstream_status
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .filter(StatusCode::is_client_error)
+                .unwrap_or(StatusCode::BAD_REQUEST),
+            tonic::Code::FailedPrecondition,
+            "invalid_request_error",
+        ),
+        ErrorKind::Throttled => (
+            StatusCode::TOO_MANY_REQUESTS,
+            tonic::Code::ResourceExhausted,
+            "rate_limit_error",
+        ),
+        ErrorKind::UpstreamError | ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamProtocol => {
+            (
+                StatusCode::BAD_GATEWAY,
+                tonic::Code::Unavailable,
+                "api_error",
+            )
+        }
+        ErrorKind::UpstreamTimeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            tonic::Code::DeadlineExceeded,
+            "timeout_error",
+        ),
+        ErrorKind::NoHealthyTarget => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            tonic::Code::Unavailable,
+            "api_error",
+        ),
+        ErrorKind::Internal => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            tonic::Code::Internal,
+            "server_error",
+        ),
+    };
+    WireError {
+        status,
+        grpc,
+        openai_type,
+    }
+}
+
+/// An error on its way to an HTTP client, as an OpenAI-style body:
+/// `{"error":{"message","type","code"}}`.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        ApiError(error)
+    }
+}
+
+impl ApiError {
+    /// The OpenAI-style JSON body, also used for a stream's error event.
+    pub fn body(&self) -> serde_json::Value {
+        let wire = wire(self.0.kind(), self.0.upstream_status());
+        json!({
+            "error": {
+                "message": self.0.message(),
+                "type": wire.openai_type,
+                "code": self.0.kind().as_str(),
+            }
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let wire = wire(self.0.kind(), self.0.upstream_status());
+        let mut response = (wire.status, Json(self.body())).into_response();
+        if let Some(after) = self.0.retry_after() {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(after.as_secs().max(1)),
+            );
+        }
+        response
+    }
+}
+
+/// The gRPC status for an error.
+pub fn grpc_status(error: &Error) -> tonic::Status {
+    let wire = wire(error.kind(), error.upstream_status());
+    tonic::Status::new(wire.grpc, error.message())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_one_status_and_code() {
+        let throttled = wire(ErrorKind::Throttled, Some(429));
+        assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(throttled.grpc, tonic::Code::ResourceExhausted);
+        let rejected = wire(ErrorKind::UpstreamRejected, Some(404));
+        assert_eq!(rejected.status, StatusCode::NOT_FOUND);
+        // An upstream that rejects with a non-4xx status must not turn into a success.
+        let odd = wire(ErrorKind::UpstreamRejected, Some(200));
+        assert_eq!(odd.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            wire(ErrorKind::UpstreamTimeout, None).grpc,
+            tonic::Code::DeadlineExceeded
+        );
+    }
+}

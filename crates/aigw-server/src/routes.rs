@@ -1,0 +1,84 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aigw_config::ResponseStreaming;
+use aigw_core::{ChatReply, ChatRequest, Error, ErrorKind};
+use tower::util::BoxCloneSyncService;
+
+/// One configured route: its settings and its tower stack.
+pub struct Route {
+    /// The route's name from the config.
+    pub name: String,
+    /// The HTTP paths it answers on.
+    pub paths: Vec<String>,
+    /// Whether answers name the serving model in `x-aigw-llm-model`.
+    pub model_name_header: bool,
+    /// Kong's `response_streaming`.
+    pub response_streaming: ResponseStreaming,
+    /// Largest accepted request body, in bytes.
+    pub max_request_body_size: usize,
+    /// The balancer stack over the route's targets.
+    pub service: BoxCloneSyncService<ChatRequest, ChatReply, Error>,
+}
+
+/// Every route, found by path (HTTP) or by name or path (gRPC).
+pub struct RouteTable {
+    routes: Vec<Arc<Route>>,
+    by_key: HashMap<String, usize>,
+}
+
+impl RouteTable {
+    /// A table over routes in config order; the first is the default for gRPC.
+    pub fn new(routes: Vec<Route>) -> Self {
+        let mut by_key = HashMap::new();
+        for (index, route) in routes.iter().enumerate() {
+            by_key.entry(route.name.clone()).or_insert(index);
+            for path in &route.paths {
+                by_key.insert(path.clone(), index);
+            }
+        }
+        RouteTable {
+            routes: routes.into_iter().map(Arc::new).collect(),
+            by_key,
+        }
+    }
+
+    /// The route serving an HTTP path.
+    pub fn by_path(&self, path: &str) -> Option<&Arc<Route>> {
+        self.by_key
+            .get(path)
+            .map(|i| &self.routes[*i])
+            .filter(|r| r.paths.iter().any(|p| p == path))
+    }
+
+    /// The route a gRPC request names (by route name or path); the first when unnamed.
+    pub fn select(&self, key: &str) -> Result<&Arc<Route>, Error> {
+        let found = if key.is_empty() {
+            self.routes.first()
+        } else {
+            self.by_key.get(key).map(|i| &self.routes[*i])
+        };
+        found.ok_or_else(|| {
+            Error::new(
+                ErrorKind::RouteNotFound,
+                format!(
+                    "no route named {key:?}; known routes: {}",
+                    self.describe_routes()
+                ),
+            )
+        })
+    }
+
+    /// Every route, in config order.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    fn describe_routes(&self) -> String {
+        self.routes
+            .iter()
+            .map(|r| format!("{} ({})", r.name, r.paths.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

@@ -1,0 +1,47 @@
+//! The AWS SDK's own convention: with `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` and keys in the
+//! environment, the unchanged seed config sends its Bedrock calls to that endpoint.
+//!
+//! Its own test binary, because it sets process-wide environment variables.
+
+use aigw_server::BuildOptions;
+use aigw_tests::{loopback, polish_writer_question, seed_config, start_gateway};
+
+#[test]
+fn sdk_endpoint_env_reaches_the_emulator() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let emulator = runtime
+        .block_on(aigw_emulator::start(loopback()))
+        .expect("emulator starts");
+    set_aws_env(&emulator.endpoint_url());
+    runtime.block_on(async {
+        let gateway = start_gateway(&seed_config(), &BuildOptions::default()).await;
+        let response = reqwest::Client::new()
+            .post(format!("{}/bedrock-route", gateway.url()))
+            .json(&polish_writer_question())
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["model"], "us.amazon.nova-micro-v1:0");
+    });
+    let seen = emulator.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].raw_path,
+        "/model/us.amazon.nova-micro-v1%3A0/converse"
+    );
+    assert_eq!(seen[0].region.as_deref(), Some("us-west-2"));
+}
+
+#[allow(unsafe_code)]
+fn set_aws_env(endpoint: &str) {
+    // SAFETY: no other thread reads the environment here: the runtime's workers are idle
+    // (nothing was spawned that reads env) and this binary holds only this one test.
+    unsafe {
+        std::env::set_var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", endpoint);
+        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDENVTEST");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "env-test-secret");
+        std::env::remove_var("AWS_PROFILE");
+    }
+}

@@ -1,0 +1,144 @@
+//! The walkthrough over gRPC through generated client stubs, on the same port as HTTP.
+
+use aigw_proto::v1::chat_service_client::ChatServiceClient;
+use aigw_proto::v1::{ChatRequest, Message};
+use aigw_tests::{Stack, seed_config};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+fn question(route: &str) -> ChatRequest {
+    ChatRequest {
+        route: route.to_owned(),
+        messages: vec![Message {
+            role: "user".into(),
+            content: "Who is considered the greatest Polish writer?".into(),
+        }],
+        ..ChatRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn chat_alternates_models_like_http() {
+    let stack = Stack::start(&seed_config()).await;
+    let mut client = ChatServiceClient::connect(stack.gateway.url())
+        .await
+        .expect("gRPC connects");
+    let mut models = Vec::new();
+    // Unnamed, by route name and by path all reach route1.
+    for route in ["", "route1", "/bedrock-route", ""] {
+        let response = client.chat(question(route)).await.expect("chat answers");
+        let header = response
+            .metadata()
+            .get("x-aigw-llm-model")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .expect("model metadata");
+        let answer = response.into_inner();
+        assert_eq!(header, format!("bedrock/{}", answer.model));
+        assert_eq!(answer.object, "chat.completion");
+        let choice = &answer.choices[0];
+        assert_eq!(choice.finish_reason, "stop");
+        let message = choice.message.as_ref().expect("message");
+        assert_eq!(message.role, "assistant");
+        assert!(message.content.contains(&answer.model));
+        let usage = answer.usage.expect("usage");
+        assert_eq!(
+            usage.total_tokens,
+            usage.prompt_tokens + usage.completion_tokens
+        );
+        models.push(answer.model);
+    }
+    assert_eq!(
+        models,
+        [
+            "us.amazon.nova-micro-v1:0",
+            "us.meta.llama3-3-70b-instruct-v1:0",
+            "us.amazon.nova-micro-v1:0",
+            "us.meta.llama3-3-70b-instruct-v1:0"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn grpc_and_http_give_the_same_content_for_one_request() {
+    let stack = Stack::start(&seed_config()).await;
+    let mut client = ChatServiceClient::connect(stack.gateway.url())
+        .await
+        .expect("gRPC connects");
+    let by_grpc = client.chat(question("")).await.expect("chat").into_inner();
+    // The next HTTP call goes to the other target; a third reaches the same one again.
+    let http = reqwest::Client::new();
+    let mut by_http = serde_json::Value::Null;
+    for _ in 0..2 {
+        by_http = http
+            .post(stack.url("/bedrock-route"))
+            .json(&aigw_tests::polish_writer_question())
+            .send()
+            .await
+            .expect("http answers")
+            .json()
+            .await
+            .expect("json");
+    }
+    assert_eq!(by_http["model"], by_grpc.model.as_str());
+    let grpc_message = by_grpc.choices[0].message.as_ref().expect("message");
+    assert_eq!(
+        by_http["choices"][0]["message"]["content"],
+        grpc_message.content.as_str()
+    );
+    let usage = by_grpc.usage.expect("usage");
+    assert_eq!(by_http["usage"]["total_tokens"], usage.total_tokens);
+}
+
+#[tokio::test]
+async fn health_check_answers_serving() {
+    let stack = Stack::start(&seed_config()).await;
+    let channel = tonic::transport::Endpoint::from_shared(stack.gateway.url())
+        .expect("valid url")
+        .connect()
+        .await
+        .expect("connects");
+    let mut health = HealthClient::new(channel);
+    for service in ["", "aigw.v1.ChatService"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health answers")
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "service {service:?}");
+    }
+}
+
+#[tokio::test]
+async fn bad_grpc_requests_get_the_right_codes() {
+    let stack = Stack::start(&seed_config()).await;
+    let mut client = ChatServiceClient::connect(stack.gateway.url())
+        .await
+        .expect("connects");
+    let empty = client
+        .chat(ChatRequest::default())
+        .await
+        .expect_err("empty messages are refused");
+    assert_eq!(empty.code(), tonic::Code::InvalidArgument);
+    assert!(empty.message().contains("messages"), "{}", empty.message());
+
+    let unknown_route = client
+        .chat(question("no-such-route"))
+        .await
+        .expect_err("unknown route is refused");
+    assert_eq!(unknown_route.code(), tonic::Code::NotFound);
+    assert!(
+        unknown_route.message().contains("route1"),
+        "lists known routes"
+    );
+
+    let mut bad_role = question("");
+    bad_role.messages[0].role = "wizard".into();
+    let status = client.chat(bad_role).await.expect_err("bad role");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("wizard"));
+}
