@@ -8,11 +8,20 @@ use aigw_tests::{loopback, polish_writer_question, seed_config, start_gateway};
 
 #[test]
 fn sdk_endpoint_env_reaches_the_emulator() {
+    // The environment is set before any other thread exists; the emulator then takes the
+    // port that was free a moment ago.
+    let port = std::net::TcpListener::bind(loopback())
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    set_aws_env(&format!("http://127.0.0.1:{port}"));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let emulator = runtime
-        .block_on(aigw_emulator::start(loopback()))
+        .block_on(aigw_emulator::start(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            port,
+        ))))
         .expect("emulator starts");
-    set_aws_env(&emulator.endpoint_url());
     runtime.block_on(async {
         let gateway = start_gateway(&seed_config(), &BuildOptions::default()).await;
         let response = reqwest::Client::new()
@@ -36,8 +45,8 @@ fn sdk_endpoint_env_reaches_the_emulator() {
 
 #[allow(unsafe_code)]
 fn set_aws_env(endpoint: &str) {
-    // SAFETY: no other thread reads the environment here: the runtime's workers are idle
-    // (nothing was spawned that reads env) and this binary holds only this one test.
+    // SAFETY: called before the runtime starts, from the only test of this binary, so no
+    // other thread of ours exists to read the environment concurrently.
     unsafe {
         std::env::set_var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", endpoint);
         std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDENVTEST");

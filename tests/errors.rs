@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use aigw_emulator::{Fault, ModelKnobs};
-use aigw_proto::v1::chat_service_client::ChatServiceClient;
-use aigw_proto::v1::{ChatRequest, Message};
 use aigw_server::BuildOptions;
-use aigw_tests::{Stack, config_from, polish_writer_question, seed_config, start_gateway};
+use aigw_tests::{
+    Stack, config_from, grpc_client, grpc_question, polish_writer_question, seed_config,
+    start_gateway,
+};
 use serde_json::Value;
 
 async fn post_raw(url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
@@ -129,17 +130,9 @@ async fn upstream_throttling_is_429_and_resource_exhausted() {
         "ThrottlingException",
     );
 
-    let mut client = ChatServiceClient::connect(stack.gateway.url())
+    let status = grpc_client(&stack.gateway)
         .await
-        .expect("connects");
-    let status = client
-        .chat(ChatRequest {
-            messages: vec![Message {
-                role: "user".into(),
-                content: "hi".into(),
-            }],
-            ..ChatRequest::default()
-        })
+        .chat(grpc_question("", "hi"))
         .await
         .expect_err("throttled");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
@@ -216,17 +209,9 @@ async fn upstream_past_read_timeout_is_504_and_deadline_exceeded() {
         "read_timeout bounds the wait"
     );
 
-    let mut client = ChatServiceClient::connect(stack.gateway.url())
+    let status = grpc_client(&stack.gateway)
         .await
-        .expect("connects");
-    let status = client
-        .chat(ChatRequest {
-            messages: vec![Message {
-                role: "user".into(),
-                content: "hi".into(),
-            }],
-            ..ChatRequest::default()
-        })
+        .chat(grpc_question("", "hi"))
         .await
         .expect_err("times out");
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded);

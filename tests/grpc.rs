@@ -1,21 +1,14 @@
 //! The walkthrough over gRPC through generated client stubs, on the same port as HTTP.
 
+use aigw_proto::v1::ChatRequest;
 use aigw_proto::v1::chat_service_client::ChatServiceClient;
-use aigw_proto::v1::{ChatRequest, Message};
-use aigw_tests::{Stack, seed_config};
+use aigw_tests::{Stack, grpc_question, seed_config};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 fn question(route: &str) -> ChatRequest {
-    ChatRequest {
-        route: route.to_owned(),
-        messages: vec![Message {
-            role: "user".into(),
-            content: "Who is considered the greatest Polish writer?".into(),
-        }],
-        ..ChatRequest::default()
-    }
+    grpc_question(route, "Who is considered the greatest Polish writer?")
 }
 
 #[tokio::test]

@@ -77,3 +77,24 @@ pub fn polish_writer_question() -> serde_json::Value {
         ]
     })
 }
+
+/// A one-message gRPC chat request to `route` (empty: the first route).
+pub fn grpc_question(route: &str, content: &str) -> aigw_proto::v1::ChatRequest {
+    aigw_proto::v1::ChatRequest {
+        route: route.to_owned(),
+        messages: vec![aigw_proto::v1::Message {
+            role: "user".into(),
+            content: content.into(),
+        }],
+        ..aigw_proto::v1::ChatRequest::default()
+    }
+}
+
+/// A generated-stub gRPC client connected to the gateway.
+pub async fn grpc_client(
+    gateway: &GatewayHandle,
+) -> aigw_proto::v1::chat_service_client::ChatServiceClient<tonic::transport::Channel> {
+    aigw_proto::v1::chat_service_client::ChatServiceClient::connect(gateway.url())
+        .await
+        .expect("gRPC connects")
+}
