@@ -1,0 +1,147 @@
+//! Load generators: open loop at a fixed rate (latency counted from when a request was due,
+//! so a stalled server cannot hide its queue), and closed loop with N connections.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::sync::mpsc;
+
+use crate::paths::{Caller, Kind};
+
+/// How load was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// Requests started at this many per second, whatever the answers do.
+    Rate(u32),
+    /// This many connections, each sending its next request when the last one returned.
+    Closed(usize),
+}
+
+impl fmt::Display for Load {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Load::Rate(rate) => write!(f, "{rate}/s"),
+            Load::Closed(connections) => write!(f, "{connections} conn"),
+        }
+    }
+}
+
+/// The outcome of one phase.
+pub struct Sample {
+    pub kind: Kind,
+    pub stream: bool,
+    pub load: Load,
+    pub latency: Histogram<u64>,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// Gateway CPU seconds spent during the phase (0 for the direct path).
+    pub gateway_cpu: f64,
+}
+
+impl Sample {
+    fn new(kind: Kind, stream: bool, load: Load) -> Sample {
+        Sample {
+            kind,
+            stream,
+            load,
+            // Up to 60 s in microseconds at 3 significant digits.
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
+            errors: 0,
+            elapsed: Duration::ZERO,
+            gateway_cpu: 0.0,
+        }
+    }
+
+    fn record(&mut self, outcome: Result<Duration, String>) {
+        match outcome {
+            Ok(latency) => {
+                let _ = self.latency.record((latency.as_micros() as u64).max(1));
+            }
+            Err(_) => self.errors += 1,
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.latency.len() + self.errors
+    }
+
+    pub fn achieved_rps(&self) -> f64 {
+        self.latency.len() as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    pub fn percentile_us(&self, quantile: f64) -> u64 {
+        self.latency.value_at_quantile(quantile / 100.0)
+    }
+
+    pub fn gateway_cpu_per_1k(&self) -> f64 {
+        self.gateway_cpu * 1000.0 / (self.count().max(1) as f64)
+    }
+}
+
+/// Starts `rate` requests a second for `duration`, each on its own task.
+pub async fn open_loop(caller: Arc<Caller>, stream: bool, rate: u32, duration: Duration) -> Sample {
+    let total = (u64::from(rate) * duration.as_millis() as u64 / 1000).max(1);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let (sender, mut receiver) = mpsc::unbounded_channel();
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    let mut sent = 0u64;
+    while sent < total {
+        ticker.tick().await;
+        let now = Instant::now();
+        // The timer ticks per millisecond; start every request that has come due since.
+        while sent < total {
+            let due = start + interval.mul_f64(sent as f64);
+            if due > now {
+                break;
+            }
+            let caller = caller.clone();
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                // From when the request was due to the answer (unary) or first token (stream).
+                let outcome = caller.call(stream).await.map(|seen| seen - due);
+                let _ = sender.send(outcome);
+            });
+            sent += 1;
+        }
+    }
+    drop(sender);
+    let mut sample = Sample::new(caller.kind(), stream, Load::Rate(rate));
+    while let Some(outcome) = receiver.recv().await {
+        sample.record(outcome);
+    }
+    sample.elapsed = start.elapsed();
+    sample
+}
+
+/// `connections` workers, each looping request after request for `duration`.
+pub async fn closed_loop(caller: Arc<Caller>, connections: usize, duration: Duration) -> Sample {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let caller = caller.clone();
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                while Instant::now() < deadline {
+                    let began = Instant::now();
+                    outcomes.push(caller.call(false).await.map(|seen| seen - began));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut sample = Sample::new(caller.kind(), false, Load::Closed(connections));
+    for worker in workers {
+        if let Ok(outcomes) = worker.await {
+            for outcome in outcomes {
+                sample.record(outcome);
+            }
+        }
+    }
+    sample.elapsed = start.elapsed();
+    sample
+}

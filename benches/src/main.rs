@@ -1,0 +1,274 @@
+//! `aigw-bench`: what aigw adds on top of the model. In one run it starts the Bedrock
+//! emulator, calls it directly with the AWS SDK (the floor), then through a real `aigw`
+//! process over HTTP and gRPC, unary and streaming, with open-loop load at fixed rates and a
+//! closed-loop run at 64 connections. It reports latency percentiles, the latency added over
+//! the direct call, errors, the gateway's CPU per 1 000 requests and its memory, as a table
+//! and as JSON (`target/aigw-bench/report.json`).
+#![forbid(unsafe_code)]
+
+mod load;
+mod paths;
+mod process;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aigw_emulator::{Emulator, ModelKnobs};
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde_json::{Value, json};
+
+use crate::load::{Sample, closed_loop, open_loop};
+use crate::paths::{Caller, Kind};
+use crate::process::Gateway;
+
+#[derive(Parser)]
+#[command(about = "Measure the latency, throughput, CPU and memory aigw adds over a direct call")]
+struct Args {
+    /// A short run (under a minute) with fewer rates and shorter phases.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the JSON report [default: target/aigw-bench/report.json].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+struct Plan {
+    rates: Vec<u32>,
+    phase: Duration,
+    closed_connections: usize,
+    stream_rate: u32,
+    idle_connections: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                rates: vec![500, 2_000],
+                phase: Duration::from_secs(2),
+                closed_connections: 64,
+                stream_rate: 200,
+                idle_connections: 1_000,
+            }
+        } else {
+            Plan {
+                rates: vec![500, 2_000, 5_000],
+                phase: Duration::from_secs(5),
+                closed_connections: 64,
+                stream_rate: 200,
+                idle_connections: 1_000,
+            }
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let plan = Plan::new(args.quick);
+    let emulator = Emulator::new();
+    // Recording every request would make the emulator, not the gateway, the bottleneck.
+    emulator.set_recording(false);
+    let emulator = emulator
+        .serve(([127, 0, 0, 1], 0).into())
+        .await
+        .context("starting the emulator")?;
+    let gateway = Gateway::start(&emulator.endpoint_url()).await?;
+    let rss_at_start = gateway.rss_kib();
+    println!(
+        "aigw-bench: emulator {}, gateway pid {} on {} (RSS at start {} KiB)",
+        emulator.endpoint_url(),
+        gateway.pid(),
+        gateway.url(),
+        rss_at_start
+    );
+
+    let callers = [
+        Arc::new(Caller::direct(&emulator.endpoint_url()).await),
+        Arc::new(Caller::http(&gateway.url())),
+        Arc::new(Caller::grpc(&gateway.url()).await?),
+    ];
+
+    let mut rows: Vec<Sample> = Vec::new();
+    // Unary, zero emulator latency: the gateway's own cost.
+    emulator.knobs().set_default(ModelKnobs::default());
+    for caller in &callers {
+        warm_up(caller).await;
+        for rate in &plan.rates {
+            let cpu = gateway.cpu_seconds();
+            let mut sample = open_loop(caller.clone(), false, *rate, plan.phase).await;
+            sample.gateway_cpu = gateway.cpu_seconds() - cpu;
+            rows.push(sample);
+        }
+        let cpu = gateway.cpu_seconds();
+        let mut sample = closed_loop(caller.clone(), plan.closed_connections, plan.phase).await;
+        sample.gateway_cpu = gateway.cpu_seconds() - cpu;
+        rows.push(sample);
+    }
+
+    // Streaming with model-like pacing: added time to first token.
+    emulator.knobs().set_default(ModelKnobs {
+        latency: Duration::from_millis(20),
+        token_delay: Duration::from_millis(2),
+        ..ModelKnobs::default()
+    });
+    for caller in &callers {
+        let cpu = gateway.cpu_seconds();
+        let mut sample = open_loop(caller.clone(), true, plan.stream_rate, plan.phase).await;
+        sample.gateway_cpu = gateway.cpu_seconds() - cpu;
+        rows.push(sample);
+    }
+
+    let idle = process::hold_idle_connections(&gateway.addr(), plan.idle_connections).await;
+    let rss_idle = gateway.rss_kib();
+    drop(idle);
+    let peak_rss = gateway.peak_rss_kib();
+
+    let report = report(
+        &rows,
+        rss_at_start,
+        rss_idle,
+        plan.idle_connections,
+        peak_rss,
+    );
+    print_table(&rows);
+    println!(
+        "\ngateway RSS: {rss_at_start} KiB at start, {rss_idle} KiB with {} idle keep-alive connections, peak {peak_rss} KiB",
+        plan.idle_connections
+    );
+    let out = args.out.unwrap_or_else(default_report_path);
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("report: {}", out.display());
+    Ok(())
+}
+
+/// Opens connections and fills pools so the first phase does not measure set-up.
+async fn warm_up(caller: &Arc<Caller>) {
+    for _ in 0..200 {
+        let _ = caller.call(false).await;
+    }
+}
+
+fn default_report_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("aigw-bench/report.json")
+}
+
+const PERCENTILES: [f64; 4] = [50.0, 90.0, 99.0, 99.9];
+
+/// The direct call's sample in the same mode and load, to subtract from a gateway path.
+fn floor<'a>(rows: &'a [Sample], row: &Sample) -> Option<&'a Sample> {
+    rows.iter()
+        .find(|r| r.kind == Kind::Direct && r.stream == row.stream && r.load == row.load)
+}
+
+fn print_table(rows: &[Sample]) {
+    println!(
+        "\n{:<8} {:<7} {:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>9}",
+        "path",
+        "mode",
+        "load",
+        "req/s",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "+p50 µs",
+        "+p99 µs",
+        "errors",
+        "cpu s/1k"
+    );
+    for row in rows {
+        let added = |q: f64| match floor(rows, row) {
+            Some(direct) if row.kind != Kind::Direct => {
+                format!(
+                    "{}",
+                    row.percentile_us(q) as i64 - direct.percentile_us(q) as i64
+                )
+            }
+            _ => "-".to_owned(),
+        };
+        let cpu = if row.kind == Kind::Direct {
+            "-".to_owned()
+        } else {
+            format!("{:.3}", row.gateway_cpu_per_1k())
+        };
+        println!(
+            "{:<8} {:<7} {:<10} {:>9.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>9}",
+            row.kind.as_str(),
+            if row.stream { "ttft" } else { "unary" },
+            row.load.to_string(),
+            row.achieved_rps(),
+            row.percentile_us(50.0),
+            row.percentile_us(90.0),
+            row.percentile_us(99.0),
+            row.percentile_us(99.9),
+            added(50.0),
+            added(99.0),
+            row.errors,
+            cpu,
+        );
+    }
+}
+
+fn report(rows: &[Sample], rss_start: u64, rss_idle: u64, idle: usize, peak: u64) -> Value {
+    let samples: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            let percentiles: serde_json::Map<String, Value> = PERCENTILES
+                .iter()
+                .map(|q| (format!("p{q}"), json!(row.percentile_us(*q))))
+                .collect();
+            let added: Option<serde_json::Map<String, Value>> = floor(rows, row)
+                .filter(|_| row.kind != Kind::Direct)
+                .map(|direct| {
+                    PERCENTILES
+                        .iter()
+                        .map(|q| {
+                            let delta =
+                                row.percentile_us(*q) as i64 - direct.percentile_us(*q) as i64;
+                            (format!("p{q}"), json!(delta))
+                        })
+                        .collect()
+                });
+            json!({
+                "path": row.kind.as_str(),
+                "mode": if row.stream { "stream_ttft" } else { "unary" },
+                "load": row.load.to_string(),
+                "requests": row.count(),
+                "errors": row.errors,
+                "achieved_rps": row.achieved_rps(),
+                "latency_us": percentiles,
+                "added_latency_us": added,
+                "gateway_cpu_seconds_per_1k": (row.kind != Kind::Direct).then(|| row.gateway_cpu_per_1k()),
+            })
+        })
+        .collect();
+    json!({
+        "machine": {
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        },
+        "samples": samples,
+        "gateway_rss_kib": {
+            "at_start": rss_start,
+            "idle_connections": idle,
+            "with_idle_connections": rss_idle,
+            "peak": peak,
+        },
+    })
+}

@@ -1,0 +1,206 @@
+//! The three ways to reach a model: the AWS SDK straight to the emulator (the floor), and
+//! through aigw over HTTP/JSON and over gRPC.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use aigw_proto::v1::chat_service_client::ChatServiceClient;
+use aws_sdk_bedrockruntime::config::{Credentials, Region};
+use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, ConverseStreamOutput};
+use futures_util::StreamExt;
+use tonic::transport::Channel;
+
+const MODEL: &str = "us.amazon.nova-micro-v1:0";
+const QUESTION: &str = "Who is considered the greatest Polish writer?";
+/// HTTP/2 multiplexes; a few channels still spread work over the gateway's threads.
+const GRPC_CHANNELS: usize = 4;
+
+/// Which path a sample measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Direct,
+    Http,
+    Grpc,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Http => "http",
+            Kind::Grpc => "grpc",
+        }
+    }
+}
+
+/// A client for one path.
+pub enum Caller {
+    Direct(aws_sdk_bedrockruntime::Client),
+    Http {
+        client: reqwest::Client,
+        url: String,
+        body: bytes::Bytes,
+        stream_body: bytes::Bytes,
+    },
+    Grpc {
+        channels: Vec<ChatServiceClient<Channel>>,
+        next: AtomicUsize,
+    },
+}
+
+impl Caller {
+    pub async fn direct(endpoint: &str) -> Caller {
+        let config = aws_sdk_bedrockruntime::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new("us-west-2"))
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new("AKIDBENCH", "bench", None, None, "bench"))
+            .retry_config(aws_sdk_bedrockruntime::config::retry::RetryConfig::disabled())
+            .build();
+        Caller::Direct(aws_sdk_bedrockruntime::Client::from_conf(config))
+    }
+
+    pub fn http(gateway: &str) -> Caller {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": QUESTION}]});
+        let stream_body = serde_json::json!({
+            "messages": [{"role": "user", "content": QUESTION}],
+            "stream": true
+        });
+        Caller::Http {
+            client: reqwest::Client::new(),
+            url: format!("{gateway}/bedrock-route"),
+            body: body.to_string().into(),
+            stream_body: stream_body.to_string().into(),
+        }
+    }
+
+    pub async fn grpc(gateway: &str) -> anyhow::Result<Caller> {
+        let mut channels = Vec::with_capacity(GRPC_CHANNELS);
+        for _ in 0..GRPC_CHANNELS {
+            channels.push(ChatServiceClient::connect(gateway.to_owned()).await?);
+        }
+        Ok(Caller::Grpc {
+            channels,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Caller::Direct(_) => Kind::Direct,
+            Caller::Http { .. } => Kind::Http,
+            Caller::Grpc { .. } => Kind::Grpc,
+        }
+    }
+
+    /// One request; returns when the answer was complete (unary) or its first token came
+    /// (stream), having read the whole stream either way.
+    pub async fn call(&self, stream: bool) -> Result<Instant, String> {
+        match self {
+            Caller::Direct(client) => direct_call(client, stream).await,
+            Caller::Http {
+                client,
+                url,
+                body,
+                stream_body,
+            } => {
+                let body = if stream { stream_body } else { body };
+                let response = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !response.status().is_success() {
+                    return Err(format!("HTTP {}", response.status()));
+                }
+                if !stream {
+                    response.bytes().await.map_err(|e| e.to_string())?;
+                    return Ok(Instant::now());
+                }
+                let mut first_token = None;
+                let mut chunks = response.bytes_stream();
+                while let Some(chunk) = chunks.next().await {
+                    let chunk = chunk.map_err(|e| e.to_string())?;
+                    if first_token.is_none() && contains(&chunk, b"\"content\"") {
+                        first_token = Some(Instant::now());
+                    }
+                }
+                first_token.ok_or_else(|| "stream without content".to_owned())
+            }
+            Caller::Grpc { channels, next } => {
+                let index = next.fetch_add(1, Ordering::Relaxed) % channels.len();
+                let mut client = channels[index].clone();
+                let request = aigw_proto::v1::ChatRequest {
+                    messages: vec![aigw_proto::v1::Message {
+                        role: "user".into(),
+                        content: QUESTION.into(),
+                    }],
+                    ..aigw_proto::v1::ChatRequest::default()
+                };
+                if !stream {
+                    client.chat(request).await.map_err(|e| e.to_string())?;
+                    return Ok(Instant::now());
+                }
+                let mut chunks = client
+                    .chat_stream(request)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner();
+                let mut first_token = None;
+                while let Some(chunk) = chunks.next().await {
+                    let chunk = chunk.map_err(|e| e.to_string())?;
+                    let has_content = chunk
+                        .choices
+                        .first()
+                        .and_then(|c| c.delta.as_ref())
+                        .is_some_and(|d| d.content.is_some());
+                    if first_token.is_none() && has_content {
+                        first_token = Some(Instant::now());
+                    }
+                }
+                first_token.ok_or_else(|| "stream without content".to_owned())
+            }
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn direct_call(
+    client: &aws_sdk_bedrockruntime::Client,
+    stream: bool,
+) -> Result<Instant, String> {
+    let message = aws_sdk_bedrockruntime::types::Message::builder()
+        .role(ConversationRole::User)
+        .content(ContentBlock::Text(QUESTION.into()))
+        .build()
+        .map_err(|e| e.to_string())?;
+    if !stream {
+        client
+            .converse()
+            .model_id(MODEL)
+            .messages(message)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(Instant::now());
+    }
+    let mut output = client
+        .converse_stream()
+        .model_id(MODEL)
+        .messages(message)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut first_token = None;
+    while let Some(event) = output.stream.recv().await.map_err(|e| e.to_string())? {
+        if first_token.is_none() && matches!(event, ConverseStreamOutput::ContentBlockDelta(_)) {
+            first_token = Some(Instant::now());
+        }
+    }
+    first_token.ok_or_else(|| "stream without content".to_owned())
+}

@@ -1,0 +1,155 @@
+//! The gateway as a child process, so its CPU time and memory are its own.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Linux reports CPU time in clock ticks of 1/100 s on every platform Rust targets here.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+pub struct Gateway {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Gateway {
+    /// Runs the release `aigw` next to this binary with the unchanged seed config, its
+    /// Bedrock endpoint set by the SDK's own environment convention.
+    pub async fn start(emulator_url: &str) -> Result<Gateway> {
+        let binary = aigw_binary()?;
+        let addr = free_port()?;
+        let config =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/ai-proxy-advanced.yaml");
+        let child = Command::new(&binary)
+            .arg("--config")
+            .arg(&config)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator_url)
+            .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env("AIGW_LOG_LEVEL", "warn")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let gateway = Gateway { child, addr };
+        gateway.wait_ready().await?;
+        Ok(gateway)
+    }
+
+    async fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::Client::new();
+        while Instant::now() < deadline {
+            if let Ok(response) = client.get(format!("{}/health", self.url())).send().await {
+                if response.status().is_success() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the gateway did not become ready within 30 s")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// User plus system CPU seconds the gateway has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (ticks(11) + ticks(12)) / TICKS_PER_SECOND
+    }
+
+    fn status_kib(&self, key: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn aigw_binary() -> Result<PathBuf> {
+    let here = std::env::current_exe().context("locating this binary")?;
+    let binary = here.with_file_name("aigw");
+    if binary.exists() {
+        return Ok(binary);
+    }
+    // `cargo run -p aigw-bench` builds only this package; build the gateway beside it.
+    let release = here.parent().is_some_and(|dir| dir.ends_with("release"));
+    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    build.args(["build", "-p", "aigw"]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().context("running cargo build -p aigw")?;
+    if !status.success() || !binary.exists() {
+        bail!("could not build the aigw binary at {}", binary.display());
+    }
+    Ok(binary)
+}
+
+fn free_port() -> Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?)
+}
+
+/// Opens `count` keep-alive connections that each made one request and then sit idle.
+pub async fn hold_idle_connections(addr: &SocketAddr, count: usize) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        let Ok(mut stream) = TcpStream::connect(addr).await else {
+            break;
+        };
+        let request = b"GET /health HTTP/1.1\r\nhost: bench\r\n\r\n";
+        let mut buffer = [0u8; 1024];
+        if stream.write_all(request).await.is_err() || stream.read(&mut buffer).await.is_err() {
+            break;
+        }
+        held.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    held
+}
