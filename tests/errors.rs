@@ -164,6 +164,7 @@ async fn unreachable_upstream_fails_over_then_is_502() {
     let options = BuildOptions {
         bedrock_endpoint: Some("http://127.0.0.1:9".into()),
         bedrock_credentials: Some(("AKIDTEST".into(), "test-secret".into())),
+        ..BuildOptions::default()
     };
     let gateway = start_gateway(&seed_config(), &options).await;
     let (status, body) = post_raw(

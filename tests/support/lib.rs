@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use aigw_config::GatewayConfig;
 use aigw_emulator::EmulatorHandle;
-use aigw_server::{BuildOptions, Gateway, GatewayHandle, build_routes};
+use aigw_server::{BuildOptions, Gateway, GatewayHandle, RouteLimits, ServeOptions, build_routes};
 
 /// `127.0.0.1:0`: any free loopback port.
 pub fn loopback() -> SocketAddr {
@@ -43,15 +43,35 @@ pub struct Stack {
 impl Stack {
     /// Starts both with `config`, unchanged but for the endpoint and test credentials.
     pub async fn start(config: &GatewayConfig) -> Stack {
+        Stack::start_with(config, RouteLimits::default(), ServeOptions::default()).await
+    }
+
+    /// Starts both with `config` and these limits and timeouts.
+    pub async fn start_with(
+        config: &GatewayConfig,
+        limits: RouteLimits,
+        serve: ServeOptions,
+    ) -> Stack {
         let emulator = aigw_emulator::start(loopback())
             .await
             .expect("emulator starts");
-        let options = BuildOptions {
+        let options = Stack::options_for(&emulator, limits);
+        let table = build_routes(config, &options).await.expect("routes build");
+        let gateway = Gateway::new(table)
+            .with_options(serve)
+            .spawn(loopback())
+            .await
+            .expect("gateway starts");
+        Stack { emulator, gateway }
+    }
+
+    /// Build options that send Bedrock calls to `emulator` with test credentials.
+    pub fn options_for(emulator: &EmulatorHandle, limits: RouteLimits) -> BuildOptions {
+        BuildOptions {
             bedrock_endpoint: Some(emulator.endpoint_url()),
             bedrock_credentials: Some(("AKIDTEST".into(), "test-secret".into())),
-        };
-        let gateway = start_gateway(config, &options).await;
-        Stack { emulator, gateway }
+            limits,
+        }
     }
 
     /// `http://gateway/PATH`.

@@ -6,9 +6,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use aigw_config::{GatewayConfig, LogFormat, Settings, SettingsOverrides};
-use aigw_server::{BuildOptions, Gateway, build_routes};
+use aigw_server::{BuildOptions, Gateway, RouteLimits, ServeOptions, SharedRoutes, build_routes};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -72,7 +73,7 @@ async fn run(cli: Cli) -> Result<()> {
             let path = config_path(&settings)?;
             let config = aigw_config::load_deck(path)?;
             print_warnings(&config);
-            serve(&config, &BuildOptions::default(), settings.listen).await
+            serve(&config, BuildOptions::default(), &settings, Some(path)).await
         }
     }
 }
@@ -98,6 +99,14 @@ fn check(path: &Path) -> Result<()> {
             ai.balancer.retries,
             ai.balancer.read_timeout.as_millis(),
         );
+        // Say how a client gets in, never with what: keys stay out of the output.
+        if let Some(auth) = &route.key_auth {
+            println!(
+                "  key-auth: {} consumer key(s), sent as Authorization: Bearer or in header {}",
+                auth.credentials.len(),
+                auth.key_names.join(" / "),
+            );
+        }
         for (index, target) in ai.targets.iter().enumerate() {
             let region = target
                 .model
@@ -141,6 +150,7 @@ async fn demo(settings: &Settings) -> Result<()> {
     let options = BuildOptions {
         bedrock_endpoint: Some(emulator.endpoint_url()),
         bedrock_credentials: Some(("AKIDAIGWDEMO".into(), "aigw-demo-secret".into())),
+        ..BuildOptions::default()
     };
     let port = settings.listen.port();
     println!(
@@ -153,18 +163,63 @@ async fn demo(settings: &Settings) -> Result<()> {
         listen = settings.listen,
         emulator = emulator.endpoint_url(),
     );
-    serve(&config, &options, settings.listen).await
+    serve(&config, options, settings, None).await
 }
 
-async fn serve(config: &GatewayConfig, options: &BuildOptions, listen: SocketAddr) -> Result<()> {
-    let table = build_routes(config, options).await?;
+/// Serves until SIGTERM or SIGINT, then drains; with `reload_from`, SIGHUP re-reads that
+/// decK file.
+async fn serve(
+    config: &GatewayConfig,
+    mut options: BuildOptions,
+    settings: &Settings,
+    reload_from: Option<&Path>,
+) -> Result<()> {
+    options.limits = RouteLimits {
+        max_concurrent_requests: settings.max_concurrent_requests,
+    };
+    let table = build_routes(config, &options).await?;
+    let listen = settings.listen;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
+    let gateway = Gateway::new(table).with_options(ServeOptions {
+        header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
+        drain_timeout: Duration::from_millis(settings.drain_timeout_ms),
+    });
+    if let Some(path) = reload_from {
+        reload_on_hangup(gateway.routes(), path.to_owned(), options)?;
+    }
     tracing::info!(address = %listener.local_addr()?, routes = config.routes.len(), "aigw serving");
-    Gateway::new(table)
-        .serve(listener, shutdown_signal())
-        .await?;
+    gateway.serve(listener, shutdown_signal()).await?;
+    tracing::info!("aigw stopped");
+    Ok(())
+}
+
+/// Re-reads the decK file on every SIGHUP; a bad file is logged and the old routes keep
+/// serving. The handler is installed before serving, so an early SIGHUP cannot kill us.
+#[cfg(unix)]
+fn reload_on_hangup(routes: SharedRoutes, path: PathBuf, options: BuildOptions) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match routes.reload_from(&path, &options).await {
+                Ok(count) => {
+                    tracing::info!(config = %path.display(), routes = count, "config reloaded");
+                }
+                Err(error) => tracing::error!(
+                    config = %path.display(),
+                    %error,
+                    "config reload refused; the previous config keeps serving"
+                ),
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_hangup(_: SharedRoutes, _: PathBuf, _: BuildOptions) -> Result<()> {
     Ok(())
 }
 

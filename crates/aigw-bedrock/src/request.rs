@@ -30,7 +30,14 @@ pub(crate) fn to_converse(
     // Bedrock requires strict user/assistant alternation, while OpenAI clients freely send
     // several turns of one role in a row; those become one message with several blocks.
     let mut turns: Vec<(ConversationRole, Vec<ContentBlock>)> = Vec::new();
-    for message in request.messages.iter() {
+    for (index, message) in request.messages.iter().enumerate() {
+        // Bedrock refuses blank text blocks with a ValidationException; saying so here
+        // names the message and spares a round trip.
+        if message.content.trim().is_empty() {
+            return Err(Error::invalid_request(format!(
+                "messages[{index}].content is empty; bedrock does not accept blank messages"
+            )));
+        }
         let role = match message.role {
             Role::System => {
                 system.push(SystemContentBlock::Text(message.content.clone()));
@@ -268,3 +275,7 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::InvalidRequest);
     }
 }
+
+#[cfg(test)]
+#[path = "request_props.rs"]
+mod props;

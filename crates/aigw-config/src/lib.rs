@@ -18,12 +18,16 @@
 //! service by name or id). `_format_version` must be `"3.0"` or `"1.1"`. Secrets written
 //! as Kong env-vault references, `{vault://env/NAME}`, are read from the environment.
 //!
+//! Kong's `key-auth` plugin, attached the same way, protects a route with the keys of the
+//! file's `consumers[].keyauth_credentials[]` ([`RouteConfig::key_auth`]).
+//!
 //! [`Settings`] come from defaults, `aigw.toml`, `AIGW_*` variables and the command line.
 
 #![forbid(unsafe_code)]
 
 mod enums;
 mod error;
+mod key_auth;
 mod locate;
 mod model;
 mod path;
@@ -39,6 +43,7 @@ pub use enums::{
     ResponseStreaming, TokensCountStrategy, UnknownValue,
 };
 pub use error::{ConfigError, Location};
+pub use key_auth::{Credential, KeyAuthConfig};
 pub use model::{
     AiProxyConfig, BalancerConfig, BedrockOptions, GatewayConfig, ModelConfig, ModelOptions,
     RouteConfig, TargetAuth, TargetConfig, TargetLogging,

@@ -10,6 +10,7 @@ use crate::enums::{
     Algorithm, FailoverCriterion, LatencyStrategy, ParamLocation, Provider, ResponseStreaming,
     TokensCountStrategy,
 };
+use crate::key_auth::KeyAuthConfig;
 
 /// Everything aigw serves, from one decK file.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +36,9 @@ pub struct RouteConfig {
     /// The ai-proxy-advanced plugin that applies to the route (its own, else its
     /// service's, else a global one).
     pub ai: AiProxyConfig,
+    /// The key-auth plugin that applies to the route, if any: then only callers with a
+    /// consumer's key get through.
+    pub key_auth: Option<KeyAuthConfig>,
 }
 
 /// An ai-proxy-advanced plugin's config, with Kong's defaults applied.

@@ -26,6 +26,35 @@ pub(crate) struct DeckRaw {
     pub services: Option<Vec<ServiceRaw>>,
     pub routes: Option<Vec<RouteRaw>>,
     pub plugins: Option<Vec<PluginRaw>>,
+    pub consumers: Option<Vec<ConsumerRaw>>,
+}
+
+/// `consumers[]`: who may call key-auth protected routes.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct ConsumerRaw {
+    pub id: Option<String>,
+    pub username: Option<String>,
+    pub custom_id: Option<String>,
+    pub keyauth_credentials: Option<Vec<KeyAuthCredentialRaw>>,
+}
+
+/// `consumers[].keyauth_credentials[]`.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct KeyAuthCredentialRaw {
+    pub key: Option<String>,
+}
+
+/// A key-auth plugin's `config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct KeyAuthRaw {
+    pub key_names: Option<Vec<String>>,
+    pub key_in_header: Option<bool>,
+    pub key_in_query: Option<bool>,
+    pub key_in_body: Option<bool>,
+    pub anonymous: Option<String>,
 }
 
 /// `_format_version`, which people write both quoted (`"3.0"`) and bare (`3.0`, a float).

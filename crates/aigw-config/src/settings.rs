@@ -27,6 +27,9 @@ const ENV_KEYS: &[&str] = &[
     "log_level",
     "log_format",
     "otlp_endpoint",
+    "max_concurrent_requests",
+    "header_read_timeout_ms",
+    "drain_timeout_ms",
 ];
 
 /// How the gateway process runs.
@@ -43,6 +46,13 @@ pub struct Settings {
     pub otlp_endpoint: Option<String>,
     /// The decK file to serve.
     pub config: Option<PathBuf>,
+    /// Requests one route works on at once (default 1024); past it, 503 at once.
+    pub max_concurrent_requests: usize,
+    /// How long a client may take to send a request's headers on HTTP/1 (default 10 000).
+    pub header_read_timeout_ms: u64,
+    /// On shutdown, how long in-flight requests and streams may take to finish (default
+    /// 30 000).
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -53,6 +63,9 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             otlp_endpoint: None,
             config: None,
+            max_concurrent_requests: 1024,
+            header_read_timeout_ms: 10_000,
+            drain_timeout_ms: 30_000,
         }
     }
 }

@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Format, Yaml};
 
 use crate::enums::ROUTE_TYPES;
+use crate::key_auth::{KEY_AUTH, KeyAuthConfig};
 use crate::locate::{DocumentError, Root, check_document, from_yaml, locate, locate_key};
 use crate::model::{
     AiProxyConfig, BalancerConfig, BedrockOptions, GatewayConfig, ModelConfig, ModelOptions,
@@ -40,6 +41,7 @@ pub(crate) fn parse(file: &str, yaml: &str) -> Result<GatewayConfig, ConfigError
         warnings: Vec::new(),
         unsupported: Vec::new(),
         located_warnings: 0,
+        key_auth: Vec::new(),
     };
     cx.check_yaml()?;
     let deck: DeckRaw = Figment::from(Yaml::string(yaml))
@@ -64,13 +66,24 @@ pub(crate) fn parse(file: &str, yaml: &str) -> Result<GatewayConfig, ConfigError
 const LOCATED_WARNINGS: usize = 100;
 
 /// The file being validated, and what has been noticed so far.
-struct Cx<'a> {
+pub(crate) struct Cx<'a> {
     file: &'a str,
     yaml: &'a str,
     warnings: Vec<String>,
     /// Other plugins by name: where the first is, and how many there are.
     unsupported: Vec<(String, FieldPath, usize)>,
     located_warnings: usize,
+    /// Enabled key-auth plugins and what they are attached to.
+    key_auth: Vec<KeyAuthCandidate>,
+}
+
+/// An enabled key-auth plugin and what it is attached to.
+struct KeyAuthCandidate {
+    scope: Scope,
+    route: Option<usize>,
+    service: Option<usize>,
+    path: FieldPath,
+    config: KeyAuthConfig,
 }
 
 /// How specific a plugin's attachment is; Kong runs the most specific one.
@@ -113,7 +126,7 @@ impl Cx<'_> {
         locate(self.yaml, path)
     }
 
-    fn invalid(&self, path: &FieldPath, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn invalid(&self, path: &FieldPath, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.to_owned(),
             location: self.location(path),
@@ -122,7 +135,7 @@ impl Cx<'_> {
         }
     }
 
-    fn warn(&mut self, path: &FieldPath, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, path: &FieldPath, message: impl Into<String>) {
         self.push_warning(path, message.into(), false);
     }
 
@@ -188,7 +201,7 @@ impl Cx<'_> {
     }
 
     /// A figment extraction error, as a located error on `base` + the error's own path.
-    fn figment_error(&self, base: &FieldPath, err: figment::Error) -> ConfigError {
+    pub(crate) fn figment_error(&self, base: &FieldPath, err: figment::Error) -> ConfigError {
         let path = base.join_figment(&err.path);
         match &err.kind {
             figment::error::Kind::MissingField(field) => {
@@ -226,6 +239,14 @@ impl Cx<'_> {
         let services: &[ServiceRaw] = deck.services.as_deref().unwrap_or_default();
         let routes = self.collect_routes(deck, services)?;
         let candidates = self.collect_plugins(deck, services, &routes)?;
+        let credentials = self.consumer_keys(deck.consumers.as_deref().unwrap_or_default())?;
+        if credentials.is_empty() && !self.key_auth.is_empty() {
+            let first = self.key_auth[0].path.clone();
+            self.warn(
+                &first,
+                "key-auth is on but no consumer has keyauth_credentials; every request to its routes gets 401",
+            );
+        }
 
         let mut served = Vec::new();
         for (index, route) in routes.iter().enumerate() {
@@ -236,7 +257,7 @@ impl Cx<'_> {
             }
             let chosen = candidates
                 .iter()
-                .filter(|c| applies(c, index, route.service))
+                .filter(|c| applies(c.scope, c.route, c.service, index, route.service))
                 .max_by_key(|c| c.scope);
             let Some(chosen) = chosen else {
                 self.warn(
@@ -249,6 +270,15 @@ impl Cx<'_> {
                 continue;
             };
             let paths = self.route_paths(route)?;
+            let key_auth = self
+                .key_auth
+                .iter()
+                .filter(|c| applies(c.scope, c.route, c.service, index, route.service))
+                .max_by_key(|c| c.scope)
+                .map(|c| KeyAuthConfig {
+                    credentials: credentials.clone(),
+                    ..c.config.clone()
+                });
             served.push((
                 route,
                 RouteConfig {
@@ -256,6 +286,7 @@ impl Cx<'_> {
                     service: route.service.and_then(|si| services[si].name.clone()),
                     paths,
                     ai: chosen.config.clone(),
+                    key_auth,
                 },
             ));
         }
@@ -423,6 +454,18 @@ impl Cx<'_> {
             service,
         } in found
         {
+            if plugin.name.as_deref() == Some(KEY_AUTH) {
+                if let Some(config) = self.key_auth_plugin(plugin, &path)? {
+                    self.key_auth.push(KeyAuthCandidate {
+                        scope,
+                        route,
+                        service,
+                        path,
+                        config,
+                    });
+                }
+                continue;
+            }
             let Some(config) = self.plugin_config(plugin, &path)? else {
                 continue;
             };
@@ -549,6 +592,14 @@ impl Cx<'_> {
             .enumerate()
             .map(|(i, t)| self.target(&targets_path.index(i), t))
             .collect::<Result<Vec<_>, _>>()?;
+        for (i, target) in targets.iter().enumerate() {
+            if target.auth.allow_override {
+                self.warn(
+                    &targets_path.index(i).key("auth").key("allow_override"),
+                    "allow_override: true is not supported; clients can never supply their own upstream credentials",
+                );
+            }
+        }
         let max_request_body_size = self.ranged(
             &base.key("max_request_body_size"),
             raw.max_request_body_size,
@@ -749,7 +800,7 @@ impl Cx<'_> {
 
     /// Resolves a Kong vault reference `{vault://env/name}` to the environment variable
     /// `NAME` (upper-cased, `-` as `_`), as Kong's env vault does; other values pass through.
-    fn dereference(
+    pub(crate) fn dereference(
         &self,
         path: &FieldPath,
         value: Option<String>,
@@ -902,15 +953,20 @@ impl Cx<'_> {
     }
 }
 
-fn applies(candidate: &Candidate, route: usize, service: Option<usize>) -> bool {
-    match candidate.scope {
+/// Whether a plugin attached at `scope` to (`at_route`, `at_service`) runs on `route`.
+fn applies(
+    scope: Scope,
+    at_route: Option<usize>,
+    at_service: Option<usize>,
+    route: usize,
+    service: Option<usize>,
+) -> bool {
+    match scope {
         Scope::Global => true,
-        Scope::Service => candidate.service.is_some() && candidate.service == service,
-        Scope::Route => candidate.route == Some(route),
+        Scope::Service => at_service.is_some() && at_service == service,
+        Scope::Route => at_route == Some(route),
         Scope::RouteAndService => {
-            candidate.route == Some(route)
-                && candidate.service.is_some()
-                && candidate.service == service
+            at_route == Some(route) && at_service.is_some() && at_service == service
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum ErrorKind {
     UpstreamProtocol,
     /// Every target is out of service.
     NoHealthyTarget,
+    /// The route is already working on as many requests as it may; try again shortly.
+    Overloaded,
     /// A bug or misconfiguration inside the gateway.
     Internal,
 }
@@ -46,6 +48,7 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::UpstreamProtocol => "upstream_protocol_error",
             ErrorKind::NoHealthyTarget => "no_healthy_target",
+            ErrorKind::Overloaded => "overloaded",
             ErrorKind::Internal => "internal_error",
         }
     }

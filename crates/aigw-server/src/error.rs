@@ -62,7 +62,7 @@ fn wire(kind: ErrorKind, upstream_status: Option<u16>) -> WireError {
             tonic::Code::DeadlineExceeded,
             "timeout_error",
         ),
-        ErrorKind::NoHealthyTarget => (
+        ErrorKind::NoHealthyTarget | ErrorKind::Overloaded => (
             StatusCode::SERVICE_UNAVAILABLE,
             tonic::Code::Unavailable,
             "api_error",
@@ -109,6 +109,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let wire = wire(self.0.kind(), self.0.upstream_status());
         let mut response = (wire.status, Json(self.body())).into_response();
+        if self.0.kind() == ErrorKind::Unauthorized {
+            // RFC 9110 asks a 401 to name the scheme; Kong's key-auth sends the same.
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Key realm=\"aigw\""),
+            );
+        }
         if let Some(after) = self.0.retry_after() {
             response.headers_mut().insert(
                 http::header::RETRY_AFTER,

@@ -1,7 +1,6 @@
 //! The gRPC `aigw.v1.ChatService`: decode the proto, call the route's stack, encode.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use aigw_config::ResponseStreaming;
 use aigw_core::{
@@ -15,11 +14,11 @@ use tonic::metadata::MetadataValue;
 use tower::ServiceExt;
 
 use crate::openai::{MODEL_HEADER, parse_role};
-use crate::{RouteTable, grpc_status};
+use crate::{SharedRoutes, grpc_status};
 
 /// `ChatService` over the route table.
 pub(crate) struct GrpcChat {
-    pub(crate) table: Arc<RouteTable>,
+    pub(crate) routes: SharedRoutes,
 }
 
 type ChunkResult = Result<pb::ChatChunk, tonic::Status>;
@@ -34,12 +33,16 @@ impl GrpcChat {
         request: tonic::Request<pb::ChatRequest>,
         stream: bool,
     ) -> Result<(ChatReply, bool), tonic::Status> {
-        let wire = request.into_inner();
+        let (metadata, _, wire) = request.into_parts();
         let route = self
-            .table
+            .routes
+            .load()
             .select(&wire.route)
             .map_err(|e| grpc_status(&e))?
             .clone();
+        route
+            .authorize(metadata.as_ref(), None)
+            .map_err(|e| grpc_status(&e))?;
         if stream && route.response_streaming == ResponseStreaming::Deny {
             return Err(tonic::Status::failed_precondition(
                 "streaming is disabled on this route (response_streaming: deny); call Chat instead",

@@ -3,14 +3,21 @@
 //! per-route tower stacks, so one request gets the same answer either way.
 #![forbid(unsafe_code)]
 
+mod auth;
 mod error;
 mod grpc;
+mod limit;
+mod media;
 mod openai;
+mod reload;
 mod routes;
 mod serve;
 mod stack;
 
+pub use auth::KeyAuth;
 pub use error::{ApiError, grpc_status};
+pub use limit::{DEFAULT_MAX_CONCURRENT_REQUESTS, RouteLimits};
+pub use reload::{ReloadError, SharedRoutes};
 pub use routes::{Route, RouteTable};
-pub use serve::{Gateway, GatewayHandle};
+pub use serve::{Gateway, GatewayHandle, ServeOptions};
 pub use stack::{BuildOptions, build_routes};

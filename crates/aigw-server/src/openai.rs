@@ -17,16 +17,17 @@ use http::{HeaderValue, Method, header};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 
-use crate::{ApiError, Route, RouteTable};
+use crate::{ApiError, Route, SharedRoutes};
 
 /// Header naming the target that served an answer, like Kong's `X-Kong-LLM-Model`.
 pub(crate) const MODEL_HEADER: &str = "x-aigw-llm-model";
 
 /// Serves a POST to any configured route path; every other path is an OpenAI-style 404.
 pub(crate) async fn route_path(
-    State(table): State<Arc<RouteTable>>,
+    State(routes): State<SharedRoutes>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let table = routes.load();
     let path = request.uri().path();
     if is_grpc(&request) {
         // A gRPC call to a service we do not serve: answer in gRPC's terms.
@@ -39,6 +40,7 @@ pub(crate) async fn route_path(
             format!("no route for path {path}"),
         )
     })?;
+    route.authorize(request.headers(), request.uri().query())?;
     if request.method() != Method::POST {
         return Ok(method_not_allowed(request.method()));
     }
@@ -69,6 +71,9 @@ fn method_not_allowed(method: &Method) -> Response {
 }
 
 async fn chat(route: &Route, request: Request) -> Result<Response, ApiError> {
+    if let Some(refusal) = crate::media::reject_non_json(request.headers()) {
+        return Ok(refusal);
+    }
     let body = axum::body::to_bytes(request.into_body(), route.max_request_body_size)
         .await
         .map_err(|_| {
@@ -393,10 +398,15 @@ fn sse_events(
 }
 
 /// The health probe: 200 once the routes are loaded (they are before the port opens).
-pub(crate) async fn health(State(table): State<Arc<RouteTable>>) -> Response {
+pub(crate) async fn health(State(routes): State<SharedRoutes>) -> Response {
+    let table = routes.load();
     axum::Json(serde_json::json!({
         "status": "ok",
         "routes": table.routes().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
     }))
     .into_response()
 }
+
+#[cfg(test)]
+#[path = "openai_props.rs"]
+mod props;

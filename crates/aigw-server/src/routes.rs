@@ -5,6 +5,8 @@ use aigw_config::ResponseStreaming;
 use aigw_core::{ChatReply, ChatRequest, Error, ErrorKind};
 use tower::util::BoxCloneSyncService;
 
+use crate::KeyAuth;
+
 /// One configured route: its settings and its tower stack.
 pub struct Route {
     /// The route's name from the config.
@@ -19,6 +21,18 @@ pub struct Route {
     pub max_request_body_size: usize,
     /// The balancer stack over the route's targets.
     pub service: BoxCloneSyncService<ChatRequest, ChatReply, Error>,
+    /// Kong key-auth: when set, only callers with a consumer's key get in.
+    pub key_auth: Option<KeyAuth>,
+}
+
+impl Route {
+    /// Lets a request in, or says why not; routes without key-auth let everyone in.
+    pub fn authorize(&self, headers: &http::HeaderMap, query: Option<&str>) -> Result<(), Error> {
+        match &self.key_auth {
+            Some(auth) => auth.check(headers, query),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Every route, found by path (HTTP) or by name or path (gRPC).

@@ -1,33 +1,72 @@
 //! One listener for HTTP/1.1, h2c and gRPC: axum serves the OpenAI facade and, merged into
 //! the same router, tonic's ChatService, reflection and health.
+//!
+//! Connections are served with hyper-util's auto builder rather than `axum::serve`, for
+//! two things it lacks: an HTTP/1 header-read timeout (a slowloris client otherwise holds a
+//! connection forever) and a bound on how long shutdown waits for in-flight requests.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::time::Duration;
 
 use aigw_proto::v1::chat_service_server::ChatServiceServer;
 use axum::Router;
 use axum::routing::get;
-use axum::serve::ListenerExt;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
 
-use crate::RouteTable;
 use crate::grpc::GrpcChat;
-use crate::openai;
+use crate::{RouteTable, SharedRoutes, openai};
+
+/// How connections are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// How long an HTTP/1 client may take to send a request's headers (default 10 s).
+    pub header_read_timeout: Duration,
+    /// After shutdown begins, how long in-flight requests and streams may take to finish
+    /// before their connections are closed (default 30 s).
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            header_read_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// The gateway's front ends over a route table.
 pub struct Gateway {
-    table: Arc<RouteTable>,
+    routes: SharedRoutes,
+    options: ServeOptions,
 }
 
 impl Gateway {
     /// Front ends over these routes.
     pub fn new(table: RouteTable) -> Self {
         Gateway {
-            table: Arc::new(table),
+            routes: SharedRoutes::new(table),
+            options: ServeOptions::default(),
         }
+    }
+
+    /// Serves with these timeouts instead of the defaults.
+    pub fn with_options(mut self, options: ServeOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The live route table, for reloading while serving.
+    pub fn routes(&self) -> SharedRoutes {
+        self.routes.clone()
     }
 
     /// The whole app as one router: gRPC services, `/health`, and every route path.
@@ -47,10 +86,10 @@ impl Gateway {
             // Route paths come from the config and may hold characters axum's path syntax
             // treats specially, so they are matched by exact lookup in the fallback.
             .fallback(openai::route_path)
-            .with_state(self.table.clone());
+            .with_state(self.routes.clone());
         Ok(tonic::service::Routes::from(http)
             .add_service(ChatServiceServer::new(GrpcChat {
-                table: self.table.clone(),
+                routes: self.routes.clone(),
             }))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -58,45 +97,113 @@ impl Gateway {
             .into_axum_router())
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then drains open connections.
+    /// Serves on `listener` until `shutdown` resolves, then stops accepting and lets
+    /// in-flight requests and streams finish, for at most the drain timeout.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         let router = self.router().await?;
-        axum::serve(without_nagle(listener), router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        serve_connections(listener, router, self.options, shutdown).await;
+        Ok(())
     }
 
     /// Binds `addr` and serves in a background task; for tests, benchmarks and the demo.
     pub async fn spawn(self, addr: SocketAddr) -> io::Result<GatewayHandle> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let routes = self.routes.clone();
         let router = self.router().await?;
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(without_nagle(listener), router).await {
-                tracing::error!(%error, "gateway server stopped");
-            }
-        });
-        Ok(GatewayHandle { addr, task })
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve_connections(
+            listener,
+            router,
+            self.options,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(GatewayHandle {
+            addr,
+            routes,
+            stop: Some(stop),
+            task,
+        })
     }
 }
 
-/// Small HTTP/2 frames (gRPC messages, stream chunks) would otherwise wait for Nagle's
-/// algorithm and the peer's delayed ACK: tens of milliseconds per answer.
-fn without_nagle(listener: TcpListener) -> impl axum::serve::Listener<Addr = SocketAddr> {
-    listener.tap_io(|tcp| {
+async fn serve_connections(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    // Owning the connection tasks lets the drain timeout cut what is left: dropping the
+    // set aborts them. Finished ones are reaped as we go, so the set stays small.
+    let mut connections = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(error) => {
+                    // Out of file descriptors or a connection reset before accept: keep
+                    // serving the connections we have, and try again shortly.
+                    tracing::debug!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small HTTP/2 frames (gRPC messages, stream chunks) would otherwise wait for
+        // Nagle's algorithm and the peer's delayed ACK: tens of milliseconds per answer.
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
-    })
+        let service = TowerToHyperService::new(router.clone());
+        let connection = builder
+            .serve_connection(TokioIo::new(tcp), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        connections.spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    // Closing the listener now makes new connections fail fast instead of waiting in the
+    // backlog of a gateway that will never accept them.
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!(
+        open_connections = open,
+        "shutting down: draining in-flight requests"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("drained; all connections closed"),
+        () = tokio::time::sleep(options.drain_timeout) => tracing::warn!(
+            drain_timeout_ms = options.drain_timeout.as_millis(),
+            "drain timeout reached; closing the remaining connections"
+        ),
+    }
+    connections.shutdown().await;
 }
 
 /// A gateway serving in the background; stops when dropped.
 pub struct GatewayHandle {
     addr: SocketAddr,
+    routes: SharedRoutes,
+    stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
@@ -109,6 +216,20 @@ impl GatewayHandle {
     /// `http://ADDR`, for clients.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The live route table, for reloading.
+    pub fn routes(&self) -> SharedRoutes {
+        self.routes.clone()
+    }
+
+    /// Stops accepting, waits for in-flight requests (up to the drain timeout), and returns
+    /// when the server has stopped.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
     }
 }
 

@@ -13,7 +13,8 @@ use aigw_core::{BoxDriver, Error, ErrorKind};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
-use crate::{Route, RouteTable};
+use crate::limit::shed_over_limit;
+use crate::{KeyAuth, Route, RouteLimits, RouteTable};
 
 /// Settings that replace parts of every target's config, for the demo and tests: the
 /// config file itself stays unchanged.
@@ -23,6 +24,8 @@ pub struct BuildOptions {
     pub bedrock_endpoint: Option<String>,
     /// Sign every Bedrock call with these credentials (access key id, secret).
     pub bedrock_credentials: Option<(String, String)>,
+    /// Concurrency limit and load shedding, per route.
+    pub limits: RouteLimits,
 }
 
 /// Builds the route table: one balancer stack per route, SDK clients shared across targets.
@@ -91,7 +94,9 @@ async fn build_route(
         model_name_header: ai.model_name_header,
         response_streaming: ai.response_streaming,
         max_request_body_size: ai.max_request_body_size,
-        service: BoxCloneSyncService::new(stack),
+        // Outermost, so a shed request costs nothing further down.
+        service: shed_over_limit(BoxCloneSyncService::new(stack), options.limits),
+        key_auth: route.key_auth.as_ref().map(KeyAuth::new),
     })
 }
 

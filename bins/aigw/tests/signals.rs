@@ -1,0 +1,184 @@
+//! The `aigw` binary's lifecycle, as an operator drives it: SIGHUP reloads the decK file
+//! (a bad one is logged and the old routes keep serving), SIGTERM drains in-flight requests
+//! and exits 0, and `aigw check` never prints a key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aigw_emulator::ModelKnobs;
+
+const AIGW: &str = env!("CARGO_BIN_EXE_aigw");
+
+fn seed() -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/ai-proxy-advanced.yaml"),
+    )
+    .expect("seed config")
+}
+
+fn temp_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("aigw-signals-{}-{name}", std::process::id()))
+}
+
+fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    listener.local_addr().expect("has an address")
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+async fn post(url: &str) -> Option<u16> {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(r#"{"messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .ok()?;
+    Some(response.status().as_u16())
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Kills the child if the test fails midway, so no gateway outlives it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_sigterm_drains_then_exits_zero() {
+    let emulator = aigw_emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("emulator starts");
+    let config = temp_path("config.yaml");
+    std::fs::write(&config, seed()).expect("writes config");
+    let log = temp_path("log.txt");
+    let addr = free_port();
+    let child = Command::new(AIGW)
+        .arg("--config")
+        .arg(&config)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator.endpoint_url())
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AIGW_LOG_LEVEL", "info")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("aigw starts");
+    let mut gateway = Running(child);
+    let base = format!("http://{addr}");
+    eventually("the gateway to serve", async || {
+        post(&format!("{base}/bedrock-route")).await == Some(200)
+    })
+    .await;
+
+    std::fs::write(&config, seed().replace("/bedrock-route", "/moved-route")).expect("rewrites");
+    signal(&gateway.0, "HUP");
+    eventually("the reloaded route", async || {
+        post(&format!("{base}/moved-route")).await == Some(200)
+    })
+    .await;
+    assert_eq!(post(&format!("{base}/bedrock-route")).await, Some(404));
+
+    std::fs::write(&config, seed().replace("round-robin", "round-robbin")).expect("rewrites");
+    signal(&gateway.0, "HUP");
+    eventually("the refused reload to be logged", async || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("config reload refused"))
+    })
+    .await;
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        logged.contains("round-robbin"),
+        "the reason is logged: {logged}"
+    );
+    assert_eq!(
+        post(&format!("{base}/moved-route")).await,
+        Some(200),
+        "the previous config keeps serving"
+    );
+
+    emulator.knobs().set_default(ModelKnobs {
+        latency: Duration::from_millis(800),
+        ..ModelKnobs::default()
+    });
+    let seen = emulator.emulator().request_count();
+    let in_flight = tokio::spawn({
+        let url = format!("{base}/moved-route");
+        async move { post(&url).await }
+    });
+    eventually("the request to reach the upstream", async || {
+        emulator.emulator().request_count() > seen
+    })
+    .await;
+    signal(&gateway.0, "TERM");
+    assert_eq!(
+        in_flight.await.expect("joins"),
+        Some(200),
+        "in-flight request finished"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = gateway.0.try_wait().expect("waits") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "aigw did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    let _ = std::fs::remove_file(config);
+    let _ = std::fs::remove_file(log);
+}
+
+#[test]
+fn check_describes_key_auth_without_printing_keys() {
+    let key = "sk-never-print-me-4d2";
+    let with_auth = seed()
+        .replacen(
+            "services:",
+            &format!(
+                "consumers:\n- username: alice\n  keyauth_credentials:\n  - key: {key}\nservices:"
+            ),
+            1,
+        )
+        .replacen("    plugins:\n", "    plugins:\n    - name: key-auth\n", 1);
+    let config = temp_path("check.yaml");
+    std::fs::write(&config, with_auth).expect("writes");
+    let output = Command::new(AIGW)
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("aigw check runs");
+    let _ = std::fs::remove_file(&config);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("key-auth: 1 consumer key(s)"), "{stdout}");
+    assert!(
+        !stdout.contains(key) && !stderr.contains(key),
+        "{stdout}{stderr}"
+    );
+}

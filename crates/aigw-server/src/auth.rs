@@ -1,0 +1,193 @@
+//! Client authentication: Kong's key-auth, checked by both front ends before a request
+//! reaches the route's stack.
+//!
+//! Keys are kept only as SHA-256 digests and compared in constant time against every
+//! configured key, so neither the length of a key nor which key matched shows in timing.
+//! The key a client sent is never logged and never forwarded upstream.
+
+use aigw_config::KeyAuthConfig;
+use aigw_core::{Error, ErrorKind};
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
+
+/// The keys one route accepts and where it looks for them.
+pub struct KeyAuth {
+    /// Lower-case header (and query parameter) names.
+    key_names: Vec<String>,
+    in_header: bool,
+    in_query: bool,
+    digests: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for KeyAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyAuth")
+            .field("key_names", &self.key_names)
+            .field("keys", &self.digests.len())
+            .finish()
+    }
+}
+
+fn digest(key: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(Sha256::digest(key).as_slice());
+    out
+}
+
+impl KeyAuth {
+    /// The runtime form of a route's key-auth config.
+    pub fn new(config: &KeyAuthConfig) -> Self {
+        KeyAuth {
+            key_names: config.key_names.clone(),
+            in_header: config.key_in_header,
+            in_query: config.key_in_query,
+            digests: config
+                .credentials
+                .iter()
+                .map(|c| digest(c.key.as_bytes()))
+                .collect(),
+        }
+    }
+
+    /// Lets the request in if it carries a configured key: in a `key_names` header (HTTP
+    /// header or gRPC metadata), as `Authorization: Bearer <key>`, or in a `key_names`
+    /// query parameter.
+    pub fn check(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), Error> {
+        let Some(presented) = self.presented(headers, query) else {
+            return Err(Error::new(
+                ErrorKind::Unauthorized,
+                format!(
+                    "no API key found in request; send it as `Authorization: Bearer <key>` or in the {} header",
+                    self.key_names.join(" or ")
+                ),
+            ));
+        };
+        let presented = digest(&presented);
+        let mut matched = Choice::from(0);
+        for known in &self.digests {
+            matched |= known.ct_eq(&presented);
+        }
+        if bool::from(matched) {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::Unauthorized, "invalid API key"))
+        }
+    }
+
+    fn presented(&self, headers: &HeaderMap, query: Option<&str>) -> Option<Vec<u8>> {
+        if self.in_header {
+            for name in &self.key_names {
+                if let Some(value) = headers.get(name.as_str()) {
+                    return Some(value.as_bytes().to_vec());
+                }
+            }
+            if let Some(value) = headers.get(AUTHORIZATION) {
+                let value = value.as_bytes();
+                if value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ") {
+                    return Some(value[7..].trim_ascii().to_vec());
+                }
+            }
+        }
+        if self.in_query {
+            let pairs = query.unwrap_or_default().split('&');
+            for (name, value) in pairs.filter_map(|pair| pair.split_once('=')) {
+                if self.key_names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                    return Some(percent_decode(value));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Query values as browsers and curl encode them (`%XX`, `+` for space).
+fn percent_decode(value: &str) -> Vec<u8> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' => {
+                let pair = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|p| Some((hex(p[0])?, hex(p[1])?)));
+                match pair {
+                    Some((high, low)) => {
+                        out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aigw_config::Credential;
+    use http::HeaderValue;
+
+    fn auth(names: &[&str]) -> KeyAuth {
+        KeyAuth::new(&KeyAuthConfig {
+            key_names: names.iter().map(|n| (*n).to_owned()).collect(),
+            key_in_header: true,
+            key_in_query: true,
+            credentials: vec![Credential {
+                consumer: "alice".into(),
+                key: "s3cret key".into(),
+            }],
+        })
+    }
+
+    fn headers(name: &'static str, value: &'static str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(name, HeaderValue::from_static(value));
+        map
+    }
+
+    #[test]
+    fn accepts_the_key_in_each_place_and_nothing_else() {
+        let auth = auth(&["apikey", "x-api-key"]);
+        assert!(auth.check(&headers("apikey", "s3cret key"), None).is_ok());
+        assert!(
+            auth.check(&headers("x-api-key", "s3cret key"), None)
+                .is_ok()
+        );
+        assert!(
+            auth.check(&headers("authorization", "Bearer s3cret key"), None)
+                .is_ok()
+        );
+        assert!(
+            auth.check(&HeaderMap::new(), Some("a=1&apikey=s3cret%20key"))
+                .is_ok()
+        );
+        assert!(
+            auth.check(&HeaderMap::new(), Some("apikey=s3cret+key"))
+                .is_ok()
+        );
+
+        let wrong = auth.check(&headers("apikey", "s3cret"), None);
+        assert_eq!(wrong.map_err(|e| e.kind()), Err(ErrorKind::Unauthorized));
+        let basic = auth.check(&headers("authorization", "Basic czNjcmV0"), None);
+        let missing = basic.expect_err("basic auth is not a key");
+        assert!(missing.message().contains("no API key"), "{missing}");
+        assert!(auth.check(&HeaderMap::new(), Some("apikey=%zz")).is_err());
+    }
+}

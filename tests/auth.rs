@@ -1,0 +1,134 @@
+//! Client authentication with Kong's key-auth: a protected route lets in only callers
+//! with a consumer's key, over HTTP and gRPC, and never echoes a key back.
+
+use aigw_tests::{Stack, config_from, grpc_client, grpc_question, polish_writer_question};
+use serde_json::Value;
+use tonic::metadata::MetadataValue;
+
+const KEY: &str = "alice-key-7f3a9c";
+
+fn protected_config() -> aigw_config::GatewayConfig {
+    config_from(&format!(
+        r#"
+_format_version: "3.0"
+consumers:
+- username: alice
+  keyauth_credentials:
+  - key: {KEY}
+services:
+- name: svc
+  routes:
+  - name: open
+    paths: [/open]
+  - name: locked
+    paths: [/locked]
+    plugins:
+    - name: key-auth
+      config:
+        key_names: [apikey, x-api-key]
+plugins:
+- name: ai-proxy-advanced
+  config:
+    targets:
+    - model: {{provider: bedrock, name: "us.amazon.nova-micro-v1:0", options: {{bedrock: {{aws_region: us-west-2}}}}}}
+      route_type: llm/v1/chat
+"#
+    ))
+}
+
+async fn post(url: &str, header: Option<(&str, &str)>) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(polish_writer_question().to_string());
+    if let Some((name, value)) = header {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.expect("gateway answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.json().await.expect("JSON body"))
+}
+
+#[tokio::test]
+async fn http_needs_a_consumer_key_on_a_protected_route() {
+    let stack = Stack::start(&protected_config()).await;
+    let locked = stack.url("/locked");
+
+    let (status, headers, body) = post(&locked, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["type"], "authentication_error");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("no API key"), "{message}");
+    assert!(headers.contains_key("www-authenticate"));
+
+    let wrong = "alice-key-7f3a9d";
+    let (status, _, body) = post(&locked, Some(("apikey", wrong))).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["message"], "invalid API key");
+    assert!(!body.to_string().contains(wrong), "a key is never echoed");
+    // Only part of the key, or the key with more after it, is still wrong.
+    let (status, _, _) = post(&locked, Some(("apikey", &KEY[..8]))).await;
+    assert_eq!(status, 401);
+    let (status, _, _) = post(&locked, Some(("apikey", &format!("{KEY}0")))).await;
+    assert_eq!(status, 401);
+    assert!(
+        stack.emulator.requests().is_empty(),
+        "refused requests never reach the model"
+    );
+
+    let bearer = format!("Bearer {KEY}");
+    for header in [
+        ("authorization", bearer.as_str()),
+        ("apikey", KEY),
+        ("x-api-key", KEY),
+    ] {
+        let (status, _, body) = post(&locked, Some(header)).await;
+        assert_eq!(status, 200, "{header:?}: {body}");
+        assert_eq!(body["object"], "chat.completion");
+    }
+    let (status, _, _) = post(&format!("{locked}?apikey={KEY}"), None).await;
+    assert_eq!(status, 200, "key_in_query is on by default, as in Kong");
+
+    let (status, _, _) = post(&stack.url("/open"), None).await;
+    assert_eq!(status, 200, "a route without key-auth stays open");
+    assert_eq!(stack.emulator.requests().len(), 5);
+}
+
+#[tokio::test]
+async fn grpc_reads_the_key_from_metadata() {
+    let stack = Stack::start(&protected_config()).await;
+    let mut client = grpc_client(&stack.gateway).await;
+
+    let status = client
+        .chat(grpc_question("locked", "hi"))
+        .await
+        .expect_err("no key");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+
+    let mut wrong = tonic::Request::new(grpc_question("locked", "hi"));
+    wrong
+        .metadata_mut()
+        .insert("apikey", MetadataValue::from_static("nope"));
+    let status = client.chat(wrong).await.expect_err("wrong key");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    assert_eq!(status.message(), "invalid API key");
+
+    for (name, value) in [
+        ("authorization", format!("Bearer {KEY}")),
+        ("x-api-key", KEY.to_owned()),
+    ] {
+        let mut request = tonic::Request::new(grpc_question("locked", "hi"));
+        request
+            .metadata_mut()
+            .insert(name, value.parse().expect("ascii metadata"));
+        let answer = client.chat(request).await.expect("key accepted");
+        assert_eq!(answer.get_ref().object, "chat.completion");
+    }
+
+    client
+        .chat(grpc_question("open", "hi"))
+        .await
+        .expect("the open route needs no key");
+}

@@ -1,0 +1,214 @@
+//! The rest of the bad-input and upstream-fault matrix: every case gets a clear status and
+//! an OpenAI-style body, never a hang, a panic or a half answer marked as success.
+
+use std::time::Duration;
+
+use aigw_emulator::{Fault, ModelKnobs};
+use aigw_tests::{Stack, grpc_client, grpc_question, polish_writer_question, seed_config};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn post(
+    url: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = reqwest::Client::new().post(url).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = request.send().await.expect("gateway answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.json().await.expect("JSON body"))
+}
+
+async fn post_json(url: &str, body: &str) -> (u16, Value) {
+    let (status, _, body) = post(url, Some("application/json"), body.as_bytes().to_vec()).await;
+    (status, body)
+}
+
+fn assert_invalid(status: u16, body: &Value, message_part: &str) {
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_request", "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains(message_part),
+        "{message:?} lacks {message_part:?}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400_naming_the_problem() {
+    let stack = Stack::start(&seed_config()).await;
+    let url = stack.url("/bedrock-route");
+
+    let (status, body) = post_json(&url, r#"{"messages":[{"role":"user","content":"hi""#).await;
+    assert_invalid(status, &body, "invalid JSON");
+    let (status, body) = post_json(&url, r#"{"messages":[{"role":"user","content":42}]}"#).await;
+    assert_invalid(status, &body, "messages[0].content");
+    let (status, body) = post_json(&url, r#"{"messages":[{"role":"user","content":""}]}"#).await;
+    assert_invalid(status, &body, "messages[0].content is empty");
+    let (status, body) = post_json(
+        &url,
+        r#"{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"  "}]}"#,
+    )
+    .await;
+    assert_invalid(status, &body, "messages[1].content is empty");
+
+    let mut non_utf8 = br#"{"messages":[{"role":"user","content":""#.to_vec();
+    non_utf8.extend_from_slice(&[0xff, 0xfe, 0xc3]);
+    non_utf8.extend_from_slice(br#""}]}"#);
+    let (status, _, body) = post(&url, Some("application/json"), non_utf8).await;
+    assert_invalid(status, &body, "invalid JSON");
+
+    // max_tokens beyond what Bedrock takes (an i32), negative, fractional, or not a number.
+    let absurd = [
+        ("4294967295", "larger than bedrock accepts"),
+        ("-1", "max_tokens"),
+        ("1e40", "max_tokens"),
+        ("\"lots\"", "max_tokens"),
+    ];
+    for (value, part) in absurd {
+        let json =
+            format!(r#"{{"messages":[{{"role":"user","content":"hi"}}],"max_tokens":{value}}}"#);
+        let (status, body) = post_json(&url, &json).await;
+        assert_invalid(status, &body, part);
+    }
+    assert_eq!(
+        stack.emulator.emulator().request_count(),
+        0,
+        "none of these reached the model"
+    );
+
+    let mut empty = grpc_question("", "");
+    empty.max_tokens = Some(5);
+    let status = grpc_client(&stack.gateway)
+        .await
+        .chat(empty)
+        .await
+        .expect_err("empty content");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn only_json_bodies_are_read() {
+    let stack = Stack::start(&seed_config()).await;
+    let url = stack.url("/bedrock-route");
+    let question = polish_writer_question().to_string().into_bytes();
+    for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+        let (status, _, body) = post(&url, Some(content_type), question.clone()).await;
+        assert_eq!(status, 415, "{content_type}: {body}");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.contains("application/json"), "{message}");
+    }
+    for content_type in [Some("application/json; charset=utf-8"), None] {
+        let (status, _, body) = post(&url, content_type, question.clone()).await;
+        assert_eq!(status, 200, "{content_type:?}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn http_1_0_and_h2_prior_knowledge_are_served() {
+    let stack = Stack::start(&seed_config()).await;
+    let question = polish_writer_question().to_string();
+
+    let mut tcp = TcpStream::connect(stack.gateway.addr())
+        .await
+        .expect("connects");
+    let head = format!(
+        "POST /bedrock-route HTTP/1.0\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        question.len()
+    );
+    tcp.write_all(head.as_bytes()).await.expect("writes");
+    tcp.write_all(question.as_bytes()).await.expect("writes");
+    let mut answer = String::new();
+    // HTTP/1.0 has no keep-alive unless asked: the gateway answers and closes.
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut answer))
+        .await
+        .expect("the gateway closes an HTTP/1.0 connection after answering")
+        .expect("reads");
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+    assert!(answer.contains("\"chat.completion\""), "{answer}");
+
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let response = h2
+        .post(stack.url("/bedrock-route"))
+        .header("content-type", "application/json")
+        .body(question)
+        .send()
+        .await
+        .expect("answers over h2c");
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+}
+
+async fn faulty(fault: Fault) -> Stack {
+    let stack = Stack::start(&seed_config()).await;
+    stack
+        .emulator
+        .knobs()
+        .set_default(ModelKnobs::with_fault(fault, None));
+    stack
+}
+
+#[tokio::test]
+async fn upstream_reset_mid_body_is_502_not_a_half_answer() {
+    let stack = faulty(Fault::CutStream { after_deltas: 3 }).await;
+    let (status, body) = post_json(
+        &stack.url("/bedrock-route"),
+        &polish_writer_question().to_string(),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["type"], "api_error", "{body}");
+    assert!(body.get("choices").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn upstream_invalid_json_is_502_protocol_error() {
+    let stack = faulty(Fault::InvalidJson).await;
+    let (status, body) = post_json(
+        &stack.url("/bedrock-route"),
+        &polish_writer_question().to_string(),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "upstream_protocol_error", "{body}");
+}
+
+#[tokio::test]
+async fn upstream_429_passes_retry_after_on_only_when_given() {
+    let with_hint = Fault::Status {
+        status: 429,
+        error_type: "ThrottlingException".into(),
+        message: "slow down".into(),
+        retry_after: Some(7),
+    };
+    let stack = faulty(with_hint).await;
+    let (status, headers, body) = post(
+        &stack.url("/bedrock-route"),
+        Some("application/json"),
+        polish_writer_question().to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(headers["retry-after"], "7");
+
+    let stack = faulty(Fault::throttling()).await;
+    let (status, headers, body) = post(
+        &stack.url("/bedrock-route"),
+        Some("application/json"),
+        polish_writer_question().to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(!headers.contains_key("retry-after"), "no hint is invented");
+}
