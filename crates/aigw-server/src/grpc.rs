@@ -41,9 +41,9 @@ impl GrpcChat {
             .map_err(|e| grpc_status(&e))?
             .clone();
         if stream && route.response_streaming == ResponseStreaming::Deny {
-            return Err(tonic::Status::failed_precondition(
+            return Err(grpc_status(&Error::invalid_request(
                 "streaming is disabled on this route (response_streaming: deny); call Chat instead",
-            ));
+            )));
         }
         let mut core = decode_request(wire).map_err(|e| grpc_status(&e))?;
         core.stream = stream;
@@ -101,12 +101,24 @@ impl pb::chat_service_server::ChatService for GrpcChat {
                 )));
             }
         };
-        // A task drives the upstream stream; when the client goes away the send fails, the
-        // task ends and dropping the upstream stream cancels the upstream call.
+        // A task drives the upstream stream, so the server notices a client going away:
+        // tonic drops the receiver, `closed()` fires even while the upstream is between
+        // tokens, and dropping `chunks` cancels the upstream call at once.
         let (sender, receiver) = mpsc::channel::<ChunkResult>(STREAM_BUFFER);
         tokio::spawn(async move {
-            while let Some(item) = chunks.next().await {
-                let item = item.map(encode_chunk).map_err(|e| grpc_status(&e));
+            loop {
+                let item = tokio::select! {
+                    () = sender.closed() => {
+                        tracing::debug!("gRPC client went away mid-stream; cancelling the upstream");
+                        break;
+                    }
+                    item = chunks.next() => item,
+                };
+                let Some(item) = item else { break };
+                let item = item.map(encode_chunk).map_err(|e| {
+                    tracing::warn!(kind = %e.kind(), error = %e, "upstream stream broke off; ending the client's stream with an error status");
+                    grpc_status(&e)
+                });
                 let is_error = item.is_err();
                 if sender.send(item).await.is_err() || is_error {
                     break;
