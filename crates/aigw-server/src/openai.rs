@@ -374,9 +374,9 @@ struct WireDelta<'a> {
     content: Option<&'a str>,
 }
 
-/// The SSE event for one chunk, or `None` when the client would see nothing in it (the
-/// usage chunk of a client that did not ask for usage).
-fn chunk_event(chunk: &ChatChunk, include_usage: bool) -> Option<Event> {
+/// The JSON of one chunk, or `None` when the client would see nothing in it (the usage
+/// chunk of a client that did not ask for usage).
+fn chunk_json(chunk: &ChatChunk, include_usage: bool) -> Option<String> {
     let has_choice =
         chunk.role.is_some() || chunk.content.is_some() || chunk.finish_reason.is_some();
     let choices = if has_choice {
@@ -406,9 +406,7 @@ fn chunk_event(chunk: &ChatChunk, include_usage: bool) -> Option<Event> {
         choices,
         usage,
     };
-    serde_json::to_string(&wire)
-        .ok()
-        .map(|json| Event::default().data(json))
+    serde_json::to_string(&wire).ok()
 }
 
 /// OpenAI's SSE framing: one `data:` event per chunk, pulled from upstream only as fast as
@@ -430,7 +428,8 @@ fn sse_events(
         loop {
             match chunks.next().await {
                 Some(Ok(chunk)) => {
-                    if let Some(event) = chunk_event(&chunk, include_usage) {
+                    if let Some(json) = chunk_json(&chunk, include_usage) {
+                        let event = Event::default().data(json);
                         return Some((Ok(event), State::Streaming(chunks)));
                     }
                 }
@@ -452,4 +451,106 @@ pub(crate) async fn health(State(table): State<Arc<RouteTable>>) -> Response {
         "routes": table.routes().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aigw_core::FinishReason;
+
+    use super::*;
+
+    fn chunk() -> ChatChunk {
+        ChatChunk {
+            id: Arc::from("chatcmpl-1"),
+            created: 7,
+            model: Arc::from("m"),
+            role: None,
+            content: None,
+            finish_reason: None,
+            usage: None,
+        }
+    }
+
+    fn json_of(chunk: &ChatChunk, include_usage: bool) -> Option<serde_json::Value> {
+        chunk_json(chunk, include_usage).map(|j| serde_json::from_str(&j).expect("valid JSON"))
+    }
+
+    #[test]
+    fn first_chunk_has_role_and_empty_content_like_openai() {
+        let first = ChatChunk {
+            role: Some(Role::Assistant),
+            ..chunk()
+        };
+        let json = json_of(&first, false).expect("a chunk");
+        assert_eq!(
+            json["choices"][0],
+            serde_json::json!({
+                "index": 0,
+                "delta": {"role": "assistant", "content": ""},
+                "logprobs": null,
+                "finish_reason": null
+            })
+        );
+        assert_eq!(json["object"], "chat.completion.chunk");
+    }
+
+    #[test]
+    fn usage_chunk_only_when_asked() {
+        let usage = ChatChunk {
+            usage: Some(Usage {
+                prompt_tokens: 1,
+                completion_tokens: 2,
+                total_tokens: 3,
+            }),
+            ..chunk()
+        };
+        assert!(chunk_json(&usage, false).is_none());
+        let json = json_of(&usage, true).expect("a usage chunk");
+        assert_eq!(json["choices"], serde_json::json!([]));
+        assert_eq!(json["usage"]["total_tokens"], 3);
+        let finish = ChatChunk {
+            finish_reason: Some(FinishReason::Length),
+            ..chunk()
+        };
+        let json = json_of(&finish, true).expect("finish chunk");
+        assert!(json["usage"].is_null() && json.get("usage").is_some());
+        assert_eq!(json["choices"][0]["finish_reason"], "length");
+        assert!(json_of(&finish, false).is_some_and(|j| j.get("usage").is_none()));
+    }
+
+    #[tokio::test]
+    async fn events_pull_one_chunk_at_a_time() {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let endless: aigw_core::ChunkStream =
+            Box::pin(futures_util::stream::repeat_with(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(ChatChunk {
+                    content: Some("word".into()),
+                    ..chunk()
+                })
+            }));
+        let mut events = std::pin::pin!(sse_events(endless, false));
+        for taken in 1..=3 {
+            let _event = events.next().await.expect("an event");
+            // Nothing is read ahead of what the client has taken.
+            assert_eq!(pulled.load(Ordering::SeqCst), taken);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_stream_ends_with_an_error_event_and_no_done() {
+        let broken: aigw_core::ChunkStream = Box::pin(futures_util::stream::iter([
+            Ok(ChatChunk {
+                content: Some("a".into()),
+                ..chunk()
+            }),
+            Err(Error::new(ErrorKind::UpstreamProtocol, "cut")),
+        ]));
+        let events: Vec<_> = sse_events(broken, true).collect().await;
+        assert_eq!(events.len(), 2, "the content, then the error, then nothing");
+    }
 }
