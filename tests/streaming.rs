@@ -492,6 +492,60 @@ async fn upstream_breaking_mid_stream_ends_with_an_error_not_a_short_success() {
 }
 
 #[tokio::test]
+async fn an_upstream_silent_mid_stream_past_read_timeout_ends_with_a_timeout_error() {
+    let stack = Stack::start(&seed_with("read_timeout: 300", "")).await;
+    // The first piece comes at once, the next only after 5 s: past read_timeout.
+    stack.emulator.knobs().set_default(ModelKnobs {
+        token_delay: Duration::from_secs(5),
+        answer_words: 4,
+        ..ModelKnobs::default()
+    });
+    let started = Instant::now();
+    let response = post(&stack.url("/bedrock-route"), &question(true)).await;
+    assert_eq!(response.status(), 200);
+    let data = Sse::new(response).rest().await;
+    let took = started.elapsed();
+    assert!(!data.iter().any(|d| d == "[DONE]"), "{data:?}");
+    let events: Vec<Value> = data.iter().map(|d| parse(d)).collect();
+    let last = events.last().expect("events");
+    assert_eq!(last["error"]["code"], "upstream_timeout", "{last}");
+    assert_eq!(last["error"]["type"], "timeout_error");
+    assert!(
+        content_of(&events).starts_with('['),
+        "the first piece came through"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "read_timeout bounds the wait: {took:?}"
+    );
+    // The silent upstream call was abandoned, not left running.
+    assert!(
+        eventually(Duration::from_secs(2), || stack
+            .emulator
+            .cancelled_streams()
+            == 1)
+        .await
+    );
+
+    let mut client = ChatServiceClient::connect(stack.gateway.url())
+        .await
+        .expect("gRPC connects");
+    let mut stream = client
+        .chat_stream(grpc_question(""))
+        .await
+        .expect("stream starts")
+        .into_inner();
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("gRPC stream ended as if complete"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+}
+
+#[tokio::test]
 async fn failover_happens_before_the_first_byte_and_never_after() {
     // Everything may fail over, even a request the target already received.
     let config = seed_with(

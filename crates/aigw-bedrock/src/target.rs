@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use aigw_core::{
     BoxDriver, ChatReply, ChatRequest, DriverFuture, Error, ErrorKind, ReplyBody, ServedBy,
@@ -33,6 +34,7 @@ struct Inner {
     client: Client,
     model: Arc<str>,
     defaults: RequestDefaults,
+    stream_idle_timeout: Duration,
 }
 
 impl fmt::Debug for BedrockTarget {
@@ -44,12 +46,18 @@ impl fmt::Debug for BedrockTarget {
 }
 
 impl BedrockTarget {
-    pub(crate) fn new(client: Client, model_id: &str, defaults: RequestDefaults) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        model_id: &str,
+        defaults: RequestDefaults,
+        stream_idle_timeout: Duration,
+    ) -> Self {
         BedrockTarget {
             inner: Arc::new(Inner {
                 client,
                 model: Arc::from(model_id),
                 defaults,
+                stream_idle_timeout,
             }),
         }
     }
@@ -157,6 +165,7 @@ impl Inner {
             output.stream,
             first,
             chunks,
+            self.stream_idle_timeout,
         )))
     }
 }
