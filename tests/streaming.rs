@@ -577,6 +577,32 @@ async fn failover_happens_before_the_first_byte_and_never_after() {
         .collect();
     assert_eq!(seen, [NOVA, LLAMA]);
 
+    // A stream that fails after messageStart but before any text has sent the client
+    // nothing yet, so it still fails over.
+    stack.emulator.clear_requests();
+    stack.emulator.knobs().clear_model(NOVA);
+    stack.emulator.knobs().set_default(ModelKnobs::with_fault(
+        Fault::StreamException {
+            after_deltas: 0,
+            exception_type: "modelStreamErrorException".into(),
+        },
+        Some(1),
+    ));
+    let response = post(&stack.url("/bedrock-route"), &question(true)).await;
+    assert_eq!(response.status(), 200);
+    let served_by = header(&response, "x-aigw-llm-model").expect("serving model header");
+    let data = Sse::new(response).rest().await;
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    let seen: Vec<_> = stack
+        .emulator
+        .requests()
+        .into_iter()
+        .map(|r| r.model_id)
+        .collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_ne!(seen[0], seen[1]);
+    assert_eq!(served_by, format!("bedrock/{}", seen[1]));
+
     // Whichever target is picked breaks after its first pieces went out: no failover, the
     // client gets the error.
     stack.emulator.clear_requests();
@@ -607,6 +633,33 @@ async fn failover_happens_before_the_first_byte_and_never_after() {
         1,
         "the broken stream was not sent to another target"
     );
+}
+
+#[tokio::test]
+async fn a_stream_failing_before_any_text_is_a_plain_http_error() {
+    // The seed's failover_criteria do not allow retrying a request the target received.
+    let stack = Stack::start(&seed_config()).await;
+    stack.emulator.knobs().set_default(ModelKnobs::with_fault(
+        Fault::StreamException {
+            after_deltas: 0,
+            exception_type: "internalServerException".into(),
+        },
+        None,
+    ));
+    let response = post(&stack.url("/bedrock-route"), &question(true)).await;
+    assert_eq!(response.status(), 502);
+    let body: Value = response.json().await.expect("an OpenAI error body");
+    assert_eq!(body["error"]["code"], "upstream_error", "{body}");
+    assert_eq!(stack.emulator.requests().len(), 1);
+
+    let mut client = ChatServiceClient::connect(stack.gateway.url())
+        .await
+        .expect("gRPC connects");
+    let status = client
+        .chat_stream(grpc_question(""))
+        .await
+        .expect_err("fails before the stream starts");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
 }
 
 #[tokio::test]

@@ -93,13 +93,13 @@ impl ChunkMaker {
 
 struct State {
     receiver: Receiver,
-    first: Option<StreamEvent>,
+    head: std::vec::IntoIter<StreamEvent>,
     chunks: ChunkMaker,
     idle_timeout: Duration,
 }
 
-/// A lazy chunk stream over `receiver`, starting with `first`, the event the caller
-/// already awaited to be sure the stream started.
+/// A lazy chunk stream over `receiver`, starting with `head`, the events the caller
+/// already awaited to be sure the answer started.
 ///
 /// Nothing is read ahead: each poll reads at most until the next chunk. Dropping the
 /// stream drops the receiver and with it the response body, which cancels the request.
@@ -108,13 +108,13 @@ struct State {
 /// client forever.
 pub(crate) fn chunk_stream(
     receiver: Receiver,
-    first: StreamEvent,
+    head: Vec<StreamEvent>,
     chunks: ChunkMaker,
     idle_timeout: Duration,
 ) -> ChunkStream {
     let state = State {
         receiver,
-        first: Some(first),
+        head: head.into_iter(),
         chunks,
         idle_timeout,
     };
@@ -124,7 +124,7 @@ pub(crate) fn chunk_stream(
             // `None` state means the stream already yielded its final error.
             let mut state = state?;
             loop {
-                let event = match state.first.take() {
+                let event = match state.head.next() {
                     Some(event) => Ok(Some(event)),
                     None => {
                         match tokio::time::timeout(state.idle_timeout, state.receiver.recv()).await

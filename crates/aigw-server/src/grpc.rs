@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use crate::openai::{MODEL_HEADER, parse_role};
 use crate::{RouteTable, grpc_status};
@@ -114,7 +115,7 @@ impl pb::chat_service_server::ChatService for GrpcChat {
 /// slow client; beyond that the task stops reading the upstream.
 fn pump(mut chunks: ChunkStream) -> ReceiverStream<ChunkResult> {
     let (sender, receiver) = mpsc::channel::<ChunkResult>(STREAM_BUFFER);
-    tokio::spawn(async move {
+    let pumping = async move {
         loop {
             let item = tokio::select! {
                 () = sender.closed() => {
@@ -133,7 +134,9 @@ fn pump(mut chunks: ChunkStream) -> ReceiverStream<ChunkResult> {
                 break;
             }
         }
-    });
+    };
+    // The task outlives the handler; keeping the request's span keeps its logs attributed.
+    tokio::spawn(pumping.in_current_span());
     ReceiverStream::new(receiver)
 }
 

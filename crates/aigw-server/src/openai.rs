@@ -434,6 +434,8 @@ fn sse_events(
                     }
                 }
                 Some(Err(error)) => {
+                    // The response went out as a 200 long ago, so no error-logging layer
+                    // sees this failure; it is logged here or nowhere.
                     tracing::warn!(kind = %error.kind(), %error, "upstream stream broke off; ending the client's stream with an error event");
                     let body = ApiError(error).body().to_string();
                     return Some((Ok(Event::default().data(body)), State::Done));
