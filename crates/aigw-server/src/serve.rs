@@ -9,6 +9,7 @@ use std::sync::Arc;
 use aigw_proto::v1::chat_service_server::ChatServiceServer;
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -64,7 +65,7 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         let router = self.router().await?;
-        axum::serve(listener, router)
+        axum::serve(no_delay(listener), router)
             .with_graceful_shutdown(shutdown)
             .await
     }
@@ -75,12 +76,22 @@ impl Gateway {
         let addr = listener.local_addr()?;
         let router = self.router().await?;
         let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
+            if let Err(error) = axum::serve(no_delay(listener), router).await {
                 tracing::error!(%error, "gateway server stopped");
             }
         });
         Ok(GatewayHandle { addr, task })
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: a streamed token is a small write, and
+/// Nagle plus the client's delayed ACK would hold it back for tens of milliseconds.
+fn no_delay(listener: TcpListener) -> impl axum::serve::Listener<Addr = SocketAddr> {
+    listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    })
 }
 
 /// A gateway serving in the background; stops when dropped.
