@@ -123,7 +123,7 @@ impl Caller {
                 let mut chunks = response.bytes_stream();
                 while let Some(chunk) = chunks.next().await {
                     let chunk = chunk.map_err(|e| e.to_string())?;
-                    if first_token.is_none() && contains(&chunk, b"\"content\"") {
+                    if first_token.is_none() && has_text(&chunk) {
                         first_token = Some(Instant::now());
                     }
                 }
@@ -166,8 +166,13 @@ impl Caller {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// Whether an SSE read holds a non-empty `content` delta; the first chunk's role-only
+/// `"content":""` is not a token.
+fn has_text(chunk: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"content\":\"";
+    chunk
+        .windows(KEY.len() + 1)
+        .any(|w| w.starts_with(KEY) && w[KEY.len()] != b'"')
 }
 
 async fn direct_call(

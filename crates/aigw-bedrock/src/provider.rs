@@ -80,7 +80,12 @@ impl BedrockProvider {
                 }
             }
         };
-        Ok(BedrockTarget::new(client, &spec.model_id, spec.defaults))
+        Ok(BedrockTarget::new(
+            client,
+            &spec.model_id,
+            spec.defaults,
+            spec.stream_idle_timeout,
+        ))
     }
 
     /// How many distinct SDK clients the provider built so far.

@@ -1,6 +1,7 @@
 //! ConverseStream events → a lazy stream of core [`ChatChunk`]s.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aigw_core::{ChatChunk, ChunkStream, Error, ErrorKind, Role};
 use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
@@ -92,24 +93,30 @@ impl ChunkMaker {
 
 struct State {
     receiver: Receiver,
-    first: Option<StreamEvent>,
+    head: std::vec::IntoIter<StreamEvent>,
     chunks: ChunkMaker,
+    idle_timeout: Duration,
 }
 
-/// A lazy chunk stream over `receiver`, starting with `first`, the event the caller
-/// already awaited to be sure the stream started.
+/// A lazy chunk stream over `receiver`, starting with `head`, the events the caller
+/// already awaited to be sure the answer started.
 ///
 /// Nothing is read ahead: each poll reads at most until the next chunk. Dropping the
 /// stream drops the receiver and with it the response body, which cancels the request.
+/// An upstream silent for `idle_timeout` between two events ends the stream with an
+/// [`ErrorKind::UpstreamTimeout`], so a model that hangs mid-answer cannot hold the
+/// client forever.
 pub(crate) fn chunk_stream(
     receiver: Receiver,
-    first: StreamEvent,
+    head: Vec<StreamEvent>,
     chunks: ChunkMaker,
+    idle_timeout: Duration,
 ) -> ChunkStream {
     let state = State {
         receiver,
-        first: Some(first),
+        head: head.into_iter(),
         chunks,
+        idle_timeout,
     };
     Box::pin(futures_util::stream::unfold(
         Some(state),
@@ -117,9 +124,15 @@ pub(crate) fn chunk_stream(
             // `None` state means the stream already yielded its final error.
             let mut state = state?;
             loop {
-                let event = match state.first.take() {
+                let event = match state.head.next() {
                     Some(event) => Ok(Some(event)),
-                    None => state.receiver.recv().await,
+                    None => {
+                        match tokio::time::timeout(state.idle_timeout, state.receiver.recv()).await
+                        {
+                            Ok(event) => event,
+                            Err(_) => return Some((Err(idle(state.idle_timeout)), None)),
+                        }
+                    }
                 };
                 match event {
                     Ok(Some(event)) => {
@@ -133,6 +146,16 @@ pub(crate) fn chunk_stream(
             }
         },
     ))
+}
+
+fn idle(limit: Duration) -> Error {
+    Error::new(
+        ErrorKind::UpstreamTimeout,
+        format!(
+            "bedrock stream sent nothing for {} ms (read_timeout)",
+            limit.as_millis()
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -3,11 +3,13 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use aigw_core::{
     BoxDriver, ChatReply, ChatRequest, DriverFuture, Error, ErrorKind, ReplyBody, ServedBy,
 };
 use aws_sdk_bedrockruntime::Client;
+use aws_sdk_bedrockruntime::types::ConverseStreamOutput as StreamEvent;
 use tower::Service;
 use tower::util::BoxCloneSyncService;
 use tracing::Instrument;
@@ -18,6 +20,10 @@ use crate::request::{ConverseParts, to_converse};
 use crate::response::{next_id, to_chat_response, unix_now};
 use crate::spec::RequestDefaults;
 use crate::stream::{ChunkMaker, chunk_stream};
+
+/// How many answer-less events (messageStart, contentBlockStart) are held back before a
+/// stream is handed on regardless.
+const MAX_HEAD_EVENTS: usize = 4;
 
 /// One model behind one SDK client: a `tower::Service<ChatRequest>` calling Converse, or
 /// ConverseStream when the request asks for a stream.
@@ -33,6 +39,7 @@ struct Inner {
     client: Client,
     model: Arc<str>,
     defaults: RequestDefaults,
+    stream_idle_timeout: Duration,
 }
 
 impl fmt::Debug for BedrockTarget {
@@ -44,12 +51,18 @@ impl fmt::Debug for BedrockTarget {
 }
 
 impl BedrockTarget {
-    pub(crate) fn new(client: Client, model_id: &str, defaults: RequestDefaults) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        model_id: &str,
+        defaults: RequestDefaults,
+        stream_idle_timeout: Duration,
+    ) -> Self {
         BedrockTarget {
             inner: Arc::new(Inner {
                 client,
                 model: Arc::from(model_id),
                 defaults,
+                stream_idle_timeout,
             }),
         }
     }
@@ -140,23 +153,39 @@ impl Inner {
             .send()
             .await
             .map_err(|err| classify(&err))?;
-        // Waiting for the first event keeps failures that arrive as the first frame on
-        // the `call` side, where the balancer can still fail over.
-        let first = match output.stream.recv().await {
-            Ok(Some(event)) => event,
-            Ok(None) => {
-                return Err(Error::new(
-                    ErrorKind::UpstreamProtocol,
-                    "bedrock stream ended before its first event",
-                ));
+        // Events that carry no answer (messageStart, contentBlockStart) are held back until
+        // the first that does: a failure before any answer text then stays on the `call`
+        // side, where the balancer can still fail over and the client still gets a plain
+        // HTTP error status instead of a 200 that turns into an error event.
+        let mut head = Vec::with_capacity(2);
+        loop {
+            match output.stream.recv().await {
+                Ok(Some(event)) => {
+                    let carries_answer = !matches!(
+                        event,
+                        StreamEvent::MessageStart(_) | StreamEvent::ContentBlockStart(_)
+                    );
+                    head.push(event);
+                    // A bound, so an upstream sending only empty events cannot make us buffer.
+                    if carries_answer || head.len() >= MAX_HEAD_EVENTS {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    return Err(Error::new(
+                        ErrorKind::UpstreamProtocol,
+                        "bedrock stream ended before its answer began",
+                    ));
+                }
+                Err(err) => return Err(classify_stream(&err)),
             }
-            Err(err) => return Err(classify_stream(&err)),
-        };
+        }
         let chunks = ChunkMaker::new(Arc::from(next_id()), unix_now(), Arc::clone(&self.model));
         Ok(ReplyBody::Stream(chunk_stream(
             output.stream,
-            first,
+            head,
             chunks,
+            self.stream_idle_timeout,
         )))
     }
 }

@@ -182,3 +182,100 @@ pub struct ChatReply {
     /// The answer itself.
     pub body: ReplyBody,
 }
+
+impl ChatReply {
+    /// Keeps `guard` alive for as long as the answer is being delivered: a whole answer
+    /// drops it at once, a stream only when the stream is dropped (it ended, failed, or the
+    /// client went away).
+    ///
+    /// For accounting that must last as long as the answer rather than the call, such as a
+    /// target's in-flight count: a stream's `call` returns at its first event, long before
+    /// the last token.
+    pub fn hold_until_done<G: Send + 'static>(mut self, guard: G) -> Self {
+        if let ReplyBody::Stream(chunks) = self.body {
+            use futures_util::StreamExt;
+            self.body = ReplyBody::Stream(Box::pin(chunks.map(move |chunk| {
+                // The closure owns the guard, so it lives exactly as long as the stream.
+                let _held = &guard;
+                chunk
+            })));
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    struct Slot(Arc<AtomicUsize>);
+
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn served_by() -> ServedBy {
+        ServedBy {
+            provider: "test",
+            model: Arc::from("m"),
+        }
+    }
+
+    fn chunk() -> ChatChunk {
+        ChatChunk {
+            id: Arc::from("chatcmpl-1"),
+            created: 0,
+            model: Arc::from("m"),
+            role: None,
+            content: Some("x".into()),
+            finish_reason: None,
+            usage: None,
+        }
+    }
+
+    #[test]
+    fn a_whole_answer_releases_the_guard_at_once() {
+        let released = Arc::new(AtomicUsize::new(0));
+        let reply = ChatReply {
+            served_by: served_by(),
+            body: ReplyBody::Complete(ChatResponse {
+                id: "chatcmpl-1".into(),
+                created: 0,
+                model: Arc::from("m"),
+                content: String::new(),
+                finish_reason: FinishReason::Stop,
+                usage: Usage::default(),
+            }),
+        }
+        .hold_until_done(Slot(released.clone()));
+        assert_eq!(released.load(Ordering::SeqCst), 1);
+        drop(reply);
+    }
+
+    #[test]
+    fn a_stream_holds_the_guard_until_it_is_dropped() {
+        let released = Arc::new(AtomicUsize::new(0));
+        let chunks: ChunkStream = Box::pin(futures_util::stream::iter([Ok(chunk()), Ok(chunk())]));
+        let reply = ChatReply {
+            served_by: served_by(),
+            body: ReplyBody::Stream(chunks),
+        }
+        .hold_until_done(Slot(released.clone()));
+        let ReplyBody::Stream(mut chunks) = reply.body else {
+            panic!("still a stream");
+        };
+        let first = futures_util::FutureExt::now_or_never(chunks.next());
+        assert!(matches!(first, Some(Some(Ok(_)))));
+        assert_eq!(released.load(Ordering::SeqCst), 0, "held mid-stream");
+        // A client leaving mid-stream drops the stream: the slot comes back.
+        drop(chunks);
+        assert_eq!(released.load(Ordering::SeqCst), 1);
+    }
+}

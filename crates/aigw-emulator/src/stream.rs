@@ -15,6 +15,9 @@ use tokio::sync::watch;
 use crate::answer::{Answer, deltas};
 use crate::server::{Inflight, stopped};
 
+/// Buffered frames are handed to hyper once they reach this many bytes, wait or not.
+const FLUSH_AT: usize = 16 * 1024;
+
 /// A fault that strikes part-way through a stream.
 #[derive(Debug)]
 pub(crate) enum StreamFault {
@@ -95,8 +98,9 @@ struct Frames {
 }
 
 impl Frames {
-    /// The next chunk of the body. Frames produced at the same moment share a chunk; a chunk
-    /// is handed to hyper before every wait, so each delta reaches the socket when produced.
+    /// The next chunk of the body. Frames produced at the same moment share a chunk (of at
+    /// most about [`FLUSH_AT`] bytes); a chunk is handed to hyper before every wait, so each
+    /// delta reaches the socket when produced.
     async fn next(&mut self) -> Option<Result<Bytes, io::Error>> {
         loop {
             if self.broken && !matches!(self.phase, Phase::Cut | Phase::Done) {
@@ -143,6 +147,12 @@ impl Frames {
                     self.sent += 1;
                     self.waited = false;
                     self.event("contentBlockDelta", payload);
+                    // Without a token delay every frame is produced "at the same moment";
+                    // handing them over in bounded pieces keeps a long answer from being
+                    // built whole in memory, and lets a slow reader hold the stream back.
+                    if self.buf.len() >= FLUSH_AT {
+                        return Some(Ok(self.buf.split().freeze()));
+                    }
                 }
                 Phase::Finish => {
                     self.event(

@@ -4,7 +4,7 @@ use std::pin::Pin;
 
 use aigw_config::ResponseStreaming;
 use aigw_core::{
-    ChatChunk, ChatReply, ChatRequest, ChatResponse, Error, Message, ReplyBody, Usage,
+    ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkStream, Error, Message, ReplyBody, Usage,
 };
 use aigw_proto::v1 as pb;
 use futures_util::{Stream, StreamExt};
@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use crate::openai::{MODEL_HEADER, parse_role};
 use crate::{SharedRoutes, grpc_status};
@@ -44,9 +45,9 @@ impl GrpcChat {
             .authorize(metadata.as_ref(), None)
             .map_err(|e| grpc_status(&e))?;
         if stream && route.response_streaming == ResponseStreaming::Deny {
-            return Err(tonic::Status::failed_precondition(
+            return Err(grpc_status(&Error::invalid_request(
                 "streaming is disabled on this route (response_streaming: deny); call Chat instead",
-            ));
+            )));
         }
         let mut core = decode_request(wire).map_err(|e| grpc_status(&e))?;
         core.stream = stream;
@@ -95,7 +96,7 @@ impl pb::chat_service_server::ChatService for GrpcChat {
     ) -> Result<tonic::Response<Self::ChatStreamStream>, tonic::Status> {
         let (reply, name_model) = self.call(request, true).await?;
         let served_by = name_model.then(|| reply.served_by.to_string());
-        let mut chunks = match reply.body {
+        let chunks = match reply.body {
             ReplyBody::Stream(chunks) => chunks,
             ReplyBody::Complete(answer) => {
                 return Err(tonic::Status::internal(format!(
@@ -104,21 +105,42 @@ impl pb::chat_service_server::ChatService for GrpcChat {
                 )));
             }
         };
-        // A task drives the upstream stream; when the client goes away the send fails, the
-        // task ends and dropping the upstream stream cancels the upstream call.
-        let (sender, receiver) = mpsc::channel::<ChunkResult>(STREAM_BUFFER);
-        tokio::spawn(async move {
-            while let Some(item) = chunks.next().await {
-                let item = item.map(encode_chunk).map_err(|e| grpc_status(&e));
-                let is_error = item.is_err();
-                if sender.send(item).await.is_err() || is_error {
-                    break;
-                }
-            }
-        });
-        let stream: Self::ChatStreamStream = Box::pin(ReceiverStream::new(receiver));
+        let stream: Self::ChatStreamStream = Box::pin(pump(chunks));
         Ok(with_model_header(stream, served_by))
     }
+}
+
+/// Drives the upstream `chunks` into a small channel that tonic drains.
+///
+/// A task does the driving so the server notices a client going away: tonic drops the
+/// receiver, `closed()` fires even while the upstream is between tokens, and dropping
+/// `chunks` cancels the upstream call at once. At most [`STREAM_BUFFER`] chunks wait for a
+/// slow client; beyond that the task stops reading the upstream.
+fn pump(mut chunks: ChunkStream) -> ReceiverStream<ChunkResult> {
+    let (sender, receiver) = mpsc::channel::<ChunkResult>(STREAM_BUFFER);
+    let pumping = async move {
+        loop {
+            let item = tokio::select! {
+                () = sender.closed() => {
+                    tracing::debug!("gRPC client went away mid-stream; cancelling the upstream");
+                    break;
+                }
+                item = chunks.next() => item,
+            };
+            let Some(item) = item else { break };
+            let item = item.map(encode_chunk).map_err(|e| {
+                tracing::warn!(kind = %e.kind(), error = %e, "upstream stream broke off; ending the client's stream with an error status");
+                grpc_status(&e)
+            });
+            let is_error = item.is_err();
+            if sender.send(item).await.is_err() || is_error {
+                break;
+            }
+        }
+    };
+    // The task outlives the handler; keeping the request's span keeps its logs attributed.
+    tokio::spawn(pumping.in_current_span());
+    ReceiverStream::new(receiver)
 }
 
 fn decode_request(wire: pb::ChatRequest) -> Result<ChatRequest, Error> {
@@ -196,5 +218,91 @@ fn encode_chunk(chunk: ChatChunk) -> pb::ChatChunk {
             Vec::new()
         },
         usage: chunk.usage.map(encode_usage),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn chunk(text: &str) -> ChatChunk {
+        ChatChunk {
+            id: Arc::from("chatcmpl-1"),
+            created: 0,
+            model: Arc::from("m"),
+            role: None,
+            content: Some(text.to_owned()),
+            finish_reason: None,
+            usage: None,
+        }
+    }
+
+    /// Sets its flag when dropped: stands for the upstream call being cancelled.
+    struct Upstream(Arc<AtomicUsize>);
+
+    impl Drop for Upstream {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_read_holds_the_upstream_back() {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let endless: ChunkStream = Box::pin(futures_util::stream::repeat_with(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(chunk("word"))
+        }));
+        let mut receiver = pump(endless);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The channel's capacity, plus the one chunk waiting for room.
+        let held = pulled.load(Ordering::SeqCst);
+        assert!(held <= STREAM_BUFFER + 1, "pulled {held} chunks ahead");
+        receiver.next().await.expect("a chunk").expect("ok");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(pulled.load(Ordering::SeqCst) <= held + 1);
+    }
+
+    #[tokio::test]
+    async fn a_client_leaving_between_tokens_cancels_the_upstream_at_once() {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let guard = Upstream(dropped.clone());
+        // One chunk, then an upstream that is slow to produce the next one.
+        let slow: ChunkStream = Box::pin(
+            futures_util::stream::once(async { Ok(chunk("first")) }).chain(
+                futures_util::stream::once(async move {
+                    let _guard = guard;
+                    std::future::pending::<Result<ChatChunk, Error>>().await
+                }),
+            ),
+        );
+        let mut receiver = pump(slow);
+        receiver.next().await.expect("first chunk").expect("ok");
+        drop(receiver);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while dropped.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the upstream was dropped without waiting for its next token");
+    }
+
+    #[tokio::test]
+    async fn an_upstream_error_is_the_last_item() {
+        let broken: ChunkStream = Box::pin(futures_util::stream::iter([
+            Ok(chunk("a")),
+            Err(Error::new(aigw_core::ErrorKind::UpstreamProtocol, "cut")),
+            Ok(chunk("never")),
+        ]));
+        let items: Vec<_> = pump(broken).collect().await;
+        assert_eq!(items.len(), 2);
+        let status = items[1].as_ref().expect_err("ends with the error");
+        assert_eq!(status.code(), tonic::Code::Unavailable);
     }
 }

@@ -17,12 +17,17 @@ use http::{HeaderValue, Method, header};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 
-use crate::{ApiError, Route, SharedRoutes};
+use crate::{ApiError, Route, RouteTable, SharedRoutes};
 
 /// Header naming the target that served an answer, like Kong's `X-Kong-LLM-Model`.
 pub(crate) const MODEL_HEADER: &str = "x-aigw-llm-model";
 
-/// Serves a POST to any configured route path; every other path is an OpenAI-style 404.
+/// OpenAI's own chat path, so OpenAI SDKs work with only `base_url` pointed at aigw.
+pub(crate) const OPENAI_CHAT_PATH: &str = "/v1/chat/completions";
+
+/// Serves a POST to any configured route path, and to [`OPENAI_CHAT_PATH`] (routed by the
+/// request's `model`) unless a route claims that path itself; every other path is an
+/// OpenAI-style 404.
 pub(crate) async fn route_path(
     State(routes): State<SharedRoutes>,
     request: Request,
@@ -34,17 +39,26 @@ pub(crate) async fn route_path(
         let status = tonic::Status::unimplemented(format!("no gRPC method {path}"));
         return Ok(status.into_http());
     }
-    let route = table.by_path(path).cloned().ok_or_else(|| {
-        Error::new(
-            ErrorKind::RouteNotFound,
-            format!("no route for path {path}"),
-        )
-    })?;
-    route.authorize(request.headers(), request.uri().query())?;
+    let route = match table.by_path(path) {
+        Some(route) => Some(route.clone()),
+        None if path == OPENAI_CHAT_PATH => None,
+        None => {
+            return Err(Error::new(
+                ErrorKind::RouteNotFound,
+                format!("no route for path {path}"),
+            )
+            .into());
+        }
+    };
+    // A route known by its path checks the key before the body is read; at the OpenAI
+    // path the route, and so its key-auth, is known only from the body's `model`.
+    if let Some(route) = &route {
+        route.authorize(request.headers(), request.uri().query())?;
+    }
     if request.method() != Method::POST {
         return Ok(method_not_allowed(request.method()));
     }
-    chat(&route, request).await
+    chat(&table, route, request).await
 }
 
 fn is_grpc(request: &Request) -> bool {
@@ -70,22 +84,35 @@ fn method_not_allowed(method: &Method) -> Response {
     response
 }
 
-async fn chat(route: &Route, request: Request) -> Result<Response, ApiError> {
+/// One chat request; `route` is `None` at [`OPENAI_CHAT_PATH`], where the body's `model`
+/// picks it.
+async fn chat(
+    table: &RouteTable,
+    route: Option<Arc<Route>>,
+    request: Request,
+) -> Result<Response, ApiError> {
     if let Some(refusal) = crate::media::reject_non_json(request.headers()) {
         return Ok(refusal);
     }
-    let body = axum::body::to_bytes(request.into_body(), route.max_request_body_size)
+    let (parts, body) = request.into_parts();
+    let limit = route
+        .as_ref()
+        .map_or_else(|| table.largest_body_limit(), |r| r.max_request_body_size);
+    let body = axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| {
-            Error::new(
-                ErrorKind::PayloadTooLarge,
-                format!(
-                    "request body is larger than this route's max_request_body_size of {} bytes",
-                    route.max_request_body_size
-                ),
-            )
-        })?;
+        .map_err(|_| too_large(limit))?;
     let wire: WireRequest = decode_json(&body)?;
+    let route = match route {
+        Some(route) => route,
+        None => {
+            let route = table.for_model(wire.model.as_deref())?;
+            route.authorize(&parts.headers, parts.uri.query())?;
+            if body.len() > route.max_request_body_size {
+                return Err(too_large(route.max_request_body_size).into());
+            }
+            route.clone()
+        }
+    };
     let include_usage = wire
         .stream_options
         .as_ref()
@@ -102,6 +129,8 @@ async fn chat(route: &Route, request: Request) -> Result<Response, ApiError> {
         (_, wanted) => wanted,
     };
 
+    // Failover happens inside this call and nowhere after it: a stream is handed back only
+    // once its first event arrived, and from here on its bytes may already be the client's.
     let reply = route.service.clone().oneshot(request).await?;
     let served_by = route
         .model_name_header
@@ -112,6 +141,13 @@ async fn chat(route: &Route, request: Request) -> Result<Response, ApiError> {
         response.headers_mut().insert(MODEL_HEADER, value);
     }
     Ok(response)
+}
+
+fn too_large(limit: usize) -> Error {
+    Error::new(
+        ErrorKind::PayloadTooLarge,
+        format!("request body is larger than this route's max_request_body_size of {limit} bytes"),
+    )
 }
 
 /// Decodes a JSON body, naming the offending field on error.
@@ -305,10 +341,21 @@ fn encode_complete(answer: &ChatResponse) -> Response {
 fn encode_reply(reply: ChatReply, include_usage: bool) -> Response {
     match reply.body {
         ReplyBody::Complete(answer) => encode_complete(&answer),
-        ReplyBody::Stream(chunks) => Sse::new(sse_events(chunks, include_usage)).into_response(),
+        ReplyBody::Stream(chunks) => {
+            let mut response = Sse::new(sse_events(chunks, include_usage)).into_response();
+            // Reverse proxies such as nginx buffer responses unless told not to, which would
+            // hold every token back until the answer is complete.
+            response
+                .headers_mut()
+                .insert("x-accel-buffering", HeaderValue::from_static("no"));
+            response
+        }
     }
 }
 
+/// One `chat.completion.chunk`, shaped as OpenAI sends it: `logprobs` and `finish_reason`
+/// present (null) on every choice, and with `include_usage` a `usage` key on every chunk,
+/// null until the last one.
 #[derive(Serialize)]
 struct WireChunk<'a> {
     id: &'a str,
@@ -316,14 +363,17 @@ struct WireChunk<'a> {
     created: u64,
     model: &'a str,
     choices: Vec<WireChunkChoice<'a>>,
+    /// Left out without `include_usage`; `Some(None)` is the `null` OpenAI sends before the
+    /// usage chunk.
     #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<WireUsage>,
+    usage: Option<Option<WireUsage>>,
 }
 
 #[derive(Serialize)]
 struct WireChunkChoice<'a> {
     index: u32,
     delta: WireDelta<'a>,
+    logprobs: Option<()>,
     finish_reason: Option<&'static str>,
 }
 
@@ -335,22 +385,28 @@ struct WireDelta<'a> {
     content: Option<&'a str>,
 }
 
-fn chunk_event(chunk: &ChatChunk, include_usage: bool) -> Option<Event> {
-    let choices =
-        if chunk.role.is_some() || chunk.content.is_some() || chunk.finish_reason.is_some() {
-            vec![WireChunkChoice {
-                index: 0,
-                delta: WireDelta {
-                    role: chunk.role.map(Role::as_str),
-                    content: chunk.content.as_deref(),
-                },
-                finish_reason: chunk.finish_reason.map(|f| f.as_str()),
-            }]
-        } else {
-            Vec::new()
-        };
-    let usage = chunk.usage.filter(|_| include_usage).map(WireUsage::from);
-    if choices.is_empty() && usage.is_none() {
+/// The JSON of one chunk, or `None` when the client would see nothing in it (the usage
+/// chunk of a client that did not ask for usage).
+fn chunk_json(chunk: &ChatChunk, include_usage: bool) -> Option<String> {
+    let has_choice =
+        chunk.role.is_some() || chunk.content.is_some() || chunk.finish_reason.is_some();
+    let choices = if has_choice {
+        let role = chunk.role.map(Role::as_str);
+        // OpenAI's first chunk carries `"content": ""` beside the role; some clients
+        // concatenate `delta.content` without a null check.
+        let content = chunk.content.as_deref().or(role.map(|_| ""));
+        vec![WireChunkChoice {
+            index: 0,
+            delta: WireDelta { role, content },
+            logprobs: None,
+            finish_reason: chunk.finish_reason.map(|f| f.as_str()),
+        }]
+    } else {
+        Vec::new()
+    };
+    let usage = include_usage.then(|| chunk.usage.map(WireUsage::from));
+    let usage_chunk = matches!(usage, Some(Some(_)));
+    if !has_choice && !usage_chunk {
         return None;
     }
     let wire = WireChunk {
@@ -361,13 +417,13 @@ fn chunk_event(chunk: &ChatChunk, include_usage: bool) -> Option<Event> {
         choices,
         usage,
     };
-    serde_json::to_string(&wire)
-        .ok()
-        .map(|json| Event::default().data(json))
+    serde_json::to_string(&wire).ok()
 }
 
-/// OpenAI's SSE framing: one `data:` event per chunk, an error event if the upstream
-/// breaks (never a silent truncated success), and `[DONE]` only after a clean end.
+/// OpenAI's SSE framing: one `data:` event per chunk, pulled from upstream only as fast as
+/// the client takes them (nothing is read ahead or buffered here), then `data: [DONE]`
+/// after a clean end. If the upstream breaks, the last event is an OpenAI error body and
+/// `[DONE]` is never sent, so SDKs raise instead of returning a truncated answer.
 fn sse_events(
     chunks: aigw_core::ChunkStream,
     include_usage: bool,
@@ -383,11 +439,15 @@ fn sse_events(
         loop {
             match chunks.next().await {
                 Some(Ok(chunk)) => {
-                    if let Some(event) = chunk_event(&chunk, include_usage) {
+                    if let Some(json) = chunk_json(&chunk, include_usage) {
+                        let event = Event::default().data(json);
                         return Some((Ok(event), State::Streaming(chunks)));
                     }
                 }
                 Some(Err(error)) => {
+                    // The response went out as a 200 long ago, so no error-logging layer
+                    // sees this failure; it is logged here or nowhere.
+                    tracing::warn!(kind = %error.kind(), %error, "upstream stream broke off; ending the client's stream with an error event");
                     let body = ApiError(error).body().to_string();
                     return Some((Ok(Event::default().data(body)), State::Done));
                 }
@@ -410,3 +470,105 @@ pub(crate) async fn health(State(routes): State<SharedRoutes>) -> Response {
 #[cfg(test)]
 #[path = "openai_props.rs"]
 mod props;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aigw_core::FinishReason;
+
+    use super::*;
+
+    fn chunk() -> ChatChunk {
+        ChatChunk {
+            id: Arc::from("chatcmpl-1"),
+            created: 7,
+            model: Arc::from("m"),
+            role: None,
+            content: None,
+            finish_reason: None,
+            usage: None,
+        }
+    }
+
+    fn json_of(chunk: &ChatChunk, include_usage: bool) -> Option<serde_json::Value> {
+        chunk_json(chunk, include_usage).map(|j| serde_json::from_str(&j).expect("valid JSON"))
+    }
+
+    #[test]
+    fn first_chunk_has_role_and_empty_content_like_openai() {
+        let first = ChatChunk {
+            role: Some(Role::Assistant),
+            ..chunk()
+        };
+        let json = json_of(&first, false).expect("a chunk");
+        assert_eq!(
+            json["choices"][0],
+            serde_json::json!({
+                "index": 0,
+                "delta": {"role": "assistant", "content": ""},
+                "logprobs": null,
+                "finish_reason": null
+            })
+        );
+        assert_eq!(json["object"], "chat.completion.chunk");
+    }
+
+    #[test]
+    fn usage_chunk_only_when_asked() {
+        let usage = ChatChunk {
+            usage: Some(Usage {
+                prompt_tokens: 1,
+                completion_tokens: 2,
+                total_tokens: 3,
+            }),
+            ..chunk()
+        };
+        assert!(chunk_json(&usage, false).is_none());
+        let json = json_of(&usage, true).expect("a usage chunk");
+        assert_eq!(json["choices"], serde_json::json!([]));
+        assert_eq!(json["usage"]["total_tokens"], 3);
+        let finish = ChatChunk {
+            finish_reason: Some(FinishReason::Length),
+            ..chunk()
+        };
+        let json = json_of(&finish, true).expect("finish chunk");
+        assert!(json["usage"].is_null() && json.get("usage").is_some());
+        assert_eq!(json["choices"][0]["finish_reason"], "length");
+        assert!(json_of(&finish, false).is_some_and(|j| j.get("usage").is_none()));
+    }
+
+    #[tokio::test]
+    async fn events_pull_one_chunk_at_a_time() {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let endless: aigw_core::ChunkStream =
+            Box::pin(futures_util::stream::repeat_with(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(ChatChunk {
+                    content: Some("word".into()),
+                    ..chunk()
+                })
+            }));
+        let mut events = std::pin::pin!(sse_events(endless, false));
+        for taken in 1..=3 {
+            let _event = events.next().await.expect("an event");
+            // Nothing is read ahead of what the client has taken.
+            assert_eq!(pulled.load(Ordering::SeqCst), taken);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_stream_ends_with_an_error_event_and_no_done() {
+        let broken: aigw_core::ChunkStream = Box::pin(futures_util::stream::iter([
+            Ok(ChatChunk {
+                content: Some("a".into()),
+                ..chunk()
+            }),
+            Err(Error::new(ErrorKind::UpstreamProtocol, "cut")),
+        ]));
+        let events: Vec<_> = sse_events(broken, true).collect().await;
+        assert_eq!(events.len(), 2, "the content, then the error, then nothing");
+    }
+}

@@ -83,6 +83,29 @@ impl RouteTable {
         })
     }
 
+    /// The route an OpenAI-style request at `/v1/chat/completions` goes to: the one its
+    /// `model` names (route name or path), else the first. SDKs always send some model,
+    /// usually an OpenAI model name, so an unknown one is not an error.
+    pub fn for_model(&self, model: Option<&str>) -> Result<&Arc<Route>, Error> {
+        let named = model
+            .and_then(|m| self.by_key.get(m))
+            .map(|i| &self.routes[*i]);
+        match named {
+            Some(route) => Ok(route),
+            None => self.select(""),
+        }
+    }
+
+    /// The largest `max_request_body_size` of any route: the most a body may be read
+    /// before its route is known.
+    pub fn largest_body_limit(&self) -> usize {
+        self.routes
+            .iter()
+            .map(|r| r.max_request_body_size)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Every route, in config order.
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes

@@ -125,6 +125,8 @@ async fn build_driver(
                     .or_else(|| options.bedrock_endpoint.clone()),
                 static_credentials,
                 connect_timeout: balancer.connect_timeout,
+                // Kong's read_timeout also bounds the gap between two reads of a stream.
+                stream_idle_timeout: balancer.read_timeout,
                 defaults: RequestDefaults {
                     max_tokens: model_options.max_tokens,
                     temperature: model_options.temperature,
