@@ -4,9 +4,15 @@ use std::task::{Context, Poll};
 use aigw_core::{ChatReply, ChatRequest, DriverFuture, Error, ErrorKind};
 use tower::{Layer, Service, ServiceExt};
 
-use crate::{Attempt, FailoverPolicy, Pick, TargetInfo, Tried};
+use crate::pick::Candidates;
+use crate::{Attempt, FailoverPolicy, Pick, RouteState, Tried};
 
 /// Picks a target for each request and fails over to others per the policy.
+///
+/// A request never tries the same target twice unless it is the only one in service; the
+/// client sees the first success, or one error naming every attempt. When the health check
+/// has taken every target out, the request fails at once with
+/// [`ErrorKind::NoHealthyTarget`], naming each target and when it comes back.
 #[derive(Clone)]
 pub struct BalanceLayer {
     shared: Arc<Shared>,
@@ -15,18 +21,18 @@ pub struct BalanceLayer {
 struct Shared {
     picker: Box<dyn Pick>,
     policy: FailoverPolicy,
-    targets: Box<[TargetInfo]>,
+    state: Arc<RouteState>,
 }
 
 impl BalanceLayer {
-    /// Balances over `targets` (in the order their drivers are indexed below) with
-    /// `picker`, failing over per `policy`.
-    pub fn new(picker: impl Pick, policy: FailoverPolicy, targets: Vec<TargetInfo>) -> Self {
+    /// Balances over the targets of `state` (in the order their drivers are indexed
+    /// below) with `picker`, failing over per `policy`.
+    pub fn new(picker: impl Pick, policy: FailoverPolicy, state: Arc<RouteState>) -> Self {
         BalanceLayer {
             shared: Arc::new(Shared {
                 picker: Box::new(picker),
                 policy,
-                targets: targets.into(),
+                state,
             }),
         }
     }
@@ -69,49 +75,72 @@ where
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let shared = self.shared.clone();
         Box::pin(async move {
+            let state = &shared.state;
             let mut tried = Tried::default();
-            let mut failures: Vec<String> = Vec::new();
-            let mut first = true;
+            let mut earlier: Vec<String> = Vec::new();
+            let mut last: Option<(Error, usize)> = None;
             for number in 1..=shared.policy.retries.saturating_add(1) {
-                let Some(target) = shared.picker.pick(&tried) else {
-                    return Err(Error::new(
-                        ErrorKind::NoHealthyTarget,
-                        "the route has no target that can take traffic",
-                    ));
+                let candidates = Candidates::new(state, &tried, request.hash_key.as_deref());
+                let Some(target) = shared
+                    .picker
+                    .pick(&candidates)
+                    .or_else(|| lone_target(&candidates))
+                else {
+                    break;
                 };
+                if let Some((error, previous)) = last.take() {
+                    earlier.push(format!(
+                        "target {previous} ({}): {error}",
+                        label(state, previous)
+                    ));
+                    tracing::debug!(target_index = previous, %error, "attempt failed, failing over");
+                }
                 tried.insert(target);
                 let attempt = Attempt {
                     target,
                     number,
                     request: request.clone(),
                 };
-                let answer = if first {
-                    first = false;
+                let answer = if number == 1 {
                     inner.call(attempt).await
                 } else {
                     inner.ready().await?.call(attempt).await
                 };
-                let error = match answer {
+                match answer {
                     Ok(reply) => return Ok(reply),
-                    Err(error) => error,
-                };
-                let label = shared
-                    .targets
-                    .get(target)
-                    .map_or("unknown target", |t| t.label.as_str());
-                let exhausted = tried.len() >= shared.targets.len();
-                if !shared.policy.allows(&error) || exhausted || number > shared.policy.retries {
-                    return Err(name_attempts(error, &failures, target, label));
+                    Err(error) => {
+                        let move_on = shared.policy.allows(&error);
+                        last = Some((error, target));
+                        if !move_on {
+                            break;
+                        }
+                    }
                 }
-                tracing::debug!(target_index = target, %label, %error, "attempt failed, failing over");
-                failures.push(format!("target {target} ({label}): {error}"));
             }
-            Err(Error::new(
-                ErrorKind::Internal,
-                "failover loop ended without an answer",
-            ))
+            Err(match last {
+                Some((error, target)) => {
+                    name_attempts(error, &earlier, target, label(state, target))
+                }
+                None => all_out(state),
+            })
         })
     }
+}
+
+/// When a failed-over request has tried every target in service and exactly one is in
+/// service, that one may be tried again: a lone target is better than none.
+fn lone_target(candidates: &Candidates<'_>) -> Option<usize> {
+    let mut healthy = (0..candidates.len()).filter(|t| candidates.is_healthy(*t));
+    match (healthy.next(), healthy.next()) {
+        (Some(only), None) => Some(only),
+        _ => None,
+    }
+}
+
+fn label(state: &RouteState, target: usize) -> &str {
+    state
+        .info(target)
+        .map_or("unknown target", |t| t.label.as_str())
 }
 
 /// The error the client sees names every attempt, the last one deciding the kind.
@@ -127,6 +156,31 @@ fn name_attempts(last: Error, earlier: &[String], target: usize, label: &str) ->
     ))
 }
 
+/// Every target is out: say which and for how long, so an operator knows what to look at.
+fn all_out(state: &RouteState) -> Error {
+    if state.is_empty() {
+        return Error::new(ErrorKind::NoHealthyTarget, "the route has no targets");
+    }
+    let now = state.now_ms();
+    let targets: Vec<String> = (0..state.len())
+        .map(|t| match state.out_for(t, now) {
+            Some(out) => format!(
+                "target {t} ({}) back in {:.1} s",
+                label(state, t),
+                out.as_secs_f64()
+            ),
+            None => format!("target {t} ({}) back now", label(state, t)),
+        })
+        .collect();
+    Error::new(
+        ErrorKind::NoHealthyTarget,
+        format!(
+            "every target is out of service after max_fails failures: {}",
+            targets.join(", ")
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -137,6 +191,7 @@ mod tests {
 
     use super::*;
     use crate::pick::RoundRobin;
+    use crate::{HealthPolicy, TargetInfo};
 
     fn answer(target: usize) -> ChatReply {
         let model: Arc<str> = Arc::from(format!("m{target}"));
@@ -175,16 +230,14 @@ mod tests {
             async move { outcome }
         });
         let infos = (0..n)
-            .map(|i| TargetInfo {
-                label: format!("test/m{i}"),
-                weight: 1,
-            })
+            .map(|i| TargetInfo::new(format!("test/m{i}"), 1))
             .collect();
+        let state = Arc::new(RouteState::new(infos, HealthPolicy::default()));
         let service = ServiceBuilder::new()
             .layer(BalanceLayer::new(
                 RoundRobin::new(&vec![1; n]),
                 policy,
-                infos,
+                state,
             ))
             .service(targets);
         (service, calls)

@@ -69,6 +69,7 @@ fn method_not_allowed(method: &Method) -> Response {
 }
 
 async fn chat(route: &Route, request: Request) -> Result<Response, ApiError> {
+    let hash_key = route.hash_key(request.headers());
     let body = axum::body::to_bytes(request.into_body(), route.max_request_body_size)
         .await
         .map_err(|_| {
@@ -86,6 +87,7 @@ async fn chat(route: &Route, request: Request) -> Result<Response, ApiError> {
         .as_ref()
         .is_some_and(|o| o.include_usage);
     let mut request = ChatRequest::try_from(wire)?;
+    request.hash_key = hash_key;
     request.stream = match (route.response_streaming, request.stream) {
         (ResponseStreaming::Deny, true) => {
             return Err(Error::invalid_request(
@@ -201,6 +203,7 @@ impl TryFrom<WireRequest> for ChatRequest {
                 Some(Stop::Many(v)) => v.into(),
             },
             stream: wire.stream,
+            hash_key: None,
         })
     }
 }

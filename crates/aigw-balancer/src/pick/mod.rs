@@ -1,23 +1,185 @@
-//! Pick strategies: each chooses a target index for the next attempt.
+//! Pick strategies, one file each: every one chooses a target for the next attempt from
+//! the [`Candidates`] a request has left, reading the route's live state (in flight,
+//! latency, usage) that the layers below the balancer record.
 
+mod consistent_hashing;
+mod least_connections;
+mod lowest_latency;
+mod lowest_usage;
+mod priority;
 mod round_robin;
 
+use std::sync::atomic::Ordering;
+
+pub use consistent_hashing::ConsistentHashing;
+pub use least_connections::LeastConnections;
+pub use lowest_latency::{LatencyStrategy, LowestLatency};
+pub use lowest_usage::{LowestUsage, UsageMeasure};
+pub use priority::Priority;
 pub use round_robin::RoundRobin;
 
-use crate::Tried;
+use crate::{RouteState, Tried};
 
 /// Chooses the target for an attempt. Implementations are shared by every request of a
-/// route, so they keep their state in atomics rather than behind a lock.
+/// route, so they keep their state in atomics rather than behind a lock; what they learn
+/// from answers (latency, usage, load) they read from the route's shared state through
+/// [`Candidates`], which the layers below the balancer keep up to date.
 ///
 /// ```
-/// use aigw_balancer::{pick::{Pick, RoundRobin}, Tried};
-/// let rr = RoundRobin::new(&[1, 1]);
-/// assert_ne!(rr.pick(&Tried::default()), rr.pick(&Tried::default()));
+/// use aigw_balancer::pick::{Candidates, Pick, RoundRobin};
+/// use aigw_balancer::{HealthPolicy, RouteState, TargetInfo, Tried};
+///
+/// let state = RouteState::new(
+///     vec![TargetInfo::new("bedrock/a", 100), TargetInfo::new("bedrock/b", 100)],
+///     HealthPolicy::default(),
+/// );
+/// let rr = RoundRobin::new(&[100, 100]);
+/// let tried = Tried::default();
+/// let first = rr.pick(&Candidates::new(&state, &tried, None));
+/// let second = rr.pick(&Candidates::new(&state, &tried, None));
+/// assert_ne!(first, second);
 /// ```
 pub trait Pick: Send + Sync + 'static {
-    /// The target for the next attempt, preferring ones not in `tried`; `None` only when
-    /// there are no targets at all.
-    fn pick(&self, tried: &Tried) -> Option<usize>;
+    /// A usable target (healthy and not yet tried by this request), or `None` when there
+    /// is none; the balancer then decides between repeating a lone target and giving up.
+    fn pick(&self, candidates: &Candidates<'_>) -> Option<usize>;
+}
+
+impl<P: Pick + ?Sized> Pick for Box<P> {
+    fn pick(&self, candidates: &Candidates<'_>) -> Option<usize> {
+        (**self).pick(candidates)
+    }
+}
+
+/// What one pick may choose from: the route's targets and live state, less those this
+/// request already tried and those the health check took out.
+#[derive(Debug)]
+pub struct Candidates<'a> {
+    state: &'a RouteState,
+    tried: &'a Tried,
+    key: Option<&'a str>,
+    now_ms: u64,
+}
+
+impl<'a> Candidates<'a> {
+    /// The candidates for a request that tried `tried` and hashes on `key`.
+    pub fn new(state: &'a RouteState, tried: &'a Tried, key: Option<&'a str>) -> Self {
+        Candidates {
+            state,
+            tried,
+            key,
+            now_ms: state.now_ms(),
+        }
+    }
+
+    /// How many targets the route has (usable or not); targets are `0..len()`.
+    pub fn len(&self) -> usize {
+        self.state.len()
+    }
+
+    /// Whether the route has no targets.
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty()
+    }
+
+    /// Whether `target` may take this attempt: healthy and not yet tried.
+    pub fn is_usable(&self, target: usize) -> bool {
+        !self.tried.contains(target) && self.state.is_healthy(target, self.now_ms)
+    }
+
+    /// Whether `target` is in service (not taken out by the health check), tried or not.
+    pub fn is_healthy(&self, target: usize) -> bool {
+        self.state.is_healthy(target, self.now_ms)
+    }
+
+    /// The request's hash key (the `hash_on_header` value), if it has one.
+    pub fn key(&self) -> Option<&str> {
+        self.key
+    }
+
+    /// Attempts running on `target` now.
+    pub fn in_flight(&self, target: usize) -> u32 {
+        self.state
+            .target(target)
+            .map_or(0, |t| t.in_flight.load(Ordering::Relaxed))
+    }
+
+    /// The moving latency of `target` in nanoseconds, `None` until it answered once.
+    pub fn latency(&self, target: usize, strategy: LatencyStrategy) -> Option<f64> {
+        let t = self.state.target(target)?;
+        match strategy {
+            LatencyStrategy::Tpot => t.tpot.estimate(self.now_ms),
+            LatencyStrategy::E2e => t.e2e.estimate(self.now_ms),
+        }
+    }
+
+    /// What `target` has used so far by `measure`: tokens, or cost in billionths.
+    pub fn usage(&self, target: usize, measure: UsageMeasure) -> u64 {
+        let Some(t) = self.state.target(target) else {
+            return 0;
+        };
+        let counter = match measure {
+            UsageMeasure::TotalTokens => &t.total_tokens,
+            UsageMeasure::PromptTokens => &t.prompt_tokens,
+            UsageMeasure::CompletionTokens => &t.completion_tokens,
+            UsageMeasure::Cost => &t.cost_nanos,
+        };
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// The usable target with the lowest `score`, scanning from `start` (mod `len()`) so
+    /// that ties rotate instead of always landing on the first target.
+    pub fn lowest<S: PartialOrd>(
+        &self,
+        start: usize,
+        mut score: impl FnMut(usize) -> S,
+    ) -> Option<usize> {
+        let len = self.len();
+        let mut best: Option<(usize, S)> = None;
+        for offset in 0..len {
+            let target = (start + offset) % len;
+            if !self.is_usable(target) {
+                continue;
+            }
+            let s = score(target);
+            if best.as_ref().is_none_or(|(_, b)| s < *b) {
+                best = Some((target, s));
+            }
+        }
+        best.map(|(target, _)| target)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for the strategies' unit tests.
+
+    use super::*;
+    use crate::{HealthPolicy, TargetInfo};
+
+    /// A route state over targets with these weights and no health check.
+    pub(crate) fn state(weights: &[u32]) -> RouteState {
+        RouteState::new(
+            weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| TargetInfo::new(format!("test/m{i}"), *w))
+                .collect(),
+            HealthPolicy::default(),
+        )
+    }
+
+    /// Counts how often each target is picked over `n` fresh requests.
+    pub(crate) fn distribution(picker: &dyn Pick, state: &RouteState, n: usize) -> Vec<usize> {
+        let mut counts = vec![0; state.len()];
+        let tried = Tried::default();
+        for _ in 0..n {
+            if let Some(t) = picker.pick(&Candidates::new(state, &tried, None)) {
+                counts[t] += 1;
+            }
+        }
+        counts
+    }
 }
 
 #[cfg(test)]
