@@ -54,17 +54,18 @@ impl HealthPolicy {
 /// The shared state of one route's targets, indexed like its target list.
 #[derive(Debug)]
 pub struct RouteState {
+    infos: Box<[TargetInfo]>,
     targets: Box<[TargetState]>,
     health: HealthPolicy,
     epoch: Instant,
 }
 
-/// One target's live counters. Aligned to its own cache lines so that two targets busy
-/// on two cores do not slow each other down.
-#[derive(Debug)]
-#[repr(align(128))]
+/// One target's live counters, kept apart from its description and unpadded: a pick scans
+/// every target's counters, and at 256 targets the whole table (80 bytes each) then stays
+/// in L1 cache. Sharing cache lines between targets costs far less, since counters are
+/// written a few times per request while picks read them all.
+#[derive(Debug, Default)]
 pub(crate) struct TargetState {
-    pub(crate) info: TargetInfo,
     pub(crate) in_flight: AtomicU32,
     requests: AtomicU64,
     failures: AtomicU64,
@@ -114,7 +115,8 @@ impl RouteState {
     /// Fresh state for these targets, checked for health per `health`.
     pub fn new(targets: Vec<TargetInfo>, health: HealthPolicy) -> Self {
         RouteState {
-            targets: targets.into_iter().map(TargetState::new).collect(),
+            targets: targets.iter().map(|_| TargetState::default()).collect(),
+            infos: targets.into(),
             health,
             epoch: Instant::now(),
         }
@@ -132,7 +134,7 @@ impl RouteState {
 
     /// The target's static description.
     pub fn info(&self, target: usize) -> Option<&TargetInfo> {
-        self.targets.get(target).map(|t| &t.info)
+        self.infos.get(target)
     }
 
     /// The health policy in force.
@@ -142,6 +144,20 @@ impl RouteState {
 
     pub(crate) fn target(&self, target: usize) -> Option<&TargetState> {
         self.targets.get(target)
+    }
+
+    pub(crate) fn targets(&self) -> &[TargetState] {
+        &self.targets
+    }
+
+    /// [`is_healthy`](Self::is_healthy) for a target already at hand: the common case (no
+    /// health check, or too few failures) is one comparison.
+    #[inline]
+    pub(crate) fn is_healthy_state(&self, target: usize, state: &TargetState, now_ms: u64) -> bool {
+        let max_fails = self.health.max_fails;
+        max_fails == 0
+            || state.fails.load(Ordering::Relaxed) < max_fails
+            || self.out_for(target, now_ms).is_none()
     }
 
     /// Milliseconds since the route was built: the clock every timestamp here uses.
@@ -181,7 +197,7 @@ impl RouteState {
         if fails == self.health.max_fails {
             tracing::warn!(
                 target_index = target,
-                label = %state.info.label,
+                label = %self.infos[target].label,
                 fails,
                 fail_timeout_ms = duration_ms(self.health.fail_timeout),
                 "target out of service after too many failures"
@@ -225,8 +241,9 @@ impl RouteState {
             state
                 .total_tokens
                 .fetch_add(usage.total_tokens.into(), Ordering::Relaxed);
-            let cost = f64::from(usage.prompt_tokens) * state.info.input_cost
-                + f64::from(usage.completion_tokens) * state.info.output_cost;
+            let info = &self.infos[target];
+            let cost = f64::from(usage.prompt_tokens) * info.input_cost
+                + f64::from(usage.completion_tokens) * info.output_cost;
             // Costs are per million tokens: tokens × cost is millionths, × 1000 billionths.
             state
                 .cost_nanos
@@ -254,12 +271,13 @@ impl RouteState {
         let now = self.now_ms();
         self.targets
             .iter()
+            .zip(self.infos.iter())
             .enumerate()
-            .map(|(index, t)| {
+            .map(|(index, (t, info))| {
                 let out_for = self.out_for(index, now);
                 TargetStatus {
-                    label: t.info.label.clone(),
-                    weight: t.info.weight,
+                    label: info.label.clone(),
+                    weight: info.weight,
                     healthy: out_for.is_none(),
                     out_for,
                     fails: t.fails.load(Ordering::Relaxed),
@@ -277,25 +295,6 @@ impl RouteState {
                 }
             })
             .collect()
-    }
-}
-
-impl TargetState {
-    fn new(info: TargetInfo) -> Self {
-        TargetState {
-            info,
-            in_flight: AtomicU32::new(0),
-            requests: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            fails: AtomicU32::new(0),
-            last_failure: AtomicU64::new(0),
-            e2e: Ewma::default(),
-            tpot: Ewma::default(),
-            prompt_tokens: AtomicU64::new(0),
-            completion_tokens: AtomicU64::new(0),
-            total_tokens: AtomicU64::new(0),
-            cost_nanos: AtomicU64::new(0),
-        }
     }
 }
 
@@ -347,7 +346,7 @@ impl Ewma {
                 let next = if sample > estimate {
                     sample
                 } else {
-                    let keep = decay(elapsed);
+                    let keep = 1.0 / decay_divisor(elapsed);
                     estimate * keep + sample * (1.0 - keep)
                 };
                 Some(Self::pack(next, now_ms))
@@ -356,21 +355,27 @@ impl Ewma {
 
     /// The estimate at `now_ms`, decayed since the last sample; `None` if never measured.
     pub(crate) fn estimate(&self, now_ms: u64) -> Option<f64> {
+        self.estimate_ratio(now_ms).map(|(num, den)| num / den)
+    }
+
+    /// The decayed estimate as `(last estimate, divisor)`, for ranking without dividing.
+    pub(crate) fn estimate_ratio(&self, now_ms: u64) -> Option<(f64, f64)> {
         let word = self.0.load(Ordering::Relaxed);
         if word == 0 {
             return None;
         }
         let (estimate, elapsed) = Self::unpack(word, now_ms);
-        Some(estimate * decay(elapsed))
+        Some((estimate, decay_divisor(elapsed)))
     }
 }
 
-/// `exp(-elapsed / τ)`, approximated by the reciprocal of its third-order Taylor series: a
-/// pick may evaluate this for every target, and `exp` would dominate its cost at 256
-/// targets. Monotone, 1 at zero and within 2 % up to one τ; that is plenty for ranking.
-fn decay(elapsed_ms: f64) -> f64 {
-    let x = elapsed_ms / LATENCY_DECAY_MS;
-    1.0 / (1.0 + x * (1.0 + x * (0.5 + x / 6.0)))
+/// `exp(elapsed / τ)`, the divisor that decays an estimate, approximated by its
+/// third-order Taylor series: a pick evaluates this for every target, and `exp` would
+/// dominate its cost at 256 targets. Monotone, 1 at zero and within 2 % up to one τ; that
+/// is plenty for ranking.
+fn decay_divisor(elapsed_ms: f64) -> f64 {
+    let x = elapsed_ms * (1.0 / LATENCY_DECAY_MS);
+    1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6.0)))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Candidates, Pick};
+use super::{Candidates, Pick, Ratio};
 
 /// `least-connections`: the usable target with the fewest attempts in flight relative to
 /// its `weight`, i.e. the lowest `(in_flight + 1) / weight`, so a target of weight 200
@@ -24,9 +24,12 @@ impl LeastConnections {
 impl Pick for LeastConnections {
     fn pick(&self, candidates: &Candidates<'_>) -> Option<usize> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        candidates.lowest(start, |target| {
+        candidates.scan(start, |target, state| {
             let weight = self.weights.get(target).copied().unwrap_or(1).max(1);
-            f64::from(candidates.in_flight(target) + 1) / f64::from(weight)
+            Ratio {
+                num: f64::from(state.in_flight.load(Ordering::Relaxed) + 1),
+                den: f64::from(weight),
+            }
         })
     }
 }

@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Candidates, Pick};
+use super::{Candidates, Pick, Ratio};
 
 /// Which latency `lowest-latency` compares (Kong's `latency_strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +38,27 @@ impl LowestLatency {
 impl Pick for LowestLatency {
     fn pick(&self, candidates: &Candidates<'_>) -> Option<usize> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        candidates.lowest(start, |target| {
-            let in_flight = candidates.in_flight(target);
-            match candidates.latency(target, self.strategy) {
-                Some(latency) => latency * f64::from(in_flight + 1),
+        let now = candidates.now_ms();
+        candidates.scan(start, |_, state| {
+            let in_flight = state.in_flight.load(Ordering::Relaxed);
+            let latency = match self.strategy {
+                LatencyStrategy::Tpot => &state.tpot,
+                LatencyStrategy::E2e => &state.e2e,
+            };
+            match latency.estimate_ratio(now) {
+                Some((estimate, divisor)) => Ratio {
+                    num: estimate * f64::from(in_flight + 1),
+                    den: divisor,
+                },
                 // Unmeasured: probe it now if nobody else is, else wait for that probe.
-                None if in_flight == 0 => -1.0,
-                None => f64::INFINITY,
+                None if in_flight == 0 => Ratio {
+                    num: -1.0,
+                    den: 1.0,
+                },
+                None => Ratio {
+                    num: f64::INFINITY,
+                    den: 1.0,
+                },
             }
         })
     }

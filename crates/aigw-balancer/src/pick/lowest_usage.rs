@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Candidates, Pick};
+use super::{Candidates, Pick, Ratio};
 
 /// What `lowest-usage` counts (Kong's `tokens_count_strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,10 +40,19 @@ impl LowestUsage {
 impl Pick for LowestUsage {
     fn pick(&self, candidates: &Candidates<'_>) -> Option<usize> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        candidates.lowest(start, |target| {
+        candidates.scan(start, |target, state| {
             let weight = self.weights.get(target).copied().unwrap_or(1).max(1);
-            let used = candidates.usage(target, self.measure) as f64 / f64::from(weight);
-            (used, candidates.in_flight(target))
+            let counter = match self.measure {
+                UsageMeasure::TotalTokens => &state.total_tokens,
+                UsageMeasure::PromptTokens => &state.prompt_tokens,
+                UsageMeasure::CompletionTokens => &state.completion_tokens,
+                UsageMeasure::Cost => &state.cost_nanos,
+            };
+            let used = Ratio {
+                num: counter.load(Ordering::Relaxed) as f64,
+                den: f64::from(weight),
+            };
+            (used, state.in_flight.load(Ordering::Relaxed))
         })
     }
 }
