@@ -8,8 +8,8 @@ use aigw_balancer::pick::{
     Priority, RoundRobin, UsageMeasure,
 };
 use aigw_balancer::{
-    AttemptTimeoutLayer, BalanceLayer, FailoverPolicy, HealthLayer, HealthPolicy, RouteState,
-    StatsLayer, TargetInfo, Targets,
+    AttemptTimeoutLayer, FailoverLayer, FailoverPolicy, HealthLayer, HealthPolicy, PickLayer,
+    RouteState, StatsLayer, TargetInfo, Targets,
 };
 use aigw_bedrock::{BedrockProvider, BedrockTargetSpec, RequestDefaults};
 use aigw_config::{
@@ -74,12 +74,13 @@ async fn build_route(
     let state = Arc::new(RouteState::new(infos, health_policy(&ai.balancer)));
 
     let stack = ServiceBuilder::new()
-        // Picks a target per attempt and fails over per Kong's retries/failover_criteria.
-        .layer(BalanceLayer::new(
-            picker,
+        // Retries per Kong's retries/failover_criteria; each retry is picked anew below.
+        .layer(FailoverLayer::new(
             failover_policy(&ai.balancer),
             state.clone(),
         ))
+        // Picks each attempt's target by algorithm, skipping tried and tripped targets.
+        .layer(PickLayer::new(picker, state.clone()))
         // Above the timeout, so that an attempt that timed out counts against its target.
         .layer(HealthLayer::new(state.clone()))
         // In flight from the call until the answer or its stream ends.

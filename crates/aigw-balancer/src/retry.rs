@@ -1,64 +1,59 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use aigw_core::{ChatReply, ChatRequest, DriverFuture, Error, ErrorKind};
+use aigw_core::{ChatReply, ChatRequest, DriverFuture, Error};
 use tower::{Layer, Service, ServiceExt};
 
-use crate::pick::Candidates;
-use crate::{Attempt, FailoverPolicy, Pick, RouteState, Tried};
+use crate::{AttemptFailed, FailoverPolicy, RouteState, Routed, Tried};
 
-/// Picks a target for each request and fails over to others per the policy.
+/// Retries a failed attempt on another target per Kong's `retries` and
+/// `failover_criteria` (see [`FailoverPolicy`]); the layer below ([`PickLayer`]) chooses
+/// the target for each attempt, away from those this request already tried.
 ///
-/// A request never tries the same target twice unless it is the only one in service; the
-/// client sees the first success, or one error naming every attempt. When the health check
-/// has taken every target out, the request fails at once with
-/// [`ErrorKind::NoHealthyTarget`], naming each target and when it comes back.
+/// The client sees the first success, or one error naming every attempt, whose kind is
+/// the last attempt's.
+///
+/// [`PickLayer`]: crate::PickLayer
 #[derive(Clone)]
-pub struct BalanceLayer {
+pub struct FailoverLayer {
     shared: Arc<Shared>,
 }
 
 struct Shared {
-    picker: Box<dyn Pick>,
     policy: FailoverPolicy,
     state: Arc<RouteState>,
 }
 
-impl BalanceLayer {
-    /// Balances over the targets of `state` (in the order their drivers are indexed
-    /// below) with `picker`, failing over per `policy`.
-    pub fn new(picker: impl Pick, policy: FailoverPolicy, state: Arc<RouteState>) -> Self {
-        BalanceLayer {
-            shared: Arc::new(Shared {
-                picker: Box::new(picker),
-                policy,
-                state,
-            }),
+impl FailoverLayer {
+    /// Fails over per `policy`, naming targets in errors by their labels in `state`.
+    pub fn new(policy: FailoverPolicy, state: Arc<RouteState>) -> Self {
+        FailoverLayer {
+            shared: Arc::new(Shared { policy, state }),
         }
     }
 }
 
-impl<S> Layer<S> for BalanceLayer {
-    type Service = Balance<S>;
+impl<S> Layer<S> for FailoverLayer {
+    type Service = Failover<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Balance {
+        Failover {
             inner,
             shared: self.shared.clone(),
         }
     }
 }
 
-/// See [`BalanceLayer`].
+/// See [`FailoverLayer`].
 #[derive(Clone)]
-pub struct Balance<S> {
+pub struct Failover<S> {
     inner: S,
     shared: Arc<Shared>,
 }
 
-impl<S> Service<ChatRequest> for Balance<S>
+impl<S> Service<ChatRequest> for Failover<S>
 where
-    S: Service<Attempt, Response = ChatReply, Error = Error> + Clone + Send + 'static,
+    S: Service<Routed, Response = ChatReply, Error = AttemptFailed> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = ChatReply;
@@ -66,7 +61,7 @@ where
     type Future = DriverFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(|failed| failed.error)
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
@@ -75,65 +70,68 @@ where
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let shared = self.shared.clone();
         Box::pin(async move {
-            let state = &shared.state;
             let mut tried = Tried::default();
             let mut earlier: Vec<String> = Vec::new();
             let mut last: Option<(Error, usize)> = None;
             for number in 1..=shared.policy.retries.saturating_add(1) {
-                let candidates = Candidates::new(state, &tried, request.hash_key.as_deref());
-                let Some(target) = shared
-                    .picker
-                    .pick(&candidates)
-                    .or_else(|| lone_target(&candidates))
-                else {
-                    break;
+                let routed = Routed {
+                    request: request.clone(),
+                    tried: tried.clone(),
+                    number,
+                };
+                let answer = if number == 1 {
+                    inner.call(routed).await
+                } else {
+                    match inner.ready().await {
+                        Ok(ready) => ready.call(routed).await,
+                        Err(failed) => Err(failed),
+                    }
+                };
+                let (target, error) = match answer {
+                    Ok(reply) => return Ok(reply),
+                    Err(AttemptFailed {
+                        target: Some(target),
+                        error,
+                    }) => (target, error),
+                    // Nothing left to try: the previous attempt's error is the answer, or
+                    // on the first attempt the reason nothing could be tried.
+                    Err(AttemptFailed {
+                        target: None,
+                        error,
+                    }) => match last {
+                        Some(_) => break,
+                        None => return Err(error),
+                    },
                 };
                 if let Some((error, previous)) = last.take() {
                     earlier.push(format!(
                         "target {previous} ({}): {error}",
-                        label(state, previous)
+                        label(&shared.state, previous)
                     ));
-                    tracing::debug!(target_index = previous, %error, "attempt failed, failing over");
                 }
                 tried.insert(target);
-                let attempt = Attempt {
-                    target,
-                    number,
-                    request: request.clone(),
-                };
-                let answer = if number == 1 {
-                    inner.call(attempt).await
-                } else {
-                    inner.ready().await?.call(attempt).await
-                };
-                match answer {
-                    Ok(reply) => return Ok(reply),
-                    Err(error) => {
-                        let move_on = shared.policy.allows(&error);
-                        last = Some((error, target));
-                        if !move_on {
-                            break;
-                        }
-                    }
+                let move_on = shared.policy.allows(&error);
+                if move_on {
+                    tracing::debug!(target_index = target, %error, "attempt failed, failing over");
+                }
+                last = Some((error, target));
+                if !move_on {
+                    break;
                 }
             }
-            Err(match last {
-                Some((error, target)) => {
-                    name_attempts(error, &earlier, target, label(state, target))
-                }
-                None => all_out(state),
-            })
+            match last {
+                Some((error, target)) => Err(name_attempts(
+                    error,
+                    &earlier,
+                    target,
+                    label(&shared.state, target),
+                )),
+                None => Err(Error::new(
+                    aigw_core::ErrorKind::Internal,
+                    "failover made no attempt",
+                )),
+            }
         })
-    }
-}
-
-/// When a failed-over request has tried every target in service and exactly one is in
-/// service, that one may be tried again: a lone target is better than none.
-fn lone_target(candidates: &Candidates<'_>) -> Option<usize> {
-    let mut healthy = (0..candidates.len()).filter(|t| candidates.is_healthy(*t));
-    match (healthy.next(), healthy.next()) {
-        (Some(only), None) => Some(only),
-        _ => None,
     }
 }
 
@@ -156,42 +154,17 @@ fn name_attempts(last: Error, earlier: &[String], target: usize, label: &str) ->
     ))
 }
 
-/// Every target is out: say which and for how long, so an operator knows what to look at.
-fn all_out(state: &RouteState) -> Error {
-    if state.is_empty() {
-        return Error::new(ErrorKind::NoHealthyTarget, "the route has no targets");
-    }
-    let now = state.now_ms();
-    let targets: Vec<String> = (0..state.len())
-        .map(|t| match state.out_for(t, now) {
-            Some(out) => format!(
-                "target {t} ({}) back in {:.1} s",
-                label(state, t),
-                out.as_secs_f64()
-            ),
-            None => format!("target {t} ({}) back now", label(state, t)),
-        })
-        .collect();
-    Error::new(
-        ErrorKind::NoHealthyTarget,
-        format!(
-            "every target is out of service after max_fails failures: {}",
-            targets.join(", ")
-        ),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use aigw_core::{ChatResponse, FinishReason, ReplyBody, ServedBy, Usage};
+    use aigw_core::{ChatResponse, ErrorKind, FinishReason, ReplyBody, ServedBy, Usage};
     use tower::ServiceBuilder;
 
     use super::*;
     use crate::pick::RoundRobin;
-    use crate::{HealthPolicy, TargetInfo};
+    use crate::{Attempt, HealthPolicy, PickLayer, TargetInfo};
 
     fn answer(target: usize) -> ChatReply {
         let model: Arc<str> = Arc::from(format!("m{target}"));
@@ -234,11 +207,8 @@ mod tests {
             .collect();
         let state = Arc::new(RouteState::new(infos, HealthPolicy::default()));
         let service = ServiceBuilder::new()
-            .layer(BalanceLayer::new(
-                RoundRobin::new(&vec![1; n]),
-                policy,
-                state,
-            ))
+            .layer(FailoverLayer::new(policy, state.clone()))
+            .layer(PickLayer::new(RoundRobin::new(&vec![1; n]), state))
             .service(targets);
         (service, calls)
     }
@@ -343,5 +313,78 @@ mod tests {
         );
         let total: usize = calls.iter().map(|c| c.load(Ordering::Relaxed)).sum();
         assert_eq!(total, 2);
+    }
+
+    #[tokio::test]
+    async fn a_tripped_target_is_skipped_and_all_out_answers_at_once() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let targets = tower::service_fn(move |_: Attempt| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            async { Err::<ChatReply, _>(Error::new(ErrorKind::UpstreamUnreachable, "refused")) }
+        });
+        let health = HealthPolicy {
+            max_fails: 1,
+            fail_timeout: std::time::Duration::from_secs(60),
+            counted_statuses: Vec::new(),
+        };
+        let infos = vec![TargetInfo::new("test/a", 1), TargetInfo::new("test/b", 1)];
+        let state = Arc::new(RouteState::new(infos, health));
+        let mut service = ServiceBuilder::new()
+            .layer(FailoverLayer::new(FailoverPolicy::default(), state.clone()))
+            .layer(PickLayer::new(RoundRobin::new(&[1, 1]), state.clone()))
+            .layer(crate::HealthLayer::new(state.clone()))
+            .service(targets);
+        let first = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(ChatRequest::default())
+            .await
+            .expect_err("both refuse");
+        assert!(
+            first.message().starts_with("all 2 attempts failed"),
+            "{first}"
+        );
+        let second = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(ChatRequest::default())
+            .await
+            .expect_err("both are out");
+        assert_eq!(second.kind(), ErrorKind::NoHealthyTarget);
+        assert!(
+            second.message().contains("target 1 (test/b) back in 6"),
+            "{second}"
+        );
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            2,
+            "the second request sent nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lone_target_in_service_is_tried_again() {
+        let policy = FailoverPolicy {
+            retries: 3,
+            ..FailoverPolicy::default()
+        };
+        let (mut service, calls) = route(1, policy, |_| {
+            Some(Error::new(ErrorKind::UpstreamUnreachable, "refused"))
+        });
+        let error = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(ChatRequest::default())
+            .await
+            .expect_err("always refused");
+        assert!(
+            error.message().starts_with("all 4 attempts failed"),
+            "{error}"
+        );
+        assert_eq!(calls[0].load(Ordering::Relaxed), 4);
     }
 }
