@@ -229,28 +229,28 @@ impl RouteState {
         let now = self.now_ms();
         let nanos = elapsed.as_nanos() as f64;
         state.e2e.observe(nanos, now);
-        if let Some(usage) = usage {
-            let per_token = nanos / f64::from(usage.completion_tokens.max(1));
-            state.tpot.observe(per_token, now);
-            state
-                .prompt_tokens
-                .fetch_add(usage.prompt_tokens.into(), Ordering::Relaxed);
-            state
-                .completion_tokens
-                .fetch_add(usage.completion_tokens.into(), Ordering::Relaxed);
-            state
-                .total_tokens
-                .fetch_add(usage.total_tokens.into(), Ordering::Relaxed);
-            let info = &self.infos[target];
-            let cost = f64::from(usage.prompt_tokens) * info.input_cost
-                + f64::from(usage.completion_tokens) * info.output_cost;
-            // Costs are per million tokens: tokens × cost is millionths, × 1000 billionths.
-            state
-                .cost_nanos
-                .fetch_add((cost * 1_000.0).round() as u64, Ordering::Relaxed);
-        } else {
-            state.tpot.observe(nanos, now);
-        }
+        let Some(usage) = usage else {
+            // Without token counts there is no time per token to learn.
+            return;
+        };
+        let per_token = nanos / f64::from(usage.completion_tokens.max(1));
+        state.tpot.observe(per_token, now);
+        state
+            .prompt_tokens
+            .fetch_add(usage.prompt_tokens.into(), Ordering::Relaxed);
+        state
+            .completion_tokens
+            .fetch_add(usage.completion_tokens.into(), Ordering::Relaxed);
+        state
+            .total_tokens
+            .fetch_add(usage.total_tokens.into(), Ordering::Relaxed);
+        let info = &self.infos[target];
+        let cost = f64::from(usage.prompt_tokens) * info.input_cost
+            + f64::from(usage.completion_tokens) * info.output_cost;
+        // Costs are per million tokens: tokens × cost is millionths, × 1000 billionths.
+        state
+            .cost_nanos
+            .fetch_add((cost * 1_000.0).round() as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn start_attempt(&self, target: usize) {
