@@ -194,7 +194,9 @@ impl RouteState {
         let now = self.now_ms();
         state.last_failure.store(now + 1, Ordering::Relaxed);
         let fails = state.fails.fetch_add(1, Ordering::Relaxed) + 1;
-        if fails == self.health.max_fails {
+        // At or past the limit: a target that came back after fail_timeout and failed again
+        // is out again, and says so again.
+        if fails >= self.health.max_fails {
             tracing::warn!(
                 target_index = target,
                 label = %self.infos[target].label,
