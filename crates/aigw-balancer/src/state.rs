@@ -70,7 +70,7 @@ pub(crate) struct TargetState {
     requests: AtomicU64,
     failures: AtomicU64,
     /// Failures counted by the health check since it last cleared.
-    fails: AtomicU32,
+    pub(crate) fails: AtomicU32,
     /// Milliseconds since the epoch of the last counted failure, plus one; 0 = never.
     last_failure: AtomicU64,
     pub(crate) e2e: Ewma,
@@ -148,16 +148,6 @@ impl RouteState {
 
     pub(crate) fn targets(&self) -> &[TargetState] {
         &self.targets
-    }
-
-    /// [`is_healthy`](Self::is_healthy) for a target already at hand: the common case (no
-    /// health check, or too few failures) is one comparison.
-    #[inline]
-    pub(crate) fn is_healthy_state(&self, target: usize, state: &TargetState, now_ms: u64) -> bool {
-        let max_fails = self.health.max_fails;
-        max_fails == 0
-            || state.fails.load(Ordering::Relaxed) < max_fails
-            || self.out_for(target, now_ms).is_none()
     }
 
     /// Milliseconds since the route was built: the clock every timestamp here uses.

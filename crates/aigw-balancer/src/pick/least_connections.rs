@@ -1,13 +1,14 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Candidates, Pick, Ratio};
+use super::{Candidates, Pick};
 
 /// `least-connections`: the usable target with the fewest attempts in flight relative to
 /// its `weight`, i.e. the lowest `(in_flight + 1) / weight`, so a target of weight 200
 /// carries twice the concurrent load of one of weight 100. Ties rotate.
 #[derive(Debug)]
 pub struct LeastConnections {
-    weights: Box<[u32]>,
+    /// `1 / weight` per target: a multiplication per target instead of a division.
+    inverse_weights: Box<[f64]>,
     next: AtomicUsize,
 }
 
@@ -15,7 +16,10 @@ impl LeastConnections {
     /// Over targets with these weights (index = target).
     pub fn new(weights: &[u32]) -> Self {
         LeastConnections {
-            weights: weights.into(),
+            inverse_weights: weights
+                .iter()
+                .map(|w| 1.0 / f64::from((*w).max(1)))
+                .collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -25,11 +29,8 @@ impl Pick for LeastConnections {
     fn pick(&self, candidates: &Candidates<'_>) -> Option<usize> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         candidates.scan(start, |target, state| {
-            let weight = self.weights.get(target).copied().unwrap_or(1).max(1);
-            Ratio {
-                num: f64::from(state.in_flight.load(Ordering::Relaxed) + 1),
-                den: f64::from(weight),
-            }
+            let inverse_weight = self.inverse_weights.get(target).copied().unwrap_or(1.0);
+            f64::from(state.in_flight.load(Ordering::Relaxed) + 1) * inverse_weight
         })
     }
 }

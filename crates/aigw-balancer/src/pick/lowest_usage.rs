@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Candidates, Pick, Ratio};
+use super::{Candidates, Pick};
 
 /// What `lowest-usage` counts (Kong's `tokens_count_strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +22,8 @@ pub enum UsageMeasure {
 #[derive(Debug)]
 pub struct LowestUsage {
     measure: UsageMeasure,
-    weights: Box<[u32]>,
+    /// `1 / weight` per target: a multiplication per target instead of a division.
+    inverse_weights: Box<[f64]>,
     next: AtomicUsize,
 }
 
@@ -31,7 +32,10 @@ impl LowestUsage {
     pub fn new(measure: UsageMeasure, weights: &[u32]) -> Self {
         LowestUsage {
             measure,
-            weights: weights.into(),
+            inverse_weights: weights
+                .iter()
+                .map(|w| 1.0 / f64::from((*w).max(1)))
+                .collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -41,17 +45,14 @@ impl Pick for LowestUsage {
     fn pick(&self, candidates: &Candidates<'_>) -> Option<usize> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         candidates.scan(start, |target, state| {
-            let weight = self.weights.get(target).copied().unwrap_or(1).max(1);
+            let inverse_weight = self.inverse_weights.get(target).copied().unwrap_or(1.0);
             let counter = match self.measure {
                 UsageMeasure::TotalTokens => &state.total_tokens,
                 UsageMeasure::PromptTokens => &state.prompt_tokens,
                 UsageMeasure::CompletionTokens => &state.completion_tokens,
                 UsageMeasure::Cost => &state.cost_nanos,
             };
-            let used = Ratio {
-                num: counter.load(Ordering::Relaxed) as f64,
-                den: f64::from(weight),
-            };
+            let used = counter.load(Ordering::Relaxed) as f64 * inverse_weight;
             (used, state.in_flight.load(Ordering::Relaxed))
         })
     }

@@ -161,10 +161,17 @@ impl<'a> Candidates<'a> {
             return None;
         }
         let start = start % targets.len();
+        // Hoisted: most picks are first attempts, and most targets have no failures.
+        let check_tried = !self.tried.is_empty();
+        let max_fails = self.state.health().max_fails;
         let mut best: Option<(usize, S)> = None;
         let mut visit = |target: usize, state: &TargetState| {
-            if self.tried.contains(target)
-                || !self.state.is_healthy_state(target, state, self.now_ms)
+            if check_tried && self.tried.contains(target) {
+                return;
+            }
+            if max_fails != 0
+                && state.fails.load(Ordering::Relaxed) >= max_fails
+                && !self.state.is_healthy(target, self.now_ms)
             {
                 return;
             }
