@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use aigw_config::GatewayConfig;
 use aigw_emulator::EmulatorHandle;
-use aigw_server::{BuildOptions, Gateway, GatewayHandle, build_routes};
+pub use aigw_server::BuildOptions;
+use aigw_server::{Gateway, GatewayHandle, build_routes};
 
 /// `127.0.0.1:0`: any free loopback port.
 pub fn loopback() -> SocketAddr {
@@ -97,4 +98,49 @@ pub async fn grpc_client(
     aigw_proto::v1::chat_service_client::ChatServiceClient::connect(gateway.url())
         .await
         .expect("gRPC connects")
+}
+
+/// A decK file with one route, `POST /lb`, over Bedrock models `(name, weight)`, its
+/// `config.balancer` given as `field: value` lines.
+pub fn balanced_deck(balancer: &[&str], targets: &[(&str, u32)]) -> GatewayConfig {
+    let mut yaml = String::from(
+        "_format_version: \"3.0\"\nservices:\n- name: svc\n  host: localhost\n  routes:\n  \
+         - name: lb\n    paths:\n    - /lb\n    plugins:\n    - name: ai-proxy-advanced\n      \
+         config:\n        balancer:\n",
+    );
+    for line in balancer {
+        yaml.push_str(&format!("          {line}\n"));
+    }
+    yaml.push_str("        targets:\n");
+    for (model, weight) in targets {
+        yaml.push_str(&format!(
+            "        - model:\n            provider: bedrock\n            name: \"{model}\"\n            \
+             options:\n              bedrock:\n                aws_region: us-west-2\n          \
+             route_type: llm/v1/chat\n          weight: {weight}\n"
+        ));
+    }
+    config_from(&yaml)
+}
+
+/// One chat POST to `url` with `headers`: the status, the serving model (from
+/// `x-aigw-llm-model`, without the provider) and the JSON body.
+pub async fn chat(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Option<String>, serde_json::Value) {
+    let mut request = client.post(url).json(&polish_writer_question());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("the gateway answers");
+    let status = response.status().as_u16();
+    let model = response
+        .headers()
+        .get("x-aigw-llm-model")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bedrock/"))
+        .map(str::to_owned);
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, model, body)
 }

@@ -35,7 +35,7 @@ impl GrpcChat {
         request: tonic::Request<pb::ChatRequest>,
         stream: bool,
     ) -> Result<(ChatReply, bool), tonic::Status> {
-        let wire = request.into_inner();
+        let (metadata, _, wire) = request.into_parts();
         let route = self
             .table
             .select(&wire.route)
@@ -48,6 +48,7 @@ impl GrpcChat {
         }
         let mut core = decode_request(wire).map_err(|e| grpc_status(&e))?;
         core.stream = stream;
+        core.hash_key = route.hash_key(metadata.as_ref());
         let reply = route
             .service
             .clone()
@@ -165,6 +166,7 @@ fn decode_request(wire: pb::ChatRequest) -> Result<ChatRequest, Error> {
         top_p: wire.top_p,
         stop: wire.stop.into(),
         stream: false,
+        hash_key: None,
     })
 }
 

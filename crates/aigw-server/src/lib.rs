@@ -9,8 +9,9 @@ mod openai;
 mod routes;
 mod serve;
 mod stack;
+mod status;
 
 pub use error::{ApiError, grpc_status};
 pub use routes::{Route, RouteTable};
 pub use serve::{Gateway, GatewayHandle};
-pub use stack::{BuildOptions, build_routes};
+pub use stack::{BuildOptions, build_routes, check_supported};

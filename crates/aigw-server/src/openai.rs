@@ -88,7 +88,8 @@ async fn chat(
     let limit = route
         .as_ref()
         .map_or_else(|| table.largest_body_limit(), |r| r.max_request_body_size);
-    let body = axum::body::to_bytes(request.into_body(), limit)
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| too_large(limit))?;
     let wire: WireRequest = decode_json(&body)?;
@@ -107,6 +108,7 @@ async fn chat(
         .as_ref()
         .is_some_and(|o| o.include_usage);
     let mut request = ChatRequest::try_from(wire)?;
+    request.hash_key = route.hash_key(&parts.headers);
     request.stream = match (route.response_streaming, request.stream) {
         (ResponseStreaming::Deny, true) => {
             return Err(Error::invalid_request(
@@ -231,6 +233,7 @@ impl TryFrom<WireRequest> for ChatRequest {
                 Some(Stop::Many(v)) => v.into(),
             },
             stream: wire.stream,
+            hash_key: None,
         })
     }
 }

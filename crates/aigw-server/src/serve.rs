@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::RouteTable;
 use crate::grpc::GrpcChat;
-use crate::openai;
+use crate::{openai, status};
 
 /// The gateway's front ends over a route table.
 pub struct Gateway {
@@ -44,6 +44,7 @@ impl Gateway {
         let reflection_v1alpha = reflection().build_v1alpha().map_err(io::Error::other)?;
         let http = Router::new()
             .route("/health", get(openai::health))
+            .route(status::TARGETS_PATH, get(status::targets))
             // Route paths come from the config and may hold characters axum's path syntax
             // treats specially, so they are matched by exact lookup in the fallback.
             .fallback(openai::route_path)

@@ -1,13 +1,20 @@
 //! Builds each route's tower stack from the config, once, at start.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use aigw_balancer::pick::RoundRobin;
-use aigw_balancer::{AttemptTimeoutLayer, BalanceLayer, FailoverPolicy, TargetInfo, Targets};
+use aigw_balancer::pick::{
+    ConsistentHashing, LatencyStrategy, LeastConnections, LowestLatency, LowestUsage, Pick,
+    Priority, RoundRobin, UsageMeasure,
+};
+use aigw_balancer::{
+    AttemptTimeoutLayer, FailoverLayer, FailoverPolicy, HealthLayer, HealthPolicy, PickLayer,
+    RouteState, StatsLayer, TargetInfo, Targets,
+};
 use aigw_bedrock::{BedrockProvider, BedrockTargetSpec, RequestDefaults};
 use aigw_config::{
     AiProxyConfig, Algorithm, BalancerConfig, FailoverCriterion, GatewayConfig, Provider,
-    RouteConfig, TargetConfig,
+    RouteConfig, TargetConfig, TokensCountStrategy,
 };
 use aigw_core::{BoxDriver, Error, ErrorKind};
 use tower::ServiceBuilder;
@@ -30,6 +37,7 @@ pub async fn build_routes(
     config: &GatewayConfig,
     options: &BuildOptions,
 ) -> Result<RouteTable, Error> {
+    check_supported(config)?;
     let bedrock = BedrockProvider::new();
     let mut routes = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
@@ -58,29 +66,25 @@ async fn build_route(
         infos.push(TargetInfo {
             label: format!("{}/{}", target.model.provider.as_str(), target.model.name),
             weight: target.weight,
+            input_cost: target.model.options.input_cost.unwrap_or(0.0),
+            output_cost: target.model.options.output_cost.unwrap_or(0.0),
         });
     }
-    let weights: Vec<u32> = infos.iter().map(|t| t.weight).collect();
-    let picker = match ai.balancer.algorithm {
-        Algorithm::RoundRobin => RoundRobin::new(&weights),
-        other => {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "balancer algorithm {:?} is not supported yet (supported: round-robin)",
-                    other.as_str()
-                ),
-            ));
-        }
-    };
+    let picker = picker(&ai.balancer, &infos)?;
+    let state = Arc::new(RouteState::new(infos, health_policy(&ai.balancer)));
 
     let stack = ServiceBuilder::new()
-        // Picks a target per attempt and fails over per Kong's retries/failover_criteria.
-        .layer(BalanceLayer::new(
-            picker,
+        // Retries per Kong's retries/failover_criteria; each retry is picked anew below.
+        .layer(FailoverLayer::new(
             failover_policy(&ai.balancer),
-            infos,
+            state.clone(),
         ))
+        // Picks each attempt's target by algorithm, skipping tried and tripped targets.
+        .layer(PickLayer::new(picker, state.clone()))
+        // Above the timeout, so that an attempt that timed out counts against its target.
+        .layer(HealthLayer::new(state.clone()))
+        // In flight from the call until the answer or its stream ends.
+        .layer(StatsLayer::new(state.clone()))
         // Each attempt, not the whole request, gets read_timeout, so failover has time left.
         .layer(AttemptTimeoutLayer::new(ai.balancer.read_timeout))
         .service(Targets::new(drivers));
@@ -91,6 +95,10 @@ async fn build_route(
         model_name_header: ai.model_name_header,
         response_streaming: ai.response_streaming,
         max_request_body_size: ai.max_request_body_size,
+        hash_on_header: (ai.balancer.algorithm == Algorithm::ConsistentHashing)
+            .then(|| http::HeaderName::try_from(ai.balancer.hash_on_header.as_str()).ok())
+            .flatten(),
+        balancer: state,
         service: BoxCloneSyncService::new(stack),
     })
 }
@@ -137,6 +145,93 @@ async fn build_driver(
                 other.as_str()
             ),
         )),
+    }
+}
+
+/// Refuses, with the route and field, what the config accepts but aigw cannot serve yet,
+/// so that `aigw check` and start-up fail the same way instead of silently falling back.
+pub fn check_supported(config: &GatewayConfig) -> Result<(), Error> {
+    for route in &config.routes {
+        let balancer = &route.ai.balancer;
+        let refuse = |message: String| {
+            Err(Error::new(ErrorKind::Internal, message)
+                .context(format_args!("route {}", route.name)))
+        };
+        if balancer.algorithm == Algorithm::Semantic {
+            return refuse(
+                "balancer.algorithm \"semantic\" is not supported yet: it needs embeddings, \
+                 which aigw does not compute; choose round-robin, priority, lowest-latency, \
+                 lowest-usage, least-connections or consistent-hashing"
+                    .to_owned(),
+            );
+        }
+        for (index, target) in route.ai.targets.iter().enumerate() {
+            if target.model.provider != Provider::Bedrock {
+                return refuse(format!(
+                    "targets[{index}].model.provider {:?} is not supported yet (supported: bedrock)",
+                    target.model.provider.as_str()
+                ));
+            }
+            let options = &target.model.options;
+            if balancer.tokens_count_strategy == TokensCountStrategy::Cost
+                && options.input_cost.is_none()
+                && options.output_cost.is_none()
+            {
+                return refuse(format!(
+                    "targets[{index}] has no model.options.input_cost or output_cost, which \
+                     balancer.tokens_count_strategy \"cost\" needs (a missing price would make \
+                     the target look free and take all the traffic)"
+                ));
+            }
+        }
+        if balancer.algorithm == Algorithm::ConsistentHashing
+            && http::HeaderName::try_from(balancer.hash_on_header.as_str()).is_err()
+        {
+            return refuse(format!(
+                "balancer.hash_on_header {:?} is not a valid header name",
+                balancer.hash_on_header
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The route's pick strategy, per `balancer.algorithm`.
+fn picker(balancer: &BalancerConfig, targets: &[TargetInfo]) -> Result<Box<dyn Pick>, Error> {
+    let weights: Vec<u32> = targets.iter().map(|t| t.weight).collect();
+    Ok(match balancer.algorithm {
+        Algorithm::RoundRobin => Box::new(RoundRobin::new(&weights)),
+        Algorithm::Priority => Box::new(Priority::new(&weights)),
+        Algorithm::LeastConnections => Box::new(LeastConnections::new(&weights)),
+        Algorithm::LowestLatency => Box::new(LowestLatency::new(match balancer.latency_strategy {
+            aigw_config::LatencyStrategy::Tpot => LatencyStrategy::Tpot,
+            aigw_config::LatencyStrategy::E2e => LatencyStrategy::E2e,
+        })),
+        Algorithm::LowestUsage => Box::new(LowestUsage::new(
+            match balancer.tokens_count_strategy {
+                TokensCountStrategy::TotalTokens => UsageMeasure::TotalTokens,
+                TokensCountStrategy::PromptTokens => UsageMeasure::PromptTokens,
+                TokensCountStrategy::CompletionTokens => UsageMeasure::CompletionTokens,
+                TokensCountStrategy::Cost => UsageMeasure::Cost,
+            },
+            &weights,
+        )),
+        Algorithm::ConsistentHashing => Box::new(ConsistentHashing::new(targets, balancer.slots)),
+        Algorithm::Semantic => {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "balancer.algorithm \"semantic\" is not supported yet",
+            ));
+        }
+    })
+}
+
+fn health_policy(balancer: &BalancerConfig) -> HealthPolicy {
+    HealthPolicy {
+        max_fails: balancer.max_fails,
+        fail_timeout: balancer.fail_timeout,
+        // The same statuses that fail over are the ones that count as failures.
+        counted_statuses: failover_policy(balancer).on_status,
     }
 }
 
