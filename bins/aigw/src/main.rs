@@ -99,15 +99,21 @@ fn check(path: &Path) -> Result<()> {
             ai.balancer.read_timeout.as_millis(),
         );
         for (index, target) in ai.targets.iter().enumerate() {
-            let region = target
-                .model
-                .options
-                .bedrock
-                .aws_region
-                .as_deref()
-                .unwrap_or("(default chain)");
+            let region = match target.model.provider {
+                aigw_config::Provider::Bedrock => format!(
+                    " region {}",
+                    target
+                        .model
+                        .options
+                        .bedrock
+                        .aws_region
+                        .as_deref()
+                        .unwrap_or("(default chain)")
+                ),
+                _ => String::new(),
+            };
             println!(
-                "  target {index}: {}/{} weight {} region {region}{}",
+                "  target {index}: {}/{} weight {}{region}{}",
                 target.model.provider.as_str(),
                 target.model.name,
                 target.weight,

@@ -63,26 +63,26 @@ fn resolve(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option
         let after = &rest[start + OPEN.len()..];
         let Some(end) = after.find(CLOSE) else {
             return Err(format!(
-                "unterminated reference {:?}; expected ${{{{ env \"DECK_NAME\" }}}}",
+                "unterminated reference {}; expected ${{{{ env \"DECK_NAME\" }}}}",
                 &rest[start..]
             ));
         };
         let reference = &rest[start..start + OPEN.len() + end + CLOSE.len()];
         let name = variable_name(&after[..end]).ok_or_else(|| {
             format!(
-                "unsupported reference {reference:?}; aigw resolves only ${{{{ env \"DECK_NAME\" }}}}"
+                "unsupported reference {reference}; aigw resolves only ${{{{ env \"DECK_NAME\" }}}}"
             )
         })?;
         if !name.starts_with(PREFIX) || name.len() == PREFIX.len() {
             return Err(format!(
-                "reference {reference:?} names {name}, but decK reads only variables named DECK_*"
+                "{reference} names {name}, but decK reads only variables named DECK_*"
             ));
         }
         match lookup(name) {
             Some(value) => out.push_str(&value),
             None => {
                 return Err(format!(
-                    "reference {reference:?}: environment variable {name} is not set"
+                    "{reference}: environment variable {name} is not set"
                 ));
             }
         }

@@ -624,7 +624,7 @@ fn deck_env_references_resolve_in_any_string_and_a_missing_one_is_located() {
             err,
             format!(
                 "x.yaml:{line}:{}: services[0].routes[0].plugins[0].config.targets[0].auth.header_value: \
-                 reference \"${{{{ env \\\"DECK_AIGW_TEST_KEY\\\" }}}}\": environment variable \
+                 ${{{{ env \"DECK_AIGW_TEST_KEY\" }}}}: environment variable \
                  DECK_AIGW_TEST_KEY is not set",
                 col - 1
             )
@@ -662,7 +662,7 @@ fn deck_env_references_read_only_deck_variables() {
     );
     let err = error(&yaml);
     assert!(
-        err.contains("auth.aws_secret_access_key: reference")
+        err.contains("auth.aws_secret_access_key: ${{ env")
             && err.contains("decK reads only variables named DECK_*"),
         "{err}"
     );
