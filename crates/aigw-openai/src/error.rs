@@ -102,10 +102,13 @@ pub(crate) fn from_status(status: StatusCode, headers: &HeaderMap, body: &[u8]) 
     error
 }
 
-/// `Retry-After` in its delta-seconds form; OpenAI never sends the date form.
+/// How long the upstream asked us to wait: OpenAI's finer `retry-after-ms` when sent,
+/// else `Retry-After` in its delta-seconds form (OpenAI never sends the date form).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let number = |name| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+    number("retry-after-ms")
+        .map(Duration::from_millis)
+        .or_else(|| number(header::RETRY_AFTER.as_str()).map(Duration::from_secs))
 }
 
 /// The error and its sources, `: `-joined, each said once.
@@ -164,6 +167,15 @@ mod tests {
             err.message(),
             "openai upstream returned 429 requests: Rate limit reached"
         );
+    }
+
+    #[test]
+    fn retry_after_ms_is_preferred_when_sent() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        headers.insert("retry-after-ms", HeaderValue::from_static("250"));
+        let err = from_status(StatusCode::TOO_MANY_REQUESTS, &headers, b"");
+        assert_eq!(err.retry_after(), Some(Duration::from_millis(250)));
     }
 
     #[test]
