@@ -28,6 +28,19 @@ pub fn seed_config() -> GatewayConfig {
         .expect("the seed config loads")
 }
 
+/// The mixed Bedrock + OpenAI decK file, as text, with its OpenAI upstream at
+/// `emulator_url`; its `${{ env "DECK_OPENAI_API_KEY" }}` reference is left for the
+/// loader unless `api_key` replaces it.
+pub fn mixed_providers_yaml(emulator_url: &str, api_key: Option<&str>) -> String {
+    let yaml = std::fs::read_to_string(workspace_file("tests/fixtures/mixed-providers.yaml"))
+        .expect("the mixed-providers fixture is readable")
+        .replace("http://127.0.0.1:9800", emulator_url);
+    match api_key {
+        Some(key) => yaml.replace(r#"${{ env \"DECK_OPENAI_API_KEY\" }}"#, key),
+        None => yaml,
+    }
+}
+
 /// A decK file given inline.
 pub fn config_from(yaml: &str) -> GatewayConfig {
     aigw_config::parse_deck("inline.yaml", yaml).expect("the test config loads")
@@ -52,6 +65,21 @@ impl Stack {
             bedrock_credentials: Some(("AKIDTEST".into(), "test-secret".into())),
         };
         let gateway = start_gateway(config, &options).await;
+        Stack { emulator, gateway }
+    }
+
+    /// Starts an emulator, then a gateway with the config `make_yaml` writes knowing the
+    /// emulator's base URL (for targets that name it as their `upstream_url`).
+    pub async fn start_with(make_yaml: impl FnOnce(&str) -> String) -> Stack {
+        let emulator = aigw_emulator::start(loopback())
+            .await
+            .expect("emulator starts");
+        let config = config_from(&make_yaml(&emulator.endpoint_url()));
+        let options = BuildOptions {
+            bedrock_endpoint: Some(emulator.endpoint_url()),
+            bedrock_credentials: Some(("AKIDTEST".into(), "test-secret".into())),
+        };
+        let gateway = start_gateway(&config, &options).await;
         Stack { emulator, gateway }
     }
 

@@ -101,15 +101,21 @@ fn check(path: &Path) -> Result<()> {
             ai.balancer.read_timeout.as_millis(),
         );
         for (index, target) in ai.targets.iter().enumerate() {
-            let region = target
-                .model
-                .options
-                .bedrock
-                .aws_region
-                .as_deref()
-                .unwrap_or("(default chain)");
+            let region = match target.model.provider {
+                aigw_config::Provider::Bedrock => format!(
+                    " region {}",
+                    target
+                        .model
+                        .options
+                        .bedrock
+                        .aws_region
+                        .as_deref()
+                        .unwrap_or("(default chain)")
+                ),
+                _ => String::new(),
+            };
             println!(
-                "  target {index}: {}/{} weight {} region {region}{}",
+                "  target {index}: {}/{} weight {}{region}{}",
                 target.model.provider.as_str(),
                 target.model.name,
                 target.weight,
@@ -118,13 +124,40 @@ fn check(path: &Path) -> Result<()> {
                     .options
                     .upstream_url
                     .as_deref()
-                    .map(|u| format!(" upstream_url {u}"))
+                    .map(|u| format!(" upstream_url {}", without_query(u)))
                     .unwrap_or_default(),
             );
+            if let Some(auth) = auth_summary(&target.auth) {
+                println!("    auth {auth}");
+            }
         }
     }
     print_warnings(&config);
     Ok(())
+}
+
+/// Which credentials a target sends, by name only: values (often resolved from the
+/// environment) never reach the terminal.
+fn auth_summary(auth: &aigw_config::TargetAuth) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(name) = &auth.header_name {
+        parts.push(format!("header {name}: <redacted>"));
+    }
+    if let (Some(name), Some(location)) = (&auth.param_name, auth.param_location) {
+        parts.push(format!("param {name} in {}: <redacted>", location.as_str()));
+    }
+    if auth.aws_access_key_id.is_some() {
+        parts.push("aws keys: <redacted>".to_owned());
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// A URL with its query hidden, since a query may carry a key.
+fn without_query(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?<redacted>"),
+        None => url.to_owned(),
+    }
 }
 
 fn print_warnings(config: &GatewayConfig) {

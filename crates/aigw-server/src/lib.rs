@@ -3,6 +3,7 @@
 //! per-route tower stacks, so one request gets the same answer either way.
 #![forbid(unsafe_code)]
 
+mod drivers;
 mod error;
 mod grpc;
 mod openai;

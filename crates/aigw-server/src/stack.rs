@@ -11,15 +11,15 @@ use aigw_balancer::{
     AttemptTimeoutLayer, FailoverLayer, FailoverPolicy, HealthLayer, HealthPolicy, PickLayer,
     RouteState, StatsLayer, TargetInfo, Targets,
 };
-use aigw_bedrock::{BedrockProvider, BedrockTargetSpec, RequestDefaults};
 use aigw_config::{
-    AiProxyConfig, Algorithm, BalancerConfig, FailoverCriterion, GatewayConfig, Provider,
-    RouteConfig, TargetConfig, TokensCountStrategy,
+    AiProxyConfig, Algorithm, BalancerConfig, FailoverCriterion, GatewayConfig, RouteConfig,
+    TokensCountStrategy,
 };
-use aigw_core::{BoxDriver, Error, ErrorKind};
+use aigw_core::{Error, ErrorKind};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
+use crate::drivers::{DriverRegistry, TargetContext};
 use crate::{Route, RouteTable};
 
 /// Settings that replace parts of every target's config, for the demo and tests: the
@@ -32,17 +32,17 @@ pub struct BuildOptions {
     pub bedrock_credentials: Option<(String, String)>,
 }
 
-/// Builds the route table: one balancer stack per route, SDK clients shared across targets.
+/// Builds the route table: one balancer stack per route, clients shared across targets.
 pub async fn build_routes(
     config: &GatewayConfig,
     options: &BuildOptions,
 ) -> Result<RouteTable, Error> {
     check_supported(config)?;
-    let bedrock = BedrockProvider::new();
+    let registry = DriverRegistry::new();
     let mut routes = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
         routes.push(
-            build_route(route, &bedrock, options)
+            build_route(route, &registry, options)
                 .await
                 .map_err(|e| e.context(format_args!("route {}", route.name)))?,
         );
@@ -52,14 +52,19 @@ pub async fn build_routes(
 
 async fn build_route(
     route: &RouteConfig,
-    bedrock: &BedrockProvider,
+    registry: &DriverRegistry,
     options: &BuildOptions,
 ) -> Result<Route, Error> {
     let ai: &AiProxyConfig = &route.ai;
     let mut drivers = Vec::with_capacity(ai.targets.len());
     let mut infos = Vec::with_capacity(ai.targets.len());
     for (index, target) in ai.targets.iter().enumerate() {
-        let driver = build_driver(target, &ai.balancer, bedrock, options)
+        let cx = TargetContext {
+            balancer: &ai.balancer,
+            options,
+        };
+        let driver = registry
+            .build(target, &cx)
             .await
             .map_err(|e| e.context(format_args!("targets[{index}]")))?;
         drivers.push(driver);
@@ -103,51 +108,6 @@ async fn build_route(
     })
 }
 
-async fn build_driver(
-    target: &TargetConfig,
-    balancer: &BalancerConfig,
-    bedrock: &BedrockProvider,
-    options: &BuildOptions,
-) -> Result<BoxDriver, Error> {
-    match target.model.provider {
-        Provider::Bedrock => {
-            let model_options = &target.model.options;
-            let static_credentials = match (
-                &target.auth.aws_access_key_id,
-                &target.auth.aws_secret_access_key,
-            ) {
-                (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
-                _ => options.bedrock_credentials.clone(),
-            };
-            let spec = BedrockTargetSpec {
-                model_id: target.model.name.clone(),
-                region: model_options.bedrock.aws_region.clone(),
-                endpoint_url: model_options
-                    .upstream_url
-                    .clone()
-                    .or_else(|| options.bedrock_endpoint.clone()),
-                static_credentials,
-                connect_timeout: balancer.connect_timeout,
-                // Kong's read_timeout also bounds the gap between two reads of a stream.
-                stream_idle_timeout: balancer.read_timeout,
-                defaults: RequestDefaults {
-                    max_tokens: model_options.max_tokens,
-                    temperature: model_options.temperature,
-                    top_p: model_options.top_p,
-                },
-            };
-            Ok(BoxDriver::new(bedrock.target(spec).await?))
-        }
-        other => Err(Error::new(
-            ErrorKind::Internal,
-            format!(
-                "model.provider {:?} is not supported yet (supported: bedrock)",
-                other.as_str()
-            ),
-        )),
-    }
-}
-
 /// Refuses, with the route and field, what the config accepts but aigw cannot serve yet,
 /// so that `aigw check` and start-up fail the same way instead of silently falling back.
 pub fn check_supported(config: &GatewayConfig) -> Result<(), Error> {
@@ -166,10 +126,11 @@ pub fn check_supported(config: &GatewayConfig) -> Result<(), Error> {
             );
         }
         for (index, target) in route.ai.targets.iter().enumerate() {
-            if target.model.provider != Provider::Bedrock {
+            if !DriverRegistry::supports(target.model.provider) {
                 return refuse(format!(
-                    "targets[{index}].model.provider {:?} is not supported yet (supported: bedrock)",
-                    target.model.provider.as_str()
+                    "targets[{index}].model.provider {:?} is not supported yet (supported: {})",
+                    target.model.provider.as_str(),
+                    DriverRegistry::supported_names().join(", ")
                 ));
             }
             let options = &target.model.options;
