@@ -40,6 +40,7 @@ impl GrpcChat {
             .select(&wire.route)
             .map_err(|e| grpc_status(&e))?
             .clone();
+        aigw_telemetry::record_route(&route.name);
         if stream && route.response_streaming == ResponseStreaming::Deny {
             return Err(tonic::Status::failed_precondition(
                 "streaming is disabled on this route (response_streaming: deny); call Chat instead",

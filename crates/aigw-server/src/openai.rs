@@ -39,6 +39,7 @@ pub(crate) async fn route_path(
             format!("no route for path {path}"),
         )
     })?;
+    aigw_telemetry::record_route(&route.name);
     if request.method() != Method::POST {
         return Ok(method_not_allowed(request.method()));
     }

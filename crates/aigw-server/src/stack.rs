@@ -81,6 +81,8 @@ async fn build_route(
             failover_policy(&ai.balancer),
             infos,
         ))
+        // One span per attempt, outside the timeout so a timed-out attempt ends its span.
+        .layer(aigw_telemetry::AttemptSpanLayer::for_route(route))
         // Each attempt, not the whole request, gets read_timeout, so failover has time left.
         .layer(AttemptTimeoutLayer::new(ai.balancer.read_timeout))
         .service(Targets::new(drivers));
