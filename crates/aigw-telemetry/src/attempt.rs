@@ -192,15 +192,15 @@ where
             error.type = Empty,
             aigw.route = &*route.name,
             aigw.target = &*target.label,
-            aigw.target.index = attempt.target,
+            aigw.target.index = i64::try_from(attempt.target).unwrap_or(i64::MAX),
             aigw.balancer.algorithm = route.algorithm,
-            aigw.attempt = attempt.number,
+            aigw.attempt = i64::from(attempt.number),
             aigw.stream = request.stream,
             aigw.time_to_first_token = Empty,
         );
         if !span.is_disabled() {
             if let Some(max_tokens) = request.max_tokens.or(target.default_max_tokens) {
-                span.record("gen_ai.request.max_tokens", max_tokens);
+                span.record("gen_ai.request.max_tokens", i64::from(max_tokens));
             }
             if let Some(temperature) = request.temperature.or(target.default_temperature) {
                 span.record("gen_ai.request.temperature", f64::from(temperature));
@@ -305,8 +305,11 @@ impl Active {
     }
 
     fn usage(&self, usage: Usage, span: &tracing::Span) {
-        span.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
-        span.record("gen_ai.usage.output_tokens", usage.completion_tokens);
+        span.record("gen_ai.usage.input_tokens", i64::from(usage.prompt_tokens));
+        span.record(
+            "gen_ai.usage.output_tokens",
+            i64::from(usage.completion_tokens),
+        );
         let target = self.target();
         target.input_tokens.inc_by(u64::from(usage.prompt_tokens));
         target

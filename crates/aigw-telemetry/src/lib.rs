@@ -19,6 +19,7 @@ mod setup;
 
 pub use attempt::{AttemptSpan, AttemptSpanLayer};
 pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics, Protocol, Status, metrics};
+pub use opentelemetry_sdk::trace::SdkTracerProvider;
 pub use record::record_route;
 pub use server::{ServerFuture, ServerSpan, ServerSpanLayer};
 pub use setup::{LogStyle, Telemetry, TelemetryError, dispatch, otlp_endpoint, tracer_provider};

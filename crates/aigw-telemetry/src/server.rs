@@ -212,10 +212,10 @@ impl Finish {
         let span = &self.span;
         match status {
             Status::Http(code) => {
-                span.record("http.response.status_code", code);
+                span.record("http.response.status_code", i64::from(code));
             }
             Status::Grpc(code) => {
-                span.record("rpc.grpc.status_code", code);
+                span.record("rpc.grpc.status_code", i64::from(code));
             }
             Status::Cancelled => {
                 span.record("otel.status_description", "the client went away");
@@ -228,10 +228,10 @@ impl Finish {
             span.record("aigw.route", &**route);
             if self.protocol == Protocol::Http && !span.is_disabled() {
                 span.record("http.route", self.path.as_str());
-                span.record(
-                    "otel.name",
-                    format!("{} {}", self.method, self.path).as_str(),
-                );
+                // The exported span has started, so `otel.name` would no longer rename it.
+                span.context()
+                    .span()
+                    .update_name(format!("{} {}", self.method, self.path));
             }
         }
         if let Some(target) = &seen.target {
@@ -241,7 +241,7 @@ impl Finish {
             span.record("gen_ai.response.model", &**model);
         }
         if seen.attempts > 0 {
-            span.record("aigw.attempts", seen.attempts);
+            span.record("aigw.attempts", i64::from(seen.attempts));
         }
 
         let no_name: Arc<str> = Arc::from("");
