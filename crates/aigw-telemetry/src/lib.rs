@@ -22,7 +22,9 @@ pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics, Protocol, Statu
 pub use opentelemetry_sdk::trace::SdkTracerProvider;
 pub use record::record_route;
 pub use server::{ServerFuture, ServerSpan, ServerSpanLayer};
-pub use setup::{LogStyle, Telemetry, TelemetryError, dispatch, otlp_endpoint, tracer_provider};
+pub use setup::{
+    LogStyle, Telemetry, TelemetryError, dispatch, dispatch_to, otlp_endpoint, tracer_provider,
+};
 
 /// The `tracing` target of aigw's request and attempt spans. Log output leaves it out: the
 /// spans exist for traces, and the access log carries the same facts in one line.

@@ -324,3 +324,126 @@ fn trace_id(span: &tracing::Span) -> String {
         String::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::io;
+    use std::sync::{Mutex, PoisonError};
+
+    use tower::ServiceExt;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+    use crate::LogStyle;
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> MakeWriter<'w> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'w self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<serde_json::Value> {
+            let bytes = self
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+                .collect()
+        }
+    }
+
+    /// A handler that learned what the stack below would tell it, and answers `status`.
+    fn handler(
+        status: u16,
+    ) -> impl Service<
+        http::Request<()>,
+        Response = http::Response<()>,
+        Error = Infallible,
+        Future = impl Send + 'static,
+    > + Clone {
+        tower::service_fn(move |_: http::Request<()>| async move {
+            crate::record_route("chat");
+            record::update(|r| {
+                r.target = Some(Arc::from("bedrock/m1"));
+                r.model = Some(Arc::from("m1"));
+                r.input_tokens = Some(7);
+                r.output_tokens = Some(24);
+                r.attempts = 2;
+            });
+            let mut response = http::Response::new(());
+            *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+            Ok(response)
+        })
+    }
+
+    #[tokio::test]
+    async fn each_chat_request_logs_one_json_line_and_probes_none() {
+        let captured = Captured::default();
+        let dispatch = crate::dispatch_to("info", LogStyle::Json, None, captured.clone());
+        let _guard = tracing::dispatcher::set_default(&dispatch);
+        let service = ServerSpanLayer.layer(handler(429));
+
+        let chat = http::Request::post("/chat").body(()).expect("request");
+        let response = service.clone().oneshot(chat).await.expect("answers");
+        assert_eq!(response.status(), 429);
+        let probe = http::Request::get("/health").body(()).expect("request");
+        service.oneshot(probe).await.expect("answers");
+
+        let lines = captured.lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["target"], "aigw::access");
+        assert_eq!(line["level"], "INFO");
+        let fields = &line["fields"];
+        assert_eq!(fields["protocol"], "http");
+        assert_eq!(fields["route"], "chat");
+        assert_eq!(fields["target"], "bedrock/m1");
+        assert_eq!(fields["model"], "m1");
+        assert_eq!(fields["status"], "429");
+        assert_eq!(fields["input_tokens"], 7);
+        assert_eq!(fields["output_tokens"], 24);
+        assert_eq!(fields["attempts"], 2);
+        assert!(fields["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_goes_away_is_logged_as_499() {
+        let captured = Captured::default();
+        let dispatch = crate::dispatch_to("info", LogStyle::Json, None, captured.clone());
+        let _guard = tracing::dispatcher::set_default(&dispatch);
+        let never = tower::service_fn(|_: http::Request<()>| async {
+            std::future::pending::<Result<http::Response<()>, Infallible>>().await
+        });
+        let mut service = ServerSpanLayer.layer(never);
+        let call = service.call(http::Request::post("/chat").body(()).expect("request"));
+        drop(call);
+        let lines = captured.lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["fields"]["status"], "499");
+    }
+}

@@ -8,6 +8,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Dispatch;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
@@ -78,6 +79,34 @@ pub fn tracer_provider(endpoint: &str) -> Result<SdkTracerProvider, TelemetryErr
 /// spans sent to `tracer` when given. Installed by [`Telemetry::init`]; tests install it
 /// per thread with `tracing::dispatcher::set_default`.
 pub fn dispatch(level: &str, style: LogStyle, tracer: Option<&SdkTracerProvider>) -> Dispatch {
+    // Colour codes only help a person at a terminal; in a log file they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    build(level, style, tracer, std::io::stderr, ansi)
+}
+
+/// [`dispatch`] with log lines written to `writer` instead of stderr.
+pub fn dispatch_to<W>(
+    level: &str,
+    style: LogStyle,
+    tracer: Option<&SdkTracerProvider>,
+    writer: W,
+) -> Dispatch
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    build(level, style, tracer, writer, false)
+}
+
+fn build<W>(
+    level: &str,
+    style: LogStyle,
+    tracer: Option<&SdkTracerProvider>,
+    writer: W,
+    ansi: bool,
+) -> Dispatch
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -87,14 +116,25 @@ pub fn dispatch(level: &str, style: LogStyle, tracer: Option<&SdkTracerProvider>
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     };
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi);
     let log: Box<dyn Layer<Registry> + Send + Sync> = match style {
         LogStyle::Text => fmt.with_filter(filter).boxed(),
         LogStyle::Json => fmt.json().with_filter(filter).boxed(),
     };
     let otel = tracer.map(|provider| {
+        // Source locations, threads, busy/idle times and the tracing target would add
+        // attributes (and clock reads on every poll) that say nothing about a request; no
+        // OpenTelemetry-native library here reads the active context, so entering a span
+        // need not activate one.
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("aigw"))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_target(false)
+            .with_context_activation(false)
             .with_filter(trace_filter())
     });
     Dispatch::new(Registry::default().with(log).with(otel))
