@@ -30,8 +30,8 @@ pub use setup::{
 /// spans exist for traces, and the access log carries the same facts in one line.
 pub const SPAN_TARGET: &str = "aigw::span";
 
-/// Installs the process-wide subscriber without exporting traces.
-#[deprecated(note = "use Telemetry::init, which also exports traces")]
+/// Installs the process-wide subscriber for log lines only, exporting no traces; a
+/// subscriber already installed is kept. [`Telemetry::init`] is the full set-up.
 pub fn init(level: &str, style: LogStyle) {
     let _ = Telemetry::init(level, style, None);
 }
