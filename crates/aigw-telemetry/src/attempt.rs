@@ -225,6 +225,7 @@ where
             r.stream = request.stream;
             r.input_tokens = None;
             r.output_tokens = None;
+            r.error = None;
         });
         let index = attempt.target;
         let answer = span.in_scope(|| self.inner.call(attempt));
@@ -342,6 +343,7 @@ impl Active {
         }
         self.ended = true;
         let outcome = error.kind().as_str();
+        record::update(|r| r.error = Some(outcome));
         span.record("otel.status_code", "error");
         span.record("otel.status_description", error.message());
         span.record("error.type", outcome);

@@ -27,6 +27,8 @@ pub(crate) struct Recorded {
     pub(crate) output_tokens: Option<u32>,
     pub(crate) attempts: u32,
     pub(crate) stream: bool,
+    /// The error code of the last attempt, when it failed.
+    pub(crate) error: Option<&'static str>,
 }
 
 impl RequestRecord {

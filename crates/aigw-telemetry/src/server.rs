@@ -244,9 +244,8 @@ impl Finish {
             span.record("aigw.attempts", i64::from(seen.attempts));
         }
 
-        let no_name: Arc<str> = Arc::from("");
-        let route = seen.route.clone().unwrap_or_else(|| no_name.clone());
-        let target = seen.target.clone().unwrap_or(no_name);
+        let route = seen.route.clone().unwrap_or_else(|| Arc::from(""));
+        let target = seen.target.clone().unwrap_or_else(|| Arc::from(""));
         let m = metrics();
         m.requests
             .get_or_create(&RequestLabels {
@@ -263,43 +262,27 @@ impl Finish {
             })
             .observe(latency.as_secs_f64());
 
+        // Fields that are `None` are left off the line: a stream's tokens (counted at its
+        // end, after this line; the attempt span and metrics have them), the error of a
+        // request that succeeded, the trace id when nothing is traced.
         let trace_id = trace_id(span);
-        let latency_ms = (latency.as_secs_f64() * 10_000.0).round() / 10.0;
-        let model = seen.model.as_deref().unwrap_or("");
-        let protocol = self.protocol.as_str();
-        match (seen.input_tokens, seen.output_tokens) {
-            (Some(input_tokens), Some(output_tokens)) => tracing::info!(
-                target: "aigw::access",
-                parent: None,
-                protocol,
-                route = &*route,
-                target = &*target,
-                model,
-                status = %status,
-                latency_ms,
-                input_tokens,
-                output_tokens,
-                attempts = seen.attempts,
-                trace_id,
-                "request",
-            ),
-            // Streams count their tokens at their end, after this line; metrics and the
-            // attempt span carry them.
-            _ => tracing::info!(
-                target: "aigw::access",
-                parent: None,
-                protocol,
-                route = &*route,
-                target = &*target,
-                model,
-                status = %status,
-                latency_ms,
-                stream = seen.stream,
-                attempts = seen.attempts,
-                trace_id,
-                "request",
-            ),
-        }
+        tracing::info!(
+            target: "aigw::access",
+            parent: None,
+            protocol = self.protocol.as_str(),
+            route = &*route,
+            target = &*target,
+            model = seen.model.as_deref(),
+            status = %status,
+            latency_ms = (latency.as_secs_f64() * 10_000.0).round() / 10.0,
+            input_tokens = seen.input_tokens,
+            output_tokens = seen.output_tokens,
+            stream = seen.stream.then_some(true),
+            attempts = seen.attempts,
+            error = seen.error,
+            trace_id = trace_id.as_deref(),
+            "request",
+        );
     }
 }
 
@@ -311,18 +294,17 @@ impl Drop for Finish {
     }
 }
 
-/// The span's OpenTelemetry trace id, or empty when nothing traces it.
-fn trace_id(span: &tracing::Span) -> String {
+/// The span's OpenTelemetry trace id, if something traces it.
+fn trace_id(span: &tracing::Span) -> Option<String> {
     if span.is_disabled() {
-        return String::new();
+        return None;
     }
     let context = span.context();
-    let span_context = context.span().span_context().clone();
-    if span_context.is_valid() {
-        span_context.trace_id().to_string()
-    } else {
-        String::new()
-    }
+    let otel_span = context.span();
+    let span_context = otel_span.span_context();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
 }
 
 #[cfg(test)]
@@ -394,6 +376,7 @@ mod tests {
                 r.input_tokens = Some(7);
                 r.output_tokens = Some(24);
                 r.attempts = 2;
+                r.error = (status >= 400).then_some("rate_limited");
             });
             let mut response = http::Response::new(());
             *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
@@ -428,7 +411,11 @@ mod tests {
         assert_eq!(fields["input_tokens"], 7);
         assert_eq!(fields["output_tokens"], 24);
         assert_eq!(fields["attempts"], 2);
+        assert_eq!(fields["error"], "rate_limited");
         assert!(fields["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
+        // Facts that do not apply are left off, not logged empty.
+        assert!(fields.get("trace_id").is_none(), "{fields}");
+        assert!(fields.get("stream").is_none(), "{fields}");
     }
 
     #[tokio::test]
