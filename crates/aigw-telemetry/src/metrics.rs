@@ -1,12 +1,16 @@
 //! The process's Prometheus metrics, encoded in the OpenMetrics text format for `GET /metrics`.
 
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -178,6 +182,7 @@ pub struct Metrics {
     pub(crate) time_to_first_token: Histograms<TargetLabels>,
     pub(crate) tokens: Family<TokenLabels, Counter>,
     pub(crate) failovers: Family<RouteLabels, Counter>,
+    health: Arc<TargetHealth>,
 }
 
 impl Metrics {
@@ -237,7 +242,10 @@ impl Metrics {
             "Attempts that followed a failed attempt of the same request",
             failovers.clone(),
         );
+        let health = Arc::new(TargetHealth::default());
+        registry.register_collector(Box::new(health.clone()));
         Metrics {
+            health,
             registry,
             requests,
             request_duration,
@@ -250,12 +258,81 @@ impl Metrics {
         }
     }
 
+    /// Reports `aigw_target_healthy{route, target}` at each scrape as `healthy(index)` says
+    /// (1 or 0), for the targets of `route` in config order. Read at scrape time because
+    /// health changes without a request (a tripped target recovers when its fail_timeout
+    /// ends). Watching a route name again replaces the earlier watch.
+    pub fn watch_target_health(
+        &self,
+        route: &str,
+        targets: impl IntoIterator<Item = String>,
+        healthy: impl Fn(usize) -> bool + Send + Sync + 'static,
+    ) {
+        let source = HealthSource {
+            route: route.to_owned(),
+            targets: targets.into_iter().collect(),
+            healthy: Box::new(healthy),
+        };
+        let mut sources = self
+            .health
+            .sources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        sources.retain(|s| s.route != route);
+        sources.push(source);
+    }
+
     /// The OpenMetrics text exposition of every series, as [`CONTENT_TYPE`].
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Where one route's target health is read from.
+struct HealthSource {
+    route: String,
+    targets: Vec<String>,
+    healthy: Box<dyn Fn(usize) -> bool + Send + Sync>,
+}
+
+/// `aigw_target_healthy`, computed at scrape time from the watched routes.
+#[derive(Default)]
+struct TargetHealth {
+    sources: RwLock<Vec<HealthSource>>,
+}
+
+impl fmt::Debug for TargetHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TargetHealth")
+    }
+}
+
+impl Collector for TargetHealth {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let sources = self.sources.read().unwrap_or_else(PoisonError::into_inner);
+        if sources.is_empty() {
+            return Ok(());
+        }
+        let mut metric = encoder.encode_descriptor(
+            "target_healthy",
+            "1 while the balancer may send the target traffic, 0 while health checks keep it out",
+            None,
+            MetricType::Gauge,
+        )?;
+        for source in sources.iter() {
+            for (index, target) in source.targets.iter().enumerate() {
+                let labels = [
+                    ("route", source.route.as_str()),
+                    ("target", target.as_str()),
+                ];
+                let value = i64::from((source.healthy)(index));
+                ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -304,5 +381,33 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn target_health_is_read_at_each_scrape() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        let metrics = Metrics::new();
+        assert!(!metrics.encode().contains("aigw_target_healthy"));
+        let tripped = Arc::new(AtomicBool::new(false));
+        let reading = tripped.clone();
+        metrics.watch_target_health("r", ["bedrock/a".into(), "bedrock/b".into()], move |i| {
+            i == 0 || !reading.load(Ordering::Relaxed)
+        });
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"aigw_target_healthy{route="r",target="bedrock/b"} 1"#),
+            "{text}"
+        );
+        tripped.store(true, Ordering::Relaxed);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"aigw_target_healthy{route="r",target="bedrock/a"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"aigw_target_healthy{route="r",target="bedrock/b"} 0"#),
+            "{text}"
+        );
     }
 }
