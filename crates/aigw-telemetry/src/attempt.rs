@@ -230,10 +230,11 @@ where
         let index = attempt.target;
         let answer = span.in_scope(|| self.inner.call(attempt));
         let active = Active::start(route, index);
+        let attempt_span = span.clone();
         Box::pin(
             async move {
                 let result = answer.await;
-                let span = tracing::Span::current();
+                let span = attempt_span;
                 match result {
                     Ok(reply) => Ok(active.answered(reply, span)),
                     Err(error) => {
