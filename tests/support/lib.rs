@@ -2,6 +2,8 @@
 //! each on its own loopback port, talking over sockets.
 #![forbid(unsafe_code)]
 
+pub mod otlp;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

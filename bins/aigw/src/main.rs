@@ -63,9 +63,18 @@ async fn run(cli: Cli) -> Result<()> {
         LogFormat::Json => aigw_telemetry::LogStyle::Json,
         LogFormat::Text => aigw_telemetry::LogStyle::Text,
     };
-    aigw_telemetry::init(&settings.log_level, style);
+    // `check` only reads a file: no spans worth exporting.
+    let endpoint = match cli.command {
+        Some(Command::Check) => None,
+        _ => aigw_telemetry::otlp_endpoint(settings.otlp_endpoint.as_deref()),
+    };
+    let telemetry =
+        aigw_telemetry::Telemetry::init(&settings.log_level, style, endpoint.as_deref())?;
+    if let Some(endpoint) = &endpoint {
+        tracing::info!(%endpoint, "exporting traces over OTLP/gRPC");
+    }
 
-    match cli.command {
+    let outcome = match cli.command {
         Some(Command::Check) => check(config_path(&settings)?),
         Some(Command::Demo) => demo(&settings).await,
         None => {
@@ -74,7 +83,10 @@ async fn run(cli: Cli) -> Result<()> {
             print_warnings(&config);
             serve(&config, &BuildOptions::default(), settings.listen).await
         }
-    }
+    };
+    // The last requests' spans are still queued; send them before exiting.
+    telemetry.shutdown().await;
+    outcome
 }
 
 fn config_path(settings: &Settings) -> Result<&Path> {

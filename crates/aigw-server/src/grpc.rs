@@ -41,6 +41,7 @@ impl GrpcChat {
             .select(&wire.route)
             .map_err(|e| grpc_status(&e))?
             .clone();
+        aigw_telemetry::record_route(&route.name);
         if stream && route.response_streaming == ResponseStreaming::Deny {
             return Err(grpc_status(&Error::invalid_request(
                 "streaming is disabled on this route (response_streaming: deny); call Chat instead",

@@ -103,6 +103,7 @@ async fn chat(
             route.clone()
         }
     };
+    aigw_telemetry::record_route(&route.name);
     let include_usage = wire
         .stream_options
         .as_ref()

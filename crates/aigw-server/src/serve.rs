@@ -45,6 +45,7 @@ impl Gateway {
         let http = Router::new()
             .route("/health", get(openai::health))
             .route(status::TARGETS_PATH, get(status::targets))
+            .route("/metrics", get(metrics))
             // Route paths come from the config and may hold characters axum's path syntax
             // treats specially, so they are matched by exact lookup in the fallback.
             .fallback(openai::route_path)
@@ -56,7 +57,9 @@ impl Gateway {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .into_axum_router())
+            .into_axum_router()
+            // Outermost, so the server span covers HTTP and gRPC alike.
+            .layer(aigw_telemetry::ServerSpanLayer))
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains open connections.
@@ -93,6 +96,17 @@ fn without_nagle(listener: TcpListener) -> impl axum::serve::Listener<Addr = Soc
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     })
+}
+
+/// `GET /metrics`: the Prometheus (OpenMetrics text) exposition.
+async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            aigw_telemetry::METRICS_CONTENT_TYPE,
+        )],
+        aigw_telemetry::metrics().encode(),
+    )
 }
 
 /// A gateway serving in the background; stops when dropped.

@@ -76,7 +76,13 @@ async fn build_route(
         });
     }
     let picker = picker(&ai.balancer, &infos)?;
+    let labels: Vec<String> = infos.iter().map(|t| t.label.clone()).collect();
     let state = Arc::new(RouteState::new(infos, health_policy(&ai.balancer)));
+    let watched = state.clone();
+    // Read at scrape time, so the hot path pays nothing for the gauge.
+    aigw_telemetry::metrics().watch_target_health(&route.name, labels, move |target| {
+        watched.is_healthy(target, watched.now_ms())
+    });
 
     let stack = ServiceBuilder::new()
         // Retries per Kong's retries/failover_criteria; each retry is picked anew below.
@@ -86,6 +92,8 @@ async fn build_route(
         ))
         // Picks each attempt's target by algorithm, skipping tried and tripped targets.
         .layer(PickLayer::new(picker, state.clone()))
+        // One span per attempt, outside the timeout so a timed-out attempt ends its span.
+        .layer(aigw_telemetry::AttemptSpanLayer::for_route(route))
         // Above the timeout, so that an attempt that timed out counts against its target.
         .layer(HealthLayer::new(state.clone()))
         // In flight from the call until the answer or its stream ends.
