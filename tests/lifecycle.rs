@@ -46,7 +46,7 @@ async fn past_the_concurrency_limit_requests_get_503_at_once() {
     let limits = RouteLimits {
         max_concurrent_requests: 2,
     };
-    let stack = Stack::start_with(&seed_config(), limits, ServeOptions::default()).await;
+    let stack = Stack::start_tuned(&seed_config(), limits, ServeOptions::default()).await;
     slow_upstream(&stack.emulator, Duration::from_secs(2));
     let url = stack.url("/bedrock-route");
     let busy: Vec<_> = (0..2).map(|_| tokio::spawn(ask(url.clone()))).collect();
@@ -150,7 +150,7 @@ async fn drain_timeout_bounds_the_wait_for_a_stuck_request() {
         ..ServeOptions::default()
     };
     let Stack { emulator, gateway } =
-        Stack::start_with(&seed_config(), RouteLimits::default(), serve).await;
+        Stack::start_tuned(&seed_config(), RouteLimits::default(), serve).await;
     slow_upstream(&emulator, Duration::from_secs(30));
     let stuck = tokio::spawn(ask(format!("{}/bedrock-route", gateway.url())));
     until_upstream_saw(&emulator, 1).await;
@@ -173,7 +173,7 @@ async fn slow_headers_are_cut_off_while_other_clients_are_served() {
         header_read_timeout: Duration::from_millis(300),
         ..ServeOptions::default()
     };
-    let stack = Stack::start_with(&seed_config(), RouteLimits::default(), serve).await;
+    let stack = Stack::start_tuned(&seed_config(), RouteLimits::default(), serve).await;
     let mut slow = TcpStream::connect(stack.gateway.addr())
         .await
         .expect("connects");

@@ -2,12 +2,15 @@
 //! each on its own loopback port, talking over sockets.
 #![forbid(unsafe_code)]
 
+pub mod otlp;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use aigw_config::GatewayConfig;
 use aigw_emulator::EmulatorHandle;
-use aigw_server::{BuildOptions, Gateway, GatewayHandle, RouteLimits, ServeOptions, build_routes};
+pub use aigw_server::BuildOptions;
+use aigw_server::{Gateway, GatewayHandle, RouteLimits, ServeOptions, build_routes};
 
 /// `127.0.0.1:0`: any free loopback port.
 pub fn loopback() -> SocketAddr {
@@ -27,6 +30,19 @@ pub fn seed_config() -> GatewayConfig {
         .expect("the seed config loads")
 }
 
+/// The mixed Bedrock + OpenAI decK file, as text, with its OpenAI upstream at
+/// `emulator_url`; its `${{ env "DECK_OPENAI_API_KEY" }}` reference is left for the
+/// loader unless `api_key` replaces it.
+pub fn mixed_providers_yaml(emulator_url: &str, api_key: Option<&str>) -> String {
+    let yaml = std::fs::read_to_string(workspace_file("tests/fixtures/mixed-providers.yaml"))
+        .expect("the mixed-providers fixture is readable")
+        .replace("http://127.0.0.1:9800", emulator_url);
+    match api_key {
+        Some(key) => yaml.replace(r#"${{ env \"DECK_OPENAI_API_KEY\" }}"#, key),
+        None => yaml,
+    }
+}
+
 /// A decK file given inline.
 pub fn config_from(yaml: &str) -> GatewayConfig {
     aigw_config::parse_deck("inline.yaml", yaml).expect("the test config loads")
@@ -43,11 +59,11 @@ pub struct Stack {
 impl Stack {
     /// Starts both with `config`, unchanged but for the endpoint and test credentials.
     pub async fn start(config: &GatewayConfig) -> Stack {
-        Stack::start_with(config, RouteLimits::default(), ServeOptions::default()).await
+        Stack::start_tuned(config, RouteLimits::default(), ServeOptions::default()).await
     }
 
     /// Starts both with `config` and these limits and timeouts.
-    pub async fn start_with(
+    pub async fn start_tuned(
         config: &GatewayConfig,
         limits: RouteLimits,
         serve: ServeOptions,
@@ -72,6 +88,18 @@ impl Stack {
             bedrock_credentials: Some(("AKIDTEST".into(), "test-secret".into())),
             limits,
         }
+    }
+
+    /// Starts an emulator, then a gateway with the config `make_yaml` writes knowing the
+    /// emulator's base URL (for targets that name it as their `upstream_url`).
+    pub async fn start_with(make_yaml: impl FnOnce(&str) -> String) -> Stack {
+        let emulator = aigw_emulator::start(loopback())
+            .await
+            .expect("emulator starts");
+        let config = config_from(&make_yaml(&emulator.endpoint_url()));
+        let options = Stack::options_for(&emulator, RouteLimits::default());
+        let gateway = start_gateway(&config, &options).await;
+        Stack { emulator, gateway }
     }
 
     /// `http://gateway/PATH`.
@@ -117,4 +145,49 @@ pub async fn grpc_client(
     aigw_proto::v1::chat_service_client::ChatServiceClient::connect(gateway.url())
         .await
         .expect("gRPC connects")
+}
+
+/// A decK file with one route, `POST /lb`, over Bedrock models `(name, weight)`, its
+/// `config.balancer` given as `field: value` lines.
+pub fn balanced_deck(balancer: &[&str], targets: &[(&str, u32)]) -> GatewayConfig {
+    let mut yaml = String::from(
+        "_format_version: \"3.0\"\nservices:\n- name: svc\n  host: localhost\n  routes:\n  \
+         - name: lb\n    paths:\n    - /lb\n    plugins:\n    - name: ai-proxy-advanced\n      \
+         config:\n        balancer:\n",
+    );
+    for line in balancer {
+        yaml.push_str(&format!("          {line}\n"));
+    }
+    yaml.push_str("        targets:\n");
+    for (model, weight) in targets {
+        yaml.push_str(&format!(
+            "        - model:\n            provider: bedrock\n            name: \"{model}\"\n            \
+             options:\n              bedrock:\n                aws_region: us-west-2\n          \
+             route_type: llm/v1/chat\n          weight: {weight}\n"
+        ));
+    }
+    config_from(&yaml)
+}
+
+/// One chat POST to `url` with `headers`: the status, the serving model (from
+/// `x-aigw-llm-model`, without the provider) and the JSON body.
+pub async fn chat(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Option<String>, serde_json::Value) {
+    let mut request = client.post(url).json(&polish_writer_question());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("the gateway answers");
+    let status = response.status().as_u16();
+    let model = response
+        .headers()
+        .get("x-aigw-llm-model")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bedrock/"))
+        .map(str::to_owned);
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, model, body)
 }

@@ -64,9 +64,18 @@ async fn run(cli: Cli) -> Result<()> {
         LogFormat::Json => aigw_telemetry::LogStyle::Json,
         LogFormat::Text => aigw_telemetry::LogStyle::Text,
     };
-    aigw_telemetry::init(&settings.log_level, style);
+    // `check` only reads a file: no spans worth exporting.
+    let endpoint = match cli.command {
+        Some(Command::Check) => None,
+        _ => aigw_telemetry::otlp_endpoint(settings.otlp_endpoint.as_deref()),
+    };
+    let telemetry =
+        aigw_telemetry::Telemetry::init(&settings.log_level, style, endpoint.as_deref())?;
+    if let Some(endpoint) = &endpoint {
+        tracing::info!(%endpoint, "exporting traces over OTLP/gRPC");
+    }
 
-    match cli.command {
+    let outcome = match cli.command {
         Some(Command::Check) => check(config_path(&settings)?),
         Some(Command::Demo) => demo(&settings).await,
         None => {
@@ -75,7 +84,10 @@ async fn run(cli: Cli) -> Result<()> {
             print_warnings(&config);
             serve(&config, BuildOptions::default(), &settings, Some(path)).await
         }
-    }
+    };
+    // The last requests' spans are still queued; send them before exiting.
+    telemetry.shutdown().await;
+    outcome
 }
 
 fn config_path(settings: &Settings) -> Result<&Path> {
@@ -87,6 +99,8 @@ fn config_path(settings: &Settings) -> Result<&Path> {
 
 fn check(path: &Path) -> Result<()> {
     let config = aigw_config::load_deck(path)?;
+    aigw_server::check_supported(&config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     println!("{}: ok, {} route(s)", path.display(), config.routes.len());
     for route in &config.routes {
         let ai = &route.ai;
@@ -108,15 +122,21 @@ fn check(path: &Path) -> Result<()> {
             );
         }
         for (index, target) in ai.targets.iter().enumerate() {
-            let region = target
-                .model
-                .options
-                .bedrock
-                .aws_region
-                .as_deref()
-                .unwrap_or("(default chain)");
+            let region = match target.model.provider {
+                aigw_config::Provider::Bedrock => format!(
+                    " region {}",
+                    target
+                        .model
+                        .options
+                        .bedrock
+                        .aws_region
+                        .as_deref()
+                        .unwrap_or("(default chain)")
+                ),
+                _ => String::new(),
+            };
             println!(
-                "  target {index}: {}/{} weight {} region {region}{}",
+                "  target {index}: {}/{} weight {}{region}{}",
                 target.model.provider.as_str(),
                 target.model.name,
                 target.weight,
@@ -125,13 +145,40 @@ fn check(path: &Path) -> Result<()> {
                     .options
                     .upstream_url
                     .as_deref()
-                    .map(|u| format!(" upstream_url {u}"))
+                    .map(|u| format!(" upstream_url {}", without_query(u)))
                     .unwrap_or_default(),
             );
+            if let Some(auth) = auth_summary(&target.auth) {
+                println!("    auth {auth}");
+            }
         }
     }
     print_warnings(&config);
     Ok(())
+}
+
+/// Which credentials a target sends, by name only: values (often resolved from the
+/// environment) never reach the terminal.
+fn auth_summary(auth: &aigw_config::TargetAuth) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(name) = &auth.header_name {
+        parts.push(format!("header {name}: <redacted>"));
+    }
+    if let (Some(name), Some(location)) = (&auth.param_name, auth.param_location) {
+        parts.push(format!("param {name} in {}: <redacted>", location.as_str()));
+    }
+    if auth.aws_access_key_id.is_some() {
+        parts.push("aws keys: <redacted>".to_owned());
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// A URL with its query hidden, since a query may carry a key.
+fn without_query(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?<redacted>"),
+        None => url.to_owned(),
+    }
 }
 
 fn print_warnings(config: &GatewayConfig) {

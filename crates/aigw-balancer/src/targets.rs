@@ -7,12 +7,27 @@ use tower::{Service, ServiceExt};
 use crate::Attempt;
 
 /// What the balancer knows of a target besides its driver.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TargetInfo {
     /// `provider/model`, for error messages and logs.
     pub label: String,
     /// Kong's `weight`.
     pub weight: u32,
+    /// `model.options.input_cost`, per million prompt tokens (0 when unset).
+    pub input_cost: f64,
+    /// `model.options.output_cost`, per million completion tokens (0 when unset).
+    pub output_cost: f64,
+}
+
+impl TargetInfo {
+    /// A target with this label and weight and no prices.
+    pub fn new(label: impl Into<String>, weight: u32) -> Self {
+        TargetInfo {
+            label: label.into(),
+            weight,
+            ..TargetInfo::default()
+        }
+    }
 }
 
 /// The bottom of a route's stack: sends an [`Attempt`] to its target's driver.

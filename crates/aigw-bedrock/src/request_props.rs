@@ -33,6 +33,7 @@ fn chat_request() -> impl Strategy<Value = ChatRequest> {
                 top_p,
                 stop: Arc::from(stop),
                 stream: false,
+                hash_key: None,
             },
         )
 }

@@ -16,7 +16,9 @@
 //! Plugin attachment follows Kong: a route's own ai-proxy-advanced plugin wins over its
 //! service's, which wins over a global one (top-level `plugins:` may target a route or
 //! service by name or id). `_format_version` must be `"3.0"` or `"1.1"`. Secrets written
-//! as Kong env-vault references, `{vault://env/NAME}`, are read from the environment.
+//! as Kong env-vault references, `{vault://env/NAME}`, are read from the environment, and
+//! so are decK's `${{ env "DECK_NAME" }}` references, anywhere in a string; a reference to
+//! an unset variable is a load error that names the variable.
 //!
 //! Kong's `key-auth` plugin, attached the same way, protects a route with the keys of the
 //! file's `consumers[].keyauth_credentials[]` ([`RouteConfig::key_auth`]).
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 mod enums;
+mod env;
 mod error;
 mod key_auth;
 mod locate;

@@ -605,3 +605,65 @@ fn other_plugins_are_one_warning_per_name_and_consumer_plugins_are_skipped() {
         config.warnings
     );
 }
+
+#[test]
+fn deck_env_references_resolve_in_any_string_and_a_missing_one_is_located() {
+    Jail::expect_with(|jail| {
+        // The issue's own shape: the reference inside a double-quoted YAML string.
+        let yaml = deck(
+            "",
+            "          auth:\n            header_name: Authorization\n            header_value: \"Bearer ${{ env \\\"DECK_AIGW_TEST_KEY\\\" }}\"",
+        )
+        .replace(
+            "            name: m1\n",
+            "            name: m1\n            options:\n              upstream_url: ${{ env \"DECK_AIGW_TEST_URL\" }}/v1/chat/completions\n",
+        );
+        let err = parse_deck("x.yaml", &yaml).expect_err("unset").to_string();
+        let (line, col) = position(&yaml, "Bearer");
+        assert_eq!(
+            err,
+            format!(
+                "x.yaml:{line}:{}: services[0].routes[0].plugins[0].config.targets[0].auth.header_value: \
+                 ${{{{ env \"DECK_AIGW_TEST_KEY\" }}}}: environment variable \
+                 DECK_AIGW_TEST_KEY is not set",
+                col - 1
+            )
+        );
+
+        jail.set_env("DECK_AIGW_TEST_KEY", "sk-from-env");
+        let err = parse_deck("x.yaml", &yaml)
+            .expect_err("url unset")
+            .to_string();
+        assert!(err.contains("model.options.upstream_url"), "{err}");
+        assert!(err.contains("DECK_AIGW_TEST_URL is not set"), "{err}");
+
+        jail.set_env("DECK_AIGW_TEST_URL", "http://127.0.0.1:9800");
+        let config = parse_deck("x.yaml", &yaml).map_err(|e| e.to_string())?;
+        let target = &config.routes[0].ai.targets[0];
+        assert_eq!(
+            target.auth.header_value.as_deref(),
+            Some("Bearer sk-from-env")
+        );
+        assert_eq!(
+            target.model.options.upstream_url.as_deref(),
+            Some("http://127.0.0.1:9800/v1/chat/completions")
+        );
+        // The resolved secret stays out of Debug, which is what logs print.
+        assert!(!format!("{config:?}").contains("sk-from-env"));
+        Ok(())
+    });
+}
+
+#[test]
+fn deck_env_references_read_only_deck_variables() {
+    let yaml = deck(
+        "",
+        "          auth:\n            aws_access_key_id: x\n            aws_secret_access_key: ${{ env \"AWS_SECRET_ACCESS_KEY\" }}",
+    );
+    let err = error(&yaml);
+    assert!(
+        err.contains("auth.aws_secret_access_key: ${{ env")
+            && err.contains("decK reads only variables named DECK_*"),
+        "{err}"
+    );
+}

@@ -8,7 +8,8 @@ use std::fmt::Display;
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Format, Yaml};
+use figment::providers::{Format, Serialized, Yaml};
+use figment::value::Value;
 
 use crate::enums::ROUTE_TYPES;
 use crate::key_auth::{KEY_AUTH, KeyAuthConfig};
@@ -22,7 +23,7 @@ use crate::raw::{
     AiProxyRaw, AuthRaw, BalancerRaw, DeckRaw, EntityRef, Int, Num, OptionsRaw, PluginRaw,
     RouteRaw, ServiceRaw, TargetRaw,
 };
-use crate::{ConfigError, Location, schema};
+use crate::{ConfigError, Location, env, schema};
 
 /// The plugin aigw implements.
 const AI_PROXY_ADVANCED: &str = "ai-proxy-advanced";
@@ -44,7 +45,12 @@ pub(crate) fn parse(file: &str, yaml: &str) -> Result<GatewayConfig, ConfigError
         key_auth: Vec::new(),
     };
     cx.check_yaml()?;
-    let deck: DeckRaw = Figment::from(Yaml::string(yaml))
+    let mut tree: Value = Figment::from(Yaml::string(yaml))
+        .extract()
+        .map_err(|err| cx.figment_error(&FieldPath::root(), err))?;
+    env::resolve_tree(&mut tree, &FieldPath::root())
+        .map_err(|(path, message)| cx.invalid(&path, message))?;
+    let deck: DeckRaw = Figment::from(Serialized::defaults(tree))
         .extract()
         .map_err(|err| cx.figment_error(&FieldPath::root(), err))?;
     cx.check_format_version(&deck)?;

@@ -65,6 +65,9 @@ pub struct ChatRequest {
     pub stop: Arc<[String]>,
     /// Whether the client wants the answer as a stream of chunks.
     pub stream: bool,
+    /// The value of the route's `hash_on_header` (HTTP header or gRPC metadata), which the
+    /// consistent-hashing balancer keys on; `None` when absent or not hashing.
+    pub hash_key: Option<Arc<str>>,
 }
 
 /// Why the model stopped generating, in OpenAI's vocabulary.

@@ -126,6 +126,88 @@ pub(crate) fn parse_prompt(body: &Value) -> Result<Prompt<'_>, String> {
     })
 }
 
+/// Checks an OpenAI chat completions body the way OpenAI's validation would and borrows
+/// what the answer needs. The error is the `invalid_request_error` message.
+pub(crate) fn parse_chat_prompt(body: &Value) -> Result<Prompt<'_>, String> {
+    let body = body
+        .as_object()
+        .ok_or_else(|| "We could not parse the JSON body of your request.".to_owned())?;
+    let messages = match body.get("messages") {
+        Some(Value::Array(messages)) if !messages.is_empty() => messages,
+        Some(Value::Array(_)) => {
+            return Err(
+                "Invalid 'messages': empty array. Expected an array with minimum \
+                        length 1, but got an empty array instead."
+                    .to_owned(),
+            );
+        }
+        _ => return Err("Missing required parameter: 'messages'.".to_owned()),
+    };
+    let mut input_tokens = 0u64;
+    let mut question = Vec::new();
+    for (i, message) in messages.iter().enumerate() {
+        let role = message.get("role").and_then(Value::as_str);
+        let role = match role {
+            Some(role @ ("system" | "developer" | "user" | "assistant" | "tool")) => role,
+            Some(other) => {
+                return Err(format!(
+                    "Invalid value: '{other}'. Supported values are: 'system', 'developer', \
+                     'user', 'assistant', and 'tool'."
+                ));
+            }
+            None => return Err(format!("Missing required parameter: 'messages[{i}].role'.")),
+        };
+        // Content is a string, or an array of parts of which the text ones count.
+        let texts: Vec<&str> = match message.get("content") {
+            Some(Value::String(text)) => vec![text.as_str()],
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|part| part.get("text").and_then(Value::as_str))
+                .collect(),
+            None | Some(Value::Null) if role == "assistant" => Vec::new(),
+            _ => {
+                return Err(format!(
+                    "Invalid type for 'messages[{i}].content': expected a string or an array."
+                ));
+            }
+        };
+        input_tokens += texts.iter().map(|t| word_count(t)).sum::<u64>();
+        if role == "user" {
+            question = texts;
+        }
+    }
+    let max_tokens = match body.get("max_completion_tokens").or(body.get("max_tokens")) {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 => Some(n),
+            _ => {
+                return Err(format!(
+                    "Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, \
+                     but got {v} instead."
+                ));
+            }
+        },
+    };
+    let stop_sequences = match body.get("stop") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(stop)) => vec![stop.as_str()],
+        Some(Value::Array(stops)) => stops
+            .iter()
+            .map(|s| {
+                s.as_str()
+                    .ok_or_else(|| "Invalid type for 'stop': expected strings.".to_owned())
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("Invalid type for 'stop': expected a string or an array.".to_owned()),
+    };
+    Ok(Prompt {
+        question,
+        input_tokens,
+        max_tokens,
+        stop_sequences,
+    })
+}
+
 fn inference_config(config: &Map<String, Value>) -> Result<(Option<u64>, Vec<&str>), String> {
     let max_tokens = match config.get("maxTokens") {
         None | Some(Value::Null) => None,

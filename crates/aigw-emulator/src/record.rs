@@ -1,6 +1,6 @@
 //! The bounded log of requests the emulator has seen, for tests to inspect.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -19,14 +19,20 @@ pub enum Operation {
     /// `POST /model/{modelId}/converse-stream`.
     #[serde(rename = "converse-stream")]
     ConverseStream,
+    /// `POST /v1/chat/completions`, OpenAI's API, unary or streamed (see the body's
+    /// `stream`).
+    #[serde(rename = "chat-completions")]
+    ChatCompletions,
 }
 
 impl Operation {
-    /// The operation's path suffix, `converse` or `converse-stream`.
+    /// The operation's name: its path suffix, `converse` or `converse-stream`, or
+    /// `chat-completions`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Converse => "converse",
             Self::ConverseStream => "converse-stream",
+            Self::ChatCompletions => "chat-completions",
         }
     }
 }
@@ -52,6 +58,13 @@ pub struct SeenRequest {
     pub body: Value,
     /// The client went away before the answer was complete (mid-stream, or while waiting).
     pub client_went_away: bool,
+    /// The query string, if any, as sent.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// The request headers (names lower-cased; values that are not text left out), so
+    /// tests can see what credentials a client sent.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// The request log: one short lock per request, only when recording is on.
@@ -125,6 +138,8 @@ mod tests {
             service: None,
             body: Value::Null,
             client_went_away: false,
+            query: None,
+            headers: BTreeMap::new(),
         }
     }
 

@@ -66,7 +66,7 @@ pub(crate) struct Inflight {
 }
 
 impl Inflight {
-    fn new(shared: Arc<Shared>, id: u64, stream: bool) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, id: u64, stream: bool) -> Self {
         if stream {
             shared.open_streams.fetch_add(1, Ordering::Relaxed);
         }
@@ -107,6 +107,10 @@ pub fn router(emulator: Emulator) -> Router {
     Router::new()
         .route("/model/{model_id}/converse", post(converse))
         .route("/model/{model_id}/converse-stream", post(converse_stream))
+        .route(
+            "/v1/chat/completions",
+            post(crate::openai::chat_completions),
+        )
         .route(
             "/_emulator/knobs",
             get(get_knobs).put(put_knobs).delete(delete_knobs),
@@ -232,6 +236,8 @@ async fn handle(shared: Arc<Shared>, call: Call) -> Response {
         service: auth.scope().map(|s| s.service.to_owned()),
         body: body.unwrap_or(Value::Null),
         client_went_away: false,
+        query: call.uri.query().map(str::to_owned),
+        headers: header_record(&call.headers),
     });
 
     let plan = match plan {
@@ -419,7 +425,7 @@ fn stopping() -> AwsError {
     )
 }
 
-fn typed(body: Body, content_type: &'static str) -> Response {
+pub(crate) fn typed(body: Body, content_type: &'static str) -> Response {
     let mut response = Response::new(body);
     response
         .headers_mut()
@@ -427,7 +433,7 @@ fn typed(body: Body, content_type: &'static str) -> Response {
     response
 }
 
-fn with_request_id(mut response: Response, id: u64) -> Response {
+pub(crate) fn with_request_id(mut response: Response, id: u64) -> Response {
     // Shaped like the UUIDs AWS sends, and unique per emulator.
     let request_id = format!("00000000-0000-4000-8000-{id:012x}");
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -436,8 +442,18 @@ fn with_request_id(mut response: Response, id: u64) -> Response {
     response
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The headers as [`SeenRequest::headers`] records them.
+pub(crate) fn header_record(headers: &HeaderMap) -> std::collections::BTreeMap<String, String> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect()
 }
 
 async fn unknown_operation(method: Method, uri: Uri) -> Response {

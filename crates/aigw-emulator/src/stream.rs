@@ -249,7 +249,7 @@ impl Frames {
 /// Yielding first lets hyper flush what it already holds: failing straight away would discard
 /// the response head and frames with the connection, and the client would see a failed send
 /// instead of a stream that breaks off part-way.
-async fn cut() -> io::Error {
+pub(crate) async fn cut() -> io::Error {
     tokio::task::yield_now().await;
     io::Error::new(io::ErrorKind::ConnectionAborted, "emulated cut stream")
 }

@@ -41,6 +41,7 @@ impl GrpcChat {
             .select(&wire.route)
             .map_err(|e| grpc_status(&e))?
             .clone();
+        aigw_telemetry::record_route(&route.name);
         route
             .authorize(metadata.as_ref(), None)
             .map_err(|e| grpc_status(&e))?;
@@ -51,6 +52,7 @@ impl GrpcChat {
         }
         let mut core = decode_request(wire).map_err(|e| grpc_status(&e))?;
         core.stream = stream;
+        core.hash_key = route.hash_key(metadata.as_ref());
         let reply = route
             .service
             .clone()
@@ -168,6 +170,7 @@ fn decode_request(wire: pb::ChatRequest) -> Result<ChatRequest, Error> {
         top_p: wire.top_p,
         stop: wire.stop.into(),
         stream: false,
+        hash_key: None,
     })
 }
 

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod drivers;
 mod error;
 mod grpc;
 mod limit;
@@ -13,6 +14,7 @@ mod reload;
 mod routes;
 mod serve;
 mod stack;
+mod status;
 
 pub use auth::KeyAuth;
 pub use error::{ApiError, grpc_status};
@@ -20,4 +22,4 @@ pub use limit::{DEFAULT_MAX_CONCURRENT_REQUESTS, RouteLimits};
 pub use reload::{ReloadError, SharedRoutes};
 pub use routes::{Route, RouteTable};
 pub use serve::{Gateway, GatewayHandle, ServeOptions};
-pub use stack::{BuildOptions, build_routes};
+pub use stack::{BuildOptions, build_routes, check_supported};

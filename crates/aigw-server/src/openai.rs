@@ -113,11 +113,13 @@ async fn chat(
             route.clone()
         }
     };
+    aigw_telemetry::record_route(&route.name);
     let include_usage = wire
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
     let mut request = ChatRequest::try_from(wire)?;
+    request.hash_key = route.hash_key(&parts.headers);
     request.stream = match (route.response_streaming, request.stream) {
         (ResponseStreaming::Deny, true) => {
             return Err(Error::invalid_request(
@@ -242,6 +244,7 @@ impl TryFrom<WireRequest> for ChatRequest {
                 Some(Stop::Many(v)) => v.into(),
             },
             stream: wire.stream,
+            hash_key: None,
         })
     }
 }

@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aigw_balancer::RouteState;
 use aigw_config::ResponseStreaming;
 use aigw_core::{ChatReply, ChatRequest, Error, ErrorKind};
 use tower::util::BoxCloneSyncService;
@@ -19,6 +20,11 @@ pub struct Route {
     pub response_streaming: ResponseStreaming,
     /// Largest accepted request body, in bytes.
     pub max_request_body_size: usize,
+    /// The header (or gRPC metadata key) whose value keys consistent hashing; `None`
+    /// unless the route hashes.
+    pub hash_on_header: Option<http::HeaderName>,
+    /// The live state of the route's targets, for the status endpoint.
+    pub balancer: Arc<RouteState>,
     /// The balancer stack over the route's targets.
     pub service: BoxCloneSyncService<ChatRequest, ChatReply, Error>,
     /// Kong key-auth: when set, only callers with a consumer's key get in.
@@ -32,6 +38,15 @@ impl Route {
             Some(auth) => auth.check(headers, query),
             None => Ok(()),
         }
+    }
+}
+
+impl Route {
+    /// The request's consistent-hashing key from its headers, when the route hashes.
+    pub fn hash_key(&self, headers: &http::HeaderMap) -> Option<Arc<str>> {
+        let name = self.hash_on_header.as_ref()?;
+        let value = headers.get(name)?.to_str().ok()?;
+        Some(Arc::from(value))
     }
 }
 

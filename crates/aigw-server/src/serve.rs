@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::grpc::GrpcChat;
-use crate::{RouteTable, SharedRoutes, openai};
+use crate::{RouteTable, SharedRoutes, openai, status};
 
 /// How connections are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +83,8 @@ impl Gateway {
         let reflection_v1alpha = reflection().build_v1alpha().map_err(io::Error::other)?;
         let http = Router::new()
             .route("/health", get(openai::health))
+            .route(status::TARGETS_PATH, get(status::targets))
+            .route("/metrics", get(metrics))
             // Route paths come from the config and may hold characters axum's path syntax
             // treats specially, so they are matched by exact lookup in the fallback.
             .fallback(openai::route_path)
@@ -94,7 +96,9 @@ impl Gateway {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .into_axum_router())
+            .into_axum_router()
+            // Outermost, so the server span covers HTTP and gRPC alike.
+            .layer(aigw_telemetry::ServerSpanLayer))
     }
 
     /// Serves on `listener` until `shutdown` resolves, then stops accepting and lets
@@ -197,6 +201,17 @@ async fn serve_connections(
         ),
     }
     connections.shutdown().await;
+}
+
+/// `GET /metrics`: the Prometheus (OpenMetrics text) exposition.
+async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            aigw_telemetry::METRICS_CONTENT_TYPE,
+        )],
+        aigw_telemetry::metrics().encode(),
+    )
 }
 
 /// A gateway serving in the background; stops when dropped.

@@ -1,18 +1,25 @@
 //! Builds each route's tower stack from the config, once, at start.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use aigw_balancer::pick::RoundRobin;
-use aigw_balancer::{AttemptTimeoutLayer, BalanceLayer, FailoverPolicy, TargetInfo, Targets};
-use aigw_bedrock::{BedrockProvider, BedrockTargetSpec, RequestDefaults};
-use aigw_config::{
-    AiProxyConfig, Algorithm, BalancerConfig, FailoverCriterion, GatewayConfig, Provider,
-    RouteConfig, TargetConfig,
+use aigw_balancer::pick::{
+    ConsistentHashing, LatencyStrategy, LeastConnections, LowestLatency, LowestUsage, Pick,
+    Priority, RoundRobin, UsageMeasure,
 };
-use aigw_core::{BoxDriver, Error, ErrorKind};
+use aigw_balancer::{
+    AttemptTimeoutLayer, FailoverLayer, FailoverPolicy, HealthLayer, HealthPolicy, PickLayer,
+    RouteState, StatsLayer, TargetInfo, Targets,
+};
+use aigw_config::{
+    AiProxyConfig, Algorithm, BalancerConfig, FailoverCriterion, GatewayConfig, RouteConfig,
+    TokensCountStrategy,
+};
+use aigw_core::{Error, ErrorKind};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
+use crate::drivers::{DriverRegistry, TargetContext};
 use crate::limit::shed_over_limit;
 use crate::{KeyAuth, Route, RouteLimits, RouteTable};
 
@@ -28,16 +35,17 @@ pub struct BuildOptions {
     pub limits: RouteLimits,
 }
 
-/// Builds the route table: one balancer stack per route, SDK clients shared across targets.
+/// Builds the route table: one balancer stack per route, clients shared across targets.
 pub async fn build_routes(
     config: &GatewayConfig,
     options: &BuildOptions,
 ) -> Result<RouteTable, Error> {
-    let bedrock = BedrockProvider::new();
+    check_supported(config)?;
+    let registry = DriverRegistry::new();
     let mut routes = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
         routes.push(
-            build_route(route, &bedrock, options)
+            build_route(route, &registry, options)
                 .await
                 .map_err(|e| e.context(format_args!("route {}", route.name)))?,
         );
@@ -47,43 +55,52 @@ pub async fn build_routes(
 
 async fn build_route(
     route: &RouteConfig,
-    bedrock: &BedrockProvider,
+    registry: &DriverRegistry,
     options: &BuildOptions,
 ) -> Result<Route, Error> {
     let ai: &AiProxyConfig = &route.ai;
     let mut drivers = Vec::with_capacity(ai.targets.len());
     let mut infos = Vec::with_capacity(ai.targets.len());
     for (index, target) in ai.targets.iter().enumerate() {
-        let driver = build_driver(target, &ai.balancer, bedrock, options)
+        let cx = TargetContext {
+            balancer: &ai.balancer,
+            options,
+        };
+        let driver = registry
+            .build(target, &cx)
             .await
             .map_err(|e| e.context(format_args!("targets[{index}]")))?;
         drivers.push(driver);
         infos.push(TargetInfo {
             label: format!("{}/{}", target.model.provider.as_str(), target.model.name),
             weight: target.weight,
+            input_cost: target.model.options.input_cost.unwrap_or(0.0),
+            output_cost: target.model.options.output_cost.unwrap_or(0.0),
         });
     }
-    let weights: Vec<u32> = infos.iter().map(|t| t.weight).collect();
-    let picker = match ai.balancer.algorithm {
-        Algorithm::RoundRobin => RoundRobin::new(&weights),
-        other => {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "balancer algorithm {:?} is not supported yet (supported: round-robin)",
-                    other.as_str()
-                ),
-            ));
-        }
-    };
+    let picker = picker(&ai.balancer, &infos)?;
+    let labels: Vec<String> = infos.iter().map(|t| t.label.clone()).collect();
+    let state = Arc::new(RouteState::new(infos, health_policy(&ai.balancer)));
+    let watched = state.clone();
+    // Read at scrape time, so the hot path pays nothing for the gauge.
+    aigw_telemetry::metrics().watch_target_health(&route.name, labels, move |target| {
+        watched.is_healthy(target, watched.now_ms())
+    });
 
     let stack = ServiceBuilder::new()
-        // Picks a target per attempt and fails over per Kong's retries/failover_criteria.
-        .layer(BalanceLayer::new(
-            picker,
+        // Retries per Kong's retries/failover_criteria; each retry is picked anew below.
+        .layer(FailoverLayer::new(
             failover_policy(&ai.balancer),
-            infos,
+            state.clone(),
         ))
+        // Picks each attempt's target by algorithm, skipping tried and tripped targets.
+        .layer(PickLayer::new(picker, state.clone()))
+        // One span per attempt, outside the timeout so a timed-out attempt ends its span.
+        .layer(aigw_telemetry::AttemptSpanLayer::for_route(route))
+        // Above the timeout, so that an attempt that timed out counts against its target.
+        .layer(HealthLayer::new(state.clone()))
+        // In flight from the call until the answer or its stream ends.
+        .layer(StatsLayer::new(state.clone()))
         // Each attempt, not the whole request, gets read_timeout, so failover has time left.
         .layer(AttemptTimeoutLayer::new(ai.balancer.read_timeout))
         .service(Targets::new(drivers));
@@ -94,54 +111,101 @@ async fn build_route(
         model_name_header: ai.model_name_header,
         response_streaming: ai.response_streaming,
         max_request_body_size: ai.max_request_body_size,
+        hash_on_header: (ai.balancer.algorithm == Algorithm::ConsistentHashing)
+            .then(|| http::HeaderName::try_from(ai.balancer.hash_on_header.as_str()).ok())
+            .flatten(),
+        balancer: state,
         // Outermost, so a shed request costs nothing further down.
         service: shed_over_limit(BoxCloneSyncService::new(stack), options.limits),
         key_auth: route.key_auth.as_ref().map(KeyAuth::new),
     })
 }
 
-async fn build_driver(
-    target: &TargetConfig,
-    balancer: &BalancerConfig,
-    bedrock: &BedrockProvider,
-    options: &BuildOptions,
-) -> Result<BoxDriver, Error> {
-    match target.model.provider {
-        Provider::Bedrock => {
-            let model_options = &target.model.options;
-            let static_credentials = match (
-                &target.auth.aws_access_key_id,
-                &target.auth.aws_secret_access_key,
-            ) {
-                (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
-                _ => options.bedrock_credentials.clone(),
-            };
-            let spec = BedrockTargetSpec {
-                model_id: target.model.name.clone(),
-                region: model_options.bedrock.aws_region.clone(),
-                endpoint_url: model_options
-                    .upstream_url
-                    .clone()
-                    .or_else(|| options.bedrock_endpoint.clone()),
-                static_credentials,
-                connect_timeout: balancer.connect_timeout,
-                // Kong's read_timeout also bounds the gap between two reads of a stream.
-                stream_idle_timeout: balancer.read_timeout,
-                defaults: RequestDefaults {
-                    max_tokens: model_options.max_tokens,
-                    temperature: model_options.temperature,
-                    top_p: model_options.top_p,
-                },
-            };
-            Ok(BoxDriver::new(bedrock.target(spec).await?))
+/// Refuses, with the route and field, what the config accepts but aigw cannot serve yet,
+/// so that `aigw check` and start-up fail the same way instead of silently falling back.
+pub fn check_supported(config: &GatewayConfig) -> Result<(), Error> {
+    for route in &config.routes {
+        let balancer = &route.ai.balancer;
+        let refuse = |message: String| {
+            Err(Error::new(ErrorKind::Internal, message)
+                .context(format_args!("route {}", route.name)))
+        };
+        if balancer.algorithm == Algorithm::Semantic {
+            return refuse(
+                "balancer.algorithm \"semantic\" is not supported yet: it needs embeddings, \
+                 which aigw does not compute; choose round-robin, priority, lowest-latency, \
+                 lowest-usage, least-connections or consistent-hashing"
+                    .to_owned(),
+            );
         }
-        other => Err(Error::new(
-            ErrorKind::Internal,
-            format!(
-                "model.provider {:?} is not supported yet (supported: bedrock)",
-                other.as_str()
-            ),
+        for (index, target) in route.ai.targets.iter().enumerate() {
+            if !DriverRegistry::supports(target.model.provider) {
+                return refuse(format!(
+                    "targets[{index}].model.provider {:?} is not supported yet (supported: {})",
+                    target.model.provider.as_str(),
+                    DriverRegistry::supported_names().join(", ")
+                ));
+            }
+            let options = &target.model.options;
+            if balancer.tokens_count_strategy == TokensCountStrategy::Cost
+                && options.input_cost.is_none()
+                && options.output_cost.is_none()
+            {
+                return refuse(format!(
+                    "targets[{index}] has no model.options.input_cost or output_cost, which \
+                     balancer.tokens_count_strategy \"cost\" needs (a missing price would make \
+                     the target look free and take all the traffic)"
+                ));
+            }
+        }
+        if balancer.algorithm == Algorithm::ConsistentHashing
+            && http::HeaderName::try_from(balancer.hash_on_header.as_str()).is_err()
+        {
+            return refuse(format!(
+                "balancer.hash_on_header {:?} is not a valid header name",
+                balancer.hash_on_header
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The route's pick strategy, per `balancer.algorithm`.
+fn picker(balancer: &BalancerConfig, targets: &[TargetInfo]) -> Result<Box<dyn Pick>, Error> {
+    let weights: Vec<u32> = targets.iter().map(|t| t.weight).collect();
+    Ok(match balancer.algorithm {
+        Algorithm::RoundRobin => Box::new(RoundRobin::new(&weights)),
+        Algorithm::Priority => Box::new(Priority::new(&weights)),
+        Algorithm::LeastConnections => Box::new(LeastConnections::new(&weights)),
+        Algorithm::LowestLatency => Box::new(LowestLatency::new(match balancer.latency_strategy {
+            aigw_config::LatencyStrategy::Tpot => LatencyStrategy::Tpot,
+            aigw_config::LatencyStrategy::E2e => LatencyStrategy::E2e,
+        })),
+        Algorithm::LowestUsage => Box::new(LowestUsage::new(
+            match balancer.tokens_count_strategy {
+                TokensCountStrategy::TotalTokens => UsageMeasure::TotalTokens,
+                TokensCountStrategy::PromptTokens => UsageMeasure::PromptTokens,
+                TokensCountStrategy::CompletionTokens => UsageMeasure::CompletionTokens,
+                TokensCountStrategy::Cost => UsageMeasure::Cost,
+            },
+            &weights,
         )),
+        Algorithm::ConsistentHashing => Box::new(ConsistentHashing::new(targets, balancer.slots)),
+        Algorithm::Semantic => {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "balancer.algorithm \"semantic\" is not supported yet",
+            ));
+        }
+    })
+}
+
+fn health_policy(balancer: &BalancerConfig) -> HealthPolicy {
+    HealthPolicy {
+        max_fails: balancer.max_fails,
+        fail_timeout: balancer.fail_timeout,
+        // The same statuses that fail over are the ones that count as failures.
+        counted_statuses: failover_policy(balancer).on_status,
     }
 }
 

@@ -1,31 +1,37 @@
-//! Logging and tracing set-up for aigw: one `tracing` subscriber for the process, text or
-//! JSON, filtered by `RUST_LOG` when set and by the configured level otherwise.
+//! Telemetry for aigw: logs, traces and metrics, kept off the request path's critical work.
+//!
+//! - [`Telemetry::init`] installs one `tracing` subscriber: log lines as text or JSON
+//!   (`RUST_LOG` wins over the configured level) and, when an OTLP endpoint is configured,
+//!   an OpenTelemetry layer that exports spans over OTLP/gRPC in batches from a background
+//!   thread. With no endpoint, no exporter exists.
+//! - [`ServerSpanLayer`] wraps the router: one server span per chat request (continuing an
+//!   incoming W3C `traceparent`), the request counters, and one access-log line.
+//! - [`AttemptSpanLayer`] sits below the balancer: one GenAI client span per target
+//!   attempt, and the per-target metrics.
+//! - [`metrics()`] holds the Prometheus series served at `GET /metrics`.
 #![forbid(unsafe_code)]
 
-use tracing_subscriber::EnvFilter;
+mod attempt;
+mod metrics;
+mod record;
+mod server;
+mod setup;
 
-/// How log lines look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogStyle {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line, for log pipelines.
-    Json,
-}
+pub use attempt::{AttemptSpan, AttemptSpanLayer};
+pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics, Protocol, Status, metrics};
+pub use opentelemetry_sdk::trace::SdkTracerProvider;
+pub use record::record_route;
+pub use server::{ServerFuture, ServerSpan, ServerSpanLayer};
+pub use setup::{
+    LogStyle, Telemetry, TelemetryError, dispatch, dispatch_to, otlp_endpoint, tracer_provider,
+};
 
-/// Installs the process-wide subscriber. `RUST_LOG` wins over `level` so an operator can
-/// turn up one module without touching the config. Calling it twice keeps the first.
+/// The `tracing` target of aigw's request and attempt spans. Log output leaves it out: the
+/// spans exist for traces, and the access log carries the same facts in one line.
+pub const SPAN_TARGET: &str = "aigw::span";
+
+/// Installs the process-wide subscriber for log lines only, exporting no traces; a
+/// subscriber already installed is kept. [`Telemetry::init`] is the full set-up.
 pub fn init(level: &str, style: LogStyle) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // An error means a subscriber is already set (tests, embedding); keeping it is right.
-    let _ = match style {
-        LogStyle::Text => builder.try_init(),
-        LogStyle::Json => builder.json().try_init(),
-    };
+    let _ = Telemetry::init(level, style, None);
 }

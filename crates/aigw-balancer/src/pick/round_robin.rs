@@ -1,7 +1,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::Pick;
-use crate::Tried;
+use super::{Candidates, Pick};
 
 /// Beyond this many slots the schedule is scaled down; weights keep their proportions to
 /// within a fraction of a percent while memory stays bounded.
@@ -28,18 +27,17 @@ impl RoundRobin {
 }
 
 impl Pick for RoundRobin {
-    fn pick(&self, tried: &Tried) -> Option<usize> {
+    fn pick(&self, candidates: &Candidates<'_>) -> Option<usize> {
         let len = self.schedule.len();
         if len == 0 {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        // On failover, walk on from our slot to the next untried target; if every target
-        // was tried, the slot's own target is as good as any.
+        // When our slot's target is tried or out, walk on to the next usable one, so the
+        // others keep their proportions among themselves.
         (0..len)
             .map(|offset| self.schedule[(start + offset) % len] as usize)
-            .find(|target| !tried.contains(*target))
-            .or(Some(self.schedule[start % len] as usize))
+            .find(|target| candidates.is_usable(*target))
     }
 }
 
@@ -82,9 +80,15 @@ fn smooth_schedule(weights: &[u32]) -> Box<[u32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Tried;
+    use crate::pick::testing::{distribution, state};
 
     fn picks(rr: &RoundRobin, n: usize) -> Vec<usize> {
-        (0..n).filter_map(|_| rr.pick(&Tried::default())).collect()
+        let state = state(&vec![1; 256]);
+        let tried = Tried::default();
+        (0..n)
+            .filter_map(|_| rr.pick(&Candidates::new(&state, &tried, None)))
+            .collect()
     }
 
     #[test]
@@ -97,10 +101,7 @@ mod tests {
     fn weights_are_smooth_and_proportional() {
         let rr = RoundRobin::new(&[100, 300]);
         assert_eq!(picks(&rr, 4), vec![1, 0, 1, 1]);
-        let counts = picks(&rr, 10_000).iter().fold([0; 2], |mut c, t| {
-            c[*t] += 1;
-            c
-        });
+        let counts = distribution(&rr, &state(&[100, 300]), 10_000);
         assert_eq!(counts, [2_500, 7_500]);
     }
 
@@ -108,18 +109,21 @@ mod tests {
     fn zero_weight_takes_no_traffic() {
         let rr = RoundRobin::new(&[0, 5]);
         assert!(picks(&rr, 10).iter().all(|t| *t == 1));
-        assert_eq!(RoundRobin::new(&[0, 0]).pick(&Tried::default()), None);
+        assert_eq!(picks(&RoundRobin::new(&[0, 0]), 1), Vec::<usize>::new());
     }
 
     #[test]
-    fn failover_skips_tried_targets() {
+    fn failover_skips_tried_targets_and_none_is_left_after_all() {
         let rr = RoundRobin::new(&[100, 100, 100]);
+        let state = state(&[100, 100, 100]);
         let mut tried = Tried::default();
         tried.insert(0);
         tried.insert(1);
         for _ in 0..5 {
-            assert_eq!(rr.pick(&tried), Some(2));
+            assert_eq!(rr.pick(&Candidates::new(&state, &tried, None)), Some(2));
         }
+        tried.insert(2);
+        assert_eq!(rr.pick(&Candidates::new(&state, &tried, None)), None);
     }
 
     #[test]

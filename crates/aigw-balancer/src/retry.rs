@@ -1,58 +1,59 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use aigw_core::{ChatReply, ChatRequest, DriverFuture, Error, ErrorKind};
+use aigw_core::{ChatReply, ChatRequest, DriverFuture, Error};
 use tower::{Layer, Service, ServiceExt};
 
-use crate::{Attempt, FailoverPolicy, Pick, TargetInfo, Tried};
+use crate::{AttemptFailed, FailoverPolicy, RouteState, Routed, Tried};
 
-/// Picks a target for each request and fails over to others per the policy.
+/// Retries a failed attempt on another target per Kong's `retries` and
+/// `failover_criteria` (see [`FailoverPolicy`]); the layer below ([`PickLayer`]) chooses
+/// the target for each attempt, away from those this request already tried.
+///
+/// The client sees the first success, or one error naming every attempt, whose kind is
+/// the last attempt's.
+///
+/// [`PickLayer`]: crate::PickLayer
 #[derive(Clone)]
-pub struct BalanceLayer {
+pub struct FailoverLayer {
     shared: Arc<Shared>,
 }
 
 struct Shared {
-    picker: Box<dyn Pick>,
     policy: FailoverPolicy,
-    targets: Box<[TargetInfo]>,
+    state: Arc<RouteState>,
 }
 
-impl BalanceLayer {
-    /// Balances over `targets` (in the order their drivers are indexed below) with
-    /// `picker`, failing over per `policy`.
-    pub fn new(picker: impl Pick, policy: FailoverPolicy, targets: Vec<TargetInfo>) -> Self {
-        BalanceLayer {
-            shared: Arc::new(Shared {
-                picker: Box::new(picker),
-                policy,
-                targets: targets.into(),
-            }),
+impl FailoverLayer {
+    /// Fails over per `policy`, naming targets in errors by their labels in `state`.
+    pub fn new(policy: FailoverPolicy, state: Arc<RouteState>) -> Self {
+        FailoverLayer {
+            shared: Arc::new(Shared { policy, state }),
         }
     }
 }
 
-impl<S> Layer<S> for BalanceLayer {
-    type Service = Balance<S>;
+impl<S> Layer<S> for FailoverLayer {
+    type Service = Failover<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Balance {
+        Failover {
             inner,
             shared: self.shared.clone(),
         }
     }
 }
 
-/// See [`BalanceLayer`].
+/// See [`FailoverLayer`].
 #[derive(Clone)]
-pub struct Balance<S> {
+pub struct Failover<S> {
     inner: S,
     shared: Arc<Shared>,
 }
 
-impl<S> Service<ChatRequest> for Balance<S>
+impl<S> Service<ChatRequest> for Failover<S>
 where
-    S: Service<Attempt, Response = ChatReply, Error = Error> + Clone + Send + 'static,
+    S: Service<Routed, Response = ChatReply, Error = AttemptFailed> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = ChatReply;
@@ -60,7 +61,7 @@ where
     type Future = DriverFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(|failed| failed.error)
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
@@ -70,48 +71,74 @@ where
         let shared = self.shared.clone();
         Box::pin(async move {
             let mut tried = Tried::default();
-            let mut failures: Vec<String> = Vec::new();
-            let mut first = true;
+            let mut earlier: Vec<String> = Vec::new();
+            let mut last: Option<(Error, usize)> = None;
             for number in 1..=shared.policy.retries.saturating_add(1) {
-                let Some(target) = shared.picker.pick(&tried) else {
-                    return Err(Error::new(
-                        ErrorKind::NoHealthyTarget,
-                        "the route has no target that can take traffic",
-                    ));
-                };
-                tried.insert(target);
-                let attempt = Attempt {
-                    target,
-                    number,
+                let routed = Routed {
                     request: request.clone(),
+                    tried: tried.clone(),
+                    number,
                 };
-                let answer = if first {
-                    first = false;
-                    inner.call(attempt).await
+                let answer = if number == 1 {
+                    inner.call(routed).await
                 } else {
-                    inner.ready().await?.call(attempt).await
+                    match inner.ready().await {
+                        Ok(ready) => ready.call(routed).await,
+                        Err(failed) => Err(failed),
+                    }
                 };
-                let error = match answer {
+                let (target, error) = match answer {
                     Ok(reply) => return Ok(reply),
-                    Err(error) => error,
+                    Err(AttemptFailed {
+                        target: Some(target),
+                        error,
+                    }) => (target, error),
+                    // Nothing left to try: the previous attempt's error is the answer, or
+                    // on the first attempt the reason nothing could be tried.
+                    Err(AttemptFailed {
+                        target: None,
+                        error,
+                    }) => match last {
+                        Some(_) => break,
+                        None => return Err(error),
+                    },
                 };
-                let label = shared
-                    .targets
-                    .get(target)
-                    .map_or("unknown target", |t| t.label.as_str());
-                let exhausted = tried.len() >= shared.targets.len();
-                if !shared.policy.allows(&error) || exhausted || number > shared.policy.retries {
-                    return Err(name_attempts(error, &failures, target, label));
+                if let Some((error, previous)) = last.take() {
+                    earlier.push(format!(
+                        "target {previous} ({}): {error}",
+                        label(&shared.state, previous)
+                    ));
                 }
-                tracing::debug!(target_index = target, %label, %error, "attempt failed, failing over");
-                failures.push(format!("target {target} ({label}): {error}"));
+                tried.insert(target);
+                let move_on = shared.policy.allows(&error);
+                if move_on {
+                    tracing::debug!(target_index = target, %error, "attempt failed, failing over");
+                }
+                last = Some((error, target));
+                if !move_on {
+                    break;
+                }
             }
-            Err(Error::new(
-                ErrorKind::Internal,
-                "failover loop ended without an answer",
-            ))
+            match last {
+                Some((error, target)) => Err(name_attempts(
+                    error,
+                    &earlier,
+                    target,
+                    label(&shared.state, target),
+                )),
+                None => Err(Error::new(
+                    aigw_core::ErrorKind::Internal,
+                    "failover made no attempt",
+                )),
+            }
         })
     }
+}
+
+fn label(state: &RouteState, target: usize) -> &str {
+    state
+        .info(target)
+        .map_or("unknown target", |t| t.label.as_str())
 }
 
 /// The error the client sees names every attempt, the last one deciding the kind.
@@ -132,11 +159,12 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use aigw_core::{ChatResponse, FinishReason, ReplyBody, ServedBy, Usage};
+    use aigw_core::{ChatResponse, ErrorKind, FinishReason, ReplyBody, ServedBy, Usage};
     use tower::ServiceBuilder;
 
     use super::*;
     use crate::pick::RoundRobin;
+    use crate::{Attempt, HealthPolicy, PickLayer, TargetInfo};
 
     fn answer(target: usize) -> ChatReply {
         let model: Arc<str> = Arc::from(format!("m{target}"));
@@ -175,17 +203,12 @@ mod tests {
             async move { outcome }
         });
         let infos = (0..n)
-            .map(|i| TargetInfo {
-                label: format!("test/m{i}"),
-                weight: 1,
-            })
+            .map(|i| TargetInfo::new(format!("test/m{i}"), 1))
             .collect();
+        let state = Arc::new(RouteState::new(infos, HealthPolicy::default()));
         let service = ServiceBuilder::new()
-            .layer(BalanceLayer::new(
-                RoundRobin::new(&vec![1; n]),
-                policy,
-                infos,
-            ))
+            .layer(FailoverLayer::new(policy, state.clone()))
+            .layer(PickLayer::new(RoundRobin::new(&vec![1; n]), state))
             .service(targets);
         (service, calls)
     }
@@ -290,5 +313,78 @@ mod tests {
         );
         let total: usize = calls.iter().map(|c| c.load(Ordering::Relaxed)).sum();
         assert_eq!(total, 2);
+    }
+
+    #[tokio::test]
+    async fn a_tripped_target_is_skipped_and_all_out_answers_at_once() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let targets = tower::service_fn(move |_: Attempt| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            async { Err::<ChatReply, _>(Error::new(ErrorKind::UpstreamUnreachable, "refused")) }
+        });
+        let health = HealthPolicy {
+            max_fails: 1,
+            fail_timeout: std::time::Duration::from_secs(60),
+            counted_statuses: Vec::new(),
+        };
+        let infos = vec![TargetInfo::new("test/a", 1), TargetInfo::new("test/b", 1)];
+        let state = Arc::new(RouteState::new(infos, health));
+        let mut service = ServiceBuilder::new()
+            .layer(FailoverLayer::new(FailoverPolicy::default(), state.clone()))
+            .layer(PickLayer::new(RoundRobin::new(&[1, 1]), state.clone()))
+            .layer(crate::HealthLayer::new(state.clone()))
+            .service(targets);
+        let first = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(ChatRequest::default())
+            .await
+            .expect_err("both refuse");
+        assert!(
+            first.message().starts_with("all 2 attempts failed"),
+            "{first}"
+        );
+        let second = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(ChatRequest::default())
+            .await
+            .expect_err("both are out");
+        assert_eq!(second.kind(), ErrorKind::NoHealthyTarget);
+        assert!(
+            second.message().contains("target 1 (test/b) back in 6"),
+            "{second}"
+        );
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            2,
+            "the second request sent nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lone_target_in_service_is_tried_again() {
+        let policy = FailoverPolicy {
+            retries: 3,
+            ..FailoverPolicy::default()
+        };
+        let (mut service, calls) = route(1, policy, |_| {
+            Some(Error::new(ErrorKind::UpstreamUnreachable, "refused"))
+        });
+        let error = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(ChatRequest::default())
+            .await
+            .expect_err("always refused");
+        assert!(
+            error.message().starts_with("all 4 attempts failed"),
+            "{error}"
+        );
+        assert_eq!(calls[0].load(Ordering::Relaxed), 4);
     }
 }

@@ -1,0 +1,157 @@
+//! decK's environment references, `${{ env "DECK_NAME" }}`, resolved once at load time.
+//!
+//! decK renders them anywhere in a state file and reads only variables named `DECK_*`, so
+//! that a file cannot pull arbitrary process secrets (`AWS_SECRET_ACCESS_KEY`, …) into a
+//! header sent to a URL the file chose. aigw does the same, on every string value after
+//! the YAML is read, so a reference inside a quoted string (`"Bearer ${{ env
+//! \"DECK_KEY\" }}"`) works as it does in an unquoted one.
+
+use figment::value::Value;
+
+use crate::path::FieldPath;
+
+/// What starts a reference.
+const OPEN: &str = "${{";
+/// What ends one.
+const CLOSE: &str = "}}";
+/// The prefix decK requires of the variables it reads.
+const PREFIX: &str = "DECK_";
+
+/// Replaces every reference in every string of `tree`; the error names the field and the
+/// variable.
+pub(crate) fn resolve_tree(tree: &mut Value, path: &FieldPath) -> Result<(), (FieldPath, String)> {
+    resolve_with(tree, path, &|name| std::env::var(name).ok())
+}
+
+fn resolve_with(
+    tree: &mut Value,
+    path: &FieldPath,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), (FieldPath, String)> {
+    match tree {
+        Value::String(_, text) => {
+            if let Some(resolved) = resolve(text, lookup).map_err(|e| (path.clone(), e))? {
+                *text = resolved;
+            }
+        }
+        Value::Dict(_, dict) => {
+            for (key, value) in dict.iter_mut() {
+                resolve_with(value, &path.key(key), lookup)?;
+            }
+        }
+        Value::Array(_, items) => {
+            for (index, value) in items.iter_mut().enumerate() {
+                resolve_with(value, &path.index(index), lookup)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `text` with its references replaced, or `None` when it has none.
+///
+/// Errors never quote a resolved value, only the reference and the variable's name.
+fn resolve(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, String> {
+    if !text.contains(OPEN) {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + OPEN.len()..];
+        let Some(end) = after.find(CLOSE) else {
+            return Err(format!(
+                "unterminated reference {}; expected ${{{{ env \"DECK_NAME\" }}}}",
+                &rest[start..]
+            ));
+        };
+        let reference = &rest[start..start + OPEN.len() + end + CLOSE.len()];
+        let name = variable_name(&after[..end]).ok_or_else(|| {
+            format!(
+                "unsupported reference {reference}; aigw resolves only ${{{{ env \"DECK_NAME\" }}}}"
+            )
+        })?;
+        if !name.starts_with(PREFIX) || name.len() == PREFIX.len() {
+            return Err(format!(
+                "{reference} names {name}, but decK reads only variables named DECK_*"
+            ));
+        }
+        match lookup(name) {
+            Some(value) => out.push_str(&value),
+            None => {
+                return Err(format!(
+                    "{reference}: environment variable {name} is not set"
+                ));
+            }
+        }
+        rest = &after[end + CLOSE.len()..];
+    }
+    out.push_str(rest);
+    Ok(Some(out))
+}
+
+/// `NAME` from ` env "NAME" `.
+fn variable_name(expression: &str) -> Option<&str> {
+    let quoted = expression.trim().strip_prefix("env")?;
+    // `env"X"` is not a Go template call; a space must separate them.
+    if !quoted.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let name = quoted.trim().strip_prefix('"')?.strip_suffix('"')?;
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid.then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(name: &str) -> Option<String> {
+        match name {
+            "DECK_OPENAI_API_KEY" => Some("sk-test".to_owned()),
+            "DECK_REGION" => Some("eu-west-1".to_owned()),
+            _ => None,
+        }
+    }
+
+    fn run(text: &str) -> Result<Option<String>, String> {
+        resolve(text, &lookup)
+    }
+
+    #[test]
+    fn references_are_replaced_in_place() {
+        assert_eq!(run("plain"), Ok(None));
+        assert_eq!(
+            run("Bearer ${{ env \"DECK_OPENAI_API_KEY\" }}"),
+            Ok(Some("Bearer sk-test".to_owned()))
+        );
+        assert_eq!(
+            run("${{env \"DECK_REGION\"}}/${{   env   \"DECK_OPENAI_API_KEY\"   }}!"),
+            Ok(Some("eu-west-1/sk-test!".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let err = run("Bearer ${{ env \"DECK_MISSING_KEY\" }}").expect_err("unset");
+        assert!(
+            err.contains("environment variable DECK_MISSING_KEY is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn only_deck_variables_and_env_calls_are_read() {
+        let err = run("${{ env \"AWS_SECRET_ACCESS_KEY\" }}").expect_err("not DECK_");
+        assert!(err.contains("only variables named DECK_*"), "{err}");
+        for bad in [
+            "${{ lower \"DECK_X\" }}",
+            "${{ env DECK_X }}",
+            "${{ env \"DECK_X\" ",
+        ] {
+            assert!(run(bad).is_err(), "{bad}");
+        }
+    }
+}

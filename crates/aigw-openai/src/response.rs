@@ -1,0 +1,201 @@
+//! OpenAI wire answers (whole, streamed, and errors) → core answer types.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aigw_core::{ChatResponse, Error, ErrorKind, FinishReason, Usage};
+use serde::Deserialize;
+
+/// A whole chat completion, as far as aigw reads it; unknown fields are ignored.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Completion {
+    id: Option<String>,
+    created: Option<u64>,
+    #[serde(default)]
+    choices: Vec<Choice>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Choice {
+    message: Option<ChoiceMessage>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChoiceMessage {
+    content: Option<String>,
+}
+
+/// Token counts as OpenAI reports them.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub(crate) struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u32,
+    #[serde(default)]
+    completion_tokens: u32,
+    total_tokens: Option<u32>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(wire: WireUsage) -> Self {
+        Usage {
+            prompt_tokens: wire.prompt_tokens,
+            completion_tokens: wire.completion_tokens,
+            // Some compatible servers leave the sum out.
+            total_tokens: wire
+                .total_tokens
+                .unwrap_or(wire.prompt_tokens.saturating_add(wire.completion_tokens)),
+        }
+    }
+}
+
+/// One `data:` event of a streamed completion.
+#[derive(Debug, Deserialize)]
+pub(crate) struct StreamEvent {
+    #[serde(default)]
+    pub(crate) choices: Vec<DeltaChoice>,
+    pub(crate) usage: Option<WireUsage>,
+    /// Servers report failures that happen mid-stream as an event with an error object.
+    pub(crate) error: Option<WireError>,
+}
+
+/// One choice's piece of a streamed completion.
+#[derive(Debug, Deserialize)]
+pub(crate) struct DeltaChoice {
+    #[serde(default)]
+    pub(crate) delta: Delta,
+    pub(crate) finish_reason: Option<String>,
+}
+
+/// What a streamed piece adds.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Delta {
+    pub(crate) role: Option<String>,
+    pub(crate) content: Option<String>,
+}
+
+/// OpenAI's error object, `{"error": {"message": …, "type": …, "code": …}}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireError {
+    pub(crate) message: Option<String>,
+    #[serde(rename = "type")]
+    pub(crate) kind: Option<String>,
+}
+
+/// An error answer's body.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ErrorBody {
+    pub(crate) error: WireError,
+}
+
+/// Translates a whole completion; the answer names the configured `model`, as the
+/// `x-aigw-llm-model` header does, whatever snapshot name the upstream reports.
+pub(crate) fn to_chat_response(
+    completion: Completion,
+    model: &Arc<str>,
+) -> Result<ChatResponse, Error> {
+    let Some(choice) = completion.choices.into_iter().next() else {
+        return Err(Error::new(
+            ErrorKind::UpstreamProtocol,
+            "openai upstream answered without a choice",
+        ));
+    };
+    Ok(ChatResponse {
+        id: completion
+            .id
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(next_id),
+        created: completion.created.unwrap_or_else(unix_now),
+        model: Arc::clone(model),
+        content: choice.message.and_then(|m| m.content).unwrap_or_default(),
+        finish_reason: finish_reason(choice.finish_reason.as_deref()),
+        usage: completion.usage.map(Usage::from).unwrap_or_default(),
+    })
+}
+
+/// OpenAI's finish reason; servers that invent others simply stopped.
+pub(crate) fn finish_reason(reason: Option<&str>) -> FinishReason {
+    match reason {
+        Some("length") => FinishReason::Length,
+        Some("tool_calls" | "function_call") => FinishReason::ToolCalls,
+        Some("content_filter") => FinishReason::ContentFilter,
+        _ => FinishReason::Stop,
+    }
+}
+
+/// A fresh `chatcmpl-…` id for upstreams that send none.
+pub(crate) fn next_id() -> String {
+    static RUN: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // The run prefix separates restarts; the counter separates answers within a run.
+    let run = *RUN.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        nanos ^ (u64::from(std::process::id()) << 32)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("chatcmpl-{run:016x}{n:08x}")
+}
+
+/// Seconds since the Unix epoch, for `created`.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completion_maps_to_response() {
+        let completion: Completion = serde_json::from_str(
+            r#"{"id":"chatcmpl-up","object":"chat.completion","created":1700000000,
+                "model":"gpt-4o-mini-2024-07-18",
+                "choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},
+                            "finish_reason":"length"}],
+                "usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#,
+        )
+        .unwrap();
+        let model: Arc<str> = Arc::from("gpt-4o-mini");
+        let response = to_chat_response(completion, &model).unwrap();
+        assert_eq!(response.id, "chatcmpl-up");
+        assert_eq!(response.created, 1_700_000_000);
+        assert_eq!(&*response.model, "gpt-4o-mini");
+        assert_eq!(response.content, "Hello");
+        assert_eq!(response.finish_reason, FinishReason::Length);
+        assert_eq!(
+            response.usage,
+            Usage {
+                prompt_tokens: 5,
+                completion_tokens: 2,
+                total_tokens: 7
+            }
+        );
+    }
+
+    #[test]
+    fn no_choice_is_a_protocol_error() {
+        let completion: Completion = serde_json::from_str(r#"{"choices":[]}"#).unwrap();
+        let err = to_chat_response(completion, &Arc::from("m")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UpstreamProtocol);
+    }
+
+    #[test]
+    fn finish_reasons_map() {
+        assert_eq!(finish_reason(Some("stop")), FinishReason::Stop);
+        assert_eq!(finish_reason(Some("length")), FinishReason::Length);
+        assert_eq!(finish_reason(Some("tool_calls")), FinishReason::ToolCalls);
+        assert_eq!(
+            finish_reason(Some("content_filter")),
+            FinishReason::ContentFilter
+        );
+        assert_eq!(finish_reason(Some("eos")), FinishReason::Stop);
+    }
+}

@@ -1,0 +1,396 @@
+//! The driver against the emulator's OpenAI endpoint, over a real socket: answers, Kong
+//! auth, defaults, error classification, and streams in the Bedrock driver's shape.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use aigw_bedrock::{BedrockProvider, BedrockTargetSpec};
+use aigw_core::{
+    BoxDriver, ChatChunk, ChatReply, ChatRequest, ChunkStream, Error, ErrorKind, FinishReason,
+    Message, ReplyBody, Role,
+};
+use aigw_emulator::{EmulatorHandle, Fault, ModelKnobs, Operation};
+use aigw_openai::{Auth, OpenAiProvider, OpenAiTargetSpec, ParamLocation, RequestDefaults};
+use futures_util::StreamExt;
+use tower::ServiceExt;
+
+const MODEL: &str = "gpt-4o-mini";
+
+async fn emulator() -> EmulatorHandle {
+    aigw_emulator::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+fn spec(emulator: &EmulatorHandle, model: &str) -> OpenAiTargetSpec {
+    OpenAiTargetSpec {
+        upstream_url: Some(format!("{}/v1/chat/completions", emulator.endpoint_url())),
+        connect_timeout: Duration::from_secs(2),
+        ..OpenAiTargetSpec::new(model)
+    }
+}
+
+async fn driver(spec: OpenAiTargetSpec) -> BoxDriver {
+    OpenAiProvider::new()
+        .target(spec)
+        .await
+        .unwrap()
+        .into_driver()
+}
+
+fn ask(question: &str, stream: bool) -> ChatRequest {
+    ChatRequest {
+        messages: vec![Message {
+            role: Role::User,
+            content: question.into(),
+        }]
+        .into(),
+        stream,
+        ..ChatRequest::default()
+    }
+}
+
+async fn call(driver: &BoxDriver, request: ChatRequest) -> Result<ChatReply, Error> {
+    driver.clone().oneshot(request).await
+}
+
+fn into_stream(reply: ChatReply) -> ChunkStream {
+    match reply.body {
+        ReplyBody::Stream(stream) => stream,
+        ReplyBody::Complete(_) => panic!("expected a stream"),
+    }
+}
+
+async fn collect(stream: ChunkStream) -> Vec<Result<ChatChunk, Error>> {
+    tokio::time::timeout(Duration::from_secs(10), stream.collect())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn unary_answer_names_the_model_and_sends_kong_auth_and_defaults() {
+    let emulator = emulator().await;
+    let driver = driver(OpenAiTargetSpec {
+        auth: vec![
+            Auth::Header {
+                name: "Authorization".into(),
+                value: "Bearer sk-test".into(),
+            },
+            Auth::Param {
+                name: "api-version".into(),
+                value: "2024-06-01".into(),
+                location: ParamLocation::Query,
+            },
+            Auth::Param {
+                name: "user_key".into(),
+                value: "in-body".into(),
+                location: ParamLocation::Body,
+            },
+        ],
+        defaults: RequestDefaults {
+            max_tokens: Some(500),
+            temperature: Some(0.25),
+            top_p: None,
+        },
+        ..spec(&emulator, MODEL)
+    })
+    .await;
+    let request = ChatRequest {
+        temperature: Some(0.75),
+        ..ask("Who is considered the greatest Polish writer?", false)
+    };
+    let reply = call(&driver, request).await.unwrap();
+    assert_eq!(reply.served_by.to_string(), "openai/gpt-4o-mini");
+    let ReplyBody::Complete(answer) = reply.body else {
+        panic!("expected a whole answer");
+    };
+    assert!(
+        answer
+            .content
+            .starts_with("[gpt-4o-mini] You asked: Who is considered the greatest Polish writer?"),
+        "{}",
+        answer.content
+    );
+    assert_eq!(&*answer.model, MODEL);
+    assert_eq!(answer.finish_reason, FinishReason::Stop);
+    assert!(answer.usage.prompt_tokens > 0 && answer.usage.completion_tokens > 0);
+    assert_eq!(
+        answer.usage.total_tokens,
+        answer.usage.prompt_tokens + answer.usage.completion_tokens
+    );
+
+    let seen = &emulator.requests()[0];
+    assert_eq!(seen.operation, Operation::ChatCompletions);
+    assert_eq!(seen.raw_path, "/v1/chat/completions");
+    assert_eq!(seen.query.as_deref(), Some("api-version=2024-06-01"));
+    assert_eq!(
+        seen.headers.get("authorization").map(String::as_str),
+        Some("Bearer sk-test")
+    );
+    assert_eq!(seen.body["model"], MODEL);
+    assert_eq!(seen.body["user_key"], "in-body");
+    // The option fills the gap; the request's own temperature wins over the option's.
+    assert_eq!(seen.body["max_tokens"], 500);
+    assert_eq!(seen.body["temperature"], 0.75);
+    assert!(seen.body.get("top_p").is_none());
+}
+
+fn shape(chunks: &[Result<ChatChunk, Error>]) -> Vec<String> {
+    chunks
+        .iter()
+        .map(|chunk| {
+            let chunk = chunk.as_ref().unwrap();
+            let mut parts = Vec::new();
+            if let Some(role) = chunk.role {
+                parts.push(format!("role:{role}"));
+            }
+            if chunk.content.is_some() {
+                parts.push("content".to_owned());
+            }
+            if let Some(reason) = chunk.finish_reason {
+                parts.push(format!("finish:{}", reason.as_str()));
+            }
+            if chunk.usage.is_some() {
+                parts.push("usage".to_owned());
+            }
+            parts.join("+")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn stream_has_the_bedrock_drivers_chunk_sequence() {
+    let emulator = emulator().await;
+    emulator.knobs().set_default(ModelKnobs {
+        answer_words: 6,
+        ..ModelKnobs::default()
+    });
+    let openai = driver(spec(&emulator, MODEL)).await;
+    let bedrock = BedrockProvider::new()
+        .target(BedrockTargetSpec {
+            region: Some("us-west-2".into()),
+            endpoint_url: Some(emulator.endpoint_url()),
+            static_credentials: Some(("AKIDTEST".into(), "test-secret".into())),
+            ..BedrockTargetSpec::new("us.amazon.nova-micro-v1:0")
+        })
+        .await
+        .unwrap()
+        .into_driver();
+
+    let from_openai = collect(into_stream(call(&openai, ask("hi", true)).await.unwrap())).await;
+    let from_bedrock = collect(into_stream(call(&bedrock, ask("hi", true)).await.unwrap())).await;
+
+    let expected = [
+        "role:assistant",
+        "content",
+        "content",
+        "content",
+        "content",
+        "content",
+        "content",
+        "finish:stop",
+        "usage",
+    ];
+    assert_eq!(shape(&from_bedrock), expected);
+    assert_eq!(shape(&from_openai), expected);
+
+    let chunks: Vec<ChatChunk> = from_openai.into_iter().map(Result::unwrap).collect();
+    let text: String = chunks.iter().filter_map(|c| c.content.as_deref()).collect();
+    assert!(text.starts_with("[gpt-4o-mini] You asked: hi."), "{text}");
+    let usage = chunks[8].usage.unwrap();
+    assert_eq!(usage.completion_tokens, 6);
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.id == chunks[0].id && &*c.model == MODEL)
+    );
+    assert_eq!(
+        emulator.requests()[0].body["stream_options"]["include_usage"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn stream_is_lazy_and_dropping_it_cancels_upstream() {
+    let emulator = emulator().await;
+    emulator.knobs().set_model(
+        MODEL,
+        ModelKnobs {
+            token_delay: Duration::from_millis(100),
+            answer_words: 100,
+            ..ModelKnobs::default()
+        },
+    );
+    let driver = driver(spec(&emulator, MODEL)).await;
+    let started = Instant::now();
+    let mut stream = into_stream(call(&driver, ask("hi", true)).await.unwrap());
+    assert_eq!(
+        stream.next().await.unwrap().unwrap().role,
+        Some(Role::Assistant)
+    );
+    for _ in 0..4 {
+        assert!(stream.next().await.unwrap().unwrap().content.is_some());
+    }
+    // The whole answer takes ~10 s; chunks must come as they are made.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(emulator.open_streams(), 1);
+
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while emulator.cancelled_streams() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "upstream stream was not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(emulator.requests()[0].client_went_away);
+}
+
+#[tokio::test]
+async fn error_answers_are_classified_with_status_and_retry_after() {
+    let emulator = emulator().await;
+    let driver = driver(spec(&emulator, MODEL)).await;
+    let cases = [
+        (Fault::throttling(), ErrorKind::Throttled, 429),
+        (Fault::internal_error(), ErrorKind::UpstreamError, 500),
+        (Fault::service_unavailable(), ErrorKind::UpstreamError, 503),
+        (
+            Fault::status(401, "invalid_api_key", "Incorrect API key provided"),
+            ErrorKind::UpstreamRejected,
+            401,
+        ),
+    ];
+    for (fault, kind, status) in cases {
+        emulator
+            .knobs()
+            .set_model(MODEL, ModelKnobs::with_fault(fault, Some(2)));
+        for stream in [false, true] {
+            let err = call(&driver, ask("hi", stream)).await.unwrap_err();
+            assert_eq!(err.kind(), kind, "{status} stream={stream}: {err}");
+            assert_eq!(err.upstream_status(), Some(status));
+        }
+    }
+
+    emulator.knobs().set_model(
+        MODEL,
+        ModelKnobs::with_fault(
+            Fault::Status {
+                status: 429,
+                error_type: "requests".into(),
+                message: "Rate limit reached".into(),
+                retry_after: Some(3),
+            },
+            Some(1),
+        ),
+    );
+    let err = call(&driver, ask("hi", false)).await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+    assert!(err.message().contains("Rate limit reached"), "{err}");
+
+    // An unknown model is the upstream refusing the request.
+    emulator
+        .knobs()
+        .set_allowed_models(Some(vec!["something-else".into()]));
+    let err = call(&driver, ask("hi", false)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UpstreamRejected);
+    assert_eq!(err.upstream_status(), Some(404));
+}
+
+#[tokio::test]
+async fn unreachable_and_unreadable_upstreams_are_told_apart() {
+    let emulator = emulator().await;
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let nowhere = driver(OpenAiTargetSpec {
+        upstream_url: Some(format!("http://127.0.0.1:{port}/v1/chat/completions")),
+        ..OpenAiTargetSpec::new(MODEL)
+    })
+    .await;
+    let err = call(&nowhere, ask("hi", false)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UpstreamUnreachable, "{err}");
+
+    let driver = driver(spec(&emulator, MODEL)).await;
+    emulator
+        .knobs()
+        .set_model(MODEL, ModelKnobs::with_fault(Fault::InvalidJson, Some(2)));
+    for stream in [false, true] {
+        let err = call(&driver, ask("hi", stream)).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::UpstreamProtocol,
+            "stream={stream}: {err}"
+        );
+    }
+
+    emulator.knobs().set_model(
+        MODEL,
+        ModelKnobs::with_fault(Fault::CutStream { after_deltas: 0 }, Some(1)),
+    );
+    let err = call(&driver, ask("hi", false)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UpstreamProtocol, "{err}");
+}
+
+async fn broken_stream(emulator: &EmulatorHandle, fault: Fault) -> (String, Error) {
+    emulator
+        .knobs()
+        .set_model(MODEL, ModelKnobs::with_fault(fault, Some(1)));
+    let driver = driver(spec(emulator, MODEL)).await;
+    let chunks = collect(into_stream(call(&driver, ask("hi", true)).await.unwrap())).await;
+    let (last, before) = chunks.split_last().unwrap();
+    let text = before
+        .iter()
+        .map(|c| c.as_ref().unwrap().content.clone().unwrap_or_default())
+        .collect();
+    (text, last.as_ref().unwrap_err().clone())
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_ends_with_an_error_item() {
+    let emulator = emulator().await;
+    let (text, err) = broken_stream(&emulator, Fault::CutStream { after_deltas: 3 }).await;
+    assert_eq!(err.kind(), ErrorKind::UpstreamProtocol, "{err}");
+    assert_eq!(text, "[gpt-4o-mini] You asked:");
+
+    let (_, err) = broken_stream(&emulator, Fault::BadCrc { after_deltas: 2 }).await;
+    assert_eq!(err.kind(), ErrorKind::UpstreamProtocol, "{err}");
+
+    let (text, err) = broken_stream(
+        &emulator,
+        Fault::StreamException {
+            after_deltas: 2,
+            exception_type: "server_error".into(),
+        },
+    )
+    .await;
+    assert_eq!(err.kind(), ErrorKind::UpstreamError, "{err}");
+    assert!(err.message().contains("emulated stream exception"), "{err}");
+    assert_eq!(text, "[gpt-4o-mini] You");
+}
+
+#[tokio::test]
+async fn a_hung_upstream_is_cut_by_the_callers_timeout_and_told_apart() {
+    let emulator = emulator().await;
+    emulator
+        .knobs()
+        .set_model(MODEL, ModelKnobs::with_fault(Fault::Hang, None));
+    let driver = driver(spec(&emulator, MODEL)).await;
+    // The driver has no read timeout of its own: the balancer's per-attempt timeout
+    // bounds it, and dropping the call frees the connection.
+    let waited =
+        tokio::time::timeout(Duration::from_millis(300), call(&driver, ask("hi", false))).await;
+    assert!(waited.is_err(), "a hung upstream must not answer");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !emulator.requests()[0].client_went_away {
+        assert!(
+            Instant::now() < deadline,
+            "the hung request was not abandoned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,193 @@
+//! The driver registry: the one place that knows which provider crates exist and how a
+//! Kong target's config becomes each one's spec.
+//!
+//! Adding a provider is its driver crate plus one [`DriverFactory`] here, listed in
+//! [`DriverRegistry::new`]; the balancer, the front ends and `stack.rs` stay unchanged.
+
+use aigw_bedrock::{BedrockProvider, BedrockTargetSpec};
+use aigw_config::{BalancerConfig, Provider, TargetConfig};
+use aigw_core::{BoxDriver, Error, ErrorKind};
+use aigw_openai::{OpenAiProvider, OpenAiTargetSpec};
+use futures_util::future::BoxFuture;
+
+use crate::BuildOptions;
+
+/// What building one target's driver may look at besides the target itself.
+pub(crate) struct TargetContext<'a> {
+    /// The route's balancer settings (connect timeout, …).
+    pub(crate) balancer: &'a BalancerConfig,
+    /// Overrides for tests and the demo.
+    pub(crate) options: &'a BuildOptions,
+}
+
+/// Builds drivers of one provider; holds what its targets share (SDK or HTTP clients).
+///
+/// Called at start only, once per target; nothing here runs on the request path.
+pub(crate) trait DriverFactory: Send + Sync {
+    /// The `model.provider` this factory serves.
+    fn provider(&self) -> Provider;
+
+    /// Builds one target's driver from its config.
+    fn build<'a>(
+        &'a self,
+        target: &'a TargetConfig,
+        cx: &'a TargetContext<'a>,
+    ) -> BoxFuture<'a, Result<BoxDriver, Error>>;
+}
+
+/// Every provider aigw can call, by `model.provider`.
+pub(crate) struct DriverRegistry {
+    factories: Vec<Box<dyn DriverFactory>>,
+}
+
+impl DriverRegistry {
+    /// The built-in drivers. Register a new provider here.
+    pub(crate) fn new() -> Self {
+        DriverRegistry {
+            factories: vec![
+                Box::new(BedrockFactory::default()),
+                Box::new(OpenAiFactory::default()),
+            ],
+        }
+    }
+
+    /// Builds `target`'s driver with the factory for its provider.
+    /// Whether a driver is registered for `provider`.
+    pub(crate) fn supports(provider: Provider) -> bool {
+        DriverRegistry::new()
+            .factories
+            .iter()
+            .any(|f| f.provider() == provider)
+    }
+
+    /// The registered providers' config names, for error messages.
+    pub(crate) fn supported_names() -> Vec<&'static str> {
+        DriverRegistry::new()
+            .factories
+            .iter()
+            .map(|f| f.provider().as_str())
+            .collect()
+    }
+
+    pub(crate) async fn build(
+        &self,
+        target: &TargetConfig,
+        cx: &TargetContext<'_>,
+    ) -> Result<BoxDriver, Error> {
+        let provider = target.model.provider;
+        match self.factories.iter().find(|f| f.provider() == provider) {
+            Some(factory) => factory.build(target, cx).await,
+            None => {
+                let supported = DriverRegistry::supported_names();
+                Err(Error::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "model.provider {:?} is not supported yet (supported: {})",
+                        provider.as_str(),
+                        supported.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct BedrockFactory {
+    provider: BedrockProvider,
+}
+
+impl DriverFactory for BedrockFactory {
+    fn provider(&self) -> Provider {
+        Provider::Bedrock
+    }
+
+    fn build<'a>(
+        &'a self,
+        target: &'a TargetConfig,
+        cx: &'a TargetContext<'a>,
+    ) -> BoxFuture<'a, Result<BoxDriver, Error>> {
+        Box::pin(async move {
+            let model_options = &target.model.options;
+            let static_credentials = match (
+                &target.auth.aws_access_key_id,
+                &target.auth.aws_secret_access_key,
+            ) {
+                (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+                _ => cx.options.bedrock_credentials.clone(),
+            };
+            let spec = BedrockTargetSpec {
+                model_id: target.model.name.clone(),
+                region: model_options.bedrock.aws_region.clone(),
+                endpoint_url: model_options
+                    .upstream_url
+                    .clone()
+                    .or_else(|| cx.options.bedrock_endpoint.clone()),
+                static_credentials,
+                connect_timeout: cx.balancer.connect_timeout,
+                // Kong's read_timeout also bounds the gap between two reads of a stream.
+                stream_idle_timeout: cx.balancer.read_timeout,
+                // A value the request sets wins over these, in every driver.
+                defaults: aigw_bedrock::RequestDefaults {
+                    max_tokens: model_options.max_tokens,
+                    temperature: model_options.temperature,
+                    top_p: model_options.top_p,
+                },
+            };
+            Ok(BoxDriver::new(self.provider.target(spec).await?))
+        })
+    }
+}
+
+#[derive(Default)]
+struct OpenAiFactory {
+    provider: OpenAiProvider,
+}
+
+impl DriverFactory for OpenAiFactory {
+    fn provider(&self) -> Provider {
+        Provider::OpenAi
+    }
+
+    fn build<'a>(
+        &'a self,
+        target: &'a TargetConfig,
+        cx: &'a TargetContext<'a>,
+    ) -> BoxFuture<'a, Result<BoxDriver, Error>> {
+        Box::pin(async move {
+            let auth = &target.auth;
+            let mut credentials = Vec::new();
+            if let (Some(name), Some(value)) = (&auth.header_name, &auth.header_value) {
+                credentials.push(aigw_openai::Auth::Header {
+                    name: name.clone(),
+                    value: value.clone(),
+                });
+            }
+            if let (Some(name), Some(value), Some(location)) =
+                (&auth.param_name, &auth.param_value, auth.param_location)
+            {
+                credentials.push(aigw_openai::Auth::Param {
+                    name: name.clone(),
+                    value: value.clone(),
+                    location: match location {
+                        aigw_config::ParamLocation::Query => aigw_openai::ParamLocation::Query,
+                        aigw_config::ParamLocation::Body => aigw_openai::ParamLocation::Body,
+                    },
+                });
+            }
+            let model_options = &target.model.options;
+            let spec = OpenAiTargetSpec {
+                model: target.model.name.clone(),
+                upstream_url: model_options.upstream_url.clone(),
+                auth: credentials,
+                connect_timeout: cx.balancer.connect_timeout,
+                defaults: aigw_openai::RequestDefaults {
+                    max_tokens: model_options.max_tokens,
+                    temperature: model_options.temperature,
+                    top_p: model_options.top_p,
+                },
+            };
+            Ok(self.provider.target(spec).await?.into_driver())
+        })
+    }
+}

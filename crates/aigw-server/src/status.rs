@@ -1,0 +1,65 @@
+//! `GET /status/targets`: each route's targets with their live balancer state, so an
+//! operator can see why traffic goes where it goes.
+
+use std::time::Duration;
+
+use aigw_balancer::TargetStatus;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::SharedRoutes;
+
+/// Where the status is served.
+pub(crate) const TARGETS_PATH: &str = "/status/targets";
+
+/// Every route's targets: health, in flight, moving latency, token counts.
+pub(crate) async fn targets(State(routes): State<SharedRoutes>) -> Response {
+    let table = routes.load();
+    let routes: Vec<Value> = table
+        .routes()
+        .iter()
+        .map(|route| {
+            json!({
+                "name": route.name,
+                "paths": route.paths,
+                "targets": route
+                    .balancer
+                    .snapshot()
+                    .iter()
+                    .enumerate()
+                    .map(|(index, t)| target(index, t))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    axum::Json(json!({ "routes": routes })).into_response()
+}
+
+fn target(index: usize, t: &TargetStatus) -> Value {
+    json!({
+        "index": index,
+        "target": t.label,
+        "weight": t.weight,
+        "health": if t.healthy { "healthy" } else { "unhealthy" },
+        "back_in_ms": millis(t.out_for),
+        "fails": t.fails,
+        "in_flight": t.in_flight,
+        "requests": t.requests,
+        "failures": t.failures,
+        "latency_ms": {
+            "e2e": millis(t.latency_e2e),
+            "tpot": millis(t.latency_tpot),
+        },
+        "tokens": {
+            "prompt": t.usage.prompt_tokens,
+            "completion": t.usage.completion_tokens,
+            "total": t.usage.total_tokens,
+        },
+        "cost": t.cost,
+    })
+}
+
+fn millis(d: Option<Duration>) -> Option<f64> {
+    d.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3)
+}

@@ -1,0 +1,450 @@
+//! Traces and metrics as an operator sees them: spans exported over real OTLP/gRPC to an
+//! in-process receiver, and the Prometheus text at `GET /metrics`.
+//!
+//! Each test installs its own subscriber for its thread; `#[tokio::test]` runs the gateway,
+//! the emulator, the receiver and the exporter's channel on that one thread.
+
+use aigw_emulator::{Fault, ModelKnobs};
+use aigw_proto::v1::chat_service_client::ChatServiceClient;
+use aigw_proto::v1::{ChatRequest, Message};
+use aigw_telemetry::{LogStyle, SdkTracerProvider};
+use aigw_tests::otlp::{Receiver, attribute, float_attribute, int_attribute, str_attribute};
+use aigw_tests::{Stack, config_from, workspace_file};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use serde_json::Value as Json;
+
+const NOVA: &str = "us.amazon.nova-micro-v1:0";
+const LLAMA: &str = "us.meta.llama3-3-70b-instruct-v1:0";
+const PROMPT: &str = "Who is considered the greatest Polish writer?";
+
+/// Exports this thread's spans to an OTLP endpoint while alive.
+struct Tracing {
+    provider: SdkTracerProvider,
+    _guard: tracing::dispatcher::DefaultGuard,
+}
+
+impl Tracing {
+    fn to(endpoint: &str) -> Tracing {
+        let provider = aigw_telemetry::tracer_provider(endpoint).expect("exporter builds");
+        let dispatch = aigw_telemetry::dispatch("warn", LogStyle::Text, Some(&provider));
+        Tracing {
+            _guard: tracing::dispatcher::set_default(&dispatch),
+            provider,
+        }
+    }
+
+    /// Exports what is queued; on a blocking thread, so this runtime drives the channel.
+    async fn flush(&self) -> Result<(), String> {
+        let provider = self.provider.clone();
+        tokio::task::spawn_blocking(move || provider.force_flush().map_err(|e| e.to_string()))
+            .await
+            .expect("flush task")
+    }
+}
+
+/// The seed file with `extra` balancer settings and the route renamed to `route`.
+fn seed_with(route: &str, balancer: &str) -> aigw_config::GatewayConfig {
+    let seed = std::fs::read_to_string(workspace_file("config/ai-proxy-advanced.yaml"))
+        .expect("seed config");
+    config_from(
+        &seed
+            .replace("- name: route1", &format!("- name: {route}"))
+            .replace(
+                "algorithm: round-robin",
+                &format!("algorithm: round-robin\n{balancer}"),
+            ),
+    )
+}
+
+/// Fails over on an upstream 500: Kong needs both http_500 and non_idempotent for a POST.
+const FAIL_OVER_ON_500: &str =
+    "          failover_criteria: [error, timeout, http_500, non_idempotent]";
+
+async fn post(url: &str, body: &Json, traceparent: Option<&str>) -> (u16, Json) {
+    let mut request = reqwest::Client::new().post(url).json(body);
+    if let Some(value) = traceparent {
+        request = request.header("traceparent", value);
+    }
+    let response = request.send().await.expect("gateway answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+fn question() -> Json {
+    serde_json::json!({
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": 64,
+        "temperature": 0.5,
+    })
+}
+
+fn kind(span: &Span) -> SpanKind {
+    SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified)
+}
+
+fn status_code(span: &Span) -> StatusCode {
+    span.status
+        .as_ref()
+        .and_then(|s| StatusCode::try_from(s.code).ok())
+        .unwrap_or(StatusCode::Unset)
+}
+
+fn server_spans(spans: &[Span]) -> Vec<&Span> {
+    spans
+        .iter()
+        .filter(|s| kind(s) == SpanKind::Server)
+        .collect()
+}
+
+fn attempt_spans(spans: &[Span]) -> Vec<&Span> {
+    let mut attempts: Vec<&Span> = spans
+        .iter()
+        .filter(|s| str_attribute(s, "gen_ai.operation.name") == Some("chat"))
+        .collect();
+    attempts.sort_by_key(|s| int_attribute(s, "aigw.attempt"));
+    attempts
+}
+
+fn has_any_value(span: &Span, needle: &str) -> bool {
+    span.attributes.iter().any(|kv| {
+        matches!(
+            kv.value.as_ref().and_then(|v| v.value.as_ref()),
+            Some(Value::StringValue(s)) if s.contains(needle)
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_failover_is_one_server_span_over_two_attempt_spans() {
+    let receiver = Receiver::start().await;
+    let tracing = Tracing::to(&receiver.endpoint());
+    let stack = Stack::start(&seed_with("traced", FAIL_OVER_ON_500)).await;
+    // Round-robin sends the first request to nova, which fails with a 500.
+    stack
+        .emulator
+        .knobs()
+        .set_model(NOVA, ModelKnobs::with_fault(Fault::internal_error(), None));
+
+    let (status, body) = post(&stack.url("/bedrock-route"), &question(), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model"], LLAMA);
+    tracing.flush().await.expect("the receiver takes the spans");
+    let spans = receiver
+        .wait_for(|s| server_spans(s).len() == 1 && attempt_spans(s).len() == 2)
+        .await;
+
+    let servers = server_spans(&spans);
+    assert_eq!(servers.len(), 1, "one server span: {spans:#?}");
+    let server = servers[0];
+    assert_eq!(server.name, "POST /bedrock-route");
+    assert!(server.parent_span_id.is_empty(), "a new trace starts here");
+    assert_eq!(
+        int_attribute(server, "http.response.status_code"),
+        Some(200)
+    );
+    assert_eq!(str_attribute(server, "http.route"), Some("/bedrock-route"));
+    assert_eq!(str_attribute(server, "aigw.route"), Some("traced"));
+    assert_eq!(int_attribute(server, "aigw.attempts"), Some(2));
+
+    let attempts = attempt_spans(&spans);
+    assert_eq!(attempts.len(), 2, "one span per attempt: {spans:#?}");
+    let (failed, served) = (attempts[0], attempts[1]);
+    for (attempt, (number, index, model)) in attempts.iter().zip([(1, 0, NOVA), (2, 1, LLAMA)]) {
+        assert_eq!(kind(attempt), SpanKind::Client);
+        assert_eq!(attempt.name, format!("chat {model}"));
+        assert_eq!(attempt.trace_id, server.trace_id, "same trace");
+        assert_eq!(
+            attempt.parent_span_id, server.span_id,
+            "child of the server span"
+        );
+        assert_eq!(int_attribute(attempt, "aigw.attempt"), Some(number));
+        assert_eq!(int_attribute(attempt, "aigw.target.index"), Some(index));
+        assert_eq!(str_attribute(attempt, "gen_ai.request.model"), Some(model));
+        assert_eq!(str_attribute(attempt, "gen_ai.system"), Some("aws.bedrock"));
+        assert_eq!(
+            str_attribute(attempt, "gen_ai.provider.name"),
+            Some("aws.bedrock")
+        );
+        assert_eq!(str_attribute(attempt, "aigw.route"), Some("traced"));
+        assert_eq!(
+            str_attribute(attempt, "aigw.balancer.algorithm"),
+            Some("round-robin")
+        );
+        assert_eq!(
+            int_attribute(attempt, "gen_ai.request.max_tokens"),
+            Some(64)
+        );
+        assert_eq!(
+            float_attribute(attempt, "gen_ai.request.temperature"),
+            Some(0.5)
+        );
+        // No target here sets logging.log_payloads: the prompt stays out of traces.
+        assert!(!has_any_value(attempt, PROMPT), "{attempt:#?}");
+    }
+
+    assert_eq!(status_code(failed), StatusCode::Error);
+    assert_eq!(str_attribute(failed, "error.type"), Some("upstream_error"));
+    let message = failed
+        .status
+        .as_ref()
+        .map(|s| s.message.as_str())
+        .unwrap_or_default();
+    assert!(message.contains("InternalServerException"), "{message}");
+    assert_eq!(int_attribute(failed, "gen_ai.usage.input_tokens"), None);
+
+    assert_ne!(status_code(served), StatusCode::Error);
+    assert_eq!(str_attribute(served, "gen_ai.response.model"), Some(LLAMA));
+    assert_eq!(
+        int_attribute(served, "gen_ai.usage.input_tokens"),
+        body["usage"]["prompt_tokens"].as_i64()
+    );
+    assert_eq!(
+        int_attribute(served, "gen_ai.usage.output_tokens"),
+        body["usage"]["completion_tokens"].as_i64()
+    );
+    assert!(int_attribute(served, "gen_ai.usage.output_tokens").is_some_and(|n| n > 0));
+    assert_eq!(
+        str_attribute(served, "gen_ai.response.id"),
+        body["id"].as_str()
+    );
+    match attribute(served, "gen_ai.response.finish_reasons") {
+        Some(Value::ArrayValue(array)) => {
+            let reasons: Vec<_> = array
+                .values
+                .iter()
+                .filter_map(|v| match &v.value {
+                    Some(Value::StringValue(s)) => Some(s.as_str()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(reasons, ["stop"]);
+        }
+        other => panic!("finish_reasons is a string array, got {other:?}"),
+    }
+
+    // The AWS SDK's own operation span sits under each attempt.
+    for attempt in [failed, served] {
+        assert!(
+            spans.iter().any(
+                |s| s.parent_span_id == attempt.span_id && s.name == "Bedrock Runtime.Converse"
+            ),
+            "no SDK span under {}: {spans:#?}",
+            attempt.name
+        );
+    }
+    assert!(receiver.service_names().iter().all(|n| n == "aigw"));
+}
+
+/// `00-{trace id}-{parent span id}-01`, as a caller's tracer sends it.
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn an_incoming_traceparent_is_continued_over_http_and_grpc() {
+    let receiver = Receiver::start().await;
+    let tracing = Tracing::to(&receiver.endpoint());
+    let stack = Stack::start(&seed_with("continued", "")).await;
+    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+
+    let (status, _) = post(
+        &stack.url("/bedrock-route"),
+        &question(),
+        Some(&traceparent),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let mut client = ChatServiceClient::connect(stack.gateway.url())
+        .await
+        .expect("connects");
+    let mut request = tonic::Request::new(ChatRequest {
+        messages: vec![Message {
+            role: "user".into(),
+            content: "hi".into(),
+        }],
+        ..ChatRequest::default()
+    });
+    request
+        .metadata_mut()
+        .insert("traceparent", traceparent.parse().expect("ASCII metadata"));
+    client.chat(request).await.expect("gRPC answers");
+
+    tracing.flush().await.expect("the receiver takes the spans");
+    let spans = receiver
+        .wait_for(|s| server_spans(s).len() == 2 && attempt_spans(s).len() == 2)
+        .await;
+    let servers = server_spans(&spans);
+    assert_eq!(servers.len(), 2, "{spans:#?}");
+    for server in &servers {
+        assert_eq!(hex(&server.trace_id), CALLER_TRACE, "{}", server.name);
+        assert_eq!(hex(&server.parent_span_id), CALLER_SPAN, "{}", server.name);
+    }
+    let grpc = servers
+        .iter()
+        .find(|s| s.name == "aigw.v1.ChatService/Chat")
+        .expect("a gRPC server span");
+    assert_eq!(str_attribute(grpc, "rpc.system"), Some("grpc"));
+    assert_eq!(int_attribute(grpc, "rpc.grpc.status_code"), Some(0));
+    assert_eq!(str_attribute(grpc, "aigw.route"), Some("continued"));
+    for attempt in attempt_spans(&spans) {
+        assert_eq!(hex(&attempt.trace_id), CALLER_TRACE);
+        assert!(
+            servers.iter().any(|s| s.span_id == attempt.parent_span_id),
+            "each attempt hangs off its request's server span"
+        );
+    }
+}
+
+#[tokio::test]
+async fn log_payloads_puts_prompt_and_completion_on_the_attempt_span() {
+    let receiver = Receiver::start().await;
+    let tracing = Tracing::to(&receiver.endpoint());
+    let seed = std::fs::read_to_string(workspace_file("config/ai-proxy-advanced.yaml"))
+        .expect("seed config");
+    let config = config_from(&seed.replace(
+        "route_type: \"llm/v1/chat\"",
+        "route_type: \"llm/v1/chat\"\n          logging:\n            log_payloads: true",
+    ));
+    let stack = Stack::start(&config).await;
+
+    let (status, body) = post(&stack.url("/bedrock-route"), &question(), None).await;
+    assert_eq!(status, 200);
+    tracing.flush().await.expect("the receiver takes the spans");
+    let spans = receiver.wait_for(|s| attempt_spans(s).len() == 1).await;
+    let attempts = attempt_spans(&spans);
+    let attempt = attempts.first().expect("an attempt span");
+    let input = str_attribute(attempt, "gen_ai.input.messages").expect("prompt recorded");
+    assert!(input.contains(PROMPT), "{input}");
+    let output = str_attribute(attempt, "gen_ai.output.messages").expect("completion recorded");
+    let content = body["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content");
+    let output: Json = serde_json::from_str(output).expect("JSON messages");
+    assert_eq!(output[0]["parts"][0]["content"], content);
+}
+
+#[tokio::test]
+async fn a_dead_collector_fails_no_request() {
+    // A port that was free a moment ago: nothing answers there.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", dead.local_addr().expect("addr"));
+    drop(dead);
+    let tracing = Tracing::to(&endpoint);
+    let stack = Stack::start(&seed_with("untraced", "")).await;
+    for _ in 0..20 {
+        let (status, body) = post(&stack.url("/bedrock-route"), &question(), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(
+        tracing.flush().await.is_err(),
+        "the export failed, not the requests"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_tokens_and_failovers() {
+    let stack = Stack::start(&seed_with("counted", FAIL_OVER_ON_500)).await;
+    stack.emulator.knobs().set_model(
+        NOVA,
+        ModelKnobs::with_fault(Fault::internal_error(), Some(1)),
+    );
+    let mut output_tokens = 0;
+    for _ in 0..3 {
+        let (status, body) = post(&stack.url("/bedrock-route"), &question(), None).await;
+        assert_eq!(status, 200, "{body}");
+        output_tokens += body["usage"]["completion_tokens"].as_u64().expect("usage");
+    }
+    let response = reqwest::get(stack.url("/metrics")).await.expect("answers");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|v| v.starts_with("application/openmetrics-text"))
+    );
+    let text = response.text().await.expect("text");
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    // First request: nova fails once, llama serves; then nova, then llama.
+    assert_eq!(value(r#"aigw_failovers_total{route="counted"}"#), 1.0);
+    let nova = format!("route=\"counted\",target=\"bedrock/{NOVA}\"");
+    let llama = format!("route=\"counted\",target=\"bedrock/{LLAMA}\"");
+    assert_eq!(
+        value(&format!(
+            r#"aigw_requests_total{{protocol="http",{llama},status="200"}}"#
+        )),
+        2.0
+    );
+    assert_eq!(
+        value(&format!(
+            r#"aigw_requests_total{{protocol="http",{nova},status="200"}}"#
+        )),
+        1.0
+    );
+    assert_eq!(
+        value(&format!(
+            r#"aigw_attempt_duration_seconds_count{{{nova},outcome="upstream_error"}}"#
+        )),
+        1.0
+    );
+    let out = value(&format!(r#"aigw_tokens_total{{{nova},type="output"}}"#))
+        + value(&format!(r#"aigw_tokens_total{{{llama},type="output"}}"#));
+    assert_eq!(out, output_tokens as f64);
+    // Every attempt ended, the failed one included.
+    assert_eq!(value(&format!("aigw_attempts_in_flight{{{nova}}}")), 0.0);
+    assert_eq!(value(&format!("aigw_attempts_in_flight{{{llama}}}")), 0.0);
+}
+
+#[tokio::test]
+async fn a_streamed_attempt_records_time_to_first_token_and_usage() {
+    let receiver = Receiver::start().await;
+    let tracing = Tracing::to(&receiver.endpoint());
+    let stack = Stack::start(&seed_with("streamed", "")).await;
+    let body = serde_json::json!({
+        "messages": [{"role": "user", "content": PROMPT}],
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    let response = reqwest::Client::new()
+        .post(stack.url("/bedrock-route"))
+        .json(&body)
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("the whole stream");
+    let usage: Json = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Json>(d).ok())
+        // OpenAI's convention: every chunk says `"usage": null` but the last.
+        .find_map(|chunk| chunk.get("usage").filter(|u| !u.is_null()).cloned())
+        .expect("a usage chunk");
+
+    tracing.flush().await.expect("the receiver takes the spans");
+    let spans = receiver
+        .wait_for(|s| {
+            attempt_spans(s)
+                .iter()
+                .any(|a| int_attribute(a, "gen_ai.usage.output_tokens").is_some())
+        })
+        .await;
+    let attempts = attempt_spans(&spans);
+    let attempt = attempts.first().expect("an attempt span");
+    let ttft = float_attribute(attempt, "aigw.time_to_first_token").expect("time to first token");
+    let duration = (attempt.end_time_unix_nano - attempt.start_time_unix_nano) as f64 / 1e9;
+    assert!(ttft > 0.0 && ttft <= duration, "{ttft} within {duration}");
+    assert_eq!(
+        int_attribute(attempt, "gen_ai.usage.output_tokens"),
+        usage["completion_tokens"].as_i64()
+    );
+}
