@@ -97,6 +97,27 @@ async fn http_needs_a_consumer_key_on_a_protected_route() {
 }
 
 #[tokio::test]
+async fn the_openai_path_checks_the_key_of_the_route_the_model_picks() {
+    let stack = Stack::start(&protected_config()).await;
+    let send = |model: &'static str, key: Option<&'static str>| {
+        let mut request = reqwest::Client::new()
+            .post(stack.url("/v1/chat/completions"))
+            .json(&serde_json::json!({
+                "model": model,
+                "messages": [{"role": "user", "content": "hi"}],
+            }));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+    assert_eq!(send("locked", None).await, 401);
+    assert_eq!(send("locked", Some("wrong")).await, 401);
+    assert_eq!(send("locked", Some(KEY)).await, 200);
+    assert_eq!(send("open", None).await, 200);
+}
+
+#[tokio::test]
 async fn grpc_reads_the_key_from_metadata() {
     let stack = Stack::start(&protected_config()).await;
     let mut client = grpc_client(&stack.gateway).await;

@@ -89,6 +89,50 @@ async fn past_the_concurrency_limit_requests_get_503_at_once() {
 }
 
 #[tokio::test]
+async fn a_stream_holds_its_slot_until_its_last_event() {
+    let limits = RouteLimits {
+        max_concurrent_requests: 1,
+    };
+    let stack = Stack::start_tuned(&seed_config(), limits, ServeOptions::default()).await;
+    stack.emulator.knobs().set_default(ModelKnobs {
+        token_delay: Duration::from_millis(50),
+        ..ModelKnobs::default()
+    });
+    let url = stack.url("/bedrock-route");
+    let mut body = polish_writer_question();
+    body["stream"] = true.into();
+    let stream = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("stream starts");
+    assert_eq!(stream.status(), 200);
+
+    let (status, refused) = ask(url.clone()).await.expect("answers");
+    assert_eq!(
+        status, 503,
+        "the open stream still holds the only slot: {refused}"
+    );
+
+    let events = stream.text().await.expect("stream read to the end");
+    assert!(events.trim_end().ends_with("data: [DONE]"), "{events}");
+    // The slot is released when the gateway drops the finished stream, a moment after
+    // the client has read its last byte.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = ask(url.clone()).await.expect("answers");
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "the slot never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn shutdown_finishes_in_flight_requests_and_streams_then_refuses_connections() {
     let stack = Stack::start(&seed_config()).await;
     let Stack { emulator, gateway } = stack;

@@ -21,13 +21,21 @@ impl Gateway {
     /// Runs the release `aigw` next to this binary with the unchanged seed config, its
     /// Bedrock endpoint set by the SDK's own environment convention.
     pub async fn start(emulator_url: &str) -> Result<Gateway> {
-        let binary = aigw_binary()?;
-        let addr = free_port()?;
         let config =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/ai-proxy-advanced.yaml");
+        Gateway::start_with_config(emulator_url, &config).await
+    }
+
+    /// Runs the release `aigw` with the decK file at `config`.
+    pub async fn start_with_config(
+        emulator_url: &str,
+        config: &std::path::Path,
+    ) -> Result<Gateway> {
+        let binary = aigw_binary()?;
+        let addr = free_port()?;
         let child = Command::new(&binary)
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .arg("--listen")
             .arg(addr.to_string())
             .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator_url)
@@ -101,6 +109,12 @@ impl Gateway {
 
     pub fn peak_rss_kib(&self) -> u64 {
         self.status_kib("VmHWM:")
+    }
+
+    /// File descriptors the gateway has open (sockets, files, epoll, ...).
+    #[allow(dead_code)] // only aigw-soak watches descriptors
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |dir| dir.count())
     }
 }
 

@@ -1,11 +1,21 @@
 //! Per-route concurrency limit with load shedding: past the limit a request is refused at
 //! once with 503 instead of queueing, so a burst cannot pile up memory and sockets in front
 //! of a slow model, and one busy route never makes another wait.
+//!
+//! This is tower's `ConcurrencyLimit` + `LoadShed` pair folded into one service for one
+//! reason: a streamed answer must hold its slot until the stream ends, not only until its
+//! first event, or a route full of long streams would count as idle. The permit rides on
+//! the reply with [`ChatReply::hold_until_done`].
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aigw_core::{ChatReply, ChatRequest, Error, ErrorKind};
-use tower::ServiceBuilder;
+use tokio::sync::Semaphore;
+use tower::Service;
 use tower::util::BoxCloneSyncService;
 
 /// A route's stack, as the front ends call it.
@@ -17,8 +27,8 @@ pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
 /// Limits applied to every route's stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteLimits {
-    /// Requests one route works on at once, until each answer's head (a stream's body is
-    /// not counted); at least 1.
+    /// Requests (unary or streaming, until the answer's last byte) one route works on at
+    /// once; at least 1.
     pub max_concurrent_requests: usize,
 }
 
@@ -33,19 +43,40 @@ impl Default for RouteLimits {
 /// `service` behind a shared concurrency limit that sheds what is over it.
 pub(crate) fn shed_over_limit(service: RouteService, limits: RouteLimits) -> RouteService {
     let max = limits.max_concurrent_requests.max(1);
-    let stack = ServiceBuilder::new()
-        .map_err(
-            move |error: tower::BoxError| match error.downcast::<Error>() {
-                Ok(error) => *error,
-                Err(_) => overloaded(max),
-            },
-        )
-        // LoadShed turns "not ready" into an immediate error; ConcurrencyLimit is not
-        // ready while `max` requests hold its permits.
-        .load_shed()
-        .concurrency_limit(max)
-        .service(service);
-    BoxCloneSyncService::new(stack)
+    BoxCloneSyncService::new(ShedOverLimit {
+        inner: service,
+        permits: Arc::new(Semaphore::new(max)),
+        max,
+    })
+}
+
+/// Clones share `permits`, so the limit is the route's, whichever clone a request uses.
+#[derive(Clone)]
+struct ShedOverLimit {
+    inner: RouteService,
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+type ReplyFuture = Pin<Box<dyn Future<Output = Result<ChatReply, Error>> + Send>>;
+
+impl Service<ChatRequest> for ShedOverLimit {
+    type Response = ChatReply;
+    type Error = Error;
+    type Future = ReplyFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: ChatRequest) -> ReplyFuture {
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            let max = self.max;
+            return Box::pin(async move { Err(overloaded(max)) });
+        };
+        let reply = self.inner.call(request);
+        Box::pin(async move { Ok(reply.await?.hold_until_done(permit)) })
+    }
 }
 
 fn overloaded(max: usize) -> Error {
