@@ -81,8 +81,14 @@ impl Sample {
     }
 }
 
+/// Requests one open-loop phase keeps in flight at most, like a load tool's connection
+/// pool: beyond it, due requests wait (and their wait counts as latency) instead of opening
+/// thousands of sockets when the server falls behind.
+const MAX_IN_FLIGHT: usize = 256;
+
 /// Starts `rate` requests a second for `duration`, each on its own task.
 pub async fn open_loop(caller: Arc<Caller>, stream: bool, rate: u32, duration: Duration) -> Sample {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let total = (u64::from(rate) * duration.as_millis() as u64 / 1000).max(1);
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let (sender, mut receiver) = mpsc::unbounded_channel();
@@ -100,7 +106,9 @@ pub async fn open_loop(caller: Arc<Caller>, stream: bool, rate: u32, duration: D
             }
             let caller = caller.clone();
             let sender = sender.clone();
+            let slots = slots.clone();
             tokio::spawn(async move {
+                let _slot = slots.acquire().await;
                 // From when the request was due to the answer (unary) or first token (stream).
                 let outcome = caller.call(stream).await.map(|seen| seen - due);
                 let _ = sender.send(outcome);

@@ -92,6 +92,12 @@ async fn run(args: Args) -> Result<()> {
         rss_at_start
     );
 
+    // Idle connections are measured before any load, so their memory is not mixed with
+    // what the allocator keeps after a burst.
+    let idle = process::hold_idle_connections(&gateway.addr(), plan.idle_connections).await;
+    let rss_idle = gateway.rss_kib();
+    drop(idle);
+
     let callers = [
         Arc::new(Caller::direct(&emulator.endpoint_url()).await),
         Arc::new(Caller::http(&gateway.url())),
@@ -128,9 +134,6 @@ async fn run(args: Args) -> Result<()> {
         rows.push(sample);
     }
 
-    let idle = process::hold_idle_connections(&gateway.addr(), plan.idle_connections).await;
-    let rss_idle = gateway.rss_kib();
-    drop(idle);
     let peak_rss = gateway.peak_rss_kib();
 
     let report = report(
