@@ -182,3 +182,78 @@ fn check_describes_key_auth_without_printing_keys() {
         "{stdout}{stderr}"
     );
 }
+
+#[tokio::test]
+async fn keys_sent_by_clients_never_reach_the_log() {
+    let emulator = aigw_emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("emulator starts");
+    let key = "sk-client-key-never-logged-9b1";
+    let wrong = "sk-wrong-key-never-logged-3c7";
+    let with_auth = seed()
+        .replacen(
+            "services:",
+            &format!(
+                "consumers:\n- username: alice\n  keyauth_credentials:\n  - key: {key}\nservices:"
+            ),
+            1,
+        )
+        .replacen("    plugins:\n", "    plugins:\n    - name: key-auth\n", 1);
+    let config = temp_path("keys.yaml");
+    std::fs::write(&config, with_auth).expect("writes config");
+    let log = temp_path("keys-log.txt");
+    let addr = free_port();
+    let child = Command::new(AIGW)
+        .arg("--config")
+        .arg(&config)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator.endpoint_url())
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        // The most talkative level aigw has: nothing at it may show a key.
+        .env("AIGW_LOG_LEVEL", "debug")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("aigw starts");
+    let mut gateway = Running(child);
+    let url = format!("http://{addr}/bedrock-route");
+    eventually("the gateway to serve", async || {
+        post(&url).await == Some(401)
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let body = r#"{"messages":[{"role":"user","content":"hi"}]}"#;
+    let send = |request: reqwest::RequestBuilder| async move {
+        request
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("answers")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(send(client.post(&url).bearer_auth(key)).await, 200);
+    assert_eq!(send(client.post(&url).header("apikey", key)).await, 200);
+    assert_eq!(send(client.post(format!("{url}?apikey={key}"))).await, 200);
+    assert_eq!(send(client.post(&url).bearer_auth(wrong)).await, 401);
+    assert_eq!(
+        send(client.post(format!("{url}?apikey={wrong}"))).await,
+        401
+    );
+    signal(&gateway.0, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gateway.0.try_wait().expect("waits").is_none() {
+        assert!(Instant::now() < deadline, "aigw did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(!logged.is_empty(), "the gateway logged at debug level");
+    assert!(!logged.contains(key), "a valid key was logged");
+    assert!(!logged.contains(wrong), "a wrong key was logged");
+    let _ = std::fs::remove_file(config);
+    let _ = std::fs::remove_file(log);
+}
