@@ -226,6 +226,10 @@ async fn slow_headers_are_cut_off_while_other_clients_are_served() {
     )
     .await
     .expect("writes");
+    // A client that connects and says nothing at all, not even which HTTP it speaks.
+    let mut silent = TcpStream::connect(stack.gateway.addr())
+        .await
+        .expect("connects");
     // The headers never end; the gateway must hang up rather than wait forever.
     let (status, _) = ask(stack.url("/bedrock-route")).await.expect("answers");
     assert_eq!(status, 200, "a slow client does not block others");
@@ -237,6 +241,12 @@ async fn slow_headers_are_cut_off_while_other_clients_are_served() {
         read.is_err() || !String::from_utf8_lossy(&buffer).contains("200 OK"),
         "no answer for a request that never finished its headers"
     );
+    let mut nothing = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut nothing))
+        .await
+        .expect("the gateway closed the silent connection")
+        .ok();
+    assert!(nothing.is_empty(), "nothing to answer: {nothing:?}");
 }
 
 fn temp_config(name: &str, text: &str) -> std::path::PathBuf {

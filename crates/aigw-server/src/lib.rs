@@ -13,6 +13,7 @@ mod openai;
 mod reload;
 mod routes;
 mod serve;
+mod silent;
 mod stack;
 mod status;
 

@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::grpc::GrpcChat;
+use crate::silent::{FirstByte, silent_for};
 use crate::{RouteTable, SharedRoutes, openai, status};
 
 /// How connections are served.
@@ -175,13 +176,18 @@ async fn serve_connections(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
         let service = TowerToHyperService::new(router.clone());
+        let (tcp, heard) = FirstByte::new(tcp);
         let connection = builder
             .serve_connection(TokioIo::new(tcp), service)
             .into_owned();
         let connection = graceful.watch(connection);
+        let silent = silent_for(heard, options.header_read_timeout);
         connections.spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+            tokio::select! {
+                result = connection => if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                },
+                () = silent => tracing::debug!("client sent nothing in time; connection closed"),
             }
         });
     }

@@ -1,0 +1,88 @@
+//! Closing connections whose client never says anything.
+//!
+//! hyper's header-read timeout starts with a request's first byte, and the auto builder
+//! waits without limit for the bytes that tell HTTP/1 from HTTP/2; so a client that
+//! connects and stays silent would hold a socket forever. Wrapping the socket lets the
+//! connection task see whether anything has arrived yet.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A socket that records whether the client has sent its first byte.
+pub(crate) struct FirstByte<T> {
+    io: T,
+    heard: Arc<AtomicBool>,
+}
+
+impl<T> FirstByte<T> {
+    /// `io`, and a flag that turns true with the first byte read from it.
+    pub(crate) fn new(io: T) -> (Self, Arc<AtomicBool>) {
+        let heard = Arc::new(AtomicBool::new(false));
+        (
+            FirstByte {
+                io,
+                heard: Arc::clone(&heard),
+            },
+            heard,
+        )
+    }
+}
+
+/// Resolves if nothing was heard within `limit`; never resolves otherwise.
+pub(crate) async fn silent_for(heard: Arc<AtomicBool>, limit: Duration) {
+    tokio::time::sleep(limit).await;
+    if heard.load(Ordering::Relaxed) {
+        std::future::pending::<()>().await;
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FirstByte<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.heard.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FirstByte<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
