@@ -153,3 +153,36 @@ async fn grpc_reads_the_key_from_metadata() {
         .await
         .expect("the open route needs no key");
 }
+
+/// `auth.allow_override: false` (the only mode aigw has): whatever credentials a client
+/// sends, the upstream call is signed with the target's own and carries none of them.
+#[tokio::test]
+async fn client_credentials_never_reach_the_upstream() {
+    let stack = Stack::start(&protected_config()).await;
+    let response = reqwest::Client::new()
+        .post(stack.url("/locked"))
+        .header("content-type", "application/json")
+        .bearer_auth(KEY)
+        .header("apikey", KEY)
+        .header("x-amz-security-token", "client-session-token")
+        .header("x-amz-date", "20000101T000000Z")
+        .body(polish_writer_question().to_string())
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    let seen = stack.emulator.requests();
+    let headers = &seen[0].headers;
+    let authorization = headers.get("authorization").expect("signed");
+    assert!(
+        authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDTEST/"),
+        "{authorization}"
+    );
+    assert!(!headers.contains_key("x-amz-security-token"), "{headers:?}");
+    for (name, value) in headers {
+        assert!(
+            !value.contains(KEY) && !value.contains("client-session-token"),
+            "{name}: {value}"
+        );
+    }
+}

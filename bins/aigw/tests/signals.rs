@@ -198,7 +198,13 @@ async fn keys_sent_by_clients_never_reach_the_log() {
             ),
             1,
         )
-        .replacen("    plugins:\n", "    plugins:\n    - name: key-auth\n", 1);
+        .replacen("    plugins:\n", "    plugins:\n    - name: key-auth\n", 1)
+        // Target credentials from the file, which no log line may show either.
+        .replace(
+            "            allow_override: false\n",
+            "            allow_override: false\n            aws_access_key_id: AKIDFILE\n            aws_secret_access_key: file-secret-never-logged\n",
+        );
+    assert!(with_auth.contains("file-secret-never-logged"));
     let config = temp_path("keys.yaml");
     std::fs::write(&config, with_auth).expect("writes config");
     let log = temp_path("keys-log.txt");
@@ -254,6 +260,10 @@ async fn keys_sent_by_clients_never_reach_the_log() {
     assert!(!logged.is_empty(), "the gateway logged at debug level");
     assert!(!logged.contains(key), "a valid key was logged");
     assert!(!logged.contains(wrong), "a wrong key was logged");
+    assert!(
+        !logged.contains("file-secret-never-logged"),
+        "a target's secret was logged"
+    );
     let _ = std::fs::remove_file(config);
     let _ = std::fs::remove_file(log);
 }
