@@ -1,11 +1,8 @@
 //! Converse output → core answer types.
 
 use std::sync::Arc;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use aigw_core::{ChatResponse, Error, ErrorKind, FinishReason, Usage};
+use aigw_core::{ChatResponse, Error, ErrorKind, FinishReason, Usage, completion_id, unix_now};
 use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
 use aws_sdk_bedrockruntime::types::{ContentBlock, ConverseOutput as ConverseOutputUnion};
 use aws_sdk_bedrockruntime::types::{StopReason, TokenUsage};
@@ -34,7 +31,7 @@ pub(crate) fn to_chat_response(
         })
         .collect::<String>();
     Ok(ChatResponse {
-        id: next_id(),
+        id: completion_id(),
         created: unix_now(),
         model: Arc::clone(model),
         content,
@@ -64,30 +61,6 @@ pub(crate) fn usage(usage: &TokenUsage) -> Usage {
         completion_tokens: count(usage.output_tokens()),
         total_tokens: count(usage.total_tokens()),
     }
-}
-
-/// A fresh `chatcmpl-…` id, unique within the process and unlikely to repeat across runs.
-pub(crate) fn next_id() -> String {
-    static RUN: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    // The run prefix separates restarts; the counter separates answers within a run.
-    let run = *RUN.get_or_init(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        nanos ^ (u64::from(std::process::id()) << 32)
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("chatcmpl-{run:016x}{n:08x}")
-}
-
-/// Seconds since the Unix epoch, for `created`.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -163,6 +136,6 @@ mod tests {
 
     #[test]
     fn ids_are_unique() {
-        assert_ne!(next_id(), next_id());
+        assert_ne!(completion_id(), completion_id());
     }
 }

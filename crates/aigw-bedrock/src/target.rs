@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::PROVIDER;
 use crate::error::{classify, classify_stream};
 use crate::request::{ConverseParts, to_converse};
-use crate::response::{next_id, to_chat_response, unix_now};
+use crate::response::to_chat_response;
 use crate::spec::RequestDefaults;
 use crate::stream::{ChunkMaker, chunk_stream};
 
@@ -180,7 +180,11 @@ impl Inner {
                 Err(err) => return Err(classify_stream(&err)),
             }
         }
-        let chunks = ChunkMaker::new(Arc::from(next_id()), unix_now(), Arc::clone(&self.model));
+        let chunks = ChunkMaker::new(
+            Arc::from(aigw_core::completion_id()),
+            aigw_core::unix_now(),
+            Arc::clone(&self.model),
+        );
         Ok(ReplyBody::Stream(chunk_stream(
             output.stream,
             head,

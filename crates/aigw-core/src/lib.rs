@@ -8,6 +8,7 @@
 mod chat;
 mod driver;
 mod error;
+mod ids;
 
 pub use chat::{
     ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkStream, FinishReason, Message, ReplyBody,
@@ -15,3 +16,4 @@ pub use chat::{
 };
 pub use driver::{BoxDriver, DriverFuture};
 pub use error::{Error, ErrorKind};
+pub use ids::{completion_id, unix_now};

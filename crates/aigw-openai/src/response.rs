@@ -1,10 +1,8 @@
 //! OpenAI wire answers (whole, streamed, and errors) → core answer types.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
-use aigw_core::{ChatResponse, Error, ErrorKind, FinishReason, Usage};
+use aigw_core::{ChatResponse, Error, ErrorKind, FinishReason, Usage, completion_id, unix_now};
 use serde::Deserialize;
 
 /// A whole chat completion, as far as aigw reads it; unknown fields are ignored.
@@ -106,7 +104,7 @@ pub(crate) fn to_chat_response(
         id: completion
             .id
             .filter(|id| !id.is_empty())
-            .unwrap_or_else(next_id),
+            .unwrap_or_else(completion_id),
         created: completion.created.unwrap_or_else(unix_now),
         model: Arc::clone(model),
         content: choice.message.and_then(|m| m.content).unwrap_or_default(),
@@ -123,30 +121,6 @@ pub(crate) fn finish_reason(reason: Option<&str>) -> FinishReason {
         Some("content_filter") => FinishReason::ContentFilter,
         _ => FinishReason::Stop,
     }
-}
-
-/// A fresh `chatcmpl-…` id for upstreams that send none.
-pub(crate) fn next_id() -> String {
-    static RUN: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    // The run prefix separates restarts; the counter separates answers within a run.
-    let run = *RUN.get_or_init(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        nanos ^ (u64::from(std::process::id()) << 32)
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("chatcmpl-{run:016x}{n:08x}")
-}
-
-/// Seconds since the Unix epoch, for `created`.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

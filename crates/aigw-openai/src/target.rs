@@ -16,7 +16,7 @@ use tracing::Instrument;
 use crate::PROVIDER;
 use crate::error::{classify_body, classify_send, from_status};
 use crate::request::to_body;
-use crate::response::{Completion, next_id, to_chat_response, unix_now};
+use crate::response::{Completion, to_chat_response};
 use crate::spec::RequestDefaults;
 use crate::stream::{ChunkMaker, chunk_stream};
 
@@ -158,7 +158,11 @@ impl Inner {
     }
 
     async fn stream(&self, response: reqwest::Response) -> Result<ReplyBody, Error> {
-        let chunks = ChunkMaker::new(Arc::from(next_id()), unix_now(), Arc::clone(&self.model));
+        let chunks = ChunkMaker::new(
+            Arc::from(aigw_core::completion_id()),
+            aigw_core::unix_now(),
+            Arc::clone(&self.model),
+        );
         let mut stream = chunk_stream(Box::pin(response.bytes_stream()), chunks);
         // Waiting for the first chunk keeps failures that arrive as the first event on the
         // `call` side, where the balancer can still fail over.
