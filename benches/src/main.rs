@@ -29,6 +29,10 @@ struct Args {
     /// A short run (under a minute) with fewer rates and shorter phases.
     #[arg(long)]
     quick: bool,
+    /// Also measure a LiteLLM proxy (`pip install 'litellm[proxy]'`) over the same emulator;
+    /// skipped with a message when `litellm` is not on PATH.
+    #[arg(long)]
+    litellm: bool,
     /// Where to write the JSON report [default: target/aigw-bench/report.json].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -97,6 +101,15 @@ async fn run(args: Args) -> Result<()> {
     let idle = process::hold_idle_connections(&gateway.addr(), plan.idle_connections).await;
     let rss_idle = gateway.rss_kib();
     drop(idle);
+    let litellm = if args.litellm {
+        let proxy = Gateway::start_litellm(&emulator.endpoint_url()).await?;
+        if proxy.is_none() {
+            println!("litellm is not on PATH (pip install 'litellm[proxy]'); skipping the peer");
+        }
+        proxy
+    } else {
+        None
+    };
 
     let callers = [
         Arc::new(Caller::direct(&emulator.endpoint_url()).await),
@@ -134,6 +147,22 @@ async fn run(args: Args) -> Result<()> {
         rows.push(sample);
     }
 
+    if let Some(proxy) = &litellm {
+        // A peer in Python saturates far below aigw: one moderate rate and the closed loop,
+        // unary only, keep its phases within the run's time budget.
+        emulator.knobs().set_default(ModelKnobs::default());
+        let caller = Arc::new(Caller::litellm(&proxy.url(), process::LITELLM_KEY));
+        warm_up(&caller).await;
+        let cpu = proxy.cpu_seconds();
+        let mut sample = open_loop(caller.clone(), false, plan.rates[0], plan.phase).await;
+        sample.gateway_cpu = proxy.cpu_seconds() - cpu;
+        rows.push(sample);
+        let cpu = proxy.cpu_seconds();
+        let mut sample = closed_loop(caller, plan.closed_connections, plan.phase).await;
+        sample.gateway_cpu = proxy.cpu_seconds() - cpu;
+        rows.push(sample);
+        println!("litellm RSS: {} KiB (main process)", proxy.rss_kib());
+    }
     let peak_rss = gateway.peak_rss_kib();
 
     let report = report(

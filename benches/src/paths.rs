@@ -21,6 +21,7 @@ pub enum Kind {
     Direct,
     Http,
     Grpc,
+    LiteLlm,
 }
 
 impl Kind {
@@ -29,6 +30,7 @@ impl Kind {
             Kind::Direct => "direct",
             Kind::Http => "http",
             Kind::Grpc => "grpc",
+            Kind::LiteLlm => "litellm",
         }
     }
 }
@@ -37,8 +39,10 @@ impl Kind {
 pub enum Caller {
     Direct(aws_sdk_bedrockruntime::Client),
     Http {
+        kind: Kind,
         client: reqwest::Client,
         url: String,
+        authorization: Option<String>,
         body: bytes::Bytes,
         stream_body: bytes::Bytes,
     },
@@ -61,14 +65,36 @@ impl Caller {
     }
 
     pub fn http(gateway: &str) -> Caller {
-        let body = serde_json::json!({"messages": [{"role": "user", "content": QUESTION}]});
-        let stream_body = serde_json::json!({
-            "messages": [{"role": "user", "content": QUESTION}],
-            "stream": true
-        });
+        Caller::openai_json(Kind::Http, format!("{gateway}/bedrock-route"), None, None)
+    }
+
+    /// A LiteLLM proxy serving the same two models under the name `bedrock-route`.
+    pub fn litellm(proxy: &str, key: &str) -> Caller {
+        Caller::openai_json(
+            Kind::LiteLlm,
+            format!("{proxy}/chat/completions"),
+            Some(format!("Bearer {key}")),
+            Some("bedrock-route"),
+        )
+    }
+
+    fn openai_json(
+        kind: Kind,
+        url: String,
+        authorization: Option<String>,
+        model: Option<&str>,
+    ) -> Caller {
+        let mut body = serde_json::json!({"messages": [{"role": "user", "content": QUESTION}]});
+        if let Some(model) = model {
+            body["model"] = model.into();
+        }
+        let mut stream_body = body.clone();
+        stream_body["stream"] = true.into();
         Caller::Http {
+            kind,
             client: reqwest::Client::new(),
-            url: format!("{gateway}/bedrock-route"),
+            url,
+            authorization,
             body: body.to_string().into(),
             stream_body: stream_body.to_string().into(),
         }
@@ -88,7 +114,7 @@ impl Caller {
     pub fn kind(&self) -> Kind {
         match self {
             Caller::Direct(_) => Kind::Direct,
-            Caller::Http { .. } => Kind::Http,
+            Caller::Http { kind, .. } => *kind,
             Caller::Grpc { .. } => Kind::Grpc,
         }
     }
@@ -101,17 +127,20 @@ impl Caller {
             Caller::Http {
                 client,
                 url,
+                authorization,
                 body,
                 stream_body,
+                ..
             } => {
                 let body = if stream { stream_body } else { body };
-                let response = client
+                let mut request = client
                     .post(url)
                     .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .body(body.clone());
+                if let Some(authorization) = authorization {
+                    request = request.header("authorization", authorization);
+                }
+                let response = request.send().await.map_err(|e| e.to_string())?;
                 if !response.status().is_success() {
                     return Err(format!("HTTP {}", response.status()));
                 }

@@ -12,6 +12,9 @@ use tokio::net::TcpStream;
 /// Linux reports CPU time in clock ticks of 1/100 s on every platform Rust targets here.
 const TICKS_PER_SECOND: f64 = 100.0;
 
+/// The LiteLLM proxy's master key in the benchmark.
+pub const LITELLM_KEY: &str = "sk-aigw-bench";
+
 pub struct Gateway {
     child: Child,
     addr: SocketAddr,
@@ -52,17 +55,70 @@ impl Gateway {
     }
 
     async fn wait_ready(&self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_for("/health", Duration::from_secs(30)).await
+    }
+
+    async fn wait_for(&self, path: &str, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
         let client = reqwest::Client::new();
         while Instant::now() < deadline {
-            if let Ok(response) = client.get(format!("{}/health", self.url())).send().await {
+            if let Ok(response) = client.get(format!("{}{path}", self.url())).send().await {
                 if response.status().is_success() {
                     return Ok(());
                 }
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("the gateway did not become ready within 30 s")
+        bail!(
+            "{} did not become ready within {} s",
+            self.url(),
+            limit.as_secs()
+        )
+    }
+
+    /// Runs a LiteLLM proxy (`litellm` on PATH, from `pip install 'litellm[proxy]'`) over the
+    /// same two emulated Bedrock models, load-balanced under one model name, so the peer is
+    /// measured in the same run. `None` when LiteLLM is not installed.
+    pub async fn start_litellm(emulator_url: &str) -> Result<Option<Gateway>> {
+        let installed = Command::new("litellm")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !installed {
+            return Ok(None);
+        }
+        let addr = free_port()?;
+        let config = std::env::temp_dir().join(format!("aigw-bench-litellm-{}.yaml", addr.port()));
+        let target = |model: &str| {
+            format!(
+                "  - model_name: bedrock-route\n    litellm_params:\n      model: bedrock/converse/{model}\n      \
+                 aws_region_name: us-west-2\n      aws_access_key_id: AKIDBENCH\n      \
+                 aws_secret_access_key: bench\n      aws_bedrock_runtime_endpoint: {emulator_url}\n"
+            )
+        };
+        let yaml = format!(
+            "model_list:\n{}{}general_settings:\n  master_key: {LITELLM_KEY}\n",
+            target("us.amazon.nova-micro-v1:0"),
+            target("us.meta.llama3-3-70b-instruct-v1:0"),
+        );
+        std::fs::write(&config, yaml).context("writing the LiteLLM config")?;
+        let child = Command::new("litellm")
+            .arg("--config")
+            .arg(&config)
+            .args(["--host", "127.0.0.1", "--port"])
+            .arg(addr.port().to_string())
+            .env("LITELLM_LOG", "ERROR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting litellm")?;
+        let proxy = Gateway { child, addr };
+        proxy
+            .wait_for("/health/liveliness", Duration::from_secs(120))
+            .await?;
+        Ok(Some(proxy))
     }
 
     pub fn pid(&self) -> u32 {
