@@ -20,6 +20,13 @@ mod spec;
 mod stream;
 mod target;
 
+/// The pure OpenAI ↔ Converse translation the driver applies on every call, public so that
+/// it can be benchmarked and inspected on its own.
+pub mod mapping {
+    pub use crate::request::{ConverseParts, to_converse};
+    pub use crate::response::to_chat_response;
+}
+
 pub use provider::BedrockProvider;
 pub use spec::{BedrockTargetSpec, RequestDefaults};
 pub use target::BedrockTarget;

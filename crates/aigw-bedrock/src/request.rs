@@ -12,7 +12,7 @@ use crate::spec::RequestDefaults;
 
 /// The pieces of a Converse (or ConverseStream) call that come from the client's request.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ConverseParts {
+pub struct ConverseParts {
     /// Alternating user/assistant turns, starting with a user turn.
     pub messages: Vec<Message>,
     /// System prompts, hoisted out of the conversation because Converse takes them apart.
@@ -22,7 +22,7 @@ pub(crate) struct ConverseParts {
 }
 
 /// Translates a chat request, applying `defaults` where the request leaves a setting unset.
-pub(crate) fn to_converse(
+pub fn to_converse(
     request: &ChatRequest,
     defaults: &RequestDefaults,
 ) -> Result<ConverseParts, Error> {

@@ -8,10 +8,7 @@ use aws_sdk_bedrockruntime::types::{ContentBlock, ConverseOutput as ConverseOutp
 use aws_sdk_bedrockruntime::types::{StopReason, TokenUsage};
 
 /// Translates a whole Converse answer.
-pub(crate) fn to_chat_response(
-    output: &ConverseOutput,
-    model: &Arc<str>,
-) -> Result<ChatResponse, Error> {
+pub fn to_chat_response(output: &ConverseOutput, model: &Arc<str>) -> Result<ChatResponse, Error> {
     let message = match output.output() {
         Some(ConverseOutputUnion::Message(message)) => message,
         _ => {
