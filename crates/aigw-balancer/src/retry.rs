@@ -213,6 +213,14 @@ mod tests {
         (service, calls)
     }
 
+    /// One default request through a ready `service`.
+    async fn send<S>(service: &mut S) -> Result<ChatReply, Error>
+    where
+        S: Service<ChatRequest, Response = ChatReply, Error = Error>,
+    {
+        service.ready().await?.call(ChatRequest::default()).await
+    }
+
     fn served_model(reply: &ChatReply) -> &str {
         &reply.served_by.model
     }
@@ -223,11 +231,7 @@ mod tests {
             (t == 0).then(|| Error::new(ErrorKind::UpstreamUnreachable, "refused"))
         });
         for _ in 0..4 {
-            let reply = service
-                .ready()
-                .await
-                .expect("ready")
-                .call(ChatRequest::default())
+            let reply = send(&mut service)
                 .await
                 .expect("the healthy target answers");
             assert_eq!(served_model(&reply), "m1");
@@ -240,11 +244,7 @@ mod tests {
         let (mut service, calls) = route(2, FailoverPolicy::default(), |_| {
             Some(Error::new(ErrorKind::UpstreamError, "boom").with_upstream_status(500))
         });
-        let error = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(ChatRequest::default())
+        let error = send(&mut service)
             .await
             .expect_err("500 is not in the default criteria");
         assert_eq!(error.kind(), ErrorKind::UpstreamError);
@@ -270,11 +270,7 @@ mod tests {
                     .with_upstream_status(429),
             )
         });
-        let error = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(ChatRequest::default())
+        let error = send(&mut service)
             .await
             .expect_err("every target throttles");
         assert_eq!(error.kind(), ErrorKind::Throttled);
@@ -300,13 +296,7 @@ mod tests {
         let (mut service, calls) = route(4, policy, |_| {
             Some(Error::new(ErrorKind::UpstreamUnreachable, "refused"))
         });
-        let error = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(ChatRequest::default())
-            .await
-            .expect_err("all unreachable");
+        let error = send(&mut service).await.expect_err("all unreachable");
         assert!(
             error.message().starts_with("all 2 attempts failed"),
             "{error}"
@@ -335,24 +325,12 @@ mod tests {
             .layer(PickLayer::new(RoundRobin::new(&[1, 1]), state.clone()))
             .layer(crate::HealthLayer::new(state.clone()))
             .service(targets);
-        let first = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(ChatRequest::default())
-            .await
-            .expect_err("both refuse");
+        let first = send(&mut service).await.expect_err("both refuse");
         assert!(
             first.message().starts_with("all 2 attempts failed"),
             "{first}"
         );
-        let second = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(ChatRequest::default())
-            .await
-            .expect_err("both are out");
+        let second = send(&mut service).await.expect_err("both are out");
         assert_eq!(second.kind(), ErrorKind::NoHealthyTarget);
         assert!(
             second.message().contains("target 1 (test/b) back in 6"),
@@ -374,13 +352,7 @@ mod tests {
         let (mut service, calls) = route(1, policy, |_| {
             Some(Error::new(ErrorKind::UpstreamUnreachable, "refused"))
         });
-        let error = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(ChatRequest::default())
-            .await
-            .expect_err("always refused");
+        let error = send(&mut service).await.expect_err("always refused");
         assert!(
             error.message().starts_with("all 4 attempts failed"),
             "{error}"
