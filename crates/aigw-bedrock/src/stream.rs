@@ -79,15 +79,7 @@ impl ChunkMaker {
     }
 
     fn empty_chunk(&self) -> ChatChunk {
-        ChatChunk {
-            id: Arc::clone(&self.id),
-            created: self.created,
-            model: Arc::clone(&self.model),
-            role: None,
-            content: None,
-            finish_reason: None,
-            usage: None,
-        }
+        ChatChunk::empty(&self.id, self.created, &self.model)
     }
 }
 

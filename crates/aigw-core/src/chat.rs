@@ -157,6 +157,21 @@ pub struct ChatChunk {
     pub usage: Option<Usage>,
 }
 
+impl ChatChunk {
+    /// A piece that carries only its answer's identity; drivers fill in what an event adds.
+    pub fn empty(id: &Arc<str>, created: u64, model: &Arc<str>) -> ChatChunk {
+        ChatChunk {
+            id: Arc::clone(id),
+            created,
+            model: Arc::clone(model),
+            role: None,
+            content: None,
+            finish_reason: None,
+            usage: None,
+        }
+    }
+}
+
 /// A stream of answer pieces; an `Err` item ends it with the reason.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, Error>> + Send>>;
 
