@@ -87,40 +87,59 @@ impl Sample {
 const MAX_IN_FLIGHT: usize = 256;
 
 /// Starts `rate` requests a second for `duration`, each on its own task.
+///
+/// A dedicated thread paces the starts: tokio's timer has a 1 ms resolution, so pacing from
+/// the runtime started requests up to 1 ms late, in bursts that queued behind each other in
+/// whatever was measured. `std::thread::sleep` wakes within the kernel's timer slack (about
+/// 50 µs). Each wake hands every request due by then to the runtime in one spawn, so at high
+/// rates the hand-over costs one thread wake-up per batch, not one per request.
 pub async fn open_loop(caller: Arc<Caller>, stream: bool, rate: u32, duration: Duration) -> Sample {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let total = (u64::from(rate) * duration.as_millis() as u64 / 1000).max(1);
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let (sender, mut receiver) = mpsc::unbounded_channel();
+    let runtime = tokio::runtime::Handle::current();
+    let kind = caller.kind();
     let start = Instant::now();
-    let mut ticker = tokio::time::interval(Duration::from_millis(1));
-    let mut sent = 0u64;
-    while sent < total {
-        ticker.tick().await;
-        let now = Instant::now();
-        // The timer ticks per millisecond; start every request that has come due since.
+    let due_at = move |sent: u64| start + interval.mul_f64(sent as f64);
+    let pacer = std::thread::spawn(move || {
+        let mut sent = 0u64;
         while sent < total {
-            let due = start + interval.mul_f64(sent as f64);
-            if due > now {
-                break;
+            let now = Instant::now();
+            let next = due_at(sent);
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+            let now = Instant::now();
+            let mut batch = Vec::new();
+            while sent < total && due_at(sent) <= now {
+                batch.push(due_at(sent));
+                sent += 1;
             }
             let caller = caller.clone();
             let sender = sender.clone();
             let slots = slots.clone();
-            tokio::spawn(async move {
-                let _slot = slots.acquire().await;
-                // From when the request was due to the answer (unary) or first token (stream).
-                let outcome = caller.call(stream).await.map(|seen| seen - due);
-                let _ = sender.send(outcome);
+            runtime.spawn(async move {
+                for due in batch {
+                    let caller = caller.clone();
+                    let sender = sender.clone();
+                    let slots = slots.clone();
+                    tokio::spawn(async move {
+                        let _slot = slots.acquire().await;
+                        // From when the request was due to the answer (unary) or first token
+                        // (stream).
+                        let outcome = caller.call(stream).await.map(|seen| seen - due);
+                        let _ = sender.send(outcome);
+                    });
+                }
             });
-            sent += 1;
         }
-    }
-    drop(sender);
-    let mut sample = Sample::new(caller.kind(), stream, Load::Rate(rate));
+    });
+    let mut sample = Sample::new(kind, stream, Load::Rate(rate));
     while let Some(outcome) = receiver.recv().await {
         sample.record(outcome);
     }
+    let _ = pacer.join();
     sample.elapsed = start.elapsed();
     sample
 }

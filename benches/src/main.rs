@@ -33,6 +33,21 @@ struct Args {
     /// skipped with a message when `litellm` is not on PATH.
     #[arg(long)]
     litellm: bool,
+    /// Also measure nginx as a bare reverse proxy between the SDK and the emulator: what any
+    /// extra hop costs on this machine. Skipped with a message when nginx is not installed.
+    #[arg(long)]
+    nginx: bool,
+    /// Open-loop rates in requests per second, replacing the mode's default list
+    /// (e.g. `--rates 2000` to compare one change at one rate).
+    #[arg(long, value_delimiter = ',')]
+    rates: Option<Vec<u32>>,
+    /// Seconds per phase, replacing the mode's default (longer phases steady the high
+    /// percentiles).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Unary open-loop phases only: no closed loop, no streaming (a faster A/B run).
+    #[arg(long)]
+    open_loop_only: bool,
     /// Where to write the JSON report [default: target/aigw-bench/report.json].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -78,7 +93,13 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let plan = Plan::new(args.quick);
+    let mut plan = Plan::new(args.quick);
+    if let Some(rates) = args.rates.clone() {
+        plan.rates = rates;
+    }
+    if let Some(seconds) = args.seconds {
+        plan.phase = Duration::from_secs(seconds.max(1));
+    }
     let emulator = Emulator::new();
     // Recording every request would make the emulator, not the gateway, the bottleneck.
     emulator.set_recording(false);
@@ -111,26 +132,48 @@ async fn run(args: Args) -> Result<()> {
         None
     };
 
-    let callers = [
-        Arc::new(Caller::direct(&emulator.endpoint_url()).await),
-        Arc::new(Caller::http(&gateway.url())),
-        Arc::new(Caller::grpc(&gateway.url()).await?),
-    ];
+    let nginx = if args.nginx {
+        let proxy = Gateway::start_nginx(&emulator.endpoint_url()).await?;
+        if proxy.is_none() {
+            println!(
+                "nginx is not installed (apt-get install nginx-light); skipping the bare proxy"
+            );
+        }
+        proxy
+    } else {
+        None
+    };
+
+    let mut callers = vec![Arc::new(Caller::direct(&emulator.endpoint_url()))];
+    if let Some(proxy) = &nginx {
+        callers.push(Arc::new(Caller::through_nginx(&proxy.url())));
+    }
+    callers.push(Arc::new(Caller::http(&gateway.url())));
+    callers.push(Arc::new(Caller::grpc(&gateway.url()).await?));
+    // CPU is read from whichever process serves the path.
+    let server_of = |caller: &Caller| match (caller.kind(), &nginx) {
+        (Kind::Nginx, Some(proxy)) => proxy,
+        _ => &gateway,
+    };
 
     let mut rows: Vec<Sample> = Vec::new();
     // Unary, zero emulator latency: the gateway's own cost.
     emulator.knobs().set_default(ModelKnobs::default());
     for caller in &callers {
+        let server = server_of(caller);
         warm_up(caller).await;
         for rate in &plan.rates {
-            let cpu = gateway.cpu_seconds();
+            let cpu = server.cpu_seconds();
             let mut sample = open_loop(caller.clone(), false, *rate, plan.phase).await;
-            sample.gateway_cpu = gateway.cpu_seconds() - cpu;
+            sample.gateway_cpu = server.cpu_seconds() - cpu;
             rows.push(sample);
         }
-        let cpu = gateway.cpu_seconds();
+        if args.open_loop_only {
+            continue;
+        }
+        let cpu = server.cpu_seconds();
         let mut sample = closed_loop(caller.clone(), plan.closed_connections, plan.phase).await;
-        sample.gateway_cpu = gateway.cpu_seconds() - cpu;
+        sample.gateway_cpu = server.cpu_seconds() - cpu;
         rows.push(sample);
     }
 
@@ -140,10 +183,11 @@ async fn run(args: Args) -> Result<()> {
         token_delay: Duration::from_millis(2),
         ..ModelKnobs::default()
     });
-    for caller in &callers {
-        let cpu = gateway.cpu_seconds();
+    for caller in callers.iter().filter(|_| !args.open_loop_only) {
+        let server = server_of(caller);
+        let cpu = server.cpu_seconds();
         let mut sample = open_loop(caller.clone(), true, plan.stream_rate, plan.phase).await;
-        sample.gateway_cpu = gateway.cpu_seconds() - cpu;
+        sample.gateway_cpu = server.cpu_seconds() - cpu;
         rows.push(sample);
     }
 

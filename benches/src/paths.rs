@@ -22,6 +22,8 @@ pub enum Kind {
     Http,
     Grpc,
     LiteLlm,
+    /// The AWS SDK through nginx: what a bare reverse proxy adds on this machine.
+    Nginx,
 }
 
 impl Kind {
@@ -31,13 +33,17 @@ impl Kind {
             Kind::Http => "http",
             Kind::Grpc => "grpc",
             Kind::LiteLlm => "litellm",
+            Kind::Nginx => "nginx",
         }
     }
 }
 
 /// A client for one path.
 pub enum Caller {
-    Direct(aws_sdk_bedrockruntime::Client),
+    Sdk {
+        kind: Kind,
+        client: aws_sdk_bedrockruntime::Client,
+    },
     Http {
         kind: Kind,
         client: reqwest::Client,
@@ -53,7 +59,16 @@ pub enum Caller {
 }
 
 impl Caller {
-    pub async fn direct(endpoint: &str) -> Caller {
+    pub fn direct(endpoint: &str) -> Caller {
+        Caller::sdk(Kind::Direct, endpoint)
+    }
+
+    /// The same SDK client as `direct`, pointed at a reverse proxy in front of the emulator.
+    pub fn through_nginx(proxy: &str) -> Caller {
+        Caller::sdk(Kind::Nginx, proxy)
+    }
+
+    fn sdk(kind: Kind, endpoint: &str) -> Caller {
         let config = aws_sdk_bedrockruntime::Config::builder()
             .behavior_version_latest()
             .region(Region::new("us-west-2"))
@@ -61,7 +76,10 @@ impl Caller {
             .credentials_provider(Credentials::new("AKIDBENCH", "bench", None, None, "bench"))
             .retry_config(aws_sdk_bedrockruntime::config::retry::RetryConfig::disabled())
             .build();
-        Caller::Direct(aws_sdk_bedrockruntime::Client::from_conf(config))
+        Caller::Sdk {
+            kind,
+            client: aws_sdk_bedrockruntime::Client::from_conf(config),
+        }
     }
 
     pub fn http(gateway: &str) -> Caller {
@@ -113,7 +131,7 @@ impl Caller {
 
     pub fn kind(&self) -> Kind {
         match self {
-            Caller::Direct(_) => Kind::Direct,
+            Caller::Sdk { kind, .. } => *kind,
             Caller::Http { kind, .. } => *kind,
             Caller::Grpc { .. } => Kind::Grpc,
         }
@@ -123,7 +141,7 @@ impl Caller {
     /// (stream), having read the whole stream either way.
     pub async fn call(&self, stream: bool) -> Result<Instant, String> {
         match self {
-            Caller::Direct(client) => direct_call(client, stream).await,
+            Caller::Sdk { client, .. } => sdk_call(client, stream).await,
             Caller::Http {
                 client,
                 url,
@@ -204,7 +222,7 @@ fn has_text(chunk: &[u8]) -> bool {
         .any(|w| w.starts_with(KEY) && w[KEY.len()] != b'"')
 }
 
-async fn direct_call(
+async fn sdk_call(
     client: &aws_sdk_bedrockruntime::Client,
     stream: bool,
 ) -> Result<Instant, String> {

@@ -121,6 +121,72 @@ impl Gateway {
         Ok(Some(proxy))
     }
 
+    /// Runs nginx (`apt-get install nginx-light`) as a plain reverse proxy in front of the
+    /// emulator, with pooled keep-alive upstream connections and two workers: the reference
+    /// for what a bare proxy hop costs on this machine. `None` when nginx is not installed.
+    pub async fn start_nginx(emulator_url: &str) -> Result<Option<Gateway>> {
+        let Some(binary) = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|path| path.exists())
+        else {
+            return Ok(None);
+        };
+        let upstream = emulator_url
+            .strip_prefix("http://")
+            .context("the emulator URL is not http://")?;
+        let addr = free_port()?;
+        let prefix = std::env::temp_dir().join(format!("aigw-bench-nginx-{}", addr.port()));
+        std::fs::create_dir_all(&prefix).context("creating the nginx prefix")?;
+        let dir = prefix.display();
+        let config = format!(
+            "worker_processes 2;\n\
+             error_log {dir}/error.log warn;\n\
+             pid {dir}/nginx.pid;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n\
+               access_log off;\n\
+               client_body_temp_path {dir}/body;\n\
+               proxy_temp_path {dir}/proxy;\n\
+               fastcgi_temp_path {dir}/fastcgi;\n\
+               uwsgi_temp_path {dir}/uwsgi;\n\
+               scgi_temp_path {dir}/scgi;\n\
+               upstream emulator {{ server {upstream}; keepalive 256; }}\n\
+               server {{\n\
+                 listen {addr};\n\
+                 location / {{\n\
+                   proxy_pass http://emulator;\n\
+                   proxy_http_version 1.1;\n\
+                   proxy_set_header Connection \"\";\n\
+                   proxy_set_header Host $http_host;\n\
+                   proxy_buffering off;\n\
+                 }}\n\
+               }}\n\
+             }}\n"
+        );
+        let config_path = prefix.join("nginx.conf");
+        std::fs::write(&config_path, config).context("writing the nginx config")?;
+        let child = Command::new(&binary)
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&config_path)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let proxy = Gateway { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).await.is_err() {
+            if Instant::now() > deadline {
+                bail!("nginx did not listen on {addr} within 10 s (see {dir}/error.log)");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Some(proxy))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -133,20 +199,37 @@ impl Gateway {
         format!("http://{}", self.addr)
     }
 
-    /// User plus system CPU seconds the gateway has used so far.
+    /// User plus system CPU seconds the gateway has used so far, with its worker processes
+    /// (nginx, LiteLLM) counted in.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
+        let pid = self.pid().to_string();
+        let mut ticks = 0.0;
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0.0;
         };
-        (ticks(11) + ticks(12)) / TICKS_PER_SECOND
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // Fields after the parenthesised command name: ppid is the 4th of the line, utime
+            // and stime the 14th and 15th.
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            if name != pid && fields.get(1) != Some(&pid.as_str()) {
+                continue;
+            }
+            let field = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            ticks += field(11) + field(12);
+        }
+        ticks / TICKS_PER_SECOND
     }
 
     fn status_kib(&self, key: &str) -> u64 {
