@@ -9,12 +9,13 @@
 mod load;
 mod paths;
 mod process;
+mod upstream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aigw_emulator::{Emulator, ModelKnobs};
+use aigw_emulator::ModelKnobs;
 use anyhow::{Context, Result};
 use clap::Parser;
 use serde_json::{Value, json};
@@ -22,6 +23,7 @@ use serde_json::{Value, json};
 use crate::load::{Sample, closed_loop, open_loop};
 use crate::paths::{Caller, Kind};
 use crate::process::Gateway;
+use crate::upstream::Upstream;
 
 #[derive(Parser)]
 #[command(about = "Measure the latency, throughput, CPU and memory aigw adds over a direct call")]
@@ -48,6 +50,14 @@ struct Args {
     /// Unary open-loop phases only: no closed loop, no streaming (a faster A/B run).
     #[arg(long)]
     open_loop_only: bool,
+    /// Run the emulator inside the benchmark's process instead of its own: the direct path
+    /// then shares a runtime with it and gets cheaper than any real model call.
+    #[arg(long)]
+    in_process_emulator: bool,
+    /// An environment variable for the gateway, `KEY=VALUE`, repeatable (e.g.
+    /// `AIGW_LOG_LEVEL=info` to measure the access log, `TOKIO_WORKER_THREADS=1`).
+    #[arg(long, value_parser = parse_env_pair)]
+    gateway_env: Vec<(String, String)>,
     /// Where to write the JSON report [default: target/aigw-bench/report.json].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -100,18 +110,13 @@ async fn run(args: Args) -> Result<()> {
     if let Some(seconds) = args.seconds {
         plan.phase = Duration::from_secs(seconds.max(1));
     }
-    let emulator = Emulator::new();
-    // Recording every request would make the emulator, not the gateway, the bottleneck.
-    emulator.set_recording(false);
-    let emulator = emulator
-        .serve(([127, 0, 0, 1], 0).into())
-        .await
-        .context("starting the emulator")?;
-    let gateway = Gateway::start(&emulator.endpoint_url()).await?;
+    let emulator = Upstream::start(args.in_process_emulator).await?;
+    let gateway = Gateway::start(&emulator.endpoint_url(), &args.gateway_env).await?;
     let rss_at_start = gateway.rss_kib();
     println!(
-        "aigw-bench: emulator {}, gateway pid {} on {} (RSS at start {} KiB)",
+        "aigw-bench: emulator {} ({}), gateway pid {} on {} (RSS at start {} KiB)",
         emulator.endpoint_url(),
+        emulator.placement(),
         gateway.pid(),
         gateway.url(),
         rss_at_start
@@ -122,16 +127,6 @@ async fn run(args: Args) -> Result<()> {
     let idle = process::hold_idle_connections(&gateway.addr(), plan.idle_connections).await;
     let rss_idle = gateway.rss_kib();
     drop(idle);
-    let litellm = if args.litellm {
-        let proxy = Gateway::start_litellm(&emulator.endpoint_url()).await?;
-        if proxy.is_none() {
-            println!("litellm is not on PATH (pip install 'litellm[proxy]'); skipping the peer");
-        }
-        proxy
-    } else {
-        None
-    };
-
     let nginx = if args.nginx {
         let proxy = Gateway::start_nginx(&emulator.endpoint_url()).await?;
         if proxy.is_none() {
@@ -158,7 +153,7 @@ async fn run(args: Args) -> Result<()> {
 
     let mut rows: Vec<Sample> = Vec::new();
     // Unary, zero emulator latency: the gateway's own cost.
-    emulator.knobs().set_default(ModelKnobs::default());
+    emulator.set_default_knobs(ModelKnobs::default()).await?;
     for caller in &callers {
         let server = server_of(caller);
         warm_up(caller).await;
@@ -178,11 +173,13 @@ async fn run(args: Args) -> Result<()> {
     }
 
     // Streaming with model-like pacing: added time to first token.
-    emulator.knobs().set_default(ModelKnobs {
-        latency: Duration::from_millis(20),
-        token_delay: Duration::from_millis(2),
-        ..ModelKnobs::default()
-    });
+    emulator
+        .set_default_knobs(ModelKnobs {
+            latency: Duration::from_millis(20),
+            token_delay: Duration::from_millis(2),
+            ..ModelKnobs::default()
+        })
+        .await?;
     for caller in callers.iter().filter(|_| !args.open_loop_only) {
         let server = server_of(caller);
         let cpu = server.cpu_seconds();
@@ -191,10 +188,22 @@ async fn run(args: Args) -> Result<()> {
         rows.push(sample);
     }
 
+    // Started only now and stopped after its phases: an idle Python proxy still wakes up
+    // on its own and would disturb the gateway's high percentiles.
+    let litellm = if args.litellm {
+        let proxy = Gateway::start_litellm(&emulator.endpoint_url()).await?;
+        if proxy.is_none() {
+            println!("litellm is not on PATH (pip install 'litellm[proxy]'); skipping the peer");
+        }
+        proxy
+    } else {
+        None
+    };
+
     if let Some(proxy) = &litellm {
         // A peer in Python saturates far below aigw: one moderate rate and the closed loop,
         // unary only, keep its phases within the run's time budget.
-        emulator.knobs().set_default(ModelKnobs::default());
+        emulator.set_default_knobs(ModelKnobs::default()).await?;
         let caller = Arc::new(Caller::litellm(&proxy.url(), process::LITELLM_KEY));
         warm_up(&caller).await;
         let cpu = proxy.cpu_seconds();
@@ -207,6 +216,7 @@ async fn run(args: Args) -> Result<()> {
         rows.push(sample);
         println!("litellm RSS: {} KiB (main process)", proxy.rss_kib());
     }
+    drop(litellm);
     let peak_rss = gateway.peak_rss_kib();
 
     let report = report(
@@ -229,6 +239,13 @@ async fn run(args: Args) -> Result<()> {
         .with_context(|| format!("writing {}", out.display()))?;
     println!("report: {}", out.display());
     Ok(())
+}
+
+fn parse_env_pair(pair: &str) -> Result<(String, String), String> {
+    match pair.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{pair:?} is not KEY=VALUE")),
+    }
 }
 
 /// Opens connections and fills pools so the first phase does not measure set-up.

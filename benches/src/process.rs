@@ -23,18 +23,20 @@ pub struct Gateway {
 impl Gateway {
     /// Runs the release `aigw` next to this binary with the unchanged seed config, its
     /// Bedrock endpoint set by the SDK's own environment convention.
-    pub async fn start(emulator_url: &str) -> Result<Gateway> {
+    pub async fn start(emulator_url: &str, extra_env: &[(String, String)]) -> Result<Gateway> {
         let config =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/ai-proxy-advanced.yaml");
-        Gateway::start_with_config(emulator_url, &config).await
+        Gateway::start_with_config(emulator_url, &config, extra_env).await
     }
 
     /// Runs the release `aigw` with the decK file at `config`.
+    /// `extra_env` comes last, so it can override the defaults (e.g. `AIGW_LOG_LEVEL=info`).
     pub async fn start_with_config(
         emulator_url: &str,
         config: &std::path::Path,
+        extra_env: &[(String, String)],
     ) -> Result<Gateway> {
-        let binary = aigw_binary()?;
+        let binary = sibling_binary("aigw", "aigw")?;
         let addr = free_port()?;
         let child = Command::new(&binary)
             .arg("--config")
@@ -46,6 +48,7 @@ impl Gateway {
             .env("AWS_SECRET_ACCESS_KEY", "bench")
             .env("AIGW_LOG_LEVEL", "warn")
             .env_remove("RUST_LOG")
+            .envs(extra_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
@@ -264,27 +267,30 @@ impl Drop for Gateway {
     }
 }
 
-fn aigw_binary() -> Result<PathBuf> {
+/// The workspace binary `name` (from package `package`) next to this one, built first when
+/// `cargo run -p aigw-bench` built only this package.
+pub fn sibling_binary(name: &str, package: &str) -> Result<PathBuf> {
     let here = std::env::current_exe().context("locating this binary")?;
-    let binary = here.with_file_name("aigw");
+    let binary = here.with_file_name(name);
     if binary.exists() {
         return Ok(binary);
     }
-    // `cargo run -p aigw-bench` builds only this package; build the gateway beside it.
     let release = here.parent().is_some_and(|dir| dir.ends_with("release"));
     let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    build.args(["build", "-p", "aigw"]);
+    build.args(["build", "-p", package]);
     if release {
         build.arg("--release");
     }
-    let status = build.status().context("running cargo build -p aigw")?;
+    let status = build
+        .status()
+        .with_context(|| format!("running cargo build -p {package}"))?;
     if !status.success() || !binary.exists() {
-        bail!("could not build the aigw binary at {}", binary.display());
+        bail!("could not build {name} at {}", binary.display());
     }
     Ok(binary)
 }
 
-fn free_port() -> Result<SocketAddr> {
+pub fn free_port() -> Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?)
 }

@@ -96,7 +96,7 @@ async fn run(args: Args) -> Result<()> {
         ),
     )
     .context("writing the soak config")?;
-    let gateway = Gateway::start_with_config(&emulator.endpoint_url(), &config).await?;
+    let gateway = Gateway::start_with_config(&emulator.endpoint_url(), &config, &[]).await?;
     let url = format!("{}/bedrock-route", gateway.url());
     println!(
         "aigw-soak: {} req/s for {} s, {}% injected faults; gateway pid {} on {}",

@@ -20,12 +20,19 @@ struct Args {
         env = "BEDROCK_EMULATOR_LISTEN"
     )]
     listen: SocketAddr,
+    /// Do not record requests for `/_emulator/requests`: recording takes a lock and keeps
+    /// each body, which a load benchmark would measure instead of the gateway.
+    #[arg(long, env = "BEDROCK_EMULATOR_NO_RECORD")]
+    no_record: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let handle = aigw_emulator::start(args.listen)
+    let emulator = aigw_emulator::Emulator::new();
+    emulator.set_recording(!args.no_record);
+    let handle = emulator
+        .serve(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
 
