@@ -47,9 +47,10 @@ struct Args {
     /// percentiles).
     #[arg(long)]
     seconds: Option<u64>,
-    /// Unary open-loop phases only: no closed loop, no streaming (a faster A/B run).
-    #[arg(long)]
-    open_loop_only: bool,
+    /// Only these phases (a faster A/B run): `open` (unary at fixed rates), `closed`
+    /// (64 connections), `stream` (time to first token) [default: all].
+    #[arg(long, value_delimiter = ',', value_enum)]
+    only: Vec<Phase>,
     /// Run the emulator inside the benchmark's process instead of its own: the direct path
     /// then shares a runtime with it and gets cheaper than any real model call.
     #[arg(long)]
@@ -61,6 +62,13 @@ struct Args {
     /// Where to write the JSON report [default: target/aigw-bench/report.json].
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Phase {
+    Open,
+    Closed,
+    Stream,
 }
 
 struct Plan {
@@ -151,19 +159,20 @@ async fn run(args: Args) -> Result<()> {
         _ => &gateway,
     };
 
+    let runs = |phase: Phase| args.only.is_empty() || args.only.contains(&phase);
     let mut rows: Vec<Sample> = Vec::new();
     // Unary, zero emulator latency: the gateway's own cost.
     emulator.set_default_knobs(ModelKnobs::default()).await?;
     for caller in &callers {
         let server = server_of(caller);
         warm_up(caller).await;
-        for rate in &plan.rates {
+        for rate in plan.rates.iter().filter(|_| runs(Phase::Open)) {
             let cpu = server.cpu_seconds();
             let mut sample = open_loop(caller.clone(), false, *rate, plan.phase).await;
             sample.gateway_cpu = server.cpu_seconds() - cpu;
             rows.push(sample);
         }
-        if args.open_loop_only {
+        if !runs(Phase::Closed) {
             continue;
         }
         let cpu = server.cpu_seconds();
@@ -180,7 +189,7 @@ async fn run(args: Args) -> Result<()> {
             ..ModelKnobs::default()
         })
         .await?;
-    for caller in callers.iter().filter(|_| !args.open_loop_only) {
+    for caller in callers.iter().filter(|_| runs(Phase::Stream)) {
         let server = server_of(caller);
         let cpu = server.cpu_seconds();
         let mut sample = open_loop(caller.clone(), true, plan.stream_rate, plan.phase).await;
