@@ -43,6 +43,9 @@ struct Args {
     /// (e.g. `--rates 2000` to compare one change at one rate).
     #[arg(long, value_delimiter = ',')]
     rates: Option<Vec<u32>>,
+    /// Streams started per second in the time-to-first-token phases [default: 200].
+    #[arg(long)]
+    stream_rate: Option<u32>,
     /// Seconds per phase, replacing the mode's default (longer phases steady the high
     /// percentiles).
     #[arg(long)]
@@ -114,6 +117,9 @@ async fn run(args: Args) -> Result<()> {
     let mut plan = Plan::new(args.quick);
     if let Some(rates) = args.rates.clone() {
         plan.rates = rates;
+    }
+    if let Some(rate) = args.stream_rate {
+        plan.stream_rate = rate.max(1);
     }
     if let Some(seconds) = args.seconds {
         plan.phase = Duration::from_secs(seconds.max(1));
