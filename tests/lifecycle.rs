@@ -249,6 +249,40 @@ async fn slow_headers_are_cut_off_while_other_clients_are_served() {
     assert!(nothing.is_empty(), "nothing to answer: {nothing:?}");
 }
 
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    let serve = ServeOptions {
+        header_read_timeout: Duration::from_millis(300),
+        ..ServeOptions::default()
+    };
+    let stack = Stack::start_tuned(&seed_config(), RouteLimits::default(), serve).await;
+    let mut idle = TcpStream::connect(stack.gateway.addr())
+        .await
+        .expect("connects");
+    idle.write_all(b"GET /health HTTP/1.1\r\nhost: aigw\r\n\r\n")
+        .await
+        .expect("writes");
+    let mut answer = vec![0u8; 4096];
+    let read = idle.read(&mut answer).await.expect("reads the answer");
+    assert!(
+        String::from_utf8_lossy(&answer[..read]).starts_with("HTTP/1.1 200"),
+        "the first request is answered and the connection kept open"
+    );
+    // Then the client sends nothing more: the descriptor must not be held forever.
+    let began = std::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), idle.read_to_end(&mut rest))
+        .await
+        .expect("the gateway closed the idle connection")
+        .ok();
+    assert!(rest.is_empty(), "nothing more was asked: {rest:?}");
+    assert!(
+        began.elapsed() >= Duration::from_millis(250),
+        "closed by the timeout, not at once after the answer ({:?})",
+        began.elapsed()
+    );
+}
+
 fn temp_config(name: &str, text: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("aigw-{}-{name}.yaml", std::process::id()));
     std::fs::write(&path, text).expect("writes the temp config");
