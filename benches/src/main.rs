@@ -181,6 +181,9 @@ async fn run(args: Args) -> Result<()> {
         if !runs(Phase::Closed) {
             continue;
         }
+        // Every client pool (reqwest's, the SDK's, the gateway's own upstream pool) opens
+        // its extra connections here, not inside the measured phase.
+        closed_loop(caller.clone(), plan.closed_connections, CLOSED_LOOP_WARM_UP).await;
         let cpu = server.cpu_seconds();
         let mut sample = closed_loop(caller.clone(), plan.closed_connections, plan.phase).await;
         sample.gateway_cpu = server.cpu_seconds() - cpu;
@@ -262,6 +265,9 @@ fn parse_env_pair(pair: &str) -> Result<(String, String), String> {
         _ => Err(format!("{pair:?} is not KEY=VALUE")),
     }
 }
+
+/// How long each closed loop runs unmeasured first, at its full concurrency.
+const CLOSED_LOOP_WARM_UP: Duration = Duration::from_millis(500);
 
 /// Opens connections and fills pools so the first phase does not measure set-up.
 async fn warm_up(caller: &Arc<Caller>) {

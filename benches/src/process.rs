@@ -261,7 +261,23 @@ impl Gateway {
 }
 
 impl Drop for Gateway {
+    /// SIGTERM first: nginx's master then stops its workers (SIGKILL would orphan them,
+    /// still holding the port), aigw and LiteLLM shut down cleanly. SIGKILL only if the
+    /// process is still there after two seconds.
     fn drop(&mut self) {
+        let asked = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success());
+        if asked {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
