@@ -283,17 +283,19 @@ impl Drop for Gateway {
     }
 }
 
-/// The workspace binary `name` (from package `package`) next to this one, built first when
-/// `cargo run -p aigw-bench` built only this package.
+/// The workspace binary `name` (from package `package`) next to this one. Under
+/// `cargo run` it is (re)built first, so an edit to the gateway is never measured with a
+/// stale binary; run directly, the benchmark builds it only when it is missing.
 pub fn sibling_binary(name: &str, package: &str) -> Result<PathBuf> {
     let here = std::env::current_exe().context("locating this binary")?;
     let binary = here.with_file_name(name);
-    if binary.exists() {
+    let cargo = std::env::var_os("CARGO");
+    if binary.exists() && cargo.is_none() {
         return Ok(binary);
     }
     let release = here.parent().is_some_and(|dir| dir.ends_with("release"));
-    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    build.args(["build", "-p", package]);
+    let mut build = Command::new(cargo.unwrap_or_else(|| "cargo".into()));
+    build.args(["build", "--quiet", "-p", package]);
     if release {
         build.arg("--release");
     }
