@@ -29,7 +29,7 @@ pub mod mapping {
 
 pub use provider::BedrockProvider;
 pub use spec::{BedrockTargetSpec, RequestDefaults};
-pub use target::BedrockTarget;
+pub use target::{BedrockChat, BedrockTarget};
 
 /// The provider name, as in the config and in [`aigw_core::ServedBy`].
 pub const PROVIDER: &str = "bedrock";

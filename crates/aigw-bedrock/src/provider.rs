@@ -14,7 +14,7 @@ use aws_smithy_runtime_api::client::auth::AuthSchemeId;
 use tokio::sync::Mutex;
 
 use crate::spec::BedrockTargetSpec;
-use crate::target::BedrockTarget;
+use crate::target::{BedrockChat, BedrockTarget};
 
 /// The provider name credentials built from the config are tagged with, for SDK logs.
 const CREDENTIALS_SOURCE: &str = "aigw-config";
@@ -80,12 +80,12 @@ impl BedrockProvider {
                 }
             }
         };
-        Ok(BedrockTarget::new(
+        Ok(BedrockTarget::new(BedrockChat::new(
             client,
             &spec.model_id,
             spec.defaults,
             spec.stream_idle_timeout,
-        ))
+        )))
     }
 
     /// How many distinct SDK clients the provider built so far.

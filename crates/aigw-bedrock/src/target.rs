@@ -1,18 +1,12 @@
-//! One Bedrock target as a driver service.
+//! One Bedrock target: the Converse and ConverseStream calls behind core's driver shell.
 
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use aigw_core::{
-    BoxDriver, ChatReply, ChatRequest, DriverFuture, Error, ErrorKind, ReplyBody, ServedBy,
-};
+use aigw_core::{Chat, ChatReply, ChatRequest, Error, ErrorKind, ReplyBody, ServedBy, Target};
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::types::ConverseStreamOutput as StreamEvent;
-use tower::Service;
-use tower::util::BoxCloneSyncService;
-use tracing::Instrument;
 
 use crate::PROVIDER;
 use crate::error::{classify, classify_stream};
@@ -25,95 +19,51 @@ use crate::stream::{ChunkMaker, chunk_stream};
 /// stream is handed on regardless.
 const MAX_HEAD_EVENTS: usize = 4;
 
-/// One model behind one SDK client: a `tower::Service<ChatRequest>` calling Converse, or
-/// ConverseStream when the request asks for a stream.
-///
-/// Cloning is cheap (one `Arc`). Always ready: the SDK client has no backpressure, so
-/// concurrency limits belong to the layers above.
-#[derive(Clone)]
-pub struct BedrockTarget {
-    inner: Arc<Inner>,
-}
+/// One Bedrock target as a driver service: [`BedrockChat`] in core's service shell.
+pub type BedrockTarget = Target<BedrockChat>;
 
-struct Inner {
+/// One model behind one SDK client: Converse, or ConverseStream when the request asks for a
+/// stream.
+pub struct BedrockChat {
     client: Client,
     model: Arc<str>,
     defaults: RequestDefaults,
     stream_idle_timeout: Duration,
 }
 
-impl fmt::Debug for BedrockTarget {
+impl fmt::Debug for BedrockChat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BedrockTarget")
-            .field("model", &self.inner.model)
+            .field("model", &self.model)
             .finish_non_exhaustive()
     }
 }
 
-impl BedrockTarget {
+impl BedrockChat {
     pub(crate) fn new(
         client: Client,
         model_id: &str,
         defaults: RequestDefaults,
         stream_idle_timeout: Duration,
     ) -> Self {
-        BedrockTarget {
-            inner: Arc::new(Inner {
-                client,
-                model: Arc::from(model_id),
-                defaults,
-                stream_idle_timeout,
-            }),
+        BedrockChat {
+            client,
+            model: Arc::from(model_id),
+            defaults,
+            stream_idle_timeout,
         }
-    }
-
-    /// The model id this target calls.
-    pub fn model(&self) -> &Arc<str> {
-        &self.inner.model
-    }
-
-    /// The target as the balancer names it in answers and traces.
-    pub fn served_by(&self) -> ServedBy {
-        ServedBy {
-            provider: PROVIDER,
-            model: Arc::clone(&self.inner.model),
-        }
-    }
-
-    /// The target type-erased, as the balancer holds drivers.
-    pub fn into_driver(self) -> BoxDriver {
-        BoxCloneSyncService::new(self)
     }
 }
 
-impl Service<ChatRequest> for BedrockTarget {
-    type Response = ChatReply;
-    type Error = Error;
-    type Future = DriverFuture;
+impl Chat for BedrockChat {
+    const PROVIDER: &'static str = PROVIDER;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
+    fn model(&self) -> &Arc<str> {
+        &self.model
     }
 
-    fn call(&mut self, request: ChatRequest) -> DriverFuture {
-        let inner = Arc::clone(&self.inner);
-        let span = tracing::debug_span!("bedrock", model = %inner.model, stream = request.stream);
-        Box::pin(
-            async move {
-                let result = inner.chat(&request).await;
-                if let Err(err) = &result {
-                    tracing::debug!(kind = %err.kind(), error = %err, "bedrock call failed");
-                }
-                result
-            }
-            .instrument(span),
-        )
-    }
-}
-
-impl Inner {
-    async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, Error> {
-        let parts = to_converse(request, &self.defaults)?;
+    async fn chat(&self, request: ChatRequest) -> Result<ChatReply, Error> {
+        let parts = to_converse(&request, &self.defaults)?;
         let body = if request.stream {
             self.stream(parts).await?
         } else {
@@ -127,7 +77,9 @@ impl Inner {
             body,
         })
     }
+}
 
+impl BedrockChat {
     async fn complete(&self, parts: ConverseParts) -> Result<ReplyBody, Error> {
         let output = self
             .client

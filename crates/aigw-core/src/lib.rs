@@ -14,6 +14,6 @@ pub use chat::{
     ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkStream, FinishReason, Message, ReplyBody,
     Role, ServedBy, Usage,
 };
-pub use driver::{BoxDriver, DriverFuture};
+pub use driver::{BoxDriver, Chat, DriverFuture, Target};
 pub use error::{Error, ErrorKind};
 pub use ids::{completion_id, unix_now};

@@ -25,7 +25,7 @@ mod target;
 
 pub use provider::OpenAiProvider;
 pub use spec::{Auth, OPENAI_URL, OpenAiTargetSpec, ParamLocation, RequestDefaults};
-pub use target::OpenAiTarget;
+pub use target::{OpenAiChat, OpenAiTarget};
 
 /// The provider name, as in the config and in [`aigw_core::ServedBy`].
 pub const PROVIDER: &str = "openai";

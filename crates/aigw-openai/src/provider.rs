@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::Mutex;
 
 use crate::spec::{Auth, OPENAI_URL, OpenAiTargetSpec, ParamLocation};
-use crate::target::{Inner, OpenAiTarget};
+use crate::target::{OpenAiChat, OpenAiTarget};
 
 /// Builds OpenAI-compatible targets, sharing one HTTP client (and so one connection
 /// pool) per distinct connect timeout.
@@ -75,7 +75,7 @@ impl OpenAiProvider {
             }
         }
         let client = self.client(spec.connect_timeout).await?;
-        Ok(OpenAiTarget::new(Inner {
+        Ok(OpenAiTarget::new(OpenAiChat {
             client,
             url,
             headers,

@@ -1,17 +1,11 @@
-//! One OpenAI-compatible target as a driver service.
+//! One OpenAI-compatible target: the chat completions call behind core's driver shell.
 
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use aigw_core::{
-    BoxDriver, ChatReply, ChatRequest, DriverFuture, Error, ErrorKind, ReplyBody, ServedBy,
-};
+use aigw_core::{Chat, ChatReply, ChatRequest, Error, ErrorKind, ReplyBody, ServedBy, Target};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, header};
-use tower::Service;
-use tower::util::BoxCloneSyncService;
-use tracing::Instrument;
 
 use crate::PROVIDER;
 use crate::error::{classify_body, classify_send, from_status};
@@ -23,17 +17,12 @@ use crate::stream::{ChunkMaker, chunk_stream};
 /// How much of an error answer is read to find the upstream's message.
 const MAX_ERROR_BODY: usize = 16 * 1024;
 
-/// One model behind one pooled HTTP client: a `tower::Service<ChatRequest>` posting to a
-/// chat completions URL, with `stream: true` when the request asks for a stream.
-///
-/// Cloning is cheap (one `Arc`). Always ready: the client's pool has no backpressure, so
-/// concurrency limits belong to the layers above.
-#[derive(Clone)]
-pub struct OpenAiTarget {
-    inner: Arc<Inner>,
-}
+/// One OpenAI-compatible target as a driver service: [`OpenAiChat`] in core's service shell.
+pub type OpenAiTarget = Target<OpenAiChat>;
 
-pub(crate) struct Inner {
+/// One model behind one pooled HTTP client, posting to a chat completions URL, with
+/// `stream: true` when the request asks for a stream.
+pub struct OpenAiChat {
     pub(crate) client: reqwest::Client,
     /// The chat completions URL, with any `param_location: query` credential in it.
     pub(crate) url: reqwest::Url,
@@ -45,69 +34,30 @@ pub(crate) struct Inner {
     pub(crate) defaults: RequestDefaults,
 }
 
-impl fmt::Debug for OpenAiTarget {
+impl fmt::Debug for OpenAiChat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL's query and the headers may hold credentials.
         f.debug_struct("OpenAiTarget")
-            .field("model", &self.inner.model)
-            .field("host", &self.inner.url.host_str())
+            .field("model", &self.model)
+            .field("host", &self.url.host_str())
             .finish_non_exhaustive()
     }
 }
 
-impl OpenAiTarget {
-    pub(crate) fn new(inner: Inner) -> Self {
-        OpenAiTarget {
-            inner: Arc::new(inner),
-        }
+impl Chat for OpenAiChat {
+    const PROVIDER: &'static str = PROVIDER;
+
+    fn model(&self) -> &Arc<str> {
+        &self.model
     }
 
-    /// The model this target asks for.
-    pub fn model(&self) -> &Arc<str> {
-        &self.inner.model
-    }
-
-    /// The target as the balancer names it in answers and traces.
-    pub fn served_by(&self) -> ServedBy {
-        ServedBy {
-            provider: PROVIDER,
-            model: Arc::clone(&self.inner.model),
-        }
-    }
-
-    /// The target type-erased, as the balancer holds drivers.
-    pub fn into_driver(self) -> BoxDriver {
-        BoxCloneSyncService::new(self)
+    async fn chat(&self, request: ChatRequest) -> Result<ChatReply, Error> {
+        self.post(&request).await
     }
 }
 
-impl Service<ChatRequest> for OpenAiTarget {
-    type Response = ChatReply;
-    type Error = Error;
-    type Future = DriverFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: ChatRequest) -> DriverFuture {
-        let inner = Arc::clone(&self.inner);
-        let span = tracing::debug_span!("openai", model = %inner.model, stream = request.stream);
-        Box::pin(
-            async move {
-                let result = inner.chat(&request).await;
-                if let Err(err) = &result {
-                    tracing::debug!(kind = %err.kind(), error = %err, "openai call failed");
-                }
-                result
-            }
-            .instrument(span),
-        )
-    }
-}
-
-impl Inner {
-    async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, Error> {
+impl OpenAiChat {
+    async fn post(&self, request: &ChatRequest) -> Result<ChatReply, Error> {
         let body = to_body(request, &self.model, &self.defaults, &self.body_params)?;
         let accept = if request.stream {
             HeaderValue::from_static("text/event-stream")
