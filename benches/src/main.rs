@@ -9,6 +9,7 @@
 mod load;
 mod paths;
 mod process;
+mod targets;
 mod upstream;
 
 use std::path::PathBuf;
@@ -237,18 +238,28 @@ async fn run(args: Args) -> Result<()> {
     drop(litellm);
     let peak_rss = gateway.peak_rss_kib();
 
-    let report = report(
+    let checks = targets::check(
+        &rows,
+        &targets::Memory {
+            at_start_kib: rss_at_start,
+            with_idle_kib: rss_idle,
+            idle_connections: plan.idle_connections,
+        },
+    );
+    let mut report = report(
         &rows,
         rss_at_start,
         rss_idle,
         plan.idle_connections,
         peak_rss,
     );
+    report["targets"] = targets::to_json(&checks);
     print_table(&rows);
     println!(
         "\ngateway RSS: {rss_at_start} KiB at start, {rss_idle} KiB with {} idle keep-alive connections, peak {peak_rss} KiB",
         plan.idle_connections
     );
+    targets::print(&checks);
     let out = args.out.unwrap_or_else(default_report_path);
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -286,7 +297,7 @@ fn default_report_path() -> PathBuf {
 const PERCENTILES: [f64; 4] = [50.0, 90.0, 99.0, 99.9];
 
 /// The direct call's sample in the same mode and load, to subtract from a gateway path.
-fn floor<'a>(rows: &'a [Sample], row: &Sample) -> Option<&'a Sample> {
+pub(crate) fn floor<'a>(rows: &'a [Sample], row: &Sample) -> Option<&'a Sample> {
     rows.iter()
         .find(|r| r.kind == Kind::Direct && r.stream == row.stream && r.load == row.load)
 }
