@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aigw_core::{ChatChunk, ChunkStream, Error, ErrorKind, Role};
+use aigw_core::{ChatChunk, ChunkSequence, ChunkStream, Error, ErrorKind};
 use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
 use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{ContentBlockDelta, ConverseStreamOutput as StreamEvent};
@@ -17,69 +17,48 @@ pub(crate) type Receiver = EventReceiver<StreamEvent, ConverseStreamOutputError>
 /// Turns stream events into chunks, one event at a time; knows nothing of I/O.
 #[derive(Debug)]
 pub(crate) struct ChunkMaker {
-    id: Arc<str>,
-    created: u64,
-    model: Arc<str>,
-    role_sent: bool,
-    stopped: bool,
+    sequence: ChunkSequence,
 }
 
 impl ChunkMaker {
     pub(crate) fn new(id: Arc<str>, created: u64, model: Arc<str>) -> Self {
         ChunkMaker {
-            id,
-            created,
-            model,
-            role_sent: false,
-            stopped: false,
+            sequence: ChunkSequence::new(id, created, model),
         }
     }
 
     /// The chunk an event becomes, if it carries anything a client sees.
     pub(crate) fn on_event(&mut self, event: StreamEvent) -> Option<ChatChunk> {
         let mut chunk = match event {
-            StreamEvent::MessageStart(_) if !self.role_sent => self.empty_chunk(),
+            StreamEvent::MessageStart(_) if !self.sequence.role_sent() => self.sequence.chunk(),
             StreamEvent::ContentBlockDelta(delta) => match delta.delta {
                 Some(ContentBlockDelta::Text(text)) if !text.is_empty() => ChatChunk {
                     content: Some(text),
-                    ..self.empty_chunk()
+                    ..self.sequence.chunk()
                 },
                 // Tool-use, reasoning and citation deltas have no text-chat equivalent yet.
                 _ => return None,
             },
             StreamEvent::MessageStop(stop) => {
-                self.stopped = true;
+                self.sequence.mark_complete();
                 ChatChunk {
                     finish_reason: Some(finish_reason(stop.stop_reason())),
-                    ..self.empty_chunk()
+                    ..self.sequence.chunk()
                 }
             }
             StreamEvent::Metadata(metadata) => ChatChunk {
                 usage: Some(usage(metadata.usage()?)),
-                ..self.empty_chunk()
+                ..self.sequence.chunk()
             },
             _ => return None,
         };
-        // Clients expect the role on the first chunk even if messageStart went missing.
-        if !self.role_sent {
-            self.role_sent = true;
-            chunk.role = Some(Role::Assistant);
-        }
+        self.sequence.give_role_if_first(&mut chunk);
         Some(chunk)
     }
 
     /// What the end of the event stream means: clean only after `messageStop`.
     pub(crate) fn on_end(&self) -> Option<Error> {
-        (!self.stopped).then(|| {
-            Error::new(
-                ErrorKind::UpstreamProtocol,
-                "bedrock stream ended before messageStop",
-            )
-        })
-    }
-
-    fn empty_chunk(&self) -> ChatChunk {
-        ChatChunk::empty(&self.id, self.created, &self.model)
+        self.sequence.end("bedrock stream ended before messageStop")
     }
 }
 
@@ -152,7 +131,7 @@ fn idle(limit: Duration) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use aigw_core::{FinishReason, Usage};
+    use aigw_core::{FinishReason, Role, Usage};
     use aws_sdk_bedrockruntime::types::{
         ContentBlockDeltaEvent, ContentBlockStopEvent, ConversationRole,
         ConverseStreamMetadataEvent, MessageStartEvent, MessageStopEvent, StopReason, TokenUsage,

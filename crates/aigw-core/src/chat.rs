@@ -157,18 +157,66 @@ pub struct ChatChunk {
     pub usage: Option<Usage>,
 }
 
-impl ChatChunk {
-    /// A piece that carries only its answer's identity; drivers fill in what an event adds.
-    pub fn empty(id: &Arc<str>, created: u64, model: &Arc<str>) -> ChatChunk {
-        ChatChunk {
-            id: Arc::clone(id),
+/// The bookkeeping every driver's stream shares: the identity each chunk of one answer
+/// carries, that the first chunk out carries the role, and whether the upstream said the
+/// answer was complete before its stream ended.
+#[derive(Debug)]
+pub struct ChunkSequence {
+    id: Arc<str>,
+    created: u64,
+    model: Arc<str>,
+    role_sent: bool,
+    complete: bool,
+}
+
+impl ChunkSequence {
+    /// The sequence of the answer `id`, created at `created` (Unix seconds) by `model`.
+    pub fn new(id: Arc<str>, created: u64, model: Arc<str>) -> ChunkSequence {
+        ChunkSequence {
+            id,
             created,
-            model: Arc::clone(model),
+            model,
+            role_sent: false,
+            complete: false,
+        }
+    }
+
+    /// A chunk of this answer carrying nothing yet; the driver fills in what an event adds.
+    pub fn chunk(&self) -> ChatChunk {
+        ChatChunk {
+            id: Arc::clone(&self.id),
+            created: self.created,
+            model: Arc::clone(&self.model),
             role: None,
             content: None,
             finish_reason: None,
             usage: None,
         }
+    }
+
+    /// Whether a chunk carried the role already.
+    pub fn role_sent(&self) -> bool {
+        self.role_sent
+    }
+
+    /// Gives `chunk` the role when no chunk carried it yet: clients expect it on the first
+    /// chunk even when the upstream's opening event went missing.
+    pub fn give_role_if_first(&mut self, chunk: &mut ChatChunk) {
+        if !self.role_sent {
+            self.role_sent = true;
+            chunk.role = Some(Role::Assistant);
+        }
+    }
+
+    /// The upstream said the answer is complete (a stop event, a finish reason).
+    pub fn mark_complete(&mut self) {
+        self.complete = true;
+    }
+
+    /// What the end of the upstream's stream means: nothing after
+    /// [`mark_complete`](Self::mark_complete), otherwise a protocol error with `why`.
+    pub fn end(&self, why: &'static str) -> Option<Error> {
+        (!self.complete).then(|| Error::new(crate::ErrorKind::UpstreamProtocol, why))
     }
 }
 

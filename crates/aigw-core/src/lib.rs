@@ -11,8 +11,8 @@ mod error;
 mod ids;
 
 pub use chat::{
-    ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkStream, FinishReason, Message, ReplyBody,
-    Role, ServedBy, Usage,
+    ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkSequence, ChunkStream, FinishReason,
+    Message, ReplyBody, Role, ServedBy, Usage,
 };
 pub use driver::{BoxDriver, Chat, DriverFuture, Target};
 pub use error::{Error, ErrorKind};

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use aigw_core::{ChatChunk, ChunkStream, Error, ErrorKind, Role, Usage};
+use aigw_core::{ChatChunk, ChunkSequence, ChunkStream, Error, ErrorKind, Usage};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
@@ -20,21 +20,13 @@ pub(crate) type BodyStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> +
 /// Turns decoded events into chunks, one event at a time; knows nothing of I/O.
 #[derive(Debug)]
 pub(crate) struct ChunkMaker {
-    id: Arc<str>,
-    created: u64,
-    model: Arc<str>,
-    role_sent: bool,
-    stopped: bool,
+    sequence: ChunkSequence,
 }
 
 impl ChunkMaker {
     pub(crate) fn new(id: Arc<str>, created: u64, model: Arc<str>) -> Self {
         ChunkMaker {
-            id,
-            created,
-            model,
-            role_sent: false,
-            stopped: false,
+            sequence: ChunkSequence::new(id, created, model),
         }
     }
 
@@ -65,53 +57,41 @@ impl ChunkMaker {
         let first = out.len();
         // Only the first choice: aigw asks for one (`n` is never sent).
         if let Some(choice) = event.choices.into_iter().next() {
-            if choice.delta.role.is_some() && !self.role_sent {
-                out.push_back(self.empty_chunk());
+            if choice.delta.role.is_some() && !self.sequence.role_sent() {
+                out.push_back(self.sequence.chunk());
             }
             if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
                 out.push_back(ChatChunk {
                     content: Some(text),
-                    ..self.empty_chunk()
+                    ..self.sequence.chunk()
                 });
             }
             // Servers that put the last text and the finish reason in one event still get
             // a finish chunk of its own, as every other driver's stream has.
             if let Some(reason) = choice.finish_reason {
-                self.stopped = true;
+                self.sequence.mark_complete();
                 out.push_back(ChatChunk {
                     finish_reason: Some(finish_reason(Some(&reason))),
-                    ..self.empty_chunk()
+                    ..self.sequence.chunk()
                 });
             }
         }
         if let Some(usage) = event.usage {
             out.push_back(ChatChunk {
                 usage: Some(Usage::from(usage)),
-                ..self.empty_chunk()
+                ..self.sequence.chunk()
             });
         }
-        // Clients expect the role on the first chunk even if no role delta came.
-        if !self.role_sent {
-            if let Some(chunk) = out.get_mut(first) {
-                chunk.role = Some(Role::Assistant);
-                self.role_sent = true;
-            }
+        if let Some(chunk) = out.get_mut(first) {
+            self.sequence.give_role_if_first(chunk);
         }
         Ok(())
     }
 
     /// What the end of the events means: clean only after a finish reason.
     pub(crate) fn on_end(&self) -> Option<Error> {
-        (!self.stopped).then(|| {
-            Error::new(
-                ErrorKind::UpstreamProtocol,
-                "openai upstream stream ended before a finish_reason",
-            )
-        })
-    }
-
-    fn empty_chunk(&self) -> ChatChunk {
-        ChatChunk::empty(&self.id, self.created, &self.model)
+        self.sequence
+            .end("openai upstream stream ended before a finish_reason")
     }
 }
 
@@ -180,7 +160,7 @@ pub(crate) fn chunk_stream(body: BodyStream, chunks: ChunkMaker) -> ChunkStream 
 
 #[cfg(test)]
 mod tests {
-    use aigw_core::FinishReason;
+    use aigw_core::{FinishReason, Role};
 
     use super::*;
 
