@@ -24,7 +24,7 @@ use crate::Emulator;
 use crate::answer::{Answer, StopReason, answer, deltas, parse_chat_prompt};
 use crate::knobs::{Fault, Lookup, Slot};
 use crate::record::{Operation, SeenRequest};
-use crate::server::{Inflight, header_record, stopped, typed, with_request_id};
+use crate::server::{Inflight, header_record, sit_out_latency, stopped, typed, with_request_id};
 use crate::stream::cut;
 
 /// An error answer as OpenAI sends it: `{"error": {"message", "type", "param", "code"}}`.
@@ -159,15 +159,9 @@ pub(crate) async fn chat_completions(
     };
 
     let mut stop = shared.stop.subscribe();
-    let latency = plan.slot.knobs.latency;
-    if !latency.is_zero() {
-        tokio::select! {
-            () = tokio::time::sleep(latency) => {}
-            () = stopped(&mut stop) => {
-                inflight.complete();
-                return with_request_id(stopping().into_response(), id);
-            }
-        }
+    if !sit_out_latency(plan.slot.knobs.latency, &mut stop).await {
+        inflight.complete();
+        return with_request_id(stopping().into_response(), id);
     }
 
     let fault = plan.slot.knobs.fault.clone().filter(|_| plan.fault);

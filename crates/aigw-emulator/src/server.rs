@@ -56,6 +56,18 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Waits out a model's configured latency before its first byte; `false` when the emulator
+/// began shutting down meanwhile, so the caller answers "shutting down" instead.
+pub(crate) async fn sit_out_latency(latency: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if latency.is_zero() {
+        return true;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(latency) => true,
+        () = stopped(stop) => false,
+    }
+}
+
 /// Tracks one request until its answer is complete; dropped before that, the client went away.
 #[derive(Debug)]
 pub(crate) struct Inflight {
@@ -249,15 +261,9 @@ async fn handle(shared: Arc<Shared>, call: Call) -> Response {
     };
 
     let mut stop = shared.stop.subscribe();
-    let latency = plan.slot.knobs.latency;
-    if !latency.is_zero() {
-        tokio::select! {
-            () = tokio::time::sleep(latency) => {}
-            () = stopped(&mut stop) => {
-                inflight.complete();
-                return with_request_id(stopping().into_response(), id);
-            }
-        }
+    if !sit_out_latency(plan.slot.knobs.latency, &mut stop).await {
+        inflight.complete();
+        return with_request_id(stopping().into_response(), id);
     }
 
     let response = match plan.fault() {
