@@ -56,6 +56,32 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 }
 
 /// Kills the child if the test fails midway, so no gateway outlives it.
+/// The real binary serving `config` against the emulator at `emulator_url`, logging at
+/// `log_level` into `log`.
+fn start_gateway(
+    config: &Path,
+    emulator_url: &str,
+    log_level: &str,
+    log: &Path,
+) -> (Running, SocketAddr) {
+    let addr = free_port();
+    let child = Command::new(AIGW)
+        .arg("--config")
+        .arg(config)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator_url)
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AIGW_LOG_LEVEL", log_level)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("aigw starts");
+    (Running(child), addr)
+}
+
 struct Running(Child);
 
 impl Drop for Running {
@@ -73,22 +99,7 @@ async fn sighup_reloads_and_sigterm_drains_then_exits_zero() {
     let config = temp_path("config.yaml");
     std::fs::write(&config, seed()).expect("writes config");
     let log = temp_path("log.txt");
-    let addr = free_port();
-    let child = Command::new(AIGW)
-        .arg("--config")
-        .arg(&config)
-        .arg("--listen")
-        .arg(addr.to_string())
-        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator.endpoint_url())
-        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-        .env("AIGW_LOG_LEVEL", "info")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("aigw starts");
-    let mut gateway = Running(child);
+    let (mut gateway, addr) = start_gateway(&config, &emulator.endpoint_url(), "info", &log);
     let base = format!("http://{addr}");
     eventually("the gateway to serve", async || {
         post(&format!("{base}/bedrock-route")).await == Some(200)
@@ -208,23 +219,8 @@ async fn keys_sent_by_clients_never_reach_the_log() {
     let config = temp_path("keys.yaml");
     std::fs::write(&config, with_auth).expect("writes config");
     let log = temp_path("keys-log.txt");
-    let addr = free_port();
-    let child = Command::new(AIGW)
-        .arg("--config")
-        .arg(&config)
-        .arg("--listen")
-        .arg(addr.to_string())
-        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator.endpoint_url())
-        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-        // The most talkative level aigw has: nothing at it may show a key.
-        .env("AIGW_LOG_LEVEL", "debug")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("aigw starts");
-    let mut gateway = Running(child);
+    // The most talkative level aigw has: nothing at it may show a key.
+    let (mut gateway, addr) = start_gateway(&config, &emulator.endpoint_url(), "debug", &log);
     let url = format!("http://{addr}/bedrock-route");
     eventually("the gateway to serve", async || {
         post(&url).await == Some(401)
