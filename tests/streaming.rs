@@ -374,20 +374,7 @@ async fn client_going_away_cancels_the_upstream_stream() {
     assert_eq!(stack.emulator.open_streams(), 1);
     let left = Instant::now();
     drop(sse);
-    assert!(
-        eventually(Duration::from_secs(3), || stack
-            .emulator
-            .cancelled_streams()
-            == 1)
-        .await,
-        "the upstream stream was cancelled after the HTTP client left"
-    );
-    eprintln!(
-        "HTTP: upstream cancelled {:?} after the client left",
-        left.elapsed()
-    );
-    assert_eq!(stack.emulator.open_streams(), 0);
-    assert!(stack.emulator.requests()[0].client_went_away);
+    assert_upstream_cancelled(&stack, 1, left, "HTTP").await;
 
     let mut client = ChatServiceClient::connect(stack.gateway.url())
         .await
@@ -402,20 +389,27 @@ async fn client_going_away_cancels_the_upstream_stream() {
     let left = Instant::now();
     // Dropping the stream resets it (RST_STREAM); the connection itself stays up.
     drop(stream);
+    assert_upstream_cancelled(&stack, 2, left, "gRPC").await;
+}
+
+/// The `nth` stream the emulator served (counting from 1) was cancelled soon after the
+/// client `left`, and nothing is still streaming.
+async fn assert_upstream_cancelled(stack: &Stack, nth: u64, left: Instant, front_end: &str) {
     assert!(
         eventually(Duration::from_secs(3), || stack
             .emulator
             .cancelled_streams()
-            == 2)
+            == nth)
         .await,
-        "the upstream stream was cancelled after the gRPC client left"
+        "the upstream stream was cancelled after the {front_end} client left"
     );
     eprintln!(
-        "gRPC: upstream cancelled {:?} after the client left",
+        "{front_end}: upstream cancelled {:?} after the client left",
         left.elapsed()
     );
     assert_eq!(stack.emulator.open_streams(), 0);
-    assert!(stack.emulator.requests()[1].client_went_away);
+    let index = usize::try_from(nth - 1).expect("a small count");
+    assert!(stack.emulator.requests()[index].client_went_away);
 }
 
 #[tokio::test]
