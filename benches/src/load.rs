@@ -64,6 +64,16 @@ impl Sample {
         }
     }
 
+    /// Folds another round of the same path and load into this one.
+    pub fn merge(&mut self, round: Sample) {
+        // Both histograms share bounds, so adding cannot fail; a failure would only
+        // drop the round's latencies, never mix them up.
+        let _ = self.latency.add(&round.latency);
+        self.errors += round.errors;
+        self.elapsed += round.elapsed;
+        self.gateway_cpu += round.gateway_cpu;
+    }
+
     pub fn count(&self) -> u64 {
         self.latency.len() + self.errors
     }

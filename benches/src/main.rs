@@ -154,41 +154,49 @@ async fn run(args: Args) -> Result<()> {
         None
     };
 
-    let mut callers = vec![Arc::new(Caller::direct(&emulator.endpoint_url()))];
+    let bare = Gateway::start_bare_proxy(&emulator.endpoint_url()).await?;
+
+    let mut callers = vec![
+        Arc::new(Caller::direct(&emulator.endpoint_url())),
+        Arc::new(Caller::through_proxy(Kind::Bare, &bare.url())),
+    ];
     if let Some(proxy) = &nginx {
-        callers.push(Arc::new(Caller::through_nginx(&proxy.url())));
+        callers.push(Arc::new(Caller::through_proxy(Kind::Nginx, &proxy.url())));
     }
     callers.push(Arc::new(Caller::http(&gateway.url())));
     callers.push(Arc::new(Caller::grpc(&gateway.url()).await?));
     // CPU is read from whichever process serves the path.
     let server_of = |caller: &Caller| match (caller.kind(), &nginx) {
         (Kind::Nginx, Some(proxy)) => proxy,
+        (Kind::Bare, _) => &bare,
         _ => &gateway,
     };
+    let paths: Vec<(Arc<Caller>, &Gateway)> = callers
+        .iter()
+        .map(|caller| (caller.clone(), server_of(caller)))
+        .collect();
 
     let runs = |phase: Phase| args.only.is_empty() || args.only.contains(&phase);
+    let rounds = plan.phase.as_secs().max(1) as u32;
+    let round = plan.phase / rounds;
     let mut rows: Vec<Sample> = Vec::new();
     // Unary, zero emulator latency: the gateway's own cost.
     emulator.set_default_knobs(ModelKnobs::default()).await?;
     for caller in &callers {
-        let server = server_of(caller);
         warm_up(caller).await;
-        for rate in plan.rates.iter().filter(|_| runs(Phase::Open)) {
-            let cpu = server.cpu_seconds();
-            let mut sample = open_loop(caller.clone(), false, *rate, plan.phase).await;
-            sample.gateway_cpu = server.cpu_seconds() - cpu;
-            rows.push(sample);
+    }
+    for rate in plan.rates.iter().filter(|_| runs(Phase::Open)) {
+        let at_rate = |caller, duration| open_loop(caller, false, *rate, duration);
+        rows.extend(take_turns(&paths, rounds, round, at_rate).await);
+    }
+    if runs(Phase::Closed) {
+        // Every client pool (the SDK's, reqwest's, the gateway's own upstream pool) opens
+        // its extra connections here, not inside a measured round.
+        for caller in &callers {
+            closed_loop(caller.clone(), plan.closed_connections, CLOSED_LOOP_WARM_UP).await;
         }
-        if !runs(Phase::Closed) {
-            continue;
-        }
-        // Every client pool (reqwest's, the SDK's, the gateway's own upstream pool) opens
-        // its extra connections here, not inside the measured phase.
-        closed_loop(caller.clone(), plan.closed_connections, CLOSED_LOOP_WARM_UP).await;
-        let cpu = server.cpu_seconds();
-        let mut sample = closed_loop(caller.clone(), plan.closed_connections, plan.phase).await;
-        sample.gateway_cpu = server.cpu_seconds() - cpu;
-        rows.push(sample);
+        let closed = |caller, duration| closed_loop(caller, plan.closed_connections, duration);
+        rows.extend(take_turns(&paths, rounds, round, closed).await);
     }
 
     // Streaming with model-like pacing: added time to first token.
@@ -199,12 +207,9 @@ async fn run(args: Args) -> Result<()> {
             ..ModelKnobs::default()
         })
         .await?;
-    for caller in callers.iter().filter(|_| runs(Phase::Stream)) {
-        let server = server_of(caller);
-        let cpu = server.cpu_seconds();
-        let mut sample = open_loop(caller.clone(), true, plan.stream_rate, plan.phase).await;
-        sample.gateway_cpu = server.cpu_seconds() - cpu;
-        rows.push(sample);
+    if runs(Phase::Stream) {
+        let streams = |caller, duration| open_loop(caller, true, plan.stream_rate, duration);
+        rows.extend(take_turns(&paths, rounds, round, streams).await);
     }
 
     // Started only now and stopped after its phases: an idle Python proxy still wakes up
@@ -275,6 +280,42 @@ fn parse_env_pair(pair: &str) -> Result<(String, String), String> {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("{pair:?} is not KEY=VALUE")),
     }
+}
+
+/// How long each path runs unmeasured before each of its rounds, under the round's load.
+const ROUND_LEAD_IN: Duration = Duration::from_millis(250);
+
+/// Measures every path under the same load, taking turns: in each of `rounds` rounds each
+/// path runs `ROUND_LEAD_IN` unmeasured, then `round` measured. A drift in the machine's
+/// speed during the run (a busy neighbour, a host that throttles) then falls on every path
+/// alike, not on whichever path ran through it, and the subtraction from direct stays fair;
+/// the lead-in gives back what a path loses while idle between its turns (warm caches and
+/// threads, a full connection pool), which a busy gateway never loses. One sample per path,
+/// its rounds merged.
+async fn take_turns<F, Fut>(
+    paths: &[(Arc<Caller>, &Gateway)],
+    rounds: u32,
+    round: Duration,
+    measure: F,
+) -> Vec<Sample>
+where
+    F: Fn(Arc<Caller>, Duration) -> Fut,
+    Fut: std::future::Future<Output = Sample>,
+{
+    let mut merged: Vec<Option<Sample>> = paths.iter().map(|_| None).collect();
+    for _ in 0..rounds {
+        for ((caller, server), slot) in paths.iter().zip(merged.iter_mut()) {
+            measure(caller.clone(), ROUND_LEAD_IN).await;
+            let cpu = server.cpu_seconds();
+            let mut sample = measure(caller.clone(), round).await;
+            sample.gateway_cpu = server.cpu_seconds() - cpu;
+            match slot {
+                Some(so_far) => so_far.merge(sample),
+                None => *slot = Some(sample),
+            }
+        }
+    }
+    merged.into_iter().flatten().collect()
 }
 
 /// How long each closed loop runs unmeasured first, at its full concurrency.

@@ -24,6 +24,9 @@ pub enum Kind {
     LiteLlm,
     /// The AWS SDK through nginx: what a bare reverse proxy adds on this machine.
     Nginx,
+    /// The AWS SDK through a tokio/hyper proxy with nothing in it: what one hop through
+    /// aigw's own stack costs, before aigw does anything.
+    Bare,
 }
 
 impl Kind {
@@ -34,6 +37,7 @@ impl Kind {
             Kind::Grpc => "grpc",
             Kind::LiteLlm => "litellm",
             Kind::Nginx => "nginx",
+            Kind::Bare => "bare",
         }
     }
 }
@@ -63,9 +67,10 @@ impl Caller {
         Caller::sdk(Kind::Direct, endpoint)
     }
 
-    /// The same SDK client as `direct`, pointed at a reverse proxy in front of the emulator.
-    pub fn through_nginx(proxy: &str) -> Caller {
-        Caller::sdk(Kind::Nginx, proxy)
+    /// The same SDK client as `direct`, pointed at a reverse proxy (`Kind::Nginx` or
+    /// `Kind::Bare`) in front of the emulator.
+    pub fn through_proxy(kind: Kind, proxy: &str) -> Caller {
+        Caller::sdk(kind, proxy)
     }
 
     fn sdk(kind: Kind, endpoint: &str) -> Caller {

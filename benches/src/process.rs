@@ -180,14 +180,38 @@ impl Gateway {
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let proxy = Gateway { child, addr };
+        proxy
+            .wait_listening()
+            .await
+            .with_context(|| format!("nginx did not start (see {dir}/error.log)"))?;
+        Ok(Some(proxy))
+    }
+
+    /// Runs this crate's `aigw-bare-proxy` in front of the emulator: one hop through
+    /// tokio and hyper with nothing else in it, the floor under aigw's own stack.
+    pub async fn start_bare_proxy(emulator_url: &str) -> Result<Gateway> {
+        let binary = sibling_binary("aigw-bare-proxy", "aigw-bench")?;
+        let addr = free_port()?;
+        let child = Command::new(&binary)
+            .arg(addr.to_string())
+            .arg(emulator_url)
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let proxy = Gateway { child, addr };
+        proxy.wait_listening().await?;
+        Ok(proxy)
+    }
+
+    async fn wait_listening(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).await.is_err() {
+        while TcpStream::connect(self.addr).await.is_err() {
             if Instant::now() > deadline {
-                bail!("nginx did not listen on {addr} within 10 s (see {dir}/error.log)");
+                bail!("nothing listened on {} within 10 s", self.addr);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(Some(proxy))
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {

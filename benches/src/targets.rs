@@ -35,21 +35,29 @@ pub struct Memory {
 /// `--rates 500`) is left out rather than reported as met.
 pub fn check(rows: &[Sample], memory: &Memory) -> Vec<Check> {
     let mut checks = Vec::new();
+    let added_on = |kind: Kind, stream: bool, load: Load, quantile: f64| {
+        let row = rows
+            .iter()
+            .find(|r| r.kind == kind && r.stream == stream && r.load == load)?;
+        let direct = floor(rows, row)?;
+        Some(row.percentile_us(quantile) as i64 - direct.percentile_us(quantile) as i64)
+    };
+    let at_rate = Load::Rate(TARGET_RATE);
+    // What one hop through tokio and hyper alone added in the same run: the part of the
+    // gateway's number no gateway on this stack and machine can go below.
+    let with_floor = |us: i64, quantile: f64| match added_on(Kind::Bare, false, at_rate, quantile) {
+        Some(bare) => format!("{us:+} µs (bare hop {bare:+} µs)"),
+        None => format!("{us:+} µs"),
+    };
     for kind in [Kind::Http, Kind::Grpc] {
         let path = kind.as_str();
-        let added = |stream: bool, load: Load, quantile: f64| {
-            let row = rows
-                .iter()
-                .find(|r| r.kind == kind && r.stream == stream && r.load == load)?;
-            let direct = floor(rows, row)?;
-            Some(row.percentile_us(quantile) as i64 - direct.percentile_us(quantile) as i64)
-        };
-        let at_rate = Load::Rate(TARGET_RATE);
+        let added =
+            |stream: bool, load: Load, quantile: f64| added_on(kind, stream, load, quantile);
         if let Some(us) = added(false, at_rate, 50.0) {
             checks.push(Check {
                 path,
                 target: format!("added p50 at {TARGET_RATE} req/s ≤ {ADDED_P50_LIMIT_US} µs"),
-                measured: format!("{us:+} µs"),
+                measured: with_floor(us, 50.0),
                 met: us <= ADDED_P50_LIMIT_US,
             });
         }
@@ -57,7 +65,7 @@ pub fn check(rows: &[Sample], memory: &Memory) -> Vec<Check> {
             checks.push(Check {
                 path,
                 target: format!("added p99 at {TARGET_RATE} req/s ≤ {ADDED_P99_LIMIT_US} µs"),
-                measured: format!("{us:+} µs"),
+                measured: with_floor(us, 99.0),
                 met: us <= ADDED_P99_LIMIT_US,
             });
         }
