@@ -11,6 +11,7 @@ mod limit;
 mod media;
 mod openai;
 mod reload;
+mod repoll;
 mod routes;
 mod serve;
 mod silent;

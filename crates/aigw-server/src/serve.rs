@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::grpc::GrpcChat;
+use crate::repoll::repoll_on_self_wake;
 use crate::silent::{FirstByte, silent_for};
 use crate::{RouteTable, SharedRoutes, openai, status};
 
@@ -182,14 +183,16 @@ async fn serve_connections(
             .into_owned();
         let connection = graceful.watch(connection);
         let silent = silent_for(heard, options.header_read_timeout);
-        connections.spawn(async move {
+        // The connection's task wakes itself once per request (see `repoll`); polling it
+        // again in place keeps the request on one worker thread.
+        connections.spawn(repoll_on_self_wake(async move {
             tokio::select! {
                 result = connection => if let Err(error) = result {
                     tracing::debug!(%error, "connection ended with an error");
                 },
                 () = silent => tracing::debug!("client sent nothing in time; connection closed"),
             }
-        });
+        }));
     }
     // Closing the listener now makes new connections fail fast instead of waiting in the
     // backlog of a gateway that will never accept them.
