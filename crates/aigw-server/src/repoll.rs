@@ -162,8 +162,14 @@ mod tests {
     #[tokio::test]
     async fn a_wake_from_elsewhere_reaches_the_task() {
         let (send, receive) = tokio::sync::oneshot::channel::<u8>();
-        let waiting = tokio::spawn(repoll_on_self_wake(receive));
-        tokio::task::yield_now().await;
+        let (started, has_started) = tokio::sync::oneshot::channel::<()>();
+        let waiting = tokio::spawn(repoll_on_self_wake(async move {
+            let _ = started.send(());
+            receive.await
+        }));
+        // On this single-threaded runtime the task runs until it waits on `receive` before
+        // the test goes on, so the value below arrives as a wake-up from outside its poll.
+        let _ = has_started.await;
         let _ = send.send(7);
         let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
             .await
