@@ -1,14 +1,15 @@
 //! Polling a connection again, in place, when it wakes itself.
 //!
 //! hyper hands a request body to the service through a channel, and both ends live in the
-//! connection's task: the handler waits on the body, the dispatcher then feeds it and wakes
-//! the waiting handler, which is the task being polled. tokio treats a task woken while it
-//! runs as one that yielded: it goes to the back of the run queue and an idle worker is
-//! woken to help. Every request therefore woke the other worker, which took over the I/O
-//! driver and then the upstream's answer, so one request crossed threads twice (a futex
-//! wake and a wait, about two extra syscalls and a cold cache on each). Polling the
-//! connection again right away, when the only wake-up came from inside its own poll, keeps
-//! the request on one thread, as a bare hyper proxy's stays.
+//! connection's task: when the handler first reads the body, the channel tells the
+//! dispatcher that data is wanted by waking it, and the dispatcher is the task being
+//! polled (seen in gdb: the wake comes from hyper's `body/chan.rs` under axum's body
+//! collection). tokio treats a task woken while it runs as one that yielded: it goes to the
+//! back of the run queue and an idle worker is woken to help. Every request therefore woke
+//! the other worker, which took over the I/O driver and then the upstream's answer, so one
+//! request crossed threads twice (a futex wake and a wait, and a cold cache on the other
+//! side). Polling the connection again right away, when the only wake-up came from inside
+//! its own poll, keeps the request on one thread, as a bare hyper proxy's stays.
 
 use std::future::Future;
 use std::pin::Pin;
