@@ -8,6 +8,7 @@ mod drivers;
 mod error;
 mod grpc;
 mod limit;
+mod local_streams;
 mod media;
 mod openai;
 mod reload;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use aigw_proto::v1::chat_service_server::ChatServiceServer;
 use axum::Router;
 use axum::routing::get;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::grpc::GrpcChat;
+use crate::local_streams::{StreamExecutor, drive, local_streams};
 use crate::repoll::repoll_on_self_wake;
 use crate::silent::{FirstByte, silent_for};
 use crate::{RouteTable, SharedRoutes, openai, status};
@@ -145,12 +146,6 @@ async fn serve_connections(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     // Owning the connection tasks lets the drain timeout cut what is left: dropping the
     // set aborts them. Finished ones are reaped as we go, so the set stays small.
@@ -178,21 +173,24 @@ async fn serve_connections(
         }
         let service = TowerToHyperService::new(router.clone());
         let (tcp, heard) = FirstByte::new(tcp);
-        let connection = builder
+        let (executor, streams) = local_streams();
+        let connection = connection_builder(executor, &options)
             .serve_connection(TokioIo::new(tcp), service)
             .into_owned();
         let connection = graceful.watch(connection);
         let silent = silent_for(heard, options.header_read_timeout);
-        // The connection's task wakes itself once per request (see `repoll`); polling it
-        // again in place keeps the request on one worker thread.
-        connections.spawn(repoll_on_self_wake(async move {
+        let connection = async move {
             tokio::select! {
                 result = connection => if let Err(error) = result {
                     tracing::debug!(%error, "connection ended with an error");
                 },
                 () = silent => tracing::debug!("client sent nothing in time; connection closed"),
             }
-        }));
+        };
+        // The connection's task wakes itself once per request (see `repoll`), and its
+        // first HTTP/2 streams run in it (see `local_streams`); polling it again in place
+        // keeps a request on one worker thread.
+        connections.spawn(repoll_on_self_wake(drive(connection, streams)));
     }
     // Closing the listener now makes new connections fail fast instead of waiting in the
     // backlog of a gateway that will never accept them.
@@ -210,6 +208,18 @@ async fn serve_connections(
         ),
     }
     connections.shutdown().await;
+}
+
+/// How one connection is served; built per connection because its executor hands HTTP/2
+/// streams to that connection's own task.
+fn connection_builder(executor: StreamExecutor, options: &ServeOptions) -> Builder<StreamExecutor> {
+    let mut builder = Builder::new(executor);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    builder
 }
 
 /// `GET /metrics`: the Prometheus (OpenMetrics text) exposition.
