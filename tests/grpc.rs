@@ -135,3 +135,45 @@ async fn bad_grpc_requests_get_the_right_codes() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("wizard"));
 }
+
+/// More calls at once on one connection than the connection's own task runs (the rest are
+/// spawned): every call still gets its own answer, spread over both targets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_calls_on_one_connection_all_answer() {
+    let stack = Stack::start(&seed_config()).await;
+    // One tonic channel is one HTTP/2 connection; clones share it.
+    let client = ChatServiceClient::connect(stack.gateway.url())
+        .await
+        .expect("gRPC connects");
+    let mut calls = tokio::task::JoinSet::new();
+    for index in 0..12 {
+        let mut client = client.clone();
+        calls.spawn(async move {
+            let content = format!("question number {index}");
+            let answer = client
+                .chat(grpc_question("", &content))
+                .await
+                .expect("chat answers")
+                .into_inner();
+            let message = answer.choices[0].message.clone().expect("message");
+            assert!(!message.content.is_empty(), "call {index}: empty answer");
+            answer.model
+        });
+    }
+    let mut per_model = std::collections::BTreeMap::<String, usize>::new();
+    let all_answered = async {
+        while let Some(model) = calls.join_next().await {
+            *per_model.entry(model.expect("call task")).or_default() += 1;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), all_answered)
+        .await
+        .expect("every call answers within 10 s");
+    assert_eq!(
+        per_model.into_iter().collect::<Vec<_>>(),
+        [
+            ("us.amazon.nova-micro-v1:0".to_owned(), 6),
+            ("us.meta.llama3-3-70b-instruct-v1:0".to_owned(), 6)
+        ]
+    );
+}
