@@ -6,8 +6,7 @@
 //! tokio's one-task "next to run" slot overflows, the displaced task goes to the run queue
 //! and the idle worker is woken to take it (seen in gdb: `send_headers` → `schedule_local`
 //! → futex), so each call crossed threads: two futex calls per call under `strace -c`, none
-//! after this change. (The answer's HEADERS, DATA and trailers still leave in three writes;
-//! that happens inside h2.) Driving a stream from the connection's task turns
+//! after this change. Driving a stream from the connection's task turns
 //! those wake-ups into wake-ups of the task being polled, which [`repoll`](crate::repoll)
 //! handles in place, as HTTP/1 requests are already served.
 //!

@@ -3,7 +3,9 @@
 //! hyper's header-read timeout starts with a request's first byte, and the auto builder
 //! waits without limit for the bytes that tell HTTP/1 from HTTP/2; so a client that
 //! connects and stays silent would hold a socket forever. Wrapping the socket lets the
-//! connection task see whether anything has arrived yet.
+//! connection task see whether anything has arrived yet. Being the server's one wrapper
+//! around every accepted socket, it also decides how answers are written (see
+//! `is_write_vectored`).
 
 use std::io;
 use std::pin::Pin;
@@ -74,8 +76,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FirstByte<T> {
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
+    // Reported false on purpose, though the socket could: h2 then copies DATA payloads of
+    // up to 1 KiB into its write buffer instead of chaining them, and a chained payload
+    // makes it write before queueing the next frame, so a unary gRPC answer left in two
+    // writes (HEADERS and DATA, then the trailers) instead of one, and the client woke
+    // twice. hyper's HTTP/1 copies the body behind the head and still writes once. Worth
+    // 20-45 µs of gRPC p50 at 2 000 req/s in `aigw-bench` A/B pairs; larger payloads
+    // are still chained without a copy.
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
