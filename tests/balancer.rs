@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aigw_emulator::ModelKnobs;
 use aigw_proto::v1::chat_service_client::ChatServiceClient;
 use aigw_proto::v1::{ChatRequest, Message};
-use aigw_tests::{BuildOptions, Stack, balanced_deck, chat};
+use aigw_tests::{Stack, balanced_deck, balanced_deck_yaml, chat};
 use serde_json::Value;
 
 const FAST: &str = "fast-model";
@@ -169,20 +169,32 @@ async fn status_endpoint_shows_each_targets_traffic_latency_and_tokens() {
     assert!(e2e(fast) > 0.0, "{status}");
 }
 
-#[tokio::test]
-async fn semantic_is_refused_at_start_with_a_clear_reason() {
-    let deck = balanced_deck(&["algorithm: semantic"], &[(FAST, 100)]);
-    let error = aigw_server::check_supported(&deck).expect_err("semantic is refused");
+#[test]
+fn semantic_is_refused_at_start_with_a_clear_reason() {
+    let yaml = balanced_deck_yaml(&["algorithm: semantic"], &[(FAST, 100)]);
+    let file = std::env::temp_dir().join(format!(
+        "aigw-balancer-{}-semantic.yaml",
+        std::process::id()
+    ));
+    std::fs::write(&file, &yaml).expect("the temp file is written");
+    // What start-up and a reload read the file with: no silent fallback, nothing to build.
+    let loaded = aigw_config::load_deck(&file);
+    let _ = std::fs::remove_file(&file);
+    let error = loaded.expect_err("semantic is refused").to_string();
     assert!(
-        error
-            .to_string()
-            .contains("\"semantic\" is not supported yet"),
+        error.contains("\"semantic\" is not supported yet"),
         "{error}"
     );
-    let build = aigw_server::build_routes(&deck, &BuildOptions::default()).await;
+    let line = 1 + yaml
+        .lines()
+        .position(|l| l.contains("algorithm: semantic"))
+        .expect("the file sets it");
     assert!(
-        build.is_err(),
-        "start-up refuses it too, no silent fallback"
+        error.starts_with(&format!(
+            "{}:{line}:22: services[0].routes[0].plugins[0].config.balancer.algorithm: ",
+            file.display()
+        )),
+        "{error}"
     );
 }
 

@@ -150,6 +150,11 @@ pub async fn grpc_client(
 /// A decK file with one route, `POST /lb`, over Bedrock models `(name, weight)`, its
 /// `config.balancer` given as `field: value` lines.
 pub fn balanced_deck(balancer: &[&str], targets: &[(&str, u32)]) -> GatewayConfig {
+    config_from(&balanced_deck_yaml(balancer, targets))
+}
+
+/// The text of [`balanced_deck`]'s file, for tests of what loading it refuses.
+pub fn balanced_deck_yaml(balancer: &[&str], targets: &[(&str, u32)]) -> String {
     let mut yaml = String::from(
         "_format_version: \"3.0\"\nservices:\n- name: svc\n  host: localhost\n  routes:\n  \
          - name: lb\n    paths:\n    - /lb\n    plugins:\n    - name: ai-proxy-advanced\n      \
@@ -166,7 +171,7 @@ pub fn balanced_deck(balancer: &[&str], targets: &[(&str, u32)]) -> GatewayConfi
              route_type: llm/v1/chat\n          weight: {weight}\n"
         ));
     }
-    config_from(&yaml)
+    yaml
 }
 
 /// One chat POST to `url` with `headers`: the status, the serving model (from

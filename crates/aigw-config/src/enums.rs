@@ -238,6 +238,18 @@ kong_enum! {
     }
 }
 
+impl Provider {
+    /// The providers aigw has a driver for, in the order messages list them. The server
+    /// registers a driver for exactly these (a test there keeps the two lists in step); any
+    /// other provider is refused at load, naming the field.
+    pub const SUPPORTED: &'static [Provider] = &[Provider::Bedrock, Provider::OpenAi];
+
+    /// Whether aigw has a driver for this provider.
+    pub fn is_supported(self) -> bool {
+        Provider::SUPPORTED.contains(&self)
+    }
+}
+
 kong_enum! {
     /// Where `auth.param_name`/`param_value` go (`config.targets[].auth.param_location`).
     pub enum ParamLocation {

@@ -1,6 +1,7 @@
-//! decK's environment references, `${{ env "DECK_NAME" }}`, resolved once at load time.
+//! A decK file's references to the environment, resolved once at load time: decK's
+//! `${{ env "DECK_NAME" }}` and Kong's env vault, `{vault://env/name}`.
 //!
-//! decK renders them anywhere in a state file and reads only variables named `DECK_*`, so
+//! decK renders its references anywhere in a state file and reads only variables named `DECK_*`, so
 //! that a file cannot pull arbitrary process secrets (`AWS_SECRET_ACCESS_KEY`, …) into a
 //! header sent to a URL the file chose. aigw does the same, on every string value after
 //! the YAML is read, so a reference inside a quoted string (`"Bearer ${{ env
@@ -8,7 +9,9 @@
 
 use figment::value::Value;
 
+use crate::ConfigError;
 use crate::path::FieldPath;
+use crate::validate::Cx;
 
 /// What starts a reference.
 const OPEN: &str = "${{";
@@ -102,6 +105,48 @@ fn variable_name(expression: &str) -> Option<&str> {
     let name = quoted.trim().strip_prefix('"')?.strip_suffix('"')?;
     let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     valid.then_some(name)
+}
+
+impl Cx<'_> {
+    /// Resolves a Kong vault reference `{vault://env/name}` to the environment variable
+    /// `NAME` (upper-cased, `-` as `_`), as Kong's env vault does; other values pass through.
+    pub(crate) fn dereference(
+        &self,
+        path: &FieldPath,
+        value: Option<String>,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some(value) = value else { return Ok(None) };
+        let Some(reference) = value
+            .trim()
+            .strip_prefix("{vault://")
+            .and_then(|r| r.strip_suffix('}'))
+        else {
+            return Ok(Some(value));
+        };
+        let Some(name) = reference.strip_prefix("env/") else {
+            let backend = reference.split('/').next().unwrap_or_default();
+            return Err(self.invalid(
+                path,
+                format!(
+                    "vault backend {backend:?} is not supported by aigw; only {{vault://env/NAME}}"
+                ),
+            ));
+        };
+        if name.is_empty() || name.contains('/') {
+            return Err(self.invalid(
+                path,
+                format!("unsupported env vault reference {value:?}; expected {{vault://env/NAME}}"),
+            ));
+        }
+        let var = name.to_ascii_uppercase().replace('-', "_");
+        match std::env::var(&var) {
+            Ok(resolved) => Ok(Some(resolved)),
+            Err(_) => Err(self.invalid(
+                path,
+                format!("vault reference {value:?}: environment variable {var} is not set"),
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

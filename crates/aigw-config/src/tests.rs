@@ -282,6 +282,85 @@ fn other_enum_values_are_checked_the_same_way() {
 }
 
 #[test]
+fn what_aigw_cannot_serve_yet_is_refused_with_line_and_path() {
+    let yaml = deck("", "").replace("algorithm: round-robin", "algorithm: semantic");
+    let (line, col) = position(&yaml, "semantic");
+    assert_eq!(
+        error(&yaml),
+        format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.balancer.algorithm: \
+             \"semantic\" is not supported yet: it needs embeddings, which aigw does not compute; \
+             choose round-robin, priority, lowest-latency, lowest-usage, least-connections or \
+             consistent-hashing"
+        )
+    );
+
+    let yaml = deck("", "").replace("provider: bedrock", "provider: anthropic");
+    let (line, col) = position(&yaml, "anthropic");
+    assert_eq!(
+        error(&yaml),
+        format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.targets[0].model.provider: \
+             \"anthropic\" is not supported yet (supported: bedrock, openai)"
+        )
+    );
+
+    let yaml = deck("          hash_on_header: X Session", "")
+        .replace("algorithm: round-robin", "algorithm: consistent-hashing");
+    let (line, col) = position(&yaml, "X Session");
+    assert_eq!(
+        error(&yaml),
+        format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.balancer.hash_on_header: \
+             \"X Session\" is not a valid header name"
+        )
+    );
+    let yaml = deck("          hash_on_header: X-Session", "")
+        .replace("algorithm: round-robin", "algorithm: consistent-hashing");
+    parse_deck("x.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn cost_strategy_needs_a_price_on_every_target_of_lowest_usage() {
+    let yaml = deck("          tokens_count_strategy: cost", "")
+        .replace("algorithm: round-robin", "algorithm: lowest-usage");
+    // No options at all: the error points at the model that should hold them.
+    let (line, col) = position(&yaml, "provider: bedrock");
+    assert_eq!(
+        error(&yaml),
+        format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.targets[0].model.options: \
+             no input_cost or output_cost, which balancer.tokens_count_strategy \"cost\" needs \
+             (a missing price would make the target look free and take all the traffic)"
+        )
+    );
+    let priced = yaml.replace(
+        "            name: m1\n",
+        "            name: m1\n            options:\n              output_cost: 0.6\n",
+    );
+    let config = parse_deck("x.yaml", &priced).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.routes[0].ai.targets[0].model.options.output_cost,
+        Some(0.6)
+    );
+}
+
+#[test]
+fn a_plugin_no_route_runs_is_not_refused_for_what_it_would_need() {
+    // The route's own plugin wins over the global one, which therefore serves nothing.
+    let yaml = format!(
+        "{}plugins:\n- name: ai-proxy-advanced\n  config:\n    balancer: {{algorithm: semantic}}\n    \
+         targets:\n    - model: {{provider: anthropic, name: m}}\n      route_type: llm/v1/chat\n",
+        deck("", "")
+    );
+    let config = parse_deck("x.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.routes[0].ai.balancer.algorithm,
+        Algorithm::RoundRobin
+    );
+}
+
+#[test]
 fn weight_out_of_range_is_rejected_with_its_line() {
     for weight in ["0", "70000", "-1"] {
         let yaml = deck("", &format!("          weight: {weight}"));

@@ -52,23 +52,6 @@ impl DriverRegistry {
     }
 
     /// Builds `target`'s driver with the factory for its provider.
-    /// Whether a driver is registered for `provider`.
-    pub(crate) fn supports(provider: Provider) -> bool {
-        DriverRegistry::new()
-            .factories
-            .iter()
-            .any(|f| f.provider() == provider)
-    }
-
-    /// The registered providers' config names, for error messages.
-    pub(crate) fn supported_names() -> Vec<&'static str> {
-        DriverRegistry::new()
-            .factories
-            .iter()
-            .map(|f| f.provider().as_str())
-            .collect()
-    }
-
     pub(crate) async fn build(
         &self,
         target: &TargetConfig,
@@ -77,17 +60,15 @@ impl DriverRegistry {
         let provider = target.model.provider;
         match self.factories.iter().find(|f| f.provider() == provider) {
             Some(factory) => factory.build(target, cx).await,
-            None => {
-                let supported = DriverRegistry::supported_names();
-                Err(Error::new(
-                    ErrorKind::Internal,
-                    format!(
-                        "model.provider {:?} is not supported yet (supported: {})",
-                        provider.as_str(),
-                        supported.join(", ")
-                    ),
-                ))
-            }
+            // The config refuses providers without a driver, so this is a registry that
+            // fell out of step with `Provider::SUPPORTED` (a test below guards that).
+            None => Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "no driver registered for model.provider {:?}",
+                    provider.as_str()
+                ),
+            )),
         }
     }
 }
@@ -189,5 +170,33 @@ impl DriverFactory for OpenAiFactory {
             };
             Ok(self.provider.target(spec).await?.into_driver())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The config accepts exactly the providers registered here: one list cannot gain a
+    /// provider the other lacks.
+    #[test]
+    fn registered_drivers_are_the_providers_the_config_accepts() {
+        let mut registered: Vec<&str> = DriverRegistry::new()
+            .factories
+            .iter()
+            .map(|f| f.provider().as_str())
+            .collect();
+        let mut accepted: Vec<&str> = Provider::SUPPORTED.iter().map(|p| p.as_str()).collect();
+        registered.sort_unstable();
+        accepted.sort_unstable();
+        assert_eq!(registered, accepted);
+        for provider in Provider::NAMES.iter().map(|n| n.parse::<Provider>()) {
+            let provider = provider.expect("every Kong name parses");
+            assert_eq!(
+                provider.is_supported(),
+                registered.contains(&provider.as_str()),
+                "{provider}"
+            );
+        }
     }
 }

@@ -25,4 +25,4 @@ pub use limit::{DEFAULT_MAX_CONCURRENT_REQUESTS, RouteLimits};
 pub use reload::{ReloadError, SharedRoutes};
 pub use routes::{Route, RouteTable};
 pub use serve::{Gateway, GatewayHandle, ServeOptions};
-pub use stack::{BuildOptions, build_routes, check_supported};
+pub use stack::{BuildOptions, build_routes};

@@ -40,7 +40,6 @@ pub async fn build_routes(
     config: &GatewayConfig,
     options: &BuildOptions,
 ) -> Result<RouteTable, Error> {
-    check_supported(config)?;
     let registry = DriverRegistry::new();
     let mut routes = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
@@ -119,55 +118,6 @@ async fn build_route(
         service: shed_over_limit(BoxCloneSyncService::new(stack), options.limits),
         key_auth: route.key_auth.as_ref().map(KeyAuth::new),
     })
-}
-
-/// Refuses, with the route and field, what the config accepts but aigw cannot serve yet,
-/// so that `aigw check` and start-up fail the same way instead of silently falling back.
-pub fn check_supported(config: &GatewayConfig) -> Result<(), Error> {
-    for route in &config.routes {
-        let balancer = &route.ai.balancer;
-        let refuse = |message: String| {
-            Err(Error::new(ErrorKind::Internal, message)
-                .context(format_args!("route {}", route.name)))
-        };
-        if balancer.algorithm == Algorithm::Semantic {
-            return refuse(
-                "balancer.algorithm \"semantic\" is not supported yet: it needs embeddings, \
-                 which aigw does not compute; choose round-robin, priority, lowest-latency, \
-                 lowest-usage, least-connections or consistent-hashing"
-                    .to_owned(),
-            );
-        }
-        for (index, target) in route.ai.targets.iter().enumerate() {
-            if !DriverRegistry::supports(target.model.provider) {
-                return refuse(format!(
-                    "targets[{index}].model.provider {:?} is not supported yet (supported: {})",
-                    target.model.provider.as_str(),
-                    DriverRegistry::supported_names().join(", ")
-                ));
-            }
-            let options = &target.model.options;
-            if balancer.tokens_count_strategy == TokensCountStrategy::Cost
-                && options.input_cost.is_none()
-                && options.output_cost.is_none()
-            {
-                return refuse(format!(
-                    "targets[{index}] has no model.options.input_cost or output_cost, which \
-                     balancer.tokens_count_strategy \"cost\" needs (a missing price would make \
-                     the target look free and take all the traffic)"
-                ));
-            }
-        }
-        if balancer.algorithm == Algorithm::ConsistentHashing
-            && http::HeaderName::try_from(balancer.hash_on_header.as_str()).is_err()
-        {
-            return refuse(format!(
-                "balancer.hash_on_header {:?} is not a valid header name",
-                balancer.hash_on_header
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The route's pick strategy, per `balancer.algorithm`.
