@@ -375,7 +375,7 @@ impl LiveGauges {
     }
 
     /// Every published route once, by name, the newest set's winning.
-    fn routes<'a>(sets: &'a [(u64, Vec<RouteGauges>)]) -> Vec<&'a RouteGauges> {
+    fn routes(sets: &[(u64, Vec<RouteGauges>)]) -> Vec<&RouteGauges> {
         let mut seen = HashSet::new();
         sets.iter()
             .flat_map(|(_, routes)| routes)
@@ -397,7 +397,8 @@ impl Collector for LiveGauges {
         if routes.is_empty() {
             return Ok(());
         }
-        let gauges: [(&str, &str, fn(&RouteGauges, &[usize]) -> i64); 2] = [
+        type Read = fn(&RouteGauges, &[usize]) -> i64;
+        let gauges: [(&str, &str, Read); 2] = [
             (
                 "target_healthy",
                 "1 while the balancer may send the target traffic, 0 while health checks keep it out",
