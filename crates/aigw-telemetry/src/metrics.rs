@@ -406,7 +406,8 @@ impl Collector for LiveGauges {
             ),
             (
                 "attempts_in_flight",
-                "Attempts on each target now, streams until their end",
+                // With the period `Registry::register` adds, as when this was registered.
+                "Attempts on each target now, streams until their end.",
                 RouteGauges::in_flight,
             ),
         ];
