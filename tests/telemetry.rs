@@ -2,11 +2,15 @@
 //! in-process receiver, and the Prometheus text at `GET /metrics`.
 //!
 //! Each test installs its own subscriber for its thread; `#[tokio::test]` runs the gateway,
-//! the emulator, the receiver and the exporter's channel on that one thread.
+//! the emulator, the receiver and the exporter's channel on that one thread. Metrics are
+//! process-wide, so each test names its routes apart.
+
+use std::time::{Duration, Instant};
 
 use aigw_emulator::{Fault, ModelKnobs};
 use aigw_proto::v1::chat_service_client::ChatServiceClient;
 use aigw_proto::v1::{ChatRequest, Message};
+use aigw_server::RouteLimits;
 use aigw_telemetry::{LogStyle, SdkTracerProvider};
 use aigw_tests::otlp::{Receiver, attribute, float_attribute, int_attribute, str_attribute};
 use aigw_tests::{Stack, config_from, workspace_file};
@@ -446,5 +450,185 @@ async fn a_streamed_attempt_records_time_to_first_token_and_usage() {
     assert_eq!(
         int_attribute(attempt, "gen_ai.usage.output_tokens"),
         usage["completion_tokens"].as_i64()
+    );
+}
+
+/// The seed file's route, renamed `route`, served at `path`, with `balancer` settings
+/// added; `unbuildable` gives its first target an endpoint URL the config accepts but no
+/// client can be built for, which only building the route finds.
+fn route_yaml(route: &str, path: &str, balancer: &str, unbuildable: bool) -> String {
+    let seed = std::fs::read_to_string(workspace_file("config/ai-proxy-advanced.yaml"))
+        .expect("seed config");
+    let (_, block) = seed.split_once("  routes:\n").expect("the seed has routes");
+    let block = block
+        .replace("- name: route1", &format!("- name: {route}"))
+        .replace("- /bedrock-route", &format!("- {path}"))
+        .replace(
+            "instance_name: ai-proxy-advanced-bedrock",
+            &format!("instance_name: {route}"),
+        )
+        .replace(
+            "algorithm: round-robin",
+            &format!("algorithm: round-robin\n{balancer}"),
+        );
+    if unbuildable {
+        block.replacen(
+            "              bedrock:\n",
+            "              upstream_url: \"http://\"\n              bedrock:\n",
+            1,
+        )
+    } else {
+        block
+    }
+}
+
+/// A decK file serving `routes` (from [`route_yaml`]) in this order.
+fn deck(routes: &[&str]) -> String {
+    let seed = std::fs::read_to_string(workspace_file("config/ai-proxy-advanced.yaml"))
+        .expect("seed config");
+    let (head, _) = seed.split_once("  routes:\n").expect("the seed has routes");
+    format!("{head}  routes:\n{}", routes.concat())
+}
+
+/// Writes `yaml` where a reload can read it.
+fn deck_file(name: &str, yaml: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("aigw-{}-{name}.yaml", std::process::id()));
+    std::fs::write(&path, yaml).expect("writes the temp config");
+    path
+}
+
+async fn scrape(stack: &Stack) -> String {
+    reqwest::get(stack.url("/metrics"))
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The value of the series named exactly `series` (name and labels), if shown.
+fn gauge(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Whether any target gauge series names `route`.
+fn gauges_name(text: &str, route: &str) -> bool {
+    let label = format!("route=\"{route}\"");
+    text.lines().any(|l| {
+        (l.starts_with("aigw_target_healthy{") || l.starts_with("aigw_attempts_in_flight{"))
+            && l.contains(&label)
+    })
+}
+
+#[tokio::test]
+async fn a_reload_that_fails_part_way_leaves_the_gauges_on_the_live_state() {
+    let trips_at_once =
+        format!("          max_fails: 1\n          fail_timeout: 60000\n{FAIL_OVER_ON_500}");
+    let live = route_yaml("gauged-live", "/live", &trips_at_once, false);
+    let stack = Stack::start(&config_from(&deck(&[&live]))).await;
+    // Round-robin tries nova first: its 500 takes it out, and llama answers.
+    stack.emulator.knobs().set_model(
+        NOVA,
+        ModelKnobs::with_fault(Fault::internal_error(), Some(1)),
+    );
+    let (status, body) = post(&stack.url("/live"), &question(), None).await;
+    assert_eq!(status, 200, "{body}");
+    let healthy = |model: &str| {
+        format!("aigw_target_healthy{{route=\"gauged-live\",target=\"bedrock/{model}\"}}")
+    };
+    let in_flight = |model: &str| {
+        format!("aigw_attempts_in_flight{{route=\"gauged-live\",target=\"bedrock/{model}\"}}")
+    };
+    let text = scrape(&stack).await;
+    assert_eq!(gauge(&text, &healthy(NOVA)), Some(0.0), "{text}");
+    assert_eq!(gauge(&text, &healthy(LLAMA)), Some(1.0), "{text}");
+
+    // The same route builds again; the next one cannot be built, so the reload fails.
+    let broken = route_yaml("gauged-unbuilt", "/unbuilt", "", true);
+    let file = deck_file("part-way", &deck(&[&live, &broken]));
+    let options = Stack::options_for(&stack.emulator, RouteLimits::default());
+    let error = stack
+        .gateway
+        .routes()
+        .reload_from(&file, &options)
+        .await
+        .expect_err("the second route cannot be built")
+        .to_string();
+    let _ = std::fs::remove_file(&file);
+    assert!(error.contains(r#""http://""#), "{error}");
+
+    let text = scrape(&stack).await;
+    assert_eq!(
+        gauge(&text, &healthy(NOVA)),
+        Some(0.0),
+        "the route in force is still tripped, not the rebuilt copy's fresh state: {text}"
+    );
+    assert!(!gauges_name(&text, "gauged-unbuilt"), "{text}");
+
+    // Still the live state: an attempt under way shows, and its end too.
+    stack.emulator.knobs().set_default(ModelKnobs {
+        latency: Duration::from_millis(500),
+        ..ModelKnobs::default()
+    });
+    let url = stack.url("/live");
+    let slow = tokio::spawn(async move { post(&url, &question(), None).await });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = scrape(&stack).await;
+        if gauge(&text, &in_flight(LLAMA)) == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the attempt never showed: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = slow.await.expect("joins");
+    assert_eq!(status, 200, "{body}");
+    let text = scrape(&stack).await;
+    assert_eq!(gauge(&text, &in_flight(LLAMA)), Some(0.0), "{text}");
+    assert_eq!(gauge(&text, &healthy(NOVA)), Some(0.0), "{text}");
+}
+
+#[tokio::test]
+async fn a_reload_that_drops_a_route_removes_its_gauges() {
+    let kept = route_yaml("gauged-kept", "/kept", "", false);
+    let dropped = route_yaml("gauged-dropped", "/dropped", "", false);
+    let stack = Stack::start(&config_from(&deck(&[&kept, &dropped]))).await;
+    let text = scrape(&stack).await;
+    for route in ["gauged-kept", "gauged-dropped"] {
+        let target = format!("route=\"{route}\",target=\"bedrock/{NOVA}\"");
+        assert_eq!(
+            gauge(&text, &format!("aigw_target_healthy{{{target}}}")),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            gauge(&text, &format!("aigw_attempts_in_flight{{{target}}}")),
+            Some(0.0),
+            "{text}"
+        );
+    }
+
+    let file = deck_file("dropped", &deck(&[&kept]));
+    let options = Stack::options_for(&stack.emulator, RouteLimits::default());
+    let count = stack
+        .gateway
+        .routes()
+        .reload_from(&file, &options)
+        .await
+        .expect("a valid config reloads");
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(count, 1);
+
+    let text = scrape(&stack).await;
+    assert!(!gauges_name(&text, "gauged-dropped"), "{text}");
+    let kept = format!("route=\"gauged-kept\",target=\"bedrock/{LLAMA}\"");
+    assert_eq!(
+        gauge(&text, &format!("aigw_target_healthy{{{kept}}}")),
+        Some(1.0),
+        "{text}"
     );
 }

@@ -28,7 +28,9 @@ use aigw_core::{
     ChatReply, ChatRequest, ChatResponse, Error, FinishReason, Message, ReplyBody, Role, ServedBy,
     Usage,
 };
-use aigw_telemetry::{AttemptSpanLayer, LogStyle, SdkTracerProvider, ServerSpanLayer};
+use aigw_telemetry::{
+    AttemptSpanLayer, LogStyle, SdkTracerProvider, ServerSpanLayer, TargetDescriptor,
+};
 use aigw_tests::otlp::Receiver;
 use aigw_tests::{Stack, polish_writer_question, seed_config};
 use tower::util::BoxCloneSyncService;
@@ -168,11 +170,23 @@ fn layered_stack(bare: bool) -> HttpService {
     ));
     let targets =
         tower::service_fn(|attempt: Attempt| async move { Ok::<_, Error>(answer(attempt.target)) });
+    let telemetry = || {
+        let targets = route_config.ai.targets.iter().map(|t| TargetDescriptor {
+            label: t.label(),
+            provider: t.model.provider.as_str().to_owned(),
+            model: t.model.name.clone(),
+            default_max_tokens: t.model.options.max_tokens,
+            default_temperature: t.model.options.temperature,
+            log_payloads: t.logging.log_payloads,
+        });
+        let algorithm = route_config.ai.balancer.algorithm.as_str();
+        AttemptSpanLayer::new(&route_config.name, algorithm, targets)
+    };
     let route = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .layer(FailoverLayer::new(FailoverPolicy::default(), state.clone()))
             .layer(PickLayer::new(RoundRobin::new(&[100, 100]), state))
-            .option_layer((!bare).then(|| AttemptSpanLayer::for_route(route_config)))
+            .option_layer((!bare).then(telemetry))
             .service(targets),
     );
     let request = ChatRequest {

@@ -4,8 +4,8 @@
 //!   [`FailoverPolicy`] (Kong's `retries` and `failover_criteria`);
 //! - [`PickLayer`] picks the target for each attempt with a [`Pick`] strategy (one per
 //!   Kong algorithm, in [`pick`]);
-//! - [`HealthLayer`] records each attempt's outcome for Kong's passive health check;
-//! - [`StatsLayer`] keeps in-flight counts, moving latency and token usage;
+//! - [`RecordLayer`] records each attempt into the route's state: in flight, its outcome
+//!   for Kong's passive health check, and an answer's latency and token usage;
 //! - [`AttemptTimeoutLayer`] bounds each attempt;
 //! - [`Targets`] dispatches an [`Attempt`] to the chosen target's driver.
 //!
@@ -14,24 +14,24 @@
 //! providers: it sees core chat types only.
 #![forbid(unsafe_code)]
 
-mod attempt;
 mod failover;
-mod health;
 pub mod pick;
 mod pick_layer;
-mod retry;
+mod policy;
+mod record;
 mod state;
-mod stats;
 mod targets;
 mod timeout;
+mod tried;
 
-pub use attempt::{Attempt, Tried};
-pub use failover::{FailoverPolicy, Outcome};
-pub use health::{Health, HealthLayer};
+/// Re-exported from core, where telemetry can observe it without depending on the balancer.
+pub use aigw_core::Attempt;
+pub use failover::{Failover, FailoverLayer};
 pub use pick::Pick;
 pub use pick_layer::{AttemptFailed, PickLayer, PickTarget, Routed};
-pub use retry::{Failover, FailoverLayer};
+pub use policy::{FailoverPolicy, Outcome};
+pub use record::{Record, RecordLayer};
 pub use state::{HealthPolicy, RouteState, TargetStatus};
-pub use stats::{Stats, StatsLayer};
 pub use targets::{TargetInfo, Targets};
 pub use timeout::{AttemptTimeout, AttemptTimeoutLayer};
+pub use tried::Tried;

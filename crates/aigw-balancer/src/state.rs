@@ -172,6 +172,13 @@ impl RouteState {
         self.out_for(target, now_ms).is_none()
     }
 
+    /// Attempts running on `target` now (streams until their end); 0 for an unknown index.
+    pub fn in_flight(&self, target: usize) -> u32 {
+        self.targets
+            .get(target)
+            .map_or(0, |t| t.in_flight.load(Ordering::Relaxed))
+    }
+
     /// Records that an attempt on `target` failed with `error`.
     pub fn record_failure(&self, target: usize, error: &Error) {
         let Some(state) = self.targets.get(target) else {

@@ -125,6 +125,13 @@ pub struct TargetConfig {
     pub description: Option<String>,
 }
 
+impl TargetConfig {
+    /// `provider/model`: how logs, errors, `/status/targets` and metrics name the target.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.model.provider.as_str(), self.model.name)
+    }
+}
+
 /// `targets[].model`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {

@@ -5,11 +5,13 @@
 //! the front ends only ever see these types, never a provider's or a wire format's.
 #![forbid(unsafe_code)]
 
+mod attempt;
 mod chat;
 mod driver;
 mod error;
 mod ids;
 
+pub use attempt::Attempt;
 pub use chat::{
     ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkSequence, ChunkStream, FinishReason,
     Message, ReplyBody, Role, ServedBy, Usage,

@@ -5,30 +5,54 @@
 //! its last request finishes.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use aigw_balancer::RouteState;
+use aigw_telemetry::{LiveTargets, PublishedRoutes, RouteGauges};
 use arc_swap::ArcSwap;
 
 use crate::{BuildOptions, RouteTable, build_routes};
 
 /// The route table both front ends read; cheap to clone, one atomic load per request.
 #[derive(Clone)]
-pub struct SharedRoutes(Arc<ArcSwap<RouteTable>>);
+pub struct SharedRoutes(Arc<Live>);
+
+struct Live {
+    table: ArcSwap<RouteTable>,
+    /// The table in force's target gauges at `/metrics`; removed when the last clone goes.
+    gauges: PublishedRoutes,
+    /// Keeps two replacements from crossing, so the gauges shown are the table in force's.
+    replacing: Mutex<()>,
+}
 
 impl SharedRoutes {
     /// A live table starting with `table`.
     pub fn new(table: RouteTable) -> Self {
-        SharedRoutes(Arc::new(ArcSwap::from_pointee(table)))
+        let gauges = aigw_telemetry::metrics().published_routes();
+        gauges.publish(route_gauges(&table));
+        SharedRoutes(Arc::new(Live {
+            table: ArcSwap::from_pointee(table),
+            gauges,
+            replacing: Mutex::new(()),
+        }))
     }
 
     /// The table in force now.
     pub fn load(&self) -> Arc<RouteTable> {
-        self.0.load_full()
+        self.0.table.load_full()
     }
 
-    /// Puts `table` in force for every request from now on.
+    /// Puts `table` in force for every request from now on, and its routes' target gauges
+    /// in place of the old table's at `/metrics`.
     pub fn replace(&self, table: RouteTable) {
-        self.0.store(Arc::new(table));
+        let _one_at_a_time = self
+            .0
+            .replacing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let gauges = route_gauges(&table);
+        self.0.table.store(Arc::new(table));
+        self.0.gauges.publish(gauges);
     }
 
     /// Re-reads the decK file at `path` and, only if it is valid and every route builds,
@@ -57,4 +81,31 @@ pub enum ReloadError {
     /// A route could not be built (e.g. an unsupported algorithm or provider).
     #[error("{0}")]
     Build(aigw_core::Error),
+}
+
+/// What `/metrics` reads of each route's balancer state at scrape time.
+fn route_gauges(table: &RouteTable) -> Vec<RouteGauges> {
+    table
+        .routes()
+        .iter()
+        .map(|route| {
+            let state = &route.balancer;
+            let labels = (0..state.len())
+                .map(|i| state.info(i).map_or_else(String::new, |t| t.label.clone()));
+            RouteGauges::new(&route.name, labels, Arc::new(Gauged(state.clone())))
+        })
+        .collect()
+}
+
+/// A route's balancer state as telemetry reads it.
+struct Gauged(Arc<RouteState>);
+
+impl LiveTargets for Gauged {
+    fn healthy(&self, index: usize) -> bool {
+        self.0.is_healthy(index, self.0.now_ms())
+    }
+
+    fn in_flight(&self, index: usize) -> u64 {
+        u64::from(self.0.in_flight(index))
+    }
 }

@@ -8,8 +8,8 @@ use aigw_balancer::pick::{
     Priority, RoundRobin, UsageMeasure,
 };
 use aigw_balancer::{
-    AttemptTimeoutLayer, FailoverLayer, FailoverPolicy, HealthLayer, HealthPolicy, PickLayer,
-    RouteState, StatsLayer, TargetInfo, Targets,
+    AttemptTimeoutLayer, FailoverLayer, FailoverPolicy, HealthPolicy, PickLayer, RecordLayer,
+    RouteState, TargetInfo, Targets,
 };
 use aigw_config::{
     AiProxyConfig, Algorithm, BalancerConfig, FailoverCriterion, GatewayConfig, RouteConfig,
@@ -71,20 +71,14 @@ async fn build_route(
             .map_err(|e| e.context(format_args!("targets[{index}]")))?;
         drivers.push(driver);
         infos.push(TargetInfo {
-            label: format!("{}/{}", target.model.provider.as_str(), target.model.name),
+            label: target.label(),
             weight: target.weight,
             input_cost: target.model.options.input_cost.unwrap_or(0.0),
             output_cost: target.model.options.output_cost.unwrap_or(0.0),
         });
     }
     let picker = picker(&ai.balancer, &infos)?;
-    let labels: Vec<String> = infos.iter().map(|t| t.label.clone()).collect();
     let state = Arc::new(RouteState::new(infos, health_policy(&ai.balancer)));
-    let watched = state.clone();
-    // Read at scrape time, so the hot path pays nothing for the gauge.
-    aigw_telemetry::metrics().watch_target_health(&route.name, labels, move |target| {
-        watched.is_healthy(target, watched.now_ms())
-    });
 
     let stack = ServiceBuilder::new()
         // Retries per Kong's retries/failover_criteria; each retry is picked anew below.
@@ -95,11 +89,10 @@ async fn build_route(
         // Picks each attempt's target by algorithm, skipping tried and tripped targets.
         .layer(PickLayer::new(picker, state.clone()))
         // One span per attempt, outside the timeout so a timed-out attempt ends its span.
-        .layer(aigw_telemetry::AttemptSpanLayer::for_route(route))
-        // Above the timeout, so that an attempt that timed out counts against its target.
-        .layer(HealthLayer::new(state.clone()))
-        // In flight from the call until the answer or its stream ends.
-        .layer(StatsLayer::new(state.clone()))
+        .layer(attempt_telemetry(route))
+        // Health, in flight (until a stream ends), latency, usage. Above the timeout, so
+        // that an attempt that timed out counts against its target.
+        .layer(RecordLayer::new(state.clone()))
         // Each attempt, not the whole request, gets read_timeout, so failover has time left.
         .layer(AttemptTimeoutLayer::new(ai.balancer.read_timeout))
         .service(Targets::new(drivers));
@@ -148,6 +141,28 @@ fn picker(balancer: &BalancerConfig, targets: &[TargetInfo]) -> Result<Box<dyn P
             ));
         }
     })
+}
+
+/// The attempt spans and per-target metrics of `route`, its targets labelled as the
+/// balancer labels them.
+fn attempt_telemetry(route: &RouteConfig) -> aigw_telemetry::AttemptSpanLayer {
+    let targets = route
+        .ai
+        .targets
+        .iter()
+        .map(|t| aigw_telemetry::TargetDescriptor {
+            label: t.label(),
+            provider: t.model.provider.as_str().to_owned(),
+            model: t.model.name.clone(),
+            default_max_tokens: t.model.options.max_tokens,
+            default_temperature: t.model.options.temperature,
+            log_payloads: t.logging.log_payloads,
+        });
+    aigw_telemetry::AttemptSpanLayer::new(
+        &route.name,
+        route.ai.balancer.algorithm.as_str(),
+        targets,
+    )
 }
 
 fn health_policy(balancer: &BalancerConfig) -> HealthPolicy {

@@ -6,16 +6,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use aigw_balancer::Attempt;
-use aigw_config::{Provider, RouteConfig};
 use aigw_core::{
-    ChatChunk, ChatReply, ChatResponse, ChunkStream, DriverFuture, Error, FinishReason, ReplyBody,
-    Usage,
+    Attempt, ChatChunk, ChatReply, ChatResponse, ChunkStream, DriverFuture, Error, FinishReason,
+    ReplyBody, Usage,
 };
 use futures_util::Stream;
 use opentelemetry::{Array, StringValue, Value};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tower::{Layer, Service};
 use tracing::Instrument;
@@ -37,9 +34,27 @@ pub struct AttemptSpanLayer {
 
 struct RouteTelemetry {
     name: Arc<str>,
-    algorithm: &'static str,
+    algorithm: Box<str>,
     targets: Box<[TargetTelemetry]>,
     failovers: Counter,
+}
+
+/// One target as an attempt's span and metrics describe it: plain data, so telemetry needs
+/// no config or balancer type.
+#[derive(Debug, Clone, Default)]
+pub struct TargetDescriptor {
+    /// The target's label in metrics and spans (`provider/model`), as the balancer names it.
+    pub label: String,
+    /// The provider as the config names it (`bedrock`, `openai`).
+    pub provider: String,
+    /// The model id asked of the provider.
+    pub model: String,
+    /// The `max_tokens` the target sends when the request sets none.
+    pub default_max_tokens: Option<u32>,
+    /// The `temperature` the target sends when the request sets none.
+    pub default_temperature: Option<f32>,
+    /// Whether prompts and completions go on the attempt's span (`logging.log_payloads`).
+    pub log_payloads: bool,
 }
 
 /// What an attempt's span and metrics need of its target, prepared once per route so the
@@ -47,12 +62,11 @@ struct RouteTelemetry {
 struct TargetTelemetry {
     label: Arc<str>,
     model: Arc<str>,
-    provider: &'static str,
+    provider: Box<str>,
     span_name: String,
     default_max_tokens: Option<u32>,
     default_temperature: Option<f32>,
     log_payloads: bool,
-    in_flight: Gauge,
     ok_duration: Histogram,
     time_to_first_token: Histogram,
     input_tokens: Counter,
@@ -60,17 +74,19 @@ struct TargetTelemetry {
 }
 
 impl AttemptSpanLayer {
-    /// Telemetry for the attempts of `route`, whose targets are indexed as in its config.
-    pub fn for_route(route: &RouteConfig) -> Self {
-        let name: Arc<str> = Arc::from(route.name.as_str());
+    /// Telemetry for the attempts of the route named `route`, balanced by `algorithm` (as
+    /// the config spells it) over `targets`, indexed as the attempts index them.
+    pub fn new(
+        route: &str,
+        algorithm: &str,
+        targets: impl IntoIterator<Item = TargetDescriptor>,
+    ) -> Self {
+        let name: Arc<str> = Arc::from(route);
         let m = metrics();
-        let targets: Vec<TargetTelemetry> = route
-            .ai
-            .targets
-            .iter()
+        let targets: Vec<TargetTelemetry> = targets
+            .into_iter()
             .map(|t| {
-                let label: Arc<str> =
-                    Arc::from(format!("{}/{}", t.model.provider.as_str(), t.model.name));
+                let label: Arc<str> = Arc::from(t.label);
                 let target = TargetLabels {
                     route: name.clone(),
                     target: label.clone(),
@@ -85,13 +101,12 @@ impl AttemptSpanLayer {
                         .clone()
                 };
                 TargetTelemetry {
-                    model: Arc::from(t.model.name.as_str()),
-                    provider: semconv_provider(t.model.provider),
-                    span_name: format!("chat {}", t.model.name),
-                    default_max_tokens: t.model.options.max_tokens,
-                    default_temperature: t.model.options.temperature,
-                    log_payloads: t.logging.log_payloads,
-                    in_flight: m.attempts_in_flight.get_or_create(&target).clone(),
+                    span_name: format!("chat {}", t.model),
+                    model: Arc::from(t.model),
+                    provider: semconv_provider(&t.provider).into(),
+                    default_max_tokens: t.default_max_tokens,
+                    default_temperature: t.default_temperature,
+                    log_payloads: t.log_payloads,
                     ok_duration: m
                         .attempt_duration
                         .get_or_create(&AttemptLabels {
@@ -116,7 +131,7 @@ impl AttemptSpanLayer {
         AttemptSpanLayer {
             route: Arc::new(RouteTelemetry {
                 name,
-                algorithm: route.ai.balancer.algorithm.as_str(),
+                algorithm: algorithm.into(),
                 targets: targets.into(),
                 failovers,
             }),
@@ -124,11 +139,12 @@ impl AttemptSpanLayer {
     }
 }
 
-/// The GenAI conventions' provider names (`gen_ai.provider.name`, formerly `gen_ai.system`).
-fn semconv_provider(provider: Provider) -> &'static str {
+/// The GenAI conventions' provider names (`gen_ai.provider.name`, formerly `gen_ai.system`)
+/// for the config's.
+fn semconv_provider(provider: &str) -> &str {
     match provider {
-        Provider::Bedrock => "aws.bedrock",
-        other => other.as_str(),
+        "bedrock" => "aws.bedrock",
+        other => other,
     }
 }
 
@@ -178,8 +194,8 @@ where
             otel.status_code = Empty,
             otel.status_description = Empty,
             gen_ai.operation.name = "chat",
-            gen_ai.system = target.provider,
-            gen_ai.provider.name = target.provider,
+            gen_ai.system = &*target.provider,
+            gen_ai.provider.name = &*target.provider,
             gen_ai.request.model = &*target.model,
             gen_ai.request.max_tokens = Empty,
             gen_ai.request.temperature = Empty,
@@ -193,7 +209,7 @@ where
             aigw.route = &*route.name,
             aigw.target = &*target.label,
             aigw.target.index = i64::try_from(attempt.target).unwrap_or(i64::MAX),
-            aigw.balancer.algorithm = route.algorithm,
+            aigw.balancer.algorithm = &*route.algorithm,
             aigw.attempt = i64::from(attempt.number),
             aigw.stream = request.stream,
             aigw.time_to_first_token = Empty,
@@ -248,8 +264,8 @@ where
     }
 }
 
-/// An attempt under way: holds the target's in-flight count until it ends, also when the
-/// caller drops it (the client went away, or the balancer gave up).
+/// An attempt under way, until its answer or its stream ends. (Its in-flight count is the
+/// balancer's, which `/metrics` reads.)
 struct Active {
     route: Arc<RouteTelemetry>,
     index: usize,
@@ -259,7 +275,6 @@ struct Active {
 
 impl Active {
     fn start(route: Arc<RouteTelemetry>, index: usize) -> Active {
-        route.targets[index].in_flight.inc();
         Active {
             route,
             index,
@@ -279,7 +294,7 @@ impl Active {
                 self.completed(&answer, &span);
                 ReplyBody::Complete(answer)
             }
-            // The stream owns the span and the in-flight count until its last chunk.
+            // The stream owns the span and the attempt's end until its last chunk.
             ReplyBody::Stream(chunks) => ReplyBody::Stream(Box::pin(Watched {
                 chunks,
                 active: self,
@@ -326,9 +341,7 @@ impl Active {
     fn end_ok(&mut self) {
         if !self.ended {
             self.ended = true;
-            let target = self.target();
-            target.in_flight.dec();
-            target
+            self.target()
                 .ok_duration
                 .observe(self.started.elapsed().as_secs_f64());
         }
@@ -349,7 +362,6 @@ impl Active {
         span.record("otel.status_description", error.message());
         span.record("error.type", outcome);
         let target = self.target();
-        target.in_flight.dec();
         metrics()
             .attempt_duration
             .get_or_create(&AttemptLabels {
@@ -358,16 +370,6 @@ impl Active {
                 outcome,
             })
             .observe(self.started.elapsed().as_secs_f64());
-    }
-}
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        if !self.ended {
-            // Cut short from above: not the target's failure, so no error outcome.
-            self.ended = true;
-            self.target().in_flight.dec();
-        }
     }
 }
 

@@ -8,7 +8,11 @@
 //!   incoming W3C `traceparent`), the request counters, and one access-log line.
 //! - [`AttemptSpanLayer`] sits below the balancer: one GenAI client span per target
 //!   attempt, and the per-target metrics.
-//! - [`metrics()`] holds the Prometheus series served at `GET /metrics`.
+//! - [`metrics()`] holds the Prometheus series served at `GET /metrics`; the live target
+//!   gauges are read at scrape time from the [`RouteGauges`] a route table publishes.
+//!
+//! A leaf of the crate graph: it takes plain data (route names, target labels, the
+//! algorithm's name, a [`LiveTargets`] reader) and knows no config or balancer type.
 #![forbid(unsafe_code)]
 
 mod attempt;
@@ -17,8 +21,11 @@ mod record;
 mod server;
 mod setup;
 
-pub use attempt::{AttemptSpan, AttemptSpanLayer};
-pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics, Protocol, Status, metrics};
+pub use attempt::{AttemptSpan, AttemptSpanLayer, TargetDescriptor};
+pub use metrics::{
+    CONTENT_TYPE as METRICS_CONTENT_TYPE, LiveTargets, Metrics, Protocol, PublishedRoutes,
+    RouteGauges, Status, metrics,
+};
 pub use opentelemetry_sdk::trace::SdkTracerProvider;
 pub use record::record_route;
 pub use server::{ServerFuture, ServerSpan, ServerSpanLayer};

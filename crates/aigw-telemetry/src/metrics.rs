@@ -1,6 +1,8 @@
 //! The process's Prometheus metrics, encoded in the OpenMetrics text format for `GET /metrics`.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 use prometheus_client::collector::Collector;
@@ -171,18 +173,18 @@ pub(crate) struct RouteLabels {
 }
 
 /// Every metric aigw exports. One per process (see [`metrics`]): a scrape endpoint shows
-/// the whole process, and routes register their series as they are built.
+/// the whole process. Routes register their counters as they are built; the gauges of
+/// their targets' live state are read at scrape time from what [`PublishedRoutes`] holds.
 pub struct Metrics {
     registry: Registry,
     pub(crate) requests: Family<RequestLabels, Counter>,
     pub(crate) request_duration: Histograms<ProtocolRouteLabels>,
     pub(crate) in_flight: Family<ProtocolLabels, Gauge>,
     pub(crate) attempt_duration: Histograms<AttemptLabels>,
-    pub(crate) attempts_in_flight: Family<TargetLabels, Gauge>,
     pub(crate) time_to_first_token: Histograms<TargetLabels>,
     pub(crate) tokens: Family<TokenLabels, Counter>,
     pub(crate) failovers: Family<RouteLabels, Counter>,
-    health: Arc<TargetHealth>,
+    live: Arc<LiveGauges>,
 }
 
 impl Metrics {
@@ -216,12 +218,6 @@ impl Metrics {
             Unit::Seconds,
             attempt_duration.clone(),
         );
-        let attempts_in_flight = Family::default();
-        registry.register(
-            "attempts_in_flight",
-            "Attempts on each target now, streams until their end",
-            attempts_in_flight.clone(),
-        );
         let time_to_first_token: Histograms<TargetLabels> =
             Family::new_with_constructor(latency_histogram);
         registry.register_with_unit(
@@ -242,44 +238,30 @@ impl Metrics {
             "Attempts that followed a failed attempt of the same request",
             failovers.clone(),
         );
-        let health = Arc::new(TargetHealth::default());
-        registry.register_collector(Box::new(health.clone()));
+        let live = Arc::new(LiveGauges::default());
+        registry.register_collector(Box::new(live.clone()));
         Metrics {
-            health,
+            live,
             registry,
             requests,
             request_duration,
             in_flight,
             attempt_duration,
-            attempts_in_flight,
             time_to_first_token,
             tokens,
             failovers,
         }
     }
 
-    /// Reports `aigw_target_healthy{route, target}` at each scrape as `healthy(index)` says
-    /// (1 or 0), for the targets of `route` in config order. Read at scrape time because
-    /// health changes without a request (a tripped target recovers when its fail_timeout
-    /// ends). Watching a route name again replaces the earlier watch.
-    pub fn watch_target_health(
-        &self,
-        route: &str,
-        targets: impl IntoIterator<Item = String>,
-        healthy: impl Fn(usize) -> bool + Send + Sync + 'static,
-    ) {
-        let source = HealthSource {
-            route: route.to_owned(),
-            targets: targets.into_iter().collect(),
-            healthy: Box::new(healthy),
-        };
-        let mut sources = self
-            .health
-            .sources
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        sources.retain(|s| s.route != route);
-        sources.push(source);
+    /// A new, empty set of published routes, for one route table: what it
+    /// [publishes](PublishedRoutes::publish) shows at `/metrics` until it publishes again
+    /// or is dropped.
+    pub fn published_routes(&self) -> PublishedRoutes {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        PublishedRoutes {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            gauges: self.live.clone(),
+        }
     }
 
     /// The OpenMetrics text exposition of every series, as [`CONTENT_TYPE`].
@@ -291,45 +273,151 @@ impl Metrics {
     }
 }
 
-/// Where one route's target health is read from.
-struct HealthSource {
+/// Reads a route's live target state at scrape time: whether each target takes traffic and
+/// how many attempts run on it. The balancer keeps that state; the server adapts it, so
+/// neither depends on the other.
+pub trait LiveTargets: Send + Sync {
+    /// Whether target `index` may get traffic now (not taken out by the health check).
+    fn healthy(&self, index: usize) -> bool;
+    /// Attempts running on target `index` now, streams until their end.
+    fn in_flight(&self, index: usize) -> u64;
+}
+
+/// One route's live gauges: `aigw_target_healthy` and `aigw_attempts_in_flight` for each of
+/// its targets, read from `live` at each scrape.
+pub struct RouteGauges {
     route: String,
-    targets: Vec<String>,
-    healthy: Box<dyn Fn(usize) -> bool + Send + Sync>,
+    /// Each distinct target label and the indexes that carry it: targets sharing a label
+    /// are one series.
+    series: Vec<(String, Vec<usize>)>,
+    live: Arc<dyn LiveTargets>,
 }
 
-/// `aigw_target_healthy`, computed at scrape time from the watched routes.
-#[derive(Default)]
-struct TargetHealth {
-    sources: RwLock<Vec<HealthSource>>,
-}
+impl RouteGauges {
+    /// The gauges of the route named `route`, whose targets carry `labels` in index order.
+    pub fn new(
+        route: &str,
+        labels: impl IntoIterator<Item = String>,
+        live: Arc<dyn LiveTargets>,
+    ) -> Self {
+        let mut series: Vec<(String, Vec<usize>)> = Vec::new();
+        for (index, label) in labels.into_iter().enumerate() {
+            match series.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, indexes)) => indexes.push(index),
+                None => series.push((label, vec![index])),
+            }
+        }
+        RouteGauges {
+            route: route.to_owned(),
+            series,
+            live,
+        }
+    }
 
-impl fmt::Debug for TargetHealth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TargetHealth")
+    /// 1 while any target with the label takes traffic.
+    fn healthy(&self, indexes: &[usize]) -> i64 {
+        i64::from(indexes.iter().any(|&i| self.live.healthy(i)))
+    }
+
+    fn in_flight(&self, indexes: &[usize]) -> i64 {
+        let sum: u64 = indexes.iter().map(|&i| self.live.in_flight(i)).sum();
+        i64::try_from(sum).unwrap_or(i64::MAX)
     }
 }
 
-impl Collector for TargetHealth {
+/// The routes of one route table as `/metrics` shows their live gauges.
+///
+/// [`publish`](Self::publish) replaces the whole set, so a table put in force after a
+/// reload takes the place of the old one and routes it dropped disappear; a table that
+/// never came into force (a reload that failed) publishes nothing, leaving the old
+/// routes watching the old, live state. Dropping it removes its routes. One per route
+/// table rather than one per process, so that several gateways in one process (tests,
+/// benchmarks) each keep their own.
+pub struct PublishedRoutes {
+    id: u64,
+    gauges: Arc<LiveGauges>,
+}
+
+impl PublishedRoutes {
+    /// Shows `routes`, and only them, for this table from the next scrape on.
+    pub fn publish(&self, routes: Vec<RouteGauges>) {
+        let mut sets = self.gauges.write();
+        sets.retain(|(id, _)| *id != self.id);
+        // Newest first: if two tables in one process name the same route, the newer wins.
+        sets.insert(0, (self.id, routes));
+    }
+}
+
+impl Drop for PublishedRoutes {
+    fn drop(&mut self) {
+        self.gauges.write().retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl fmt::Debug for PublishedRoutes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublishedRoutes")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `aigw_target_healthy` and `aigw_attempts_in_flight`, computed at scrape time from the
+/// published routes, newest set first.
+#[derive(Default)]
+struct LiveGauges {
+    sets: RwLock<Vec<(u64, Vec<RouteGauges>)>>,
+}
+
+impl LiveGauges {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<(u64, Vec<RouteGauges>)>> {
+        self.sets.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every published route once, by name, the newest set's winning.
+    fn routes(sets: &[(u64, Vec<RouteGauges>)]) -> Vec<&RouteGauges> {
+        let mut seen = HashSet::new();
+        sets.iter()
+            .flat_map(|(_, routes)| routes)
+            .filter(|route| seen.insert(route.route.as_str()))
+            .collect()
+    }
+}
+
+impl fmt::Debug for LiveGauges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LiveGauges")
+    }
+}
+
+impl Collector for LiveGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let sources = self.sources.read().unwrap_or_else(PoisonError::into_inner);
-        if sources.is_empty() {
+        let sets = self.sets.read().unwrap_or_else(PoisonError::into_inner);
+        let routes = LiveGauges::routes(&sets);
+        if routes.is_empty() {
             return Ok(());
         }
-        let mut metric = encoder.encode_descriptor(
-            "target_healthy",
-            "1 while the balancer may send the target traffic, 0 while health checks keep it out",
-            None,
-            MetricType::Gauge,
-        )?;
-        for source in sources.iter() {
-            for (index, target) in source.targets.iter().enumerate() {
-                let labels = [
-                    ("route", source.route.as_str()),
-                    ("target", target.as_str()),
-                ];
-                let value = i64::from((source.healthy)(index));
-                ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
+        type Read = fn(&RouteGauges, &[usize]) -> i64;
+        let gauges: [(&str, &str, Read); 2] = [
+            (
+                "target_healthy",
+                "1 while the balancer may send the target traffic, 0 while health checks keep it out",
+                RouteGauges::healthy,
+            ),
+            (
+                "attempts_in_flight",
+                // With the period `Registry::register` adds, as when this was registered.
+                "Attempts on each target now, streams until their end.",
+                RouteGauges::in_flight,
+            ),
+        ];
+        for (name, help, read) in gauges {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for route in &routes {
+                for (target, indexes) in &route.series {
+                    let labels = [("route", route.route.as_str()), ("target", target.as_str())];
+                    ConstGauge::new(read(route, indexes)).encode(metric.encode_family(&labels)?)?;
+                }
             }
         }
         Ok(())
@@ -383,23 +471,46 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
-    #[test]
-    fn target_health_is_read_at_each_scrape() {
-        use std::sync::atomic::{AtomicBool, Ordering};
+    /// Two targets whose health and in-flight counts a test sets.
+    #[derive(Default)]
+    struct Fake {
+        tripped: std::sync::atomic::AtomicBool,
+        in_flight: AtomicU64,
+    }
 
+    impl LiveTargets for Fake {
+        fn healthy(&self, index: usize) -> bool {
+            index == 0 || !self.tripped.load(Ordering::Relaxed)
+        }
+
+        fn in_flight(&self, index: usize) -> u64 {
+            if index == 1 {
+                self.in_flight.load(Ordering::Relaxed)
+            } else {
+                0
+            }
+        }
+    }
+
+    fn gauges(route: &str, live: &Arc<Fake>) -> RouteGauges {
+        let labels = ["bedrock/a".to_owned(), "bedrock/b".to_owned()];
+        RouteGauges::new(route, labels, live.clone())
+    }
+
+    #[test]
+    fn target_gauges_are_read_at_each_scrape() {
         let metrics = Metrics::new();
         assert!(!metrics.encode().contains("aigw_target_healthy"));
-        let tripped = Arc::new(AtomicBool::new(false));
-        let reading = tripped.clone();
-        metrics.watch_target_health("r", ["bedrock/a".into(), "bedrock/b".into()], move |i| {
-            i == 0 || !reading.load(Ordering::Relaxed)
-        });
+        let live = Arc::new(Fake::default());
+        let published = metrics.published_routes();
+        published.publish(vec![gauges("r", &live)]);
         let text = metrics.encode();
         assert!(
             text.contains(r#"aigw_target_healthy{route="r",target="bedrock/b"} 1"#),
             "{text}"
         );
-        tripped.store(true, Ordering::Relaxed);
+        live.tripped.store(true, Ordering::Relaxed);
+        live.in_flight.store(3, Ordering::Relaxed);
         let text = metrics.encode();
         assert!(
             text.contains(r#"aigw_target_healthy{route="r",target="bedrock/a"} 1"#),
@@ -407,6 +518,67 @@ mod tests {
         );
         assert!(
             text.contains(r#"aigw_target_healthy{route="r",target="bedrock/b"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"aigw_attempts_in_flight{route="r",target="bedrock/b"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE aigw_attempts_in_flight gauge"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn publishing_replaces_the_whole_set_and_dropping_removes_it() {
+        let metrics = Metrics::new();
+        let live = Arc::new(Fake::default());
+        let table = metrics.published_routes();
+        table.publish(vec![gauges("kept", &live), gauges("dropped", &live)]);
+        let other = metrics.published_routes();
+        other.publish(vec![gauges("elsewhere", &live)]);
+        assert!(metrics.encode().contains(r#"route="dropped""#));
+
+        table.publish(vec![gauges("kept", &live)]);
+        let text = metrics.encode();
+        assert!(!text.contains(r#"route="dropped""#), "{text}");
+        assert!(
+            text.contains(r#"aigw_target_healthy{route="kept""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"aigw_attempts_in_flight{route="elsewhere""#),
+            "another table's routes stay: {text}"
+        );
+
+        drop(table);
+        let text = metrics.encode();
+        assert!(!text.contains(r#"route="kept""#), "{text}");
+        assert!(text.contains(r#"route="elsewhere""#), "{text}");
+    }
+
+    #[test]
+    fn targets_sharing_a_label_are_one_series() {
+        let metrics = Metrics::new();
+        let live = Arc::new(Fake::default());
+        live.tripped.store(true, Ordering::Relaxed);
+        live.in_flight.store(2, Ordering::Relaxed);
+        let labels = ["bedrock/a".to_owned(), "bedrock/a".to_owned()];
+        let published = metrics.published_routes();
+        published.publish(vec![RouteGauges::new("twins", labels, live)]);
+        let text = metrics.encode();
+        assert_eq!(
+            text.matches(r#"aigw_target_healthy{route="twins""#).count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"aigw_target_healthy{route="twins",target="bedrock/a"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"aigw_attempts_in_flight{route="twins",target="bedrock/a"} 2"#),
             "{text}"
         );
     }

@@ -3,46 +3,58 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use aigw_core::{ChatChunk, ChatReply, ChunkStream, DriverFuture, Error, ReplyBody, Usage};
+use aigw_core::{
+    Attempt, ChatChunk, ChatReply, ChunkStream, DriverFuture, Error, ReplyBody, Usage,
+};
 use futures_util::Stream;
 use tower::{Layer, Service};
 
-use crate::{Attempt, RouteState};
+use crate::RouteState;
 
-/// Keeps each target's live load and performance figures, which the pick strategies and
-/// the status endpoint read: attempts in flight (a stream counts until it ends or is
-/// dropped), and for each successful answer its latency and token usage.
+/// Records each attempt into the route's shared [`RouteState`], which the pick strategies,
+/// the health check and the status endpoint read:
+///
+/// - in flight from the call until the answer, or a stream's end, or until the caller drops
+///   it;
+/// - Kong's passive health check: the outcome of the answer head counts for or against the
+///   target, so after `max_fails` counted failures the balancer leaves it out for
+///   `fail_timeout` (see [`HealthPolicy`](crate::HealthPolicy) for what counts). A stream
+///   that breaks later is the client's error to see, not a reason to take the target out;
+/// - for each answer that ends cleanly, its latency and token usage.
+///
+/// Place it above [`AttemptTimeoutLayer`](crate::AttemptTimeoutLayer), so that an attempt
+/// that timed out counts against its target.
 #[derive(Debug, Clone)]
-pub struct StatsLayer {
+pub struct RecordLayer {
     state: Arc<RouteState>,
 }
 
-impl StatsLayer {
+impl RecordLayer {
     /// Records into the route's shared `state`.
     pub fn new(state: Arc<RouteState>) -> Self {
-        StatsLayer { state }
+        RecordLayer { state }
     }
 }
 
-impl<S> Layer<S> for StatsLayer {
-    type Service = Stats<S>;
+impl<S> Layer<S> for RecordLayer {
+    type Service = Record<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Stats {
+        Record {
             inner,
             state: self.state.clone(),
         }
     }
 }
 
-/// See [`StatsLayer`].
+/// See [`RecordLayer`].
 #[derive(Debug, Clone)]
-pub struct Stats<S> {
+pub struct Record<S> {
     inner: S,
     state: Arc<RouteState>,
 }
 
-impl<S> Service<Attempt> for Stats<S>
+impl<S> Service<Attempt> for Record<S>
 where
     S: Service<Attempt, Response = ChatReply, Error = Error>,
     S::Future: Send + 'static,
@@ -59,7 +71,14 @@ where
         let guard = InFlight::start(self.state.clone(), attempt.target);
         let answer = self.inner.call(attempt);
         Box::pin(async move {
-            let mut reply = answer.await?;
+            let mut reply = match answer.await {
+                Ok(reply) => reply,
+                Err(error) => {
+                    guard.failed(&error);
+                    return Err(error);
+                }
+            };
+            guard.answered();
             reply.body = match reply.body {
                 ReplyBody::Complete(response) => {
                     guard.finish(Some(response.usage));
@@ -76,7 +95,7 @@ where
     }
 }
 
-/// One attempt counted in flight until dropped.
+/// One attempt, counted in flight until dropped.
 struct InFlight {
     state: Arc<RouteState>,
     target: usize,
@@ -93,6 +112,17 @@ impl InFlight {
         }
     }
 
+    /// The answer head came: a success for the health check.
+    fn answered(&self) {
+        self.state.record_success(self.target);
+    }
+
+    /// No answer: counts for the health check as its policy says, and ends the attempt.
+    fn failed(self, error: &Error) {
+        self.state.record_failure(self.target, error);
+    }
+
+    /// The answer ended cleanly: a latency (and usage) sample.
     fn finish(self, usage: Option<Usage>) {
         self.state
             .record_answer(self.target, self.started.elapsed(), usage);
@@ -130,7 +160,8 @@ impl Stream for Measured {
                     guard.finish(usage);
                 }
             }
-            // A broken stream is no latency sample; the guard still ends the attempt.
+            // A broken stream is no latency sample and no health failure; dropping the
+            // guard still ends the attempt.
             Poll::Ready(Some(Err(_))) => self.guard = None,
             Poll::Pending => {}
         }

@@ -1,16 +1,3 @@
-use aigw_core::ChatRequest;
-
-/// One try of a request on one target: what flows below the balancer.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    /// Index of the chosen target in the route's target list.
-    pub target: usize,
-    /// 1 for the first try, 2 for the first failover, and so on.
-    pub number: u32,
-    /// The client's request, shared between attempts.
-    pub request: ChatRequest,
-}
-
 /// The targets one request has already tried, so failover goes elsewhere.
 ///
 /// Routes rarely have more than 64 targets, so a bitmask covers those without allocating;
