@@ -212,3 +212,53 @@ async fn upstream_429_passes_retry_after_on_only_when_given() {
     assert_eq!(status, 429, "{body}");
     assert!(!headers.contains_key("retry-after"), "no hint is invented");
 }
+
+/// Refusals outside the chat body still come from the one error table: a wrong method on an
+/// operator endpoint is an OpenAI-style 405 naming GET, and a gRPC call to a service the
+/// gateway does not serve is a gRPC UNIMPLEMENTED, not an HTTP page.
+#[tokio::test]
+async fn wrong_methods_and_unknown_grpc_services_are_answered_in_their_protocol() {
+    let stack = Stack::start(&seed_config()).await;
+    for path in ["/health", "/metrics", "/status/targets"] {
+        let (status, headers, body) = post(&stack.url(path), None, Vec::new()).await;
+        assert_eq!(status, 405, "{path}: {body}");
+        assert_eq!(headers["allow"], "GET", "{path}");
+        assert_eq!(
+            body["error"]["code"], "method_not_allowed",
+            "{path}: {body}"
+        );
+    }
+
+    let response = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client")
+        .post(stack.url("/no.such.Service/Call"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status(), 200, "gRPC errors travel in grpc-status");
+    assert_eq!(response.headers()["grpc-status"], "12", "UNIMPLEMENTED");
+    let message = response.headers()["grpc-message"]
+        .to_str()
+        .expect("ascii message");
+    assert!(message.contains("no.such.Service"), "{message}");
+}
+
+/// gRPC requests are held to the route's `max_request_body_size` as HTTP bodies are.
+#[tokio::test]
+async fn grpc_requests_over_the_body_limit_are_refused_before_the_upstream() {
+    let stack = Stack::start(&seed_config()).await;
+    // Kong's default max_request_body_size is 8 KiB.
+    let status = grpc_client(&stack.gateway)
+        .await
+        .chat(grpc_question("", &"x".repeat(20_000)))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("8192"), "{status:?}");
+    assert_eq!(stack.emulator.emulator().request_count(), 0);
+}

@@ -157,6 +157,15 @@ pub struct ChatChunk {
     pub usage: Option<Usage>,
 }
 
+impl ChatChunk {
+    /// Whether the chunk says anything about the answer's one choice (its role, text or
+    /// end); a chunk that only reports usage does not, and wire formats show it without a
+    /// choice.
+    pub fn has_choice(&self) -> bool {
+        self.role.is_some() || self.content.is_some() || self.finish_reason.is_some()
+    }
+}
+
 /// The bookkeeping every driver's stream shares: the identity each chunk of one answer
 /// carries, that the first chunk out carries the role, and whether the upstream said the
 /// answer was complete before its stream ended.

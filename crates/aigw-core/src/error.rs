@@ -13,6 +13,11 @@ pub enum ErrorKind {
     Unauthorized,
     /// The request body is over the size limit.
     PayloadTooLarge,
+    /// The endpoint exists but not for this method (an HTTP GET on a chat path, a gRPC
+    /// method the gateway does not serve).
+    MethodNotAllowed,
+    /// The request body is labelled as a media type the endpoint does not read.
+    UnsupportedMediaType,
     /// The upstream refused the request as invalid (its 4xx other than throttling).
     UpstreamRejected,
     /// The upstream throttled us (HTTP 429 or a throttling exception).
@@ -41,6 +46,8 @@ impl ErrorKind {
             ErrorKind::RouteNotFound => "route_not_found",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::UpstreamRejected => "upstream_rejected",
             ErrorKind::Throttled => "rate_limited",
             ErrorKind::UpstreamError => "upstream_error",

@@ -35,6 +35,16 @@ fn wire(kind: ErrorKind, upstream_status: Option<u16>) -> WireError {
             tonic::Code::ResourceExhausted,
             "invalid_request_error",
         ),
+        ErrorKind::MethodNotAllowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            tonic::Code::Unimplemented,
+            "invalid_request_error",
+        ),
+        ErrorKind::UnsupportedMediaType => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            tonic::Code::InvalidArgument,
+            "invalid_request_error",
+        ),
         // The upstream judged the request invalid: the client can fix it, so pass the
         // upstream's 4xx through (Kong does too).
         ErrorKind::UpstreamRejected => (
@@ -132,6 +142,12 @@ pub fn grpc_status(error: &Error) -> tonic::Status {
     tonic::Status::new(wire.grpc, error.message())
 }
 
+/// `error` as a whole gRPC answer ("trailers-only"), for the few gRPC calls refused before
+/// tonic sees them.
+pub(crate) fn grpc_response(error: &Error) -> Response {
+    grpc_status(error).into_http()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +166,8 @@ mod tests {
             wire(ErrorKind::UpstreamTimeout, None).grpc,
             tonic::Code::DeadlineExceeded
         );
+        let wrong_method = wire(ErrorKind::MethodNotAllowed, None);
+        assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(wrong_method.grpc, tonic::Code::Unimplemented);
     }
 }

@@ -3,19 +3,18 @@
 //! per-route tower stacks, so one request gets the same answer either way.
 #![forbid(unsafe_code)]
 
+mod accepted;
+mod admission;
 mod auth;
 mod drivers;
 mod error;
-mod grpc;
+mod frontend;
 mod limit;
 mod local_streams;
-mod media;
-mod openai;
 mod reload;
 mod repoll;
 mod routes;
 mod serve;
-mod silent;
 mod stack;
 mod status;
 

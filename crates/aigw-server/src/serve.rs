@@ -21,11 +21,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::grpc::GrpcChat;
+use crate::accepted::{FirstByte, silent_for};
+use crate::frontend::grpc::GrpcChat;
 use crate::local_streams::{StreamExecutor, drive, local_streams};
 use crate::repoll::repoll_on_self_wake;
-use crate::silent::{FirstByte, silent_for};
-use crate::{RouteTable, SharedRoutes, openai, status};
+use crate::{RouteTable, SharedRoutes, status};
 
 /// How connections are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,12 +85,13 @@ impl Gateway {
         let reflection_v1 = reflection().build_v1().map_err(io::Error::other)?;
         let reflection_v1alpha = reflection().build_v1alpha().map_err(io::Error::other)?;
         let http = Router::new()
-            .route("/health", get(openai::health))
+            .route("/health", get(status::health))
             .route(status::TARGETS_PATH, get(status::targets))
             .route("/metrics", get(metrics))
+            .method_not_allowed_fallback(status::get_only)
             // Route paths come from the config and may hold characters axum's path syntax
             // treats specially, so they are matched by exact lookup in the fallback.
-            .fallback(openai::route_path)
+            .fallback(crate::frontend::http::route_path)
             .with_state(self.routes.clone());
         Ok(tonic::service::Routes::from(http)
             .add_service(ChatServiceServer::new(GrpcChat {

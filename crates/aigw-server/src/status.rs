@@ -1,5 +1,6 @@
-//! `GET /status/targets`: each route's targets with their live balancer state, so an
-//! operator can see why traffic goes where it goes.
+//! The operator's endpoints: `GET /health`, and `GET /status/targets` with each route's
+//! targets and their live balancer state, so an operator can see why traffic goes where
+//! it goes.
 
 use std::time::Duration;
 
@@ -8,10 +9,35 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::SharedRoutes;
+use aigw_core::{Error, ErrorKind};
+
+use crate::{ApiError, SharedRoutes};
 
 /// Where the status is served.
 pub(crate) const TARGETS_PATH: &str = "/status/targets";
+
+/// A method other than GET on an operator endpoint, answered through the error table.
+pub(crate) async fn get_only(method: http::Method) -> Response {
+    let error = Error::new(
+        ErrorKind::MethodNotAllowed,
+        format!("method {method} is not allowed here; use GET"),
+    );
+    let mut response = ApiError(error).into_response();
+    response
+        .headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
+    response
+}
+
+/// The health probe: 200 once the routes are loaded (they are before the port opens).
+pub(crate) async fn health(State(routes): State<SharedRoutes>) -> Response {
+    let table = routes.load();
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "routes": table.routes().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
 
 /// Every route's targets: health, in flight, moving latency, token counts.
 pub(crate) async fn targets(State(routes): State<SharedRoutes>) -> Response {

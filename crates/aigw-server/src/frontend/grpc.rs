@@ -1,20 +1,18 @@
-//! The gRPC `aigw.v1.ChatService`: decode the proto, call the route's stack, encode.
+//! The gRPC front end, `aigw.v1.ChatService`: decode the proto message, hand it to
+//! admission, encode the answer (a message, or a server stream of chunks).
 
 use std::pin::Pin;
 
-use aigw_config::ResponseStreaming;
-use aigw_core::{
-    ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkStream, Error, Message, ReplyBody, Usage,
-};
+use aigw_core::{ChatChunk, ChatRequest, ChatResponse, ChunkStream, Error, Message, Usage};
 use aigw_proto::v1 as pb;
 use futures_util::{Stream, StreamExt};
+use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
-use tower::ServiceExt;
 use tracing::Instrument;
 
-use crate::openai::{MODEL_HEADER, parse_role};
+use crate::admission::{Admission, Admitted, Answering, Caller, MODEL_HEADER, RouteKey};
 use crate::{SharedRoutes, grpc_status};
 
 /// `ChatService` over the route table.
@@ -28,44 +26,36 @@ type ChunkResult = Result<pb::ChatChunk, tonic::Status>;
 /// instead of growing memory.
 const STREAM_BUFFER: usize = 16;
 
+/// The method a client calls fixes the answer's shape, so `response_streaming: always`
+/// cannot turn a `Chat` call into a stream.
+const ANSWERING: Answering = Answering {
+    may_stream_unasked: false,
+    ask_for_whole: "call Chat instead",
+};
+
 impl GrpcChat {
-    async fn call(
+    async fn admit(
         &self,
         request: tonic::Request<pb::ChatRequest>,
         stream: bool,
-    ) -> Result<(ChatReply, bool), tonic::Status> {
+    ) -> Result<Admitted, Error> {
         let (metadata, _, wire) = request.into_parts();
-        let route = self
-            .routes
-            .load()
-            .select(&wire.route)
-            .map_err(|e| grpc_status(&e))?
-            .clone();
-        aigw_telemetry::record_route(&route.name);
-        route
-            .authorize(metadata.as_ref(), None)
-            .map_err(|e| grpc_status(&e))?;
-        if stream && route.response_streaming == ResponseStreaming::Deny {
-            return Err(grpc_status(&Error::invalid_request(
-                "streaming is disabled on this route (response_streaming: deny); call Chat instead",
-            )));
-        }
-        let mut core = decode_request(wire).map_err(|e| grpc_status(&e))?;
-        core.stream = stream;
-        core.hash_key = route.hash_key(metadata.as_ref());
-        let reply = route
-            .service
-            .clone()
-            .oneshot(core)
-            .await
-            .map_err(|e| grpc_status(&e))?;
-        Ok((reply, route.model_name_header))
+        let caller = Caller {
+            headers: metadata.as_ref(),
+            query: None,
+        };
+        let admission = Admission::new(&self.routes);
+        let route = admission.route(RouteKey::NameOrPath(&wire.route), caller)?;
+        let body_len = wire.encoded_len();
+        let mut request = decode_request(wire)?;
+        request.stream = stream;
+        Admission::call(&route, caller, ANSWERING, request, body_len).await
     }
 }
 
-fn with_model_header<T>(message: T, reply_served_by: Option<String>) -> tonic::Response<T> {
+fn with_model_header<T>(message: T, model_header: Option<http::HeaderValue>) -> tonic::Response<T> {
     let mut response = tonic::Response::new(message);
-    if let Some(value) = reply_served_by.and_then(|s| MetadataValue::try_from(s).ok()) {
+    if let Some(value) = model_header.and_then(|v| MetadataValue::try_from(v.as_bytes()).ok()) {
         response.metadata_mut().insert(MODEL_HEADER, value);
     }
     response
@@ -77,17 +67,13 @@ impl pb::chat_service_server::ChatService for GrpcChat {
         &self,
         request: tonic::Request<pb::ChatRequest>,
     ) -> Result<tonic::Response<pb::ChatResponse>, tonic::Status> {
-        let (reply, name_model) = self.call(request, false).await?;
-        let served_by = name_model.then(|| reply.served_by.to_string());
-        let answer = match reply.body {
-            ReplyBody::Complete(answer) => answer,
-            ReplyBody::Stream(_) => {
-                return Err(tonic::Status::internal(
-                    "the driver streamed an answer that was asked for whole",
-                ));
-            }
-        };
-        Ok(with_model_header(encode_response(answer), served_by))
+        let admitted = self
+            .admit(request, false)
+            .await
+            .map_err(|e| grpc_status(&e))?;
+        let model_header = admitted.model_header.clone();
+        let answer = admitted.into_whole().map_err(|e| grpc_status(&e))?;
+        Ok(with_model_header(encode_response(answer), model_header))
     }
 
     type ChatStreamStream = Pin<Box<dyn Stream<Item = ChunkResult> + Send>>;
@@ -96,19 +82,14 @@ impl pb::chat_service_server::ChatService for GrpcChat {
         &self,
         request: tonic::Request<pb::ChatRequest>,
     ) -> Result<tonic::Response<Self::ChatStreamStream>, tonic::Status> {
-        let (reply, name_model) = self.call(request, true).await?;
-        let served_by = name_model.then(|| reply.served_by.to_string());
-        let chunks = match reply.body {
-            ReplyBody::Stream(chunks) => chunks,
-            ReplyBody::Complete(answer) => {
-                return Err(tonic::Status::internal(format!(
-                    "the driver answered whole where a stream was asked for (answer {})",
-                    answer.id
-                )));
-            }
-        };
+        let admitted = self
+            .admit(request, true)
+            .await
+            .map_err(|e| grpc_status(&e))?;
+        let model_header = admitted.model_header.clone();
+        let chunks = admitted.into_stream().map_err(|e| grpc_status(&e))?;
         let stream: Self::ChatStreamStream = Box::pin(pump(chunks));
-        Ok(with_model_header(stream, served_by))
+        Ok(with_model_header(stream, model_header))
     }
 }
 
@@ -146,25 +127,15 @@ fn pump(mut chunks: ChunkStream) -> ReceiverStream<ChunkResult> {
 }
 
 fn decode_request(wire: pb::ChatRequest) -> Result<ChatRequest, Error> {
-    if wire.messages.is_empty() {
-        return Err(Error::invalid_request(
-            "messages must hold at least one message",
-        ));
-    }
-    let messages = wire
-        .messages
-        .into_iter()
-        .enumerate()
-        .map(|(index, m)| {
-            Ok(Message {
-                role: parse_role(index, &m.role)?,
-                content: m.content,
-            })
+    let messages = super::conversation(wire.messages, |(index, m)| {
+        Ok(Message {
+            role: super::role(index, &m.role)?,
+            content: m.content,
         })
-        .collect::<Result<Vec<_>, Error>>()?;
+    })?;
     Ok(ChatRequest {
         model: wire.model,
-        messages: messages.into(),
+        messages,
         max_tokens: wire.max_tokens,
         temperature: wire.temperature,
         top_p: wire.top_p,
@@ -201,8 +172,7 @@ fn encode_response(answer: ChatResponse) -> pb::ChatResponse {
 }
 
 fn encode_chunk(chunk: ChatChunk) -> pb::ChatChunk {
-    let has_choice =
-        chunk.role.is_some() || chunk.content.is_some() || chunk.finish_reason.is_some();
+    let has_choice = chunk.has_choice();
     pb::ChatChunk {
         id: chunk.id.to_string(),
         object: "chat.completion.chunk".to_owned(),

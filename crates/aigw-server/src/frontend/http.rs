@@ -1,10 +1,9 @@
-//! The HTTP/JSON facade in OpenAI's chat-completions format: decode, call the route's
-//! stack, encode. Nothing else happens here.
+//! The HTTP/JSON front end in OpenAI's chat-completions format: decode the body, hand it
+//! to admission, encode the answer as JSON or as SSE events.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use aigw_config::ResponseStreaming;
 use aigw_core::{
     ChatChunk, ChatReply, ChatRequest, ChatResponse, Error, ErrorKind, Message, ReplyBody, Role,
     Usage,
@@ -13,143 +12,126 @@ use axum::extract::{Request, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
-use http::{HeaderValue, Method, header};
+use http::{HeaderMap, HeaderValue, Method, header};
 use serde::{Deserialize, Serialize};
-use tower::ServiceExt;
 
-use crate::{ApiError, Route, RouteTable, SharedRoutes};
-
-/// Header naming the target that served an answer, like Kong's `X-Kong-LLM-Model`.
-pub(crate) const MODEL_HEADER: &str = "x-aigw-llm-model";
+use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, RouteKey, too_large};
+use crate::{ApiError, SharedRoutes, error::grpc_response};
 
 /// OpenAI's own chat path, so OpenAI SDKs work with only `base_url` pointed at aigw.
 pub(crate) const OPENAI_CHAT_PATH: &str = "/v1/chat/completions";
 
+/// An HTTP client may ask for either shape, so `response_streaming: always` may stream.
+const ANSWERING: Answering = Answering {
+    may_stream_unasked: true,
+    ask_for_whole: "send \"stream\": false",
+};
+
 /// Serves a POST to any configured route path, and to [`OPENAI_CHAT_PATH`] (routed by the
 /// request's `model`) unless a route claims that path itself; every other path is an
 /// OpenAI-style 404.
-pub(crate) async fn route_path(
-    State(routes): State<SharedRoutes>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let table = routes.load();
-    let path = request.uri().path();
-    if is_grpc(&request) {
+pub(crate) async fn route_path(State(routes): State<SharedRoutes>, request: Request) -> Response {
+    if is_grpc(request.headers()) {
         // A gRPC call to a service we do not serve: answer in gRPC's terms.
-        let status = tonic::Status::unimplemented(format!("no gRPC method {path}"));
-        return Ok(status.into_http());
+        let path = request.uri().path();
+        let error = Error::new(
+            ErrorKind::MethodNotAllowed,
+            format!("no gRPC method {path}"),
+        );
+        return grpc_response(&error);
     }
-    let route = match table.by_path(path) {
-        Some(route) => Some(route.clone()),
-        None if path == OPENAI_CHAT_PATH => None,
-        None => {
-            return Err(Error::new(
-                ErrorKind::RouteNotFound,
-                format!("no route for path {path}"),
-            )
-            .into());
+    match chat(&Admission::new(&routes), request).await {
+        Ok(response) => response,
+        Err(error) => {
+            let wrong_method = error.kind() == ErrorKind::MethodNotAllowed;
+            let mut response = ApiError(error).into_response();
+            if wrong_method {
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            response
         }
-    };
-    // A route known by its path checks the key before the body is read; at the OpenAI
-    // path the route, and so its key-auth, is known only from the body's `model`.
-    if let Some(route) = &route {
-        route.authorize(request.headers(), request.uri().query())?;
     }
-    if request.method() != Method::POST {
-        return Ok(method_not_allowed(request.method()));
-    }
-    chat(&table, route, request).await
 }
 
-fn is_grpc(request: &Request) -> bool {
-    request
-        .headers()
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-fn method_not_allowed(method: &Method) -> Response {
-    let error = ApiError(Error::invalid_request(format!(
-        "method {method} is not allowed; send chat requests with POST"
-    )));
-    let mut response = (
-        http::StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(error.body()),
-    )
-        .into_response();
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("POST"));
-    response
-}
-
-/// One chat request; `route` is `None` at [`OPENAI_CHAT_PATH`], where the body's `model`
-/// picks it.
-async fn chat(
-    table: &RouteTable,
-    route: Option<Arc<Route>>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    if let Some(refusal) = crate::media::reject_non_json(request.headers()) {
-        return Ok(refusal);
-    }
+/// One chat request, in the order a client's mistakes are best reported: unknown path,
+/// missing key, wrong method, wrong media type, then the body.
+async fn chat(admission: &Admission, request: Request) -> Result<Response, Error> {
     let (parts, body) = request.into_parts();
-    let limit = route
-        .as_ref()
-        .map_or_else(|| table.largest_body_limit(), |r| r.max_request_body_size);
+    let caller = Caller {
+        headers: &parts.headers,
+        query: parts.uri.query(),
+    };
+    let path = parts.uri.path();
+    // At OpenAI's path the route, and so its key-auth, is known only from the body.
+    let route = if path == OPENAI_CHAT_PATH && !admission.serves_path(path) {
+        None
+    } else {
+        Some(admission.route(RouteKey::Path(path), caller)?)
+    };
+    if parts.method != Method::POST {
+        return Err(Error::new(
+            ErrorKind::MethodNotAllowed,
+            format!(
+                "method {} is not allowed; send chat requests with POST",
+                parts.method
+            ),
+        ));
+    }
+    require_json(&parts.headers)?;
+    let limit = admission.body_limit(route.as_deref());
     let body = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| too_large(limit))?;
     let wire: WireRequest = decode_json(&body)?;
-    let route = match route {
-        Some(route) => route,
-        None => {
-            let route = table.for_model(wire.model.as_deref())?;
-            route.authorize(&parts.headers, parts.uri.query())?;
-            if body.len() > route.max_request_body_size {
-                return Err(too_large(route.max_request_body_size).into());
-            }
-            route.clone()
-        }
-    };
-    aigw_telemetry::record_route(&route.name);
+    let model = wire.model.clone();
     let include_usage = wire
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
-    let mut request = ChatRequest::try_from(wire)?;
-    request.hash_key = route.hash_key(&parts.headers);
-    request.stream = match (route.response_streaming, request.stream) {
-        (ResponseStreaming::Deny, true) => {
-            return Err(Error::invalid_request(
-                "streaming is disabled on this route (response_streaming: deny); send \"stream\": false",
-            )
-            .into());
-        }
-        (ResponseStreaming::Always, _) => true,
-        (_, wanted) => wanted,
+    let request = ChatRequest::try_from(wire)?;
+    let route = match route {
+        Some(route) => route,
+        None => admission.route(RouteKey::Model(model.as_deref()), caller)?,
     };
-
-    // Failover happens inside this call and nowhere after it: a stream is handed back only
-    // once its first event arrived, and from here on its bytes may already be the client's.
-    let reply = route.service.clone().oneshot(request).await?;
-    let served_by = route
-        .model_name_header
-        .then(|| HeaderValue::from_str(&reply.served_by.to_string()).ok())
-        .flatten();
-    let mut response = encode_reply(reply, include_usage);
-    if let Some(value) = served_by {
+    let admitted = Admission::call(&route, caller, ANSWERING, request, body.len()).await?;
+    let mut response = encode_reply(admitted.reply, include_usage);
+    if let Some(value) = admitted.model_header {
         response.headers_mut().insert(MODEL_HEADER, value);
     }
     Ok(response)
 }
 
-fn too_large(limit: usize) -> Error {
-    Error::new(
-        ErrorKind::PayloadTooLarge,
-        format!("request body is larger than this route's max_request_body_size of {limit} bytes"),
-    )
+/// Refuses a body labelled as something other than JSON; a body that does not say is
+/// read as JSON. `curl -d` without `-H 'Content-Type: application/json'` sends a form, and
+/// "send JSON" is a clearer answer than a JSON syntax error.
+fn require_json(headers: &HeaderMap) -> Result<(), Error> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let is_json = essence
+        .as_deref()
+        .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+    if is_json {
+        return Ok(());
+    }
+    let shown = String::from_utf8_lossy(value.as_bytes());
+    Err(Error::new(
+        ErrorKind::UnsupportedMediaType,
+        format!("unsupported Content-Type {shown:?}; send the body as application/json"),
+    ))
 }
 
 /// Decodes a JSON body, naming the offending field on error.
@@ -218,23 +200,13 @@ impl TryFrom<WireRequest> for ChatRequest {
     type Error = Error;
 
     fn try_from(wire: WireRequest) -> Result<Self, Error> {
-        if wire.messages.is_empty() {
-            return Err(Error::invalid_request(
-                "messages must hold at least one message",
-            ));
-        }
+        let messages = super::conversation(wire.messages, message)?;
         if wire.n.is_some_and(|n| n != 1) {
             return Err(Error::invalid_request("only n = 1 is supported"));
         }
-        let messages = wire
-            .messages
-            .into_iter()
-            .enumerate()
-            .map(|(index, m)| message(index, m))
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(ChatRequest {
             model: wire.model,
-            messages: messages.into(),
+            messages,
             max_tokens: wire.max_completion_tokens.or(wire.max_tokens),
             temperature: wire.temperature,
             top_p: wire.top_p,
@@ -249,19 +221,8 @@ impl TryFrom<WireRequest> for ChatRequest {
     }
 }
 
-pub(crate) fn parse_role(index: usize, role: &str) -> Result<Role, Error> {
-    match role {
-        "system" | "developer" => Ok(Role::System),
-        "user" => Ok(Role::User),
-        "assistant" => Ok(Role::Assistant),
-        other => Err(Error::invalid_request(format!(
-            "messages[{index}].role: unknown role {other:?}, expected one of system, developer, user, assistant"
-        ))),
-    }
-}
-
-fn message(index: usize, wire: WireMessage) -> Result<Message, Error> {
-    let role = parse_role(index, &wire.role)?;
+fn message((index, wire): (usize, WireMessage)) -> Result<Message, Error> {
+    let role = super::role(index, &wire.role)?;
     let content = match wire.content {
         Content::Text(text) => text,
         Content::Parts(parts) => {
@@ -391,8 +352,7 @@ struct WireDelta<'a> {
 /// The JSON of one chunk, or `None` when the client would see nothing in it (the usage
 /// chunk of a client that did not ask for usage).
 fn chunk_json(chunk: &ChatChunk, include_usage: bool) -> Option<String> {
-    let has_choice =
-        chunk.role.is_some() || chunk.content.is_some() || chunk.finish_reason.is_some();
+    let has_choice = chunk.has_choice();
     let choices = if has_choice {
         let role = chunk.role.map(Role::as_str);
         // OpenAI's first chunk carries `"content": ""` beside the role; some clients
@@ -460,18 +420,8 @@ fn sse_events(
     })
 }
 
-/// The health probe: 200 once the routes are loaded (they are before the port opens).
-pub(crate) async fn health(State(routes): State<SharedRoutes>) -> Response {
-    let table = routes.load();
-    axum::Json(serde_json::json!({
-        "status": "ok",
-        "routes": table.routes().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-    }))
-    .into_response()
-}
-
 #[cfg(test)]
-#[path = "openai_props.rs"]
+#[path = "http_props.rs"]
 mod props;
 
 #[cfg(test)]

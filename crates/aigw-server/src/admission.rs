@@ -1,0 +1,188 @@
+//! Admission: the one path every front end's request takes into a route's stack.
+//!
+//! A front end decodes its wire request into a [`RouteKey`], the [`Caller`]'s headers and a
+//! core [`ChatRequest`], and encodes the [`Admitted`] answer back; everything between is
+//! here, in this order:
+//!
+//! 1. [`Admission::route`]: find the route, name it in the request's telemetry record, and
+//!    check the caller's key (Kong's key-auth);
+//! 2. [`Admission::call`]: the route's body limit, its `response_streaming` policy, the
+//!    consistent-hashing key, the call into the route's stack (see `stack.rs`), and the
+//!    serving model's name for `x-aigw-llm-model`.
+//!
+//! Step 1 comes before a body is read wherever the route is known from the request's head,
+//! so an unknown path or a missing key costs no body read.
+
+use std::sync::Arc;
+
+use aigw_config::ResponseStreaming;
+use aigw_core::{ChatReply, ChatRequest, ChatResponse, ChunkStream, Error, ErrorKind, ReplyBody};
+use http::{HeaderMap, HeaderValue};
+use tower::ServiceExt;
+
+use crate::{Route, RouteTable, SharedRoutes};
+
+/// Header (or gRPC metadata key) naming the target that served an answer, like Kong's
+/// `X-Kong-LLM-Model`.
+pub(crate) const MODEL_HEADER: &str = "x-aigw-llm-model";
+
+/// How a request names its route.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RouteKey<'a> {
+    /// An HTTP path, matched exactly against the routes' `paths`.
+    Path(&'a str),
+    /// A route's name or one of its paths (gRPC's `route` field); empty for the first route.
+    NameOrPath(&'a str),
+    /// The `model` of a request at OpenAI's own path: a route's name or path, else the
+    /// first route, since SDKs always send some model, usually an OpenAI model name.
+    Model(Option<&'a str>),
+}
+
+/// What admission reads of the caller: its key (header, `Authorization: Bearer`, or query
+/// parameter) and the consistent-hashing header. gRPC metadata is a header map too.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller<'a> {
+    /// HTTP headers or gRPC metadata.
+    pub(crate) headers: &'a HeaderMap,
+    /// The URL's query string, where the front end has one.
+    pub(crate) query: Option<&'a str>,
+}
+
+/// What a front end can send back, which decides how a route's `response_streaming`
+/// applies to it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answering {
+    /// Whether a whole answer asked for may go out as a stream (`response_streaming:
+    /// always`); false where the wire call itself fixes the answer's shape.
+    pub(crate) may_stream_unasked: bool,
+    /// How this front end's client asks for a whole answer, for the refusal on routes
+    /// that deny streaming.
+    pub(crate) ask_for_whole: &'static str,
+}
+
+/// An answer on its way back to a front end.
+pub(crate) struct Admitted {
+    /// The answer, whole or streamed as the request ended up asking.
+    pub(crate) reply: ChatReply,
+    /// The serving target's name for [`MODEL_HEADER`], when the route's
+    /// `model_name_header` asks for it.
+    pub(crate) model_header: Option<HeaderValue>,
+}
+
+impl Admitted {
+    /// The answer of a request that asked for a whole one.
+    pub(crate) fn into_whole(self) -> Result<ChatResponse, Error> {
+        match self.reply.body {
+            ReplyBody::Complete(answer) => Ok(answer),
+            ReplyBody::Stream(_) => Err(Error::new(
+                ErrorKind::Internal,
+                "the driver streamed an answer that was asked for whole",
+            )),
+        }
+    }
+
+    /// The chunks of a request that asked for a stream.
+    pub(crate) fn into_stream(self) -> Result<ChunkStream, Error> {
+        match self.reply.body {
+            ReplyBody::Stream(chunks) => Ok(chunks),
+            ReplyBody::Complete(answer) => Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "the driver answered whole where a stream was asked for (answer {})",
+                    answer.id
+                ),
+            )),
+        }
+    }
+}
+
+/// One request's view of the route table: loaded once, so a reload mid-request changes
+/// nothing for it.
+pub(crate) struct Admission {
+    table: Arc<RouteTable>,
+}
+
+impl Admission {
+    /// Admission against the table in force now.
+    pub(crate) fn new(routes: &SharedRoutes) -> Self {
+        Admission {
+            table: routes.load(),
+        }
+    }
+
+    /// Whether a route claims `path` itself.
+    pub(crate) fn serves_path(&self, path: &str) -> bool {
+        self.table.by_path(path).is_some()
+    }
+
+    /// The most body bytes worth reading for `route`; before the route is known, the
+    /// largest any route accepts.
+    pub(crate) fn body_limit(&self, route: Option<&Route>) -> usize {
+        route.map_or_else(
+            || self.table.largest_body_limit(),
+            |r| r.max_request_body_size,
+        )
+    }
+
+    /// The route `key` names, once `caller` is let in by it.
+    pub(crate) fn route(&self, key: RouteKey<'_>, caller: Caller<'_>) -> Result<Arc<Route>, Error> {
+        let route = match key {
+            RouteKey::Path(path) => self.table.by_path(path).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::RouteNotFound,
+                    format!("no route for path {path}"),
+                )
+            })?,
+            RouteKey::NameOrPath(name) => self.table.select(name)?,
+            RouteKey::Model(model) => self.table.for_model(model)?,
+        };
+        // Named before key-auth, so refused requests still carry their route in logs.
+        aigw_telemetry::record_route(&route.name);
+        route.authorize(caller.headers, caller.query)?;
+        Ok(route.clone())
+    }
+
+    /// Runs `request` (whose wire form took `body_len` bytes) through `route`'s stack.
+    pub(crate) async fn call(
+        route: &Route,
+        caller: Caller<'_>,
+        answering: Answering,
+        mut request: ChatRequest,
+        body_len: usize,
+    ) -> Result<Admitted, Error> {
+        if body_len > route.max_request_body_size {
+            return Err(too_large(route.max_request_body_size));
+        }
+        request.stream = match (route.response_streaming, request.stream) {
+            (ResponseStreaming::Deny, true) => {
+                return Err(Error::invalid_request(format!(
+                    "streaming is disabled on this route (response_streaming: deny); {}",
+                    answering.ask_for_whole
+                )));
+            }
+            (ResponseStreaming::Always, _) if answering.may_stream_unasked => true,
+            (_, asked) => asked,
+        };
+        request.hash_key = route.hash_key(caller.headers);
+        // Failover happens inside this call and nowhere after it: a stream is handed back
+        // only once its first event arrived, and from then on its bytes may already be the
+        // client's.
+        let reply = route.service.clone().oneshot(request).await?;
+        let model_header = route
+            .model_name_header
+            .then(|| HeaderValue::from_str(&reply.served_by.to_string()).ok())
+            .flatten();
+        Ok(Admitted {
+            reply,
+            model_header,
+        })
+    }
+}
+
+/// The refusal of a body over `limit` bytes.
+pub(crate) fn too_large(limit: usize) -> Error {
+    Error::new(
+        ErrorKind::PayloadTooLarge,
+        format!("request body is larger than this route's max_request_body_size of {limit} bytes"),
+    )
+}

@@ -1,0 +1,43 @@
+//! The front ends: each decodes its wire request into what [`admission`](crate::admission)
+//! takes (a route key, the caller's headers, a core `ChatRequest`) and encodes the answer
+//! back into its wire form. Nothing else happens in them.
+//!
+//! - `http`: OpenAI's chat-completions JSON and SSE, at route paths and at
+//!   `/v1/chat/completions`;
+//! - `grpc`: `aigw.v1.ChatService`.
+//!
+//! Adding a front end is one decoder and one encoder here; the helpers below are what
+//! every decoder shares.
+
+pub(crate) mod grpc;
+pub(crate) mod http;
+
+use std::sync::Arc;
+
+use aigw_core::{Error, Message, Role};
+
+/// A decoded conversation: at least one message, each decoded by `decode` with its index
+/// (for error messages that point at `messages[i]`).
+pub(crate) fn conversation<T>(
+    wire: Vec<T>,
+    decode: impl FnMut((usize, T)) -> Result<Message, Error>,
+) -> Result<Arc<[Message]>, Error> {
+    if wire.is_empty() {
+        return Err(Error::invalid_request(
+            "messages must hold at least one message",
+        ));
+    }
+    wire.into_iter().enumerate().map(decode).collect()
+}
+
+/// The role named `name` at `messages[index]`; OpenAI's `developer` is a system prompt.
+pub(crate) fn role(index: usize, name: &str) -> Result<Role, Error> {
+    match name {
+        "system" | "developer" => Ok(Role::System),
+        "user" => Ok(Role::User),
+        "assistant" => Ok(Role::Assistant),
+        other => Err(Error::invalid_request(format!(
+            "messages[{index}].role: unknown role {other:?}, expected one of system, developer, user, assistant"
+        ))),
+    }
+}
