@@ -1,6 +1,7 @@
-//! The front ends of aigw: an HTTP/JSON facade in OpenAI's chat format and the gRPC
-//! `aigw.v1.ChatService` (with reflection and health), served on one port over the same
-//! per-route tower stacks, so one request gets the same answer either way.
+//! The aigw server: front ends (an HTTP/JSON facade in OpenAI's chat format and the gRPC
+//! `aigw.v1.ChatService`, on one port) that only decode and encode, one admission path
+//! they all share, and the per-route tower stacks behind it, so one request gets the same
+//! answer whichever way it came in. `stack.rs` shows the whole pipeline in order.
 #![forbid(unsafe_code)]
 
 mod accepted;

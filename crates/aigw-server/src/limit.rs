@@ -15,11 +15,7 @@ use std::time::Duration;
 
 use aigw_core::{ChatReply, ChatRequest, Error, ErrorKind};
 use tokio::sync::Semaphore;
-use tower::Service;
-use tower::util::BoxCloneSyncService;
-
-/// A route's stack, as the front ends call it.
-pub(crate) type RouteService = BoxCloneSyncService<ChatRequest, ChatReply, Error>;
+use tower::{Layer, Service};
 
 /// Requests one route works on at once when the settings say nothing.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
@@ -40,27 +36,50 @@ impl Default for RouteLimits {
     }
 }
 
-/// `service` behind a shared concurrency limit that sheds what is over it.
-pub(crate) fn shed_over_limit(service: RouteService, limits: RouteLimits) -> RouteService {
-    let max = limits.max_concurrent_requests.max(1);
-    BoxCloneSyncService::new(ShedOverLimit {
-        inner: service,
-        permits: Arc::new(Semaphore::new(max)),
-        max,
-    })
+/// Puts a route's stack behind one concurrency limit that sheds what is over it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ShedOverLimitLayer {
+    max: usize,
 }
 
-/// Clones share `permits`, so the limit is the route's, whichever clone a request uses.
+impl ShedOverLimitLayer {
+    /// The limit `limits` set, at least 1.
+    pub(crate) fn new(limits: RouteLimits) -> Self {
+        ShedOverLimitLayer {
+            max: limits.max_concurrent_requests.max(1),
+        }
+    }
+}
+
+impl<S> Layer<S> for ShedOverLimitLayer {
+    type Service = ShedOverLimit<S>;
+
+    /// Called once per route, so each route gets its own permits.
+    fn layer(&self, inner: S) -> ShedOverLimit<S> {
+        ShedOverLimit {
+            inner,
+            permits: Arc::new(Semaphore::new(self.max)),
+            max: self.max,
+        }
+    }
+}
+
+/// See [`ShedOverLimitLayer`]. Clones share `permits`, so the limit is the route's,
+/// whichever clone a request uses.
 #[derive(Clone)]
-struct ShedOverLimit {
-    inner: RouteService,
+pub(crate) struct ShedOverLimit<S> {
+    inner: S,
     permits: Arc<Semaphore>,
     max: usize,
 }
 
 type ReplyFuture = Pin<Box<dyn Future<Output = Result<ChatReply, Error>> + Send>>;
 
-impl Service<ChatRequest> for ShedOverLimit {
+impl<S> Service<ChatRequest> for ShedOverLimit<S>
+where
+    S: Service<ChatRequest, Response = ChatReply, Error = Error>,
+    S::Future: Send + 'static,
+{
     type Response = ChatReply;
     type Error = Error;
     type Future = ReplyFuture;

@@ -1,5 +1,5 @@
-//! One listener for HTTP/1.1, h2c and gRPC: axum serves the OpenAI facade and, merged into
-//! the same router, tonic's ChatService, reflection and health.
+//! One listener for HTTP/1.1, h2c and gRPC, serving the app `stack.rs` builds (both front
+//! ends in one router).
 //!
 //! Connections are served with hyper-util's auto builder rather than `axum::serve`, for
 //! two things it lacks: an HTTP/1 header-read timeout (a slowloris client otherwise holds a
@@ -10,9 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use aigw_proto::v1::chat_service_server::ChatServiceServer;
 use axum::Router;
-use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -22,10 +20,9 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::accepted::{FirstByte, silent_for};
-use crate::frontend::grpc::GrpcChat;
 use crate::local_streams::{StreamExecutor, drive, local_streams};
 use crate::repoll::repoll_on_self_wake;
-use crate::{RouteTable, SharedRoutes, status};
+use crate::{RouteTable, SharedRoutes};
 
 /// How connections are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,37 +69,9 @@ impl Gateway {
         self.routes.clone()
     }
 
-    /// The whole app as one router: gRPC services, `/health`, and every route path.
+    /// The whole app as one router: see [`app`](crate::stack::app).
     pub async fn router(&self) -> io::Result<Router> {
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<ChatServiceServer<GrpcChat>>().await;
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(aigw_proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        // grpcurl releases still in wide use speak only reflection v1alpha.
-        let reflection_v1 = reflection().build_v1().map_err(io::Error::other)?;
-        let reflection_v1alpha = reflection().build_v1alpha().map_err(io::Error::other)?;
-        let http = Router::new()
-            .route("/health", get(status::health))
-            .route(status::TARGETS_PATH, get(status::targets))
-            .route("/metrics", get(metrics))
-            .method_not_allowed_fallback(status::get_only)
-            // Route paths come from the config and may hold characters axum's path syntax
-            // treats specially, so they are matched by exact lookup in the fallback.
-            .fallback(crate::frontend::http::route_path)
-            .with_state(self.routes.clone());
-        Ok(tonic::service::Routes::from(http)
-            .add_service(ChatServiceServer::new(GrpcChat {
-                routes: self.routes.clone(),
-            }))
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .into_axum_router()
-            // Outermost, so the server span covers HTTP and gRPC alike.
-            .layer(aigw_telemetry::ServerSpanLayer))
+        crate::stack::app(self.routes.clone()).await
     }
 
     /// Serves on `listener` until `shutdown` resolves, then stops accepting and lets
@@ -221,17 +190,6 @@ fn connection_builder(executor: StreamExecutor, options: &ServeOptions) -> Build
         .header_read_timeout(options.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
     builder
-}
-
-/// `GET /metrics`: the Prometheus (OpenMetrics text) exposition.
-async fn metrics() -> impl axum::response::IntoResponse {
-    (
-        [(
-            http::header::CONTENT_TYPE,
-            aigw_telemetry::METRICS_CONTENT_TYPE,
-        )],
-        aigw_telemetry::metrics().encode(),
-    )
 }
 
 /// A gateway serving in the background; stops when dropped.

@@ -1,4 +1,12 @@
-//! Builds each route's tower stack from the config, once, at start.
+//! The whole request pipeline, built once at start and at each reload. Read top to
+//! bottom, it is the path of one request:
+//!
+//! - [`app`], every request: the server span, then the front end that decodes the wire
+//!   form (`frontend/`), then admission (`admission.rs`: route, key-auth, body limit,
+//!   streaming policy, hash key);
+//! - [`build_route`], one stack per route: shed over the limit, failover, pick a target,
+//!   the attempt's span, its health and load record, its timeout, and the target's
+//!   driver (`drivers.rs`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,12 +24,51 @@ use aigw_config::{
     TokensCountStrategy,
 };
 use aigw_core::{Error, ErrorKind};
+use aigw_proto::v1::chat_service_server::ChatServiceServer;
+use axum::Router;
+use axum::routing::get;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
 use crate::drivers::{DriverRegistry, TargetContext};
-use crate::limit::shed_over_limit;
-use crate::{KeyAuth, Route, RouteLimits, RouteTable};
+use crate::frontend::grpc::GrpcChat;
+use crate::limit::ShedOverLimitLayer;
+use crate::{KeyAuth, Route, RouteLimits, RouteTable, SharedRoutes, status};
+
+/// The whole app as one router: every request gets the server span, then its front end,
+/// whose handlers go through admission into the route's stack.
+pub(crate) async fn app(routes: SharedRoutes) -> std::io::Result<Router> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<ChatServiceServer<GrpcChat>>().await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(aigw_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // grpcurl releases still in wide use speak only reflection v1alpha.
+    let reflection_v1 = reflection().build_v1().map_err(std::io::Error::other)?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(std::io::Error::other)?;
+    let http = Router::new()
+        .route("/health", get(status::health))
+        .route(status::TARGETS_PATH, get(status::targets))
+        .route("/metrics", get(status::metrics))
+        .method_not_allowed_fallback(status::get_only)
+        // The HTTP/JSON front end. Route paths come from the config and may hold characters
+        // axum's path syntax treats specially, so they are matched by exact lookup here.
+        .fallback(crate::frontend::http::route_path)
+        .with_state(routes.clone());
+    Ok(tonic::service::Routes::from(http)
+        // The gRPC front end, with reflection (for grpcurl) and health.
+        .add_service(ChatServiceServer::new(GrpcChat { routes }))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .into_axum_router()
+        // Outermost, so the server span covers HTTP and gRPC alike.
+        .layer(aigw_telemetry::ServerSpanLayer))
+}
 
 /// Settings that replace parts of every target's config, for the demo and tests: the
 /// config file itself stays unchanged.
@@ -52,6 +99,7 @@ pub async fn build_routes(
     Ok(RouteTable::new(routes))
 }
 
+/// One route's stack over its targets' drivers, one layer a line.
 async fn build_route(
     route: &RouteConfig,
     registry: &DriverRegistry,
@@ -81,6 +129,8 @@ async fn build_route(
     let state = Arc::new(RouteState::new(infos, health_policy(&ai.balancer)));
 
     let stack = ServiceBuilder::new()
+        // Outermost, so a request over the route's limit costs nothing further down.
+        .layer(ShedOverLimitLayer::new(options.limits))
         // Retries per Kong's retries/failover_criteria; each retry is picked anew below.
         .layer(FailoverLayer::new(
             failover_policy(&ai.balancer),
@@ -107,8 +157,7 @@ async fn build_route(
             .then(|| http::HeaderName::try_from(ai.balancer.hash_on_header.as_str()).ok())
             .flatten(),
         balancer: state,
-        // Outermost, so a shed request costs nothing further down.
-        service: shed_over_limit(BoxCloneSyncService::new(stack), options.limits),
+        service: BoxCloneSyncService::new(stack),
         key_auth: route.key_auth.as_ref().map(KeyAuth::new),
     })
 }

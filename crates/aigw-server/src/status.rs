@@ -1,4 +1,4 @@
-//! The operator's endpoints: `GET /health`, and `GET /status/targets` with each route's
+//! The operator's endpoints: `GET /health`, `GET /metrics`, and `GET /status/targets` with each route's
 //! targets and their live balancer state, so an operator can see why traffic goes where
 //! it goes.
 
@@ -88,4 +88,15 @@ fn target(index: usize, t: &TargetStatus) -> Value {
 
 fn millis(d: Option<Duration>) -> Option<f64> {
     d.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3)
+}
+
+/// `GET /metrics`: the Prometheus (OpenMetrics text) exposition.
+pub(crate) async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            aigw_telemetry::METRICS_CONTENT_TYPE,
+        )],
+        aigw_telemetry::metrics().encode(),
+    )
 }
