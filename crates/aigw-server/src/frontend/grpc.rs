@@ -34,31 +34,36 @@ const ANSWERING: Answering = Answering {
 };
 
 impl GrpcChat {
-    async fn admit(
+    /// Admits `request`, asking for a stream or a whole answer, and encodes what comes back
+    /// with `encode`, the serving model in the answer's metadata.
+    async fn answer<T>(
         &self,
         request: tonic::Request<pb::ChatRequest>,
         stream: bool,
-    ) -> Result<Admitted, Error> {
+        encode: impl FnOnce(Admitted) -> Result<T, Error>,
+    ) -> Result<tonic::Response<T>, tonic::Status> {
         let (metadata, _, wire) = request.into_parts();
         let caller = Caller {
             headers: metadata.as_ref(),
             query: None,
         };
-        let admission = Admission::new(&self.routes);
-        let route = admission.route(RouteKey::NameOrPath(&wire.route), caller)?;
-        let body_len = wire.encoded_len();
-        let mut request = decode_request(wire)?;
-        request.stream = stream;
-        Admission::call(&route, caller, ANSWERING, request, body_len).await
+        let admitted = async {
+            let admission = Admission::new(&self.routes);
+            let route = admission.route(RouteKey::NameOrPath(&wire.route), caller)?;
+            let body_len = wire.encoded_len();
+            let mut request = decode_request(wire)?;
+            request.stream = stream;
+            let admitted = Admission::call(&route, caller, ANSWERING, request, body_len).await?;
+            let model_header = admitted.model_header.clone();
+            Ok((encode(admitted)?, model_header))
+        };
+        let (message, model_header) = admitted.await.map_err(|e: Error| grpc_status(&e))?;
+        let mut response = tonic::Response::new(message);
+        if let Some(value) = model_header.and_then(|v| MetadataValue::try_from(v.as_bytes()).ok()) {
+            response.metadata_mut().insert(MODEL_HEADER, value);
+        }
+        Ok(response)
     }
-}
-
-fn with_model_header<T>(message: T, model_header: Option<http::HeaderValue>) -> tonic::Response<T> {
-    let mut response = tonic::Response::new(message);
-    if let Some(value) = model_header.and_then(|v| MetadataValue::try_from(v.as_bytes()).ok()) {
-        response.metadata_mut().insert(MODEL_HEADER, value);
-    }
-    response
 }
 
 #[tonic::async_trait]
@@ -67,13 +72,10 @@ impl pb::chat_service_server::ChatService for GrpcChat {
         &self,
         request: tonic::Request<pb::ChatRequest>,
     ) -> Result<tonic::Response<pb::ChatResponse>, tonic::Status> {
-        let admitted = self
-            .admit(request, false)
-            .await
-            .map_err(|e| grpc_status(&e))?;
-        let model_header = admitted.model_header.clone();
-        let answer = admitted.into_whole().map_err(|e| grpc_status(&e))?;
-        Ok(with_model_header(encode_response(answer), model_header))
+        self.answer(request, false, |admitted| {
+            Ok(encode_response(admitted.into_whole()?))
+        })
+        .await
     }
 
     type ChatStreamStream = Pin<Box<dyn Stream<Item = ChunkResult> + Send>>;
@@ -82,14 +84,11 @@ impl pb::chat_service_server::ChatService for GrpcChat {
         &self,
         request: tonic::Request<pb::ChatRequest>,
     ) -> Result<tonic::Response<Self::ChatStreamStream>, tonic::Status> {
-        let admitted = self
-            .admit(request, true)
-            .await
-            .map_err(|e| grpc_status(&e))?;
-        let model_header = admitted.model_header.clone();
-        let chunks = admitted.into_stream().map_err(|e| grpc_status(&e))?;
-        let stream: Self::ChatStreamStream = Box::pin(pump(chunks));
-        Ok(with_model_header(stream, model_header))
+        self.answer(request, true, |admitted| {
+            let chunks: Self::ChatStreamStream = Box::pin(pump(admitted.into_stream()?));
+            Ok(chunks)
+        })
+        .await
     }
 }
 
