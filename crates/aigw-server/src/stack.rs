@@ -153,12 +153,25 @@ async fn build_route(
         model_name_header: ai.model_name_header,
         response_streaming: ai.response_streaming,
         max_request_body_size: ai.max_request_body_size,
-        hash_on_header: (ai.balancer.algorithm == Algorithm::ConsistentHashing)
-            .then(|| http::HeaderName::try_from(ai.balancer.hash_on_header.as_str()).ok())
-            .flatten(),
+        hash_on_header: hash_on_header(&ai.balancer)?,
         balancer: state,
         service: BoxCloneSyncService::new(stack),
         key_auth: route.key_auth.as_ref().map(KeyAuth::new),
+    })
+}
+
+/// The header consistent hashing keys on, when the route hashes. Loading refuses a bad
+/// name with its file and line; this only guards configs built some other way.
+fn hash_on_header(balancer: &BalancerConfig) -> Result<Option<http::HeaderName>, Error> {
+    if balancer.algorithm != Algorithm::ConsistentHashing {
+        return Ok(None);
+    }
+    let name = balancer.hash_on_header.as_str();
+    http::HeaderName::try_from(name).map(Some).map_err(|_| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("balancer.hash_on_header {name:?} is not a valid header name"),
+        )
     })
 }
 
