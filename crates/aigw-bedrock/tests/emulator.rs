@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aigw_bedrock::{BedrockProvider, BedrockTarget, BedrockTargetSpec, PROVIDER, RequestDefaults};
+use aigw_bedrock::{BedrockProvider, BedrockTarget, BedrockTargetSpec, PROVIDER};
 use aigw_core::{
     ChatChunk, ChatReply, ChatRequest, ChunkStream, Error, ErrorKind, FinishReason, Message,
-    ReplyBody, Role,
+    ReplyBody, RequestDefaults, Role,
 };
 use aigw_emulator::{EmulatorHandle, Fault, ModelKnobs, Operation};
 use futures_util::StreamExt;
@@ -70,17 +70,13 @@ async fn collect(stream: ChunkStream) -> Vec<Result<ChatChunk, Error>> {
 #[tokio::test]
 async fn converse_returns_the_model_named_answer_with_usage() {
     let emulator = emulator().await;
-    let target = BedrockProvider::new()
-        .target(BedrockTargetSpec {
-            defaults: RequestDefaults {
-                max_tokens: Some(500),
-                temperature: Some(0.25),
-                top_p: None,
-            },
-            ..spec(&emulator, MODEL)
-        })
+    let target = target(&emulator, MODEL)
         .await
-        .unwrap();
+        .with_defaults(RequestDefaults {
+            max_tokens: Some(500),
+            temperature: Some(0.25),
+            top_p: None,
+        });
     let request = ChatRequest {
         messages: vec![
             Message {

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use aigw_bedrock::{BedrockProvider, BedrockTargetSpec};
 use aigw_core::{
     BoxDriver, ChatChunk, ChatReply, ChatRequest, ChunkStream, Error, ErrorKind, FinishReason,
-    Message, ReplyBody, Role,
+    Message, ReplyBody, RequestDefaults, Role,
 };
 use aigw_emulator::{EmulatorHandle, Fault, ModelKnobs, Operation};
-use aigw_openai::{Auth, OpenAiProvider, OpenAiTargetSpec, ParamLocation, RequestDefaults};
+use aigw_openai::{Auth, OpenAiProvider, OpenAiTarget, OpenAiTargetSpec, ParamLocation};
 use futures_util::StreamExt;
 use tower::ServiceExt;
 
@@ -30,12 +30,12 @@ fn spec(emulator: &EmulatorHandle, model: &str) -> OpenAiTargetSpec {
     }
 }
 
+async fn target(spec: OpenAiTargetSpec) -> OpenAiTarget {
+    OpenAiProvider::new().target(spec).await.unwrap()
+}
+
 async fn driver(spec: OpenAiTargetSpec) -> BoxDriver {
-    OpenAiProvider::new()
-        .target(spec)
-        .await
-        .unwrap()
-        .into_driver()
+    target(spec).await.into_driver()
 }
 
 fn ask(question: &str, stream: bool) -> ChatRequest {
@@ -70,7 +70,7 @@ async fn collect(stream: ChunkStream) -> Vec<Result<ChatChunk, Error>> {
 #[tokio::test]
 async fn unary_answer_names_the_model_and_sends_kong_auth_and_defaults() {
     let emulator = emulator().await;
-    let driver = driver(OpenAiTargetSpec {
+    let driver = target(OpenAiTargetSpec {
         auth: vec![
             Auth::Header {
                 name: "Authorization".into(),
@@ -87,14 +87,15 @@ async fn unary_answer_names_the_model_and_sends_kong_auth_and_defaults() {
                 location: ParamLocation::Body,
             },
         ],
-        defaults: RequestDefaults {
-            max_tokens: Some(500),
-            temperature: Some(0.25),
-            top_p: None,
-        },
         ..spec(&emulator, MODEL)
     })
-    .await;
+    .await
+    .with_defaults(RequestDefaults {
+        max_tokens: Some(500),
+        temperature: Some(0.25),
+        top_p: None,
+    })
+    .into_driver();
     let request = ChatRequest {
         temperature: Some(0.75),
         ..ask("Who is considered the greatest Polish writer?", false)
@@ -393,4 +394,55 @@ async fn a_hung_upstream_is_cut_by_the_callers_timeout_and_told_apart() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn an_upstream_silent_mid_stream_past_the_idle_timeout_is_cut() {
+    let emulator = emulator().await;
+    // The first piece comes at once, the next only after 5 s: past the idle timeout.
+    emulator.knobs().set_model(
+        MODEL,
+        ModelKnobs {
+            token_delay: Duration::from_secs(5),
+            answer_words: 4,
+            ..ModelKnobs::default()
+        },
+    );
+    let driver = target(spec(&emulator, MODEL))
+        .await
+        .with_stream_idle_timeout(Duration::from_millis(300))
+        .into_driver();
+    let started = Instant::now();
+    let chunks = collect(into_stream(call(&driver, ask("hi", true)).await.unwrap())).await;
+    let took = started.elapsed();
+
+    let (last, before) = chunks.split_last().unwrap();
+    let text: String = before
+        .iter()
+        .map(|c| c.as_ref().unwrap().content.clone().unwrap_or_default())
+        .collect();
+    assert!(
+        text.starts_with('['),
+        "the first piece came through: {text:?}"
+    );
+    let err = last.as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UpstreamTimeout, "{err}");
+    assert_eq!(
+        err.message(),
+        "openai stream sent nothing for 300 ms (read_timeout)"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "the idle timeout bounds the wait: {took:?}"
+    );
+    // The silent upstream call was abandoned, not left running.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while emulator.cancelled_streams() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "upstream stream was not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(emulator.requests()[0].client_went_away);
 }
