@@ -16,6 +16,8 @@ mod driver;
 mod error;
 mod idle;
 mod ids;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 pub use chat::{
     ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkSequence, ChunkStream, FinishReason,

@@ -5,14 +5,14 @@
 use std::time::{Duration, Instant};
 
 use aigw_bedrock::{BedrockProvider, BedrockTargetSpec};
+use aigw_core::test_support::{ask, call, collect, eventually, into_stream, text_then_error};
 use aigw_core::{
-    BoxDriver, ChatChunk, ChatReply, ChatRequest, ChunkStream, Error, ErrorKind, FinishReason,
-    Message, ReplyBody, RequestDefaults, Role,
+    BoxDriver, ChatChunk, ChatRequest, Error, ErrorKind, FinishReason, ReplyBody, RequestDefaults,
+    Role,
 };
 use aigw_emulator::{EmulatorHandle, Fault, ModelKnobs, Operation};
 use aigw_openai::{Auth, OpenAiProvider, OpenAiTarget, OpenAiTargetSpec, ParamLocation};
 use futures_util::StreamExt;
-use tower::ServiceExt;
 
 const MODEL: &str = "gpt-4o-mini";
 
@@ -36,35 +36,6 @@ async fn target(spec: OpenAiTargetSpec) -> OpenAiTarget {
 
 async fn driver(spec: OpenAiTargetSpec) -> BoxDriver {
     target(spec).await.into_driver()
-}
-
-fn ask(question: &str, stream: bool) -> ChatRequest {
-    ChatRequest {
-        messages: vec![Message {
-            role: Role::User,
-            content: question.into(),
-        }]
-        .into(),
-        stream,
-        ..ChatRequest::default()
-    }
-}
-
-async fn call(driver: &BoxDriver, request: ChatRequest) -> Result<ChatReply, Error> {
-    driver.clone().oneshot(request).await
-}
-
-fn into_stream(reply: ChatReply) -> ChunkStream {
-    match reply.body {
-        ReplyBody::Stream(stream) => stream,
-        ReplyBody::Complete(_) => panic!("expected a stream"),
-    }
-}
-
-async fn collect(stream: ChunkStream) -> Vec<Result<ChatChunk, Error>> {
-    tokio::time::timeout(Duration::from_secs(10), stream.collect())
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -239,14 +210,10 @@ async fn stream_is_lazy_and_dropping_it_cancels_upstream() {
     assert_eq!(emulator.open_streams(), 1);
 
     drop(stream);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while emulator.cancelled_streams() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "upstream stream was not cancelled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || emulator.cancelled_streams() > 0).await,
+        "upstream stream was not cancelled"
+    );
     assert!(emulator.requests()[0].client_went_away);
 }
 
@@ -343,12 +310,7 @@ async fn broken_stream(emulator: &EmulatorHandle, fault: Fault) -> (String, Erro
         .set_model(MODEL, ModelKnobs::with_fault(fault, Some(1)));
     let driver = driver(spec(emulator, MODEL)).await;
     let chunks = collect(into_stream(call(&driver, ask("hi", true)).await.unwrap())).await;
-    let (last, before) = chunks.split_last().unwrap();
-    let text = before
-        .iter()
-        .map(|c| c.as_ref().unwrap().content.clone().unwrap_or_default())
-        .collect();
-    (text, last.as_ref().unwrap_err().clone())
+    text_then_error(&chunks)
 }
 
 #[tokio::test]
@@ -386,14 +348,12 @@ async fn a_hung_upstream_is_cut_by_the_callers_timeout_and_told_apart() {
     let waited =
         tokio::time::timeout(Duration::from_millis(300), call(&driver, ask("hi", false))).await;
     assert!(waited.is_err(), "a hung upstream must not answer");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !emulator.requests()[0].client_went_away {
-        assert!(
-            Instant::now() < deadline,
-            "the hung request was not abandoned"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || emulator.requests()[0]
+            .client_went_away)
+        .await,
+        "the hung request was not abandoned"
+    );
 }
 
 #[tokio::test]
@@ -416,16 +376,11 @@ async fn an_upstream_silent_mid_stream_past_the_idle_timeout_is_cut() {
     let chunks = collect(into_stream(call(&driver, ask("hi", true)).await.unwrap())).await;
     let took = started.elapsed();
 
-    let (last, before) = chunks.split_last().unwrap();
-    let text: String = before
-        .iter()
-        .map(|c| c.as_ref().unwrap().content.clone().unwrap_or_default())
-        .collect();
+    let (text, err) = text_then_error(&chunks);
     assert!(
         text.starts_with('['),
         "the first piece came through: {text:?}"
     );
-    let err = last.as_ref().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UpstreamTimeout, "{err}");
     assert_eq!(
         err.message(),
@@ -436,13 +391,9 @@ async fn an_upstream_silent_mid_stream_past_the_idle_timeout_is_cut() {
         "the idle timeout bounds the wait: {took:?}"
     );
     // The silent upstream call was abandoned, not left running.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while emulator.cancelled_streams() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "upstream stream was not cancelled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || emulator.cancelled_streams() > 0).await,
+        "upstream stream was not cancelled"
+    );
     assert!(emulator.requests()[0].client_went_away);
 }
