@@ -9,7 +9,6 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use aigw_bedrock::RequestDefaults;
 use aigw_bedrock::mapping::{to_chat_response, to_converse};
 use aigw_core::{ChatRequest, Message, Role};
 use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
@@ -66,9 +65,8 @@ fn answer() -> ConverseOutput {
 
 fn mapping(c: &mut Criterion) {
     let request = request();
-    let defaults = RequestDefaults::default();
     c.bench_function("OpenAI request -> Converse parts", |b| {
-        b.iter(|| to_converse(black_box(&request), &defaults).expect("maps"))
+        b.iter(|| to_converse(black_box(&request)).expect("maps"))
     });
     let output = answer();
     let model: Arc<str> = Arc::from("us.amazon.nova-micro-v1:0");

@@ -1,10 +1,13 @@
 //! The one place where SDK failures become [`aigw_core::Error`]s, classified by cause so
 //! the balancer can decide failover and the front ends can pick a status.
+//!
+//! Details come from [`error_chain`], not the SDK's `DisplayErrorContext`, whose `Debug`
+//! dump is noisy and may show more of the upstream's answer than a client should see.
 
 use std::error::Error as StdError;
 use std::time::Duration;
 
-use aigw_core::{Error, ErrorKind};
+use aigw_core::{Error, ErrorKind, error_chain};
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::ConverseError;
 use aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamError;
@@ -101,17 +104,20 @@ where
             Some(connector) => from_connector(connector),
             None => Error::new(
                 ErrorKind::UpstreamUnreachable,
-                format!("could not reach bedrock: {}", chain(err)),
+                format!("could not reach bedrock: {}", error_chain(err)),
             ),
         },
         SdkError::TimeoutError(_) => Error::new(
             ErrorKind::UpstreamTimeout,
-            format!("bedrock did not answer in time: {}", chain(err)),
+            format!("bedrock did not answer in time: {}", error_chain(err)),
         ),
         SdkError::ResponseError(response) => {
             let error = Error::new(
                 ErrorKind::UpstreamProtocol,
-                format!("bedrock sent an answer aigw could not read: {}", chain(err)),
+                format!(
+                    "bedrock sent an answer aigw could not read: {}",
+                    error_chain(err)
+                ),
             );
             match response.raw().status() {
                 Some(status) => error.with_upstream_status(status),
@@ -122,7 +128,7 @@ where
         // non-exhaustive, so anything new is treated the same way until classified.
         _ => Error::new(
             ErrorKind::Internal,
-            format!("could not build the bedrock request: {}", chain(err)),
+            format!("could not build the bedrock request: {}", error_chain(err)),
         ),
     }
 }
@@ -133,7 +139,7 @@ pub(crate) fn classify_stream<E: ModeledError>(err: &SdkError<E, RawMessage>) ->
     match err {
         SdkError::DispatchFailure(_) => Error::new(
             ErrorKind::UpstreamProtocol,
-            format!("bedrock stream broke off: {}", chain(err)),
+            format!("bedrock stream broke off: {}", error_chain(err)),
         ),
         _ => classify(err),
     }
@@ -197,7 +203,7 @@ fn from_service(
 
 /// A failure of the HTTP client itself: nothing (or no complete answer) came back.
 fn from_connector(connector: &ConnectorError) -> Error {
-    let detail = chain(connector);
+    let detail = error_chain(connector);
     let phase = connection_phase(connector);
     if connector.is_io() {
         return match phase {
@@ -242,25 +248,6 @@ fn from_connector(connector: &ConnectorError) -> Error {
             format!("could not prepare the bedrock request: {detail}"),
         ),
     }
-}
-
-/// The error and its sources, `: `-joined, for a message a client may read.
-///
-/// Unlike the SDK's `DisplayErrorContext`, this leaves out the `Debug` dump, which is noisy
-/// and may show more of the upstream's answer than a client should see.
-fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    while let Some(source) = next {
-        let part = source.to_string();
-        // Some errors repeat their source's text in their own; say it once.
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        next = source.source();
-    }
-    text
 }
 
 enum Phase {

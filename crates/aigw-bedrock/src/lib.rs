@@ -4,7 +4,8 @@
 //! into core types, with SDK failures classified into [`aigw_core::ErrorKind`]s.
 //!
 //! [`BedrockProvider`] builds targets and shares SDK clients between targets with the same
-//! connection settings. Clients come from `aws-config`'s chains (region, credentials,
+//! connection settings. What every driver gets alike (request defaults, the stream idle
+//! timeout, the serving-model name) is core's [`Target`](aigw_core::Target) shell's. Clients come from `aws-config`'s chains (region, credentials,
 //! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`) unless the target's spec overrides them, and never
 //! retry on their own: retries and failover are the balancer's.
 //!
@@ -28,7 +29,7 @@ pub mod mapping {
 }
 
 pub use provider::BedrockProvider;
-pub use spec::{BedrockTargetSpec, RequestDefaults};
+pub use spec::BedrockTargetSpec;
 pub use target::{BedrockChat, BedrockTarget};
 
 /// The provider name, as in the config and in [`aigw_core::ServedBy`].

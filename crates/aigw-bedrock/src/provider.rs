@@ -1,17 +1,15 @@
 //! Builds targets and the SDK clients they share.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use aigw_core::{Error, ErrorKind};
+use aigw_core::{ClientCache, Error, ErrorKind};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::config::Credentials;
 use aws_smithy_runtime_api::client::auth::AuthSchemeId;
-use tokio::sync::Mutex;
 
 use crate::spec::BedrockTargetSpec;
 use crate::target::{BedrockChat, BedrockTarget};
@@ -29,9 +27,7 @@ const SIGV4: AuthSchemeId = AuthSchemeId::new("sigv4");
 /// Sharing matters because each client owns a connection pool and credential cache.
 #[derive(Default)]
 pub struct BedrockProvider {
-    // Held across the config load on purpose: two targets with the same key must not
-    // race to build two clients. Only start-up code takes this lock.
-    clients: Mutex<HashMap<ClientKey, Client>>,
+    clients: ClientCache<ClientKey, Client>,
 }
 
 impl fmt::Debug for BedrockProvider {
@@ -67,30 +63,17 @@ impl BedrockProvider {
             credentials: spec.static_credentials,
             connect_timeout: spec.connect_timeout,
         };
-        let client = {
-            let mut clients = self.clients.lock().await;
-            match clients.get(&key) {
-                Some(client) => client.clone(),
-                None => {
-                    let client = build_client(&key).await.map_err(|err| {
-                        err.context(format_args!("bedrock target {}", spec.model_id))
-                    })?;
-                    clients.insert(key, client.clone());
-                    client
-                }
-            }
-        };
-        Ok(BedrockTarget::new(BedrockChat::new(
-            client,
-            &spec.model_id,
-            spec.defaults,
-            spec.stream_idle_timeout,
-        )))
+        let client = self
+            .clients
+            .get_or_build(key, build_client)
+            .await
+            .map_err(|err| err.context(format_args!("bedrock target {}", spec.model_id)))?;
+        Ok(BedrockTarget::new(BedrockChat::new(client, &spec.model_id)))
     }
 
     /// How many distinct SDK clients the provider built so far.
     pub async fn client_count(&self) -> usize {
-        self.clients.lock().await.len()
+        self.clients.len().await
     }
 }
 

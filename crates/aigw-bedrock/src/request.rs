@@ -8,8 +8,6 @@ use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, InferenceConfiguration, Message, SystemContentBlock,
 };
 
-use crate::spec::RequestDefaults;
-
 /// The pieces of a Converse (or ConverseStream) call that come from the client's request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConverseParts {
@@ -17,15 +15,13 @@ pub struct ConverseParts {
     pub messages: Vec<Message>,
     /// System prompts, hoisted out of the conversation because Converse takes them apart.
     pub system: Option<Vec<SystemContentBlock>>,
-    /// Sampling and length settings; `None` when neither request nor defaults set any.
+    /// Sampling and length settings; `None` when the request sets none.
     pub inference: Option<InferenceConfiguration>,
 }
 
-/// Translates a chat request, applying `defaults` where the request leaves a setting unset.
-pub fn to_converse(
-    request: &ChatRequest,
-    defaults: &RequestDefaults,
-) -> Result<ConverseParts, Error> {
+/// Translates a chat request, whose unset settings the driver shell already filled with
+/// the target's defaults.
+pub fn to_converse(request: &ChatRequest) -> Result<ConverseParts, Error> {
     let mut system = Vec::new();
     // Bedrock requires strict user/assistant alternation, while OpenAI clients freely send
     // several turns of one role in a row; those become one message with several blocks.
@@ -87,25 +83,21 @@ pub fn to_converse(
     Ok(ConverseParts {
         messages,
         system: (!system.is_empty()).then_some(system),
-        inference: inference_config(request, defaults)?,
+        inference: inference_config(request)?,
     })
 }
 
-fn inference_config(
-    request: &ChatRequest,
-    defaults: &RequestDefaults,
-) -> Result<Option<InferenceConfiguration>, Error> {
+fn inference_config(request: &ChatRequest) -> Result<Option<InferenceConfiguration>, Error> {
     let max_tokens = request
         .max_tokens
-        .or(defaults.max_tokens)
         .map(|n| {
             i32::try_from(n).map_err(|_| {
                 Error::invalid_request(format!("max_tokens {n} is larger than bedrock accepts"))
             })
         })
         .transpose()?;
-    let temperature = request.temperature.or(defaults.temperature);
-    let top_p = request.top_p.or(defaults.top_p);
+    let temperature = request.temperature;
+    let top_p = request.top_p;
     let stop = (!request.stop.is_empty()).then(|| request.stop.to_vec());
 
     if max_tokens.is_none() && temperature.is_none() && top_p.is_none() && stop.is_none() {
@@ -159,7 +151,7 @@ mod tests {
             msg(Role::User, "hi"),
             msg(Role::System, "and kind"),
         ]);
-        let parts = to_converse(&req, &RequestDefaults::default()).unwrap();
+        let parts = to_converse(&req).unwrap();
         assert_eq!(
             parts.system,
             Some(vec![
@@ -174,11 +166,7 @@ mod tests {
 
     #[test]
     fn no_system_means_none_not_empty() {
-        let parts = to_converse(
-            &request(vec![msg(Role::User, "hi")]),
-            &RequestDefaults::default(),
-        )
-        .unwrap();
+        let parts = to_converse(&request(vec![msg(Role::User, "hi")])).unwrap();
         assert_eq!(parts.system, None);
         assert_eq!(parts.inference, None);
     }
@@ -193,7 +181,7 @@ mod tests {
             msg(Role::Assistant, "d"),
             msg(Role::User, "e"),
         ]);
-        let parts = to_converse(&req, &RequestDefaults::default()).unwrap();
+        let parts = to_converse(&req).unwrap();
         let roles: Vec<_> = parts.messages.iter().map(|m| m.role().clone()).collect();
         assert_eq!(
             roles,
@@ -210,10 +198,10 @@ mod tests {
 
     #[test]
     fn conversation_must_start_with_user() {
-        let err = to_converse(
-            &request(vec![msg(Role::System, "s"), msg(Role::Assistant, "hello")]),
-            &RequestDefaults::default(),
-        )
+        let err = to_converse(&request(vec![
+            msg(Role::System, "s"),
+            msg(Role::Assistant, "hello"),
+        ]))
         .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidRequest);
         assert!(err.message().contains("start with a user message"), "{err}");
@@ -221,36 +209,12 @@ mod tests {
 
     #[test]
     fn system_only_is_rejected() {
-        let err = to_converse(
-            &request(vec![msg(Role::System, "s")]),
-            &RequestDefaults::default(),
-        )
-        .unwrap_err();
+        let err = to_converse(&request(vec![msg(Role::System, "s")])).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidRequest);
     }
 
     #[test]
-    fn defaults_apply_when_request_is_silent() {
-        let defaults = RequestDefaults {
-            max_tokens: Some(256),
-            temperature: Some(0.5),
-            top_p: Some(0.9),
-        };
-        let parts = to_converse(&request(vec![msg(Role::User, "hi")]), &defaults).unwrap();
-        let inference = parts.inference.unwrap();
-        assert_eq!(inference.max_tokens(), Some(256));
-        assert_eq!(inference.temperature(), Some(0.5));
-        assert_eq!(inference.top_p(), Some(0.9));
-        assert!(inference.stop_sequences().is_empty());
-    }
-
-    #[test]
-    fn request_values_win_over_defaults() {
-        let defaults = RequestDefaults {
-            max_tokens: Some(256),
-            temperature: Some(0.5),
-            top_p: None,
-        };
+    fn request_settings_become_the_inference_config() {
         let req = ChatRequest {
             max_tokens: Some(10),
             temperature: Some(0.0),
@@ -258,7 +222,7 @@ mod tests {
             stop: Arc::from(vec!["END".to_owned()]),
             ..request(vec![msg(Role::User, "hi")])
         };
-        let inference = to_converse(&req, &defaults).unwrap().inference.unwrap();
+        let inference = to_converse(&req).unwrap().inference.unwrap();
         assert_eq!(inference.max_tokens(), Some(10));
         assert_eq!(inference.temperature(), Some(0.0));
         assert_eq!(inference.top_p(), Some(0.1));
@@ -271,7 +235,7 @@ mod tests {
             max_tokens: Some(u32::MAX),
             ..request(vec![msg(Role::User, "hi")])
         };
-        let err = to_converse(&req, &RequestDefaults::default()).unwrap_err();
+        let err = to_converse(&req).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidRequest);
     }
 }

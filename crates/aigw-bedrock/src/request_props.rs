@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use aigw_core::{ChatRequest, ErrorKind, Message as ChatMessage, Role};
+use aigw_core::{ChatRequest, ErrorKind, Message as ChatMessage, RequestDefaults, Role};
 use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole};
 use proptest::prelude::*;
 
 use super::to_converse;
-use crate::spec::RequestDefaults;
 
 fn chat_message() -> impl Strategy<Value = ChatMessage> {
     let role = prop_oneof![Just(Role::System), Just(Role::User), Just(Role::Assistant)];
@@ -43,9 +42,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
     #[test]
-    fn any_request_maps_or_fails_cleanly(request in chat_request(), max_tokens in any::<Option<u32>>()) {
-        let defaults = RequestDefaults { max_tokens, temperature: None, top_p: None };
-        match to_converse(&request, &defaults) {
+    fn any_request_maps_or_fails_cleanly(mut request in chat_request(), max_tokens in any::<Option<u32>>()) {
+        // As the driver shell hands it over: with the target's defaults filled in.
+        RequestDefaults { max_tokens, temperature: None, top_p: None }.fill(&mut request);
+        match to_converse(&request) {
             Ok(parts) => {
                 // What Bedrock insists on: starts with a user turn, roles alternate, and
                 // no text block is blank.

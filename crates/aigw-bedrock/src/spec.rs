@@ -18,17 +18,11 @@ pub struct BedrockTargetSpec {
     pub static_credentials: Option<(String, String)>,
     /// How long to wait for a TCP (and TLS) connection to Bedrock.
     pub connect_timeout: Duration,
-    /// Longest silence between two events of a started stream (Kong's `read_timeout`,
-    /// which like nginx's bounds the gap between two reads); past it the stream ends with
-    /// a timeout error and the upstream call is cancelled.
-    pub stream_idle_timeout: Duration,
-    /// Generation settings applied when the client's request leaves them unset.
-    pub defaults: RequestDefaults,
 }
 
 impl BedrockTargetSpec {
-    /// A spec for `model_id` with everything else left to the SDK's conventions, a
-    /// connect timeout of 3 seconds and Kong's default 60 s between stream events.
+    /// A spec for `model_id` with everything else left to the SDK's conventions and a
+    /// connect timeout of 3 seconds.
     pub fn new(model_id: impl Into<String>) -> Self {
         BedrockTargetSpec {
             model_id: model_id.into(),
@@ -36,8 +30,6 @@ impl BedrockTargetSpec {
             endpoint_url: None,
             static_credentials: None,
             connect_timeout: Duration::from_secs(3),
-            stream_idle_timeout: Duration::from_secs(60),
-            defaults: RequestDefaults::default(),
         }
     }
 }
@@ -57,21 +49,8 @@ impl fmt::Debug for BedrockTargetSpec {
                     .map(|(key_id, _)| (key_id.as_str(), "<redacted>")),
             )
             .field("connect_timeout", &self.connect_timeout)
-            .field("stream_idle_timeout", &self.stream_idle_timeout)
-            .field("defaults", &self.defaults)
             .finish()
     }
-}
-
-/// Generation settings from `model.options`, used when a request does not set its own.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RequestDefaults {
-    /// Upper bound on generated tokens.
-    pub max_tokens: Option<u32>,
-    /// Sampling temperature.
-    pub temperature: Option<f32>,
-    /// Nucleus sampling bound.
-    pub top_p: Option<f32>,
 }
 
 #[cfg(test)]

@@ -1,9 +1,8 @@
 //! ConverseStream events → a lazy stream of core [`ChatChunk`]s.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use aigw_core::{ChatChunk, ChunkSequence, ChunkStream, Error, ErrorKind};
+use aigw_core::{ChatChunk, ChunkSequence, ChunkStream, Error};
 use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
 use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{ContentBlockDelta, ConverseStreamOutput as StreamEvent};
@@ -66,28 +65,23 @@ struct State {
     receiver: Receiver,
     head: std::vec::IntoIter<StreamEvent>,
     chunks: ChunkMaker,
-    idle_timeout: Duration,
 }
 
 /// A lazy chunk stream over `receiver`, starting with `head`, the events the caller
 /// already awaited to be sure the answer started.
 ///
 /// Nothing is read ahead: each poll reads at most until the next chunk. Dropping the
-/// stream drops the receiver and with it the response body, which cancels the request.
-/// An upstream silent for `idle_timeout` between two events ends the stream with an
-/// [`ErrorKind::UpstreamTimeout`], so a model that hangs mid-answer cannot hold the
-/// client forever.
+/// stream drops the receiver and with it the response body, which cancels the request;
+/// core's driver shell does so when the upstream falls silent for too long.
 pub(crate) fn chunk_stream(
     receiver: Receiver,
     head: Vec<StreamEvent>,
     chunks: ChunkMaker,
-    idle_timeout: Duration,
 ) -> ChunkStream {
     let state = State {
         receiver,
         head: head.into_iter(),
         chunks,
-        idle_timeout,
     };
     Box::pin(futures_util::stream::unfold(
         Some(state),
@@ -97,13 +91,7 @@ pub(crate) fn chunk_stream(
             loop {
                 let event = match state.head.next() {
                     Some(event) => Ok(Some(event)),
-                    None => {
-                        match tokio::time::timeout(state.idle_timeout, state.receiver.recv()).await
-                        {
-                            Ok(event) => event,
-                            Err(_) => return Some((Err(idle(state.idle_timeout)), None)),
-                        }
-                    }
+                    None => state.receiver.recv().await,
                 };
                 match event {
                     Ok(Some(event)) => {
@@ -119,19 +107,9 @@ pub(crate) fn chunk_stream(
     ))
 }
 
-fn idle(limit: Duration) -> Error {
-    Error::new(
-        ErrorKind::UpstreamTimeout,
-        format!(
-            "bedrock stream sent nothing for {} ms (read_timeout)",
-            limit.as_millis()
-        ),
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use aigw_core::{FinishReason, Role, Usage};
+    use aigw_core::{ErrorKind, FinishReason, Role, Usage};
     use aws_sdk_bedrockruntime::types::{
         ContentBlockDeltaEvent, ContentBlockStopEvent, ConversationRole,
         ConverseStreamMetadataEvent, MessageStartEvent, MessageStopEvent, StopReason, TokenUsage,

@@ -2,9 +2,8 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
-use aigw_core::{Chat, ChatReply, ChatRequest, Error, ErrorKind, ReplyBody, ServedBy, Target};
+use aigw_core::{Chat, ChatRequest, Error, ErrorKind, ReplyBody, Target};
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::types::ConverseStreamOutput as StreamEvent;
 
@@ -12,7 +11,6 @@ use crate::PROVIDER;
 use crate::error::{classify, classify_stream};
 use crate::request::{ConverseParts, to_converse};
 use crate::response::to_chat_response;
-use crate::spec::RequestDefaults;
 use crate::stream::{ChunkMaker, chunk_stream};
 
 /// How many answer-less events (messageStart, contentBlockStart) are held back before a
@@ -27,8 +25,6 @@ pub type BedrockTarget = Target<BedrockChat>;
 pub struct BedrockChat {
     client: Client,
     model: Arc<str>,
-    defaults: RequestDefaults,
-    stream_idle_timeout: Duration,
 }
 
 impl fmt::Debug for BedrockChat {
@@ -40,17 +36,10 @@ impl fmt::Debug for BedrockChat {
 }
 
 impl BedrockChat {
-    pub(crate) fn new(
-        client: Client,
-        model_id: &str,
-        defaults: RequestDefaults,
-        stream_idle_timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(client: Client, model_id: &str) -> Self {
         BedrockChat {
             client,
             model: Arc::from(model_id),
-            defaults,
-            stream_idle_timeout,
         }
     }
 }
@@ -62,20 +51,13 @@ impl Chat for BedrockChat {
         &self.model
     }
 
-    async fn chat(&self, request: ChatRequest) -> Result<ChatReply, Error> {
-        let parts = to_converse(&request, &self.defaults)?;
-        let body = if request.stream {
-            self.stream(parts).await?
+    async fn chat(&self, request: ChatRequest) -> Result<ReplyBody, Error> {
+        let parts = to_converse(&request)?;
+        if request.stream {
+            self.stream(parts).await
         } else {
-            self.complete(parts).await?
-        };
-        Ok(ChatReply {
-            served_by: ServedBy {
-                provider: PROVIDER,
-                model: Arc::clone(&self.model),
-            },
-            body,
-        })
+            self.complete(parts).await
+        }
     }
 }
 
@@ -137,11 +119,6 @@ impl BedrockChat {
             aigw_core::unix_now(),
             Arc::clone(&self.model),
         );
-        Ok(ReplyBody::Stream(chunk_stream(
-            output.stream,
-            head,
-            chunks,
-            self.stream_idle_timeout,
-        )))
+        Ok(ReplyBody::Stream(chunk_stream(output.stream, head, chunks)))
     }
 }

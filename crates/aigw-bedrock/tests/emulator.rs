@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aigw_bedrock::{BedrockProvider, BedrockTarget, BedrockTargetSpec, PROVIDER, RequestDefaults};
+use aigw_bedrock::{BedrockProvider, BedrockTarget, BedrockTargetSpec, PROVIDER};
+use aigw_core::test_support::{ask, call, collect, eventually, into_stream, text_then_error};
 use aigw_core::{
-    ChatChunk, ChatReply, ChatRequest, ChunkStream, Error, ErrorKind, FinishReason, Message,
-    ReplyBody, Role,
+    ChatChunk, ChatRequest, Error, ErrorKind, FinishReason, Message, ReplyBody, RequestDefaults,
+    Role,
 };
 use aigw_emulator::{EmulatorHandle, Fault, ModelKnobs, Operation};
 use futures_util::StreamExt;
@@ -38,49 +39,16 @@ async fn target(emulator: &EmulatorHandle, model: &str) -> BedrockTarget {
         .unwrap()
 }
 
-fn ask(question: &str, stream: bool) -> ChatRequest {
-    ChatRequest {
-        messages: vec![Message {
-            role: Role::User,
-            content: question.into(),
-        }]
-        .into(),
-        stream,
-        ..ChatRequest::default()
-    }
-}
-
-async fn call(target: &BedrockTarget, request: ChatRequest) -> Result<ChatReply, Error> {
-    target.clone().oneshot(request).await
-}
-
-fn into_stream(reply: ChatReply) -> ChunkStream {
-    match reply.body {
-        ReplyBody::Stream(stream) => stream,
-        ReplyBody::Complete(_) => panic!("expected a stream"),
-    }
-}
-
-async fn collect(stream: ChunkStream) -> Vec<Result<ChatChunk, Error>> {
-    tokio::time::timeout(Duration::from_secs(10), stream.collect())
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn converse_returns_the_model_named_answer_with_usage() {
     let emulator = emulator().await;
-    let target = BedrockProvider::new()
-        .target(BedrockTargetSpec {
-            defaults: RequestDefaults {
-                max_tokens: Some(500),
-                temperature: Some(0.25),
-                top_p: None,
-            },
-            ..spec(&emulator, MODEL)
-        })
+    let target = target(&emulator, MODEL)
         .await
-        .unwrap();
+        .with_defaults(RequestDefaults {
+            max_tokens: Some(500),
+            temperature: Some(0.25),
+            top_p: None,
+        });
     let request = ChatRequest {
         messages: vec![
             Message {
@@ -304,17 +272,13 @@ async fn broken_stream(fault: Fault) -> (String, Error) {
         .set_model(MODEL, ModelKnobs::with_fault(fault, None));
     let target = target(&emulator, MODEL).await;
     let items = collect(into_stream(call(&target, ask("hi", true)).await.unwrap())).await;
-    let (last, chunks) = items.split_last().unwrap();
-    let text = chunks
-        .iter()
-        .map(|c| c.as_ref().unwrap().content.clone().unwrap_or_default())
-        .collect();
+    let (text, err) = text_then_error(&items);
     assert!(
-        chunks
+        items
             .iter()
-            .all(|c| c.as_ref().unwrap().finish_reason.is_none())
+            .all(|c| c.as_ref().map_or(true, |c| c.finish_reason.is_none()))
     );
-    (text, last.as_ref().unwrap_err().clone())
+    (text, err)
 }
 
 #[tokio::test]
@@ -377,14 +341,10 @@ async fn stream_is_lazy_and_dropping_it_cancels_upstream() {
     assert_eq!(emulator.open_streams(), 1);
 
     drop(stream);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while emulator.cancelled_streams() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "upstream stream was not cancelled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || emulator.cancelled_streams() > 0).await,
+        "upstream stream was not cancelled"
+    );
     assert!(emulator.requests()[0].client_went_away);
 }
 

@@ -1,3 +1,4 @@
+use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
@@ -146,9 +147,60 @@ impl Error {
     }
 }
 
+/// An error and its sources, `: `-joined, for a message a client may read.
+///
+/// Drivers use it for what their HTTP or SDK client reports: unlike a `Debug` dump, it
+/// shows no more of the upstream's answer than each error's own text, and a source whose
+/// text its parent already repeats is said once.
+pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(source) = next {
+        let part = source.to_string();
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = source.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl StdError for Layer {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            self.1
+                .as_deref()
+                .map(|layer| layer as &(dyn StdError + 'static))
+        }
+    }
+
+    #[test]
+    fn chain_joins_sources_and_says_repeats_once() {
+        let err = Layer(
+            "client error (Connect): connection refused",
+            Some(Box::new(Layer(
+                "connection refused",
+                Some(Box::new(Layer("os error 111", None))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&err),
+            "client error (Connect): connection refused: os error 111"
+        );
+    }
 
     #[test]
     fn context_keeps_kind_and_status() {

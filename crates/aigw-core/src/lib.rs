@@ -2,20 +2,31 @@
 //! driver speaks, the one error type with its classification, and the driver contract.
 //!
 //! A driver is a [`tower::Service`] from [`ChatRequest`] to [`ChatReply`]; the balancer and
-//! the front ends only ever see these types, never a provider's or a wire format's.
+//! the front ends only ever see these types, never a provider's or a wire format's. What
+//! every driver shares lives here too: the [`Target`] shell (request defaults, the stream
+//! idle timeout, the serving-model name), the [`ClientCache`] of provider clients, and
+//! [`error_chain`] for client-readable messages.
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod attempt;
 mod chat;
+mod client_cache;
+mod defaults;
 mod driver;
 mod error;
+mod idle;
 mod ids;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 pub use attempt::Attempt;
 pub use chat::{
     ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkSequence, ChunkStream, FinishReason,
     Message, ReplyBody, Role, ServedBy, Usage,
 };
+pub use client_cache::ClientCache;
+pub use defaults::RequestDefaults;
 pub use driver::{BoxDriver, Chat, DriverFuture, Target};
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, error_chain};
 pub use ids::{completion_id, unix_now};

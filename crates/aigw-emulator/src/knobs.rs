@@ -20,7 +20,8 @@ pub struct ModelKnobs {
     /// Delay before the answer (unary) or before the response head and first frame (stream).
     #[serde(rename = "latency_ms", with = "millis")]
     pub latency: Duration,
-    /// Delay between two `contentBlockDelta` frames of a stream.
+    /// Delay between two text deltas of a stream (`contentBlockDelta` frames, or the
+    /// fake OpenAI-compatible upstream's content events).
     #[serde(rename = "token_delay_ms", with = "millis")]
     pub token_delay: Duration,
     /// Length of the full answer in words (one stream delta per word); at least 1.

@@ -29,7 +29,7 @@ mod answer;
 mod auth;
 mod error;
 mod knobs;
-mod openai;
+mod openai_upstream;
 mod record;
 mod server;
 mod stream;

@@ -121,7 +121,7 @@ pub fn router(emulator: Emulator) -> Router {
         .route("/model/{model_id}/converse-stream", post(converse_stream))
         .route(
             "/v1/chat/completions",
-            post(crate::openai::chat_completions),
+            post(crate::openai_upstream::chat_completions),
         )
         .route(
             "/_emulator/knobs",

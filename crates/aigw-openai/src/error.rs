@@ -2,10 +2,9 @@
 //! [`aigw_core::Error`]s, classified by cause so the balancer can decide failover and the
 //! front ends can pick a status.
 
-use std::error::Error as StdError;
 use std::time::Duration;
 
-use aigw_core::{Error, ErrorKind};
+use aigw_core::{Error, ErrorKind, error_chain};
 use http::{HeaderMap, StatusCode, header};
 
 use crate::response::ErrorBody;
@@ -19,7 +18,7 @@ const BODY_EXCERPT: usize = 200;
 /// credential in its query.
 pub(crate) fn classify_send(err: reqwest::Error) -> Error {
     let err = err.without_url();
-    let detail = chain(&err);
+    let detail = error_chain(&err);
     if err.is_connect() {
         // Refused, unresolvable, or not connected within connect_timeout: nothing was sent.
         return Error::new(
@@ -51,7 +50,7 @@ pub(crate) fn classify_send(err: reqwest::Error) -> Error {
 /// broke off, which is not an unreachable upstream.
 pub(crate) fn classify_body(err: reqwest::Error) -> Error {
     let err = err.without_url();
-    let detail = chain(&err);
+    let detail = error_chain(&err);
     if err.is_timeout() {
         return Error::new(
             ErrorKind::UpstreamTimeout,
@@ -109,21 +108,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     number("retry-after-ms")
         .map(Duration::from_millis)
         .or_else(|| number(header::RETRY_AFTER.as_str()).map(Duration::from_secs))
-}
-
-/// The error and its sources, `: `-joined, each said once.
-fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    while let Some(source) = next {
-        let part = source.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        next = source.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! Azure-compatible endpoints, vLLM, Ollama, LiteLLM, or another aigw.
 //!
 //! [`OpenAiProvider`] builds targets and shares one pooled HTTP client between targets with
-//! the same connection settings. Clients never retry on their own: retries and failover
+//! the same connection settings. What every driver gets alike (request defaults, the stream
+//! idle timeout, the serving-model name) is core's [`Target`](aigw_core::Target) shell's. Clients never retry on their own: retries and failover
 //! are the balancer's.
 //!
 //! Only this crate sees the HTTP client's types.
@@ -24,7 +25,7 @@ mod stream;
 mod target;
 
 pub use provider::OpenAiProvider;
-pub use spec::{Auth, OPENAI_URL, OpenAiTargetSpec, ParamLocation, RequestDefaults};
+pub use spec::{Auth, OPENAI_URL, OpenAiTargetSpec, ParamLocation};
 pub use target::{OpenAiChat, OpenAiTarget};
 
 /// The provider name, as in the config and in [`aigw_core::ServedBy`].

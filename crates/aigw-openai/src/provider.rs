@@ -1,13 +1,11 @@
 //! Builds targets and the pooled HTTP clients they share.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aigw_core::{Error, ErrorKind};
+use aigw_core::{ClientCache, Error, ErrorKind};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use tokio::sync::Mutex;
 
 use crate::spec::{Auth, OPENAI_URL, OpenAiTargetSpec, ParamLocation};
 use crate::target::{OpenAiChat, OpenAiTarget};
@@ -18,8 +16,7 @@ use crate::target::{OpenAiChat, OpenAiTarget};
 /// Clients are built while targets are built, at start; a request only clones them.
 #[derive(Default)]
 pub struct OpenAiProvider {
-    // Only start-up code takes this lock.
-    clients: Mutex<HashMap<Duration, reqwest::Client>>,
+    clients: ClientCache<Duration, reqwest::Client>,
 }
 
 impl fmt::Debug for OpenAiProvider {
@@ -74,40 +71,36 @@ impl OpenAiProvider {
                 } => body_params.push((name, value)),
             }
         }
-        let client = self.client(spec.connect_timeout).await?;
+        let client = self
+            .clients
+            .get_or_build(spec.connect_timeout, build_client)
+            .await?;
         Ok(OpenAiTarget::new(OpenAiChat {
             client,
             url,
             headers,
             body_params,
             model: Arc::from(spec.model),
-            defaults: spec.defaults,
         }))
     }
 
     /// How many distinct HTTP clients the provider built so far.
     pub async fn client_count(&self) -> usize {
-        self.clients.lock().await.len()
+        self.clients.len().await
     }
+}
 
-    async fn client(&self, connect_timeout: Duration) -> Result<reqwest::Client, Error> {
-        let mut clients = self.clients.lock().await;
-        if let Some(client) = clients.get(&connect_timeout) {
-            return Ok(client.clone());
-        }
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            // Like Kong, targets go straight to their upstream_url; a proxy picked up from
-            // the environment would be a surprise on a gateway.
-            .no_proxy()
-            // A redirect would resend the credential somewhere the config never named.
-            .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|err| internal(format!("could not build the HTTP client: {err}")))?;
-        clients.insert(connect_timeout, client.clone());
-        Ok(client)
-    }
+async fn build_client(connect_timeout: &Duration) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .connect_timeout(*connect_timeout)
+        // Like Kong, targets go straight to their upstream_url; a proxy picked up from
+        // the environment would be a surprise on a gateway.
+        .no_proxy()
+        // A redirect would resend the credential somewhere the config never named.
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|err| internal(format!("could not build the HTTP client: {err}")))
 }
 
 fn internal(message: impl Into<String>) -> Error {

@@ -6,8 +6,6 @@ use aigw_core::{ChatRequest, Error, ErrorKind};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use crate::spec::RequestDefaults;
-
 #[derive(Serialize)]
 struct Body<'a> {
     model: &'a str,
@@ -51,12 +49,12 @@ impl Serialize for Params<'_> {
     }
 }
 
-/// The JSON body for `request` to `model`, with `defaults` where the request is silent
-/// and `body_params` added at the top level.
+/// The JSON body for `request` to `model`, with `body_params` added at the top level.
+/// Settings the request leaves unset (after the driver shell filled in the target's
+/// defaults) are left out, so the upstream's own defaults apply.
 pub(crate) fn to_body(
     request: &ChatRequest,
     model: &str,
-    defaults: &RequestDefaults,
     body_params: &[(String, String)],
 ) -> Result<Vec<u8>, Error> {
     if request.messages.is_empty() {
@@ -74,9 +72,9 @@ pub(crate) fn to_body(
                 content: &m.content,
             })
             .collect(),
-        max_tokens: request.max_tokens.or(defaults.max_tokens),
-        temperature: request.temperature.or(defaults.temperature),
-        top_p: request.top_p.or(defaults.top_p),
+        max_tokens: request.max_tokens,
+        temperature: request.temperature,
+        top_p: request.top_p,
         stop: &request.stop,
         stream: request.stream,
         // Without it OpenAI sends no token counts in a stream, and the core stream contract
@@ -120,17 +118,13 @@ mod tests {
         }
     }
 
-    fn body(
-        request: &ChatRequest,
-        defaults: &RequestDefaults,
-        params: &[(String, String)],
-    ) -> Value {
-        serde_json::from_slice(&to_body(request, "gpt-4o-mini", defaults, params).unwrap()).unwrap()
+    fn body(request: &ChatRequest, params: &[(String, String)]) -> Value {
+        serde_json::from_slice(&to_body(request, "gpt-4o-mini", params).unwrap()).unwrap()
     }
 
     #[test]
     fn plain_request_has_only_what_was_asked() {
-        let value = body(&request(), &RequestDefaults::default(), &[]);
+        let value = body(&request(), &[]);
         assert_eq!(
             value,
             json!({
@@ -145,29 +139,21 @@ mod tests {
     }
 
     #[test]
-    fn defaults_fill_gaps_and_request_values_win() {
-        let defaults = RequestDefaults {
-            max_tokens: Some(256),
-            temperature: Some(0.5),
+    fn request_settings_are_sent() {
+        let asked = ChatRequest {
+            max_tokens: Some(10),
+            temperature: Some(0.0),
             top_p: Some(0.9),
+            stop: Arc::from(vec!["END".to_owned()]),
+            ..request()
         };
-        let value = body(&request(), &defaults, &[]);
-        assert_eq!(value["max_tokens"], 256);
-        assert_eq!(value["temperature"], 0.5);
+        let value = body(&asked, &[]);
+        assert_eq!(value["max_tokens"], 10);
+        assert_eq!(value["temperature"], 0.0);
         assert_eq!(
             value["top_p"].as_f64().map(|v| (v * 100.0).round()),
             Some(90.0)
         );
-
-        let asked = ChatRequest {
-            max_tokens: Some(10),
-            temperature: Some(0.0),
-            stop: Arc::from(vec!["END".to_owned()]),
-            ..request()
-        };
-        let value = body(&asked, &defaults, &[]);
-        assert_eq!(value["max_tokens"], 10);
-        assert_eq!(value["temperature"], 0.0);
         assert_eq!(value["stop"], json!(["END"]));
     }
 
@@ -177,11 +163,7 @@ mod tests {
             stream: true,
             ..request()
         };
-        let value = body(
-            &streaming,
-            &RequestDefaults::default(),
-            &[("api_key".to_owned(), "k".to_owned())],
-        );
+        let value = body(&streaming, &[("api_key".to_owned(), "k".to_owned())]);
         assert_eq!(value["stream"], true);
         assert_eq!(value["stream_options"], json!({"include_usage": true}));
         assert_eq!(value["api_key"], "k");
@@ -189,13 +171,7 @@ mod tests {
 
     #[test]
     fn empty_conversation_is_a_client_error() {
-        let err = to_body(
-            &ChatRequest::default(),
-            "m",
-            &RequestDefaults::default(),
-            &[],
-        )
-        .unwrap_err();
+        let err = to_body(&ChatRequest::default(), "m", &[]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidRequest);
     }
 }

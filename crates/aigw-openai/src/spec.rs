@@ -19,8 +19,6 @@ pub struct OpenAiTargetSpec {
     pub auth: Vec<Auth>,
     /// How long to wait for a TCP (and TLS) connection.
     pub connect_timeout: Duration,
-    /// Generation settings applied when the client's request leaves them unset.
-    pub defaults: RequestDefaults,
 }
 
 impl OpenAiTargetSpec {
@@ -31,7 +29,6 @@ impl OpenAiTargetSpec {
             upstream_url: None,
             auth: Vec::new(),
             connect_timeout: Duration::from_secs(3),
-            defaults: RequestDefaults::default(),
         }
     }
 }
@@ -43,7 +40,6 @@ impl fmt::Debug for OpenAiTargetSpec {
             .field("upstream_url", &self.upstream_url)
             .field("auth", &self.auth)
             .field("connect_timeout", &self.connect_timeout)
-            .field("defaults", &self.defaults)
             .finish()
     }
 }
@@ -95,17 +91,6 @@ pub enum ParamLocation {
     Query,
     /// `"name": "value"` at the top of the JSON body.
     Body,
-}
-
-/// Generation settings from `model.options`, used when a request does not set its own.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RequestDefaults {
-    /// Upper bound on generated tokens.
-    pub max_tokens: Option<u32>,
-    /// Sampling temperature.
-    pub temperature: Option<f32>,
-    /// Nucleus sampling bound.
-    pub top_p: Option<f32>,
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use aigw_core::{Chat, ChatReply, ChatRequest, Error, ErrorKind, ReplyBody, ServedBy, Target};
+use aigw_core::{Chat, ChatRequest, Error, ErrorKind, ReplyBody, Target};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, header};
 
@@ -11,7 +11,6 @@ use crate::PROVIDER;
 use crate::error::{classify_body, classify_send, from_status};
 use crate::request::to_body;
 use crate::response::{Completion, to_chat_response};
-use crate::spec::RequestDefaults;
 use crate::stream::{ChunkMaker, chunk_stream};
 
 /// How much of an error answer is read to find the upstream's message.
@@ -31,7 +30,6 @@ pub struct OpenAiChat {
     /// `auth.param_*` with `param_location: body`.
     pub(crate) body_params: Vec<(String, String)>,
     pub(crate) model: Arc<str>,
-    pub(crate) defaults: RequestDefaults,
 }
 
 impl fmt::Debug for OpenAiChat {
@@ -51,14 +49,14 @@ impl Chat for OpenAiChat {
         &self.model
     }
 
-    async fn chat(&self, request: ChatRequest) -> Result<ChatReply, Error> {
+    async fn chat(&self, request: ChatRequest) -> Result<ReplyBody, Error> {
         self.post(&request).await
     }
 }
 
 impl OpenAiChat {
-    async fn post(&self, request: &ChatRequest) -> Result<ChatReply, Error> {
-        let body = to_body(request, &self.model, &self.defaults, &self.body_params)?;
+    async fn post(&self, request: &ChatRequest) -> Result<ReplyBody, Error> {
+        let body = to_body(request, &self.model, &self.body_params)?;
         let accept = if request.stream {
             HeaderValue::from_static("text/event-stream")
         } else {
@@ -85,8 +83,8 @@ impl OpenAiChat {
             return Err(from_status(status, &headers, &body));
         }
 
-        let body = if request.stream {
-            self.stream(response).await?
+        if request.stream {
+            self.stream(response).await
         } else {
             let bytes = response.bytes().await.map_err(classify_body)?;
             let completion: Completion = serde_json::from_slice(&bytes).map_err(|err| {
@@ -96,15 +94,11 @@ impl OpenAiChat {
                 )
                 .with_upstream_status(status.as_u16())
             })?;
-            ReplyBody::Complete(to_chat_response(completion, &self.model)?)
-        };
-        Ok(ChatReply {
-            served_by: ServedBy {
-                provider: PROVIDER,
-                model: Arc::clone(&self.model),
-            },
-            body,
-        })
+            Ok(ReplyBody::Complete(to_chat_response(
+                completion,
+                &self.model,
+            )?))
+        }
     }
 
     async fn stream(&self, response: reqwest::Response) -> Result<ReplyBody, Error> {

@@ -5,14 +5,14 @@
 use std::time::{Duration, Instant};
 
 use aigw_bedrock::{BedrockProvider, BedrockTargetSpec};
+use aigw_core::test_support::{ask, call, collect, eventually, into_stream, text_then_error};
 use aigw_core::{
-    BoxDriver, ChatChunk, ChatReply, ChatRequest, ChunkStream, Error, ErrorKind, FinishReason,
-    Message, ReplyBody, Role,
+    BoxDriver, ChatChunk, ChatRequest, Error, ErrorKind, FinishReason, ReplyBody, RequestDefaults,
+    Role,
 };
 use aigw_emulator::{EmulatorHandle, Fault, ModelKnobs, Operation};
-use aigw_openai::{Auth, OpenAiProvider, OpenAiTargetSpec, ParamLocation, RequestDefaults};
+use aigw_openai::{Auth, OpenAiProvider, OpenAiTarget, OpenAiTargetSpec, ParamLocation};
 use futures_util::StreamExt;
-use tower::ServiceExt;
 
 const MODEL: &str = "gpt-4o-mini";
 
@@ -30,47 +30,18 @@ fn spec(emulator: &EmulatorHandle, model: &str) -> OpenAiTargetSpec {
     }
 }
 
+async fn target(spec: OpenAiTargetSpec) -> OpenAiTarget {
+    OpenAiProvider::new().target(spec).await.unwrap()
+}
+
 async fn driver(spec: OpenAiTargetSpec) -> BoxDriver {
-    OpenAiProvider::new()
-        .target(spec)
-        .await
-        .unwrap()
-        .into_driver()
-}
-
-fn ask(question: &str, stream: bool) -> ChatRequest {
-    ChatRequest {
-        messages: vec![Message {
-            role: Role::User,
-            content: question.into(),
-        }]
-        .into(),
-        stream,
-        ..ChatRequest::default()
-    }
-}
-
-async fn call(driver: &BoxDriver, request: ChatRequest) -> Result<ChatReply, Error> {
-    driver.clone().oneshot(request).await
-}
-
-fn into_stream(reply: ChatReply) -> ChunkStream {
-    match reply.body {
-        ReplyBody::Stream(stream) => stream,
-        ReplyBody::Complete(_) => panic!("expected a stream"),
-    }
-}
-
-async fn collect(stream: ChunkStream) -> Vec<Result<ChatChunk, Error>> {
-    tokio::time::timeout(Duration::from_secs(10), stream.collect())
-        .await
-        .unwrap()
+    target(spec).await.into_driver()
 }
 
 #[tokio::test]
 async fn unary_answer_names_the_model_and_sends_kong_auth_and_defaults() {
     let emulator = emulator().await;
-    let driver = driver(OpenAiTargetSpec {
+    let driver = target(OpenAiTargetSpec {
         auth: vec![
             Auth::Header {
                 name: "Authorization".into(),
@@ -87,14 +58,15 @@ async fn unary_answer_names_the_model_and_sends_kong_auth_and_defaults() {
                 location: ParamLocation::Body,
             },
         ],
-        defaults: RequestDefaults {
-            max_tokens: Some(500),
-            temperature: Some(0.25),
-            top_p: None,
-        },
         ..spec(&emulator, MODEL)
     })
-    .await;
+    .await
+    .with_defaults(RequestDefaults {
+        max_tokens: Some(500),
+        temperature: Some(0.25),
+        top_p: None,
+    })
+    .into_driver();
     let request = ChatRequest {
         temperature: Some(0.75),
         ..ask("Who is considered the greatest Polish writer?", false)
@@ -238,14 +210,10 @@ async fn stream_is_lazy_and_dropping_it_cancels_upstream() {
     assert_eq!(emulator.open_streams(), 1);
 
     drop(stream);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while emulator.cancelled_streams() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "upstream stream was not cancelled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || emulator.cancelled_streams() > 0).await,
+        "upstream stream was not cancelled"
+    );
     assert!(emulator.requests()[0].client_went_away);
 }
 
@@ -342,12 +310,7 @@ async fn broken_stream(emulator: &EmulatorHandle, fault: Fault) -> (String, Erro
         .set_model(MODEL, ModelKnobs::with_fault(fault, Some(1)));
     let driver = driver(spec(emulator, MODEL)).await;
     let chunks = collect(into_stream(call(&driver, ask("hi", true)).await.unwrap())).await;
-    let (last, before) = chunks.split_last().unwrap();
-    let text = before
-        .iter()
-        .map(|c| c.as_ref().unwrap().content.clone().unwrap_or_default())
-        .collect();
-    (text, last.as_ref().unwrap_err().clone())
+    text_then_error(&chunks)
 }
 
 #[tokio::test]
@@ -385,12 +348,52 @@ async fn a_hung_upstream_is_cut_by_the_callers_timeout_and_told_apart() {
     let waited =
         tokio::time::timeout(Duration::from_millis(300), call(&driver, ask("hi", false))).await;
     assert!(waited.is_err(), "a hung upstream must not answer");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !emulator.requests()[0].client_went_away {
-        assert!(
-            Instant::now() < deadline,
-            "the hung request was not abandoned"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || emulator.requests()[0]
+            .client_went_away)
+        .await,
+        "the hung request was not abandoned"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_silent_mid_stream_past_the_idle_timeout_is_cut() {
+    let emulator = emulator().await;
+    // The first piece comes at once, the next only after 5 s: past the idle timeout.
+    emulator.knobs().set_model(
+        MODEL,
+        ModelKnobs {
+            token_delay: Duration::from_secs(5),
+            answer_words: 4,
+            ..ModelKnobs::default()
+        },
+    );
+    let driver = target(spec(&emulator, MODEL))
+        .await
+        .with_stream_idle_timeout(Duration::from_millis(300))
+        .into_driver();
+    let started = Instant::now();
+    let chunks = collect(into_stream(call(&driver, ask("hi", true)).await.unwrap())).await;
+    let took = started.elapsed();
+
+    let (text, err) = text_then_error(&chunks);
+    assert!(
+        text.starts_with('['),
+        "the first piece came through: {text:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::UpstreamTimeout, "{err}");
+    assert_eq!(
+        err.message(),
+        "openai stream sent nothing for 300 ms (read_timeout)"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "the idle timeout bounds the wait: {took:?}"
+    );
+    // The silent upstream call was abandoned, not left running.
+    assert!(
+        eventually(Duration::from_secs(5), || emulator.cancelled_streams() > 0).await,
+        "upstream stream was not cancelled"
+    );
+    assert!(emulator.requests()[0].client_went_away);
 }

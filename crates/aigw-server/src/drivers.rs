@@ -6,7 +6,7 @@
 
 use aigw_bedrock::{BedrockProvider, BedrockTargetSpec};
 use aigw_config::{BalancerConfig, Provider, TargetConfig};
-use aigw_core::{BoxDriver, Error, ErrorKind};
+use aigw_core::{BoxDriver, Chat, Error, ErrorKind, RequestDefaults, Target};
 use aigw_openai::{OpenAiProvider, OpenAiTargetSpec};
 use futures_util::future::BoxFuture;
 
@@ -106,16 +106,8 @@ impl DriverFactory for BedrockFactory {
                     .or_else(|| cx.options.bedrock_endpoint.clone()),
                 static_credentials,
                 connect_timeout: cx.balancer.connect_timeout,
-                // Kong's read_timeout also bounds the gap between two reads of a stream.
-                stream_idle_timeout: cx.balancer.read_timeout,
-                // A value the request sets wins over these, in every driver.
-                defaults: aigw_bedrock::RequestDefaults {
-                    max_tokens: model_options.max_tokens,
-                    temperature: model_options.temperature,
-                    top_p: model_options.top_p,
-                },
             };
-            Ok(BoxDriver::new(self.provider.target(spec).await?))
+            Ok(shell(self.provider.target(spec).await?, target, cx))
         })
     }
 }
@@ -162,15 +154,25 @@ impl DriverFactory for OpenAiFactory {
                 upstream_url: model_options.upstream_url.clone(),
                 auth: credentials,
                 connect_timeout: cx.balancer.connect_timeout,
-                defaults: aigw_openai::RequestDefaults {
-                    max_tokens: model_options.max_tokens,
-                    temperature: model_options.temperature,
-                    top_p: model_options.top_p,
-                },
             };
-            Ok(self.provider.target(spec).await?.into_driver())
+            Ok(shell(self.provider.target(spec).await?, target, cx))
         })
     }
+}
+
+/// What every provider's target gets alike from its config, in core's driver shell.
+fn shell<C: Chat>(driver: Target<C>, target: &TargetConfig, cx: &TargetContext<'_>) -> BoxDriver {
+    let options = &target.model.options;
+    driver
+        // A value the request sets wins over these.
+        .with_defaults(RequestDefaults {
+            max_tokens: options.max_tokens,
+            temperature: options.temperature,
+            top_p: options.top_p,
+        })
+        // Kong's read_timeout also bounds the gap between two reads of a stream.
+        .with_stream_idle_timeout(cx.balancer.read_timeout)
+        .into_driver()
 }
 
 #[cfg(test)]

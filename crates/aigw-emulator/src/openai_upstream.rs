@@ -1,5 +1,6 @@
-//! OpenAI's chat completions API, `POST /v1/chat/completions`, unary and SSE, so that
-//! OpenAI-compatible drivers can be tested offline like Bedrock's.
+//! A fake OpenAI-compatible upstream: OpenAI's chat completions API,
+//! `POST /v1/chat/completions`, unary and SSE, so that OpenAI-compatible drivers can be
+//! tested offline like Bedrock's.
 //!
 //! It answers as the Bedrock operations do: the same deterministic answer naming the
 //! model (the body's `model`), the same knobs looked up by that model, the same faults in
