@@ -28,9 +28,7 @@ use aigw_core::{
     ChatReply, ChatRequest, ChatResponse, Error, FinishReason, Message, ReplyBody, Role, ServedBy,
     Usage,
 };
-use aigw_telemetry::{
-    AttemptSpanLayer, LogStyle, SdkTracerProvider, ServerSpanLayer, TargetDescriptor,
-};
+use aigw_telemetry::{AttemptSpan, LogStyle, SdkTracerProvider, ServerSpanLayer, TargetDescriptor};
 use aigw_tests::otlp::Receiver;
 use aigw_tests::{Stack, polish_writer_question, seed_config};
 use tower::util::BoxCloneSyncService;
@@ -180,7 +178,7 @@ fn layered_stack(bare: bool) -> HttpService {
             log_payloads: t.logging.log_payloads,
         });
         let algorithm = route_config.ai.balancer.algorithm.as_str();
-        AttemptSpanLayer::new(&route_config.name, algorithm, targets)
+        AttemptSpan::layer(&route_config.name, algorithm, targets)
     };
     let route = BoxCloneSyncService::new(
         ServiceBuilder::new()

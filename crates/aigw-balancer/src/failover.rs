@@ -323,7 +323,7 @@ mod tests {
         let mut service = ServiceBuilder::new()
             .layer(FailoverLayer::new(FailoverPolicy::default(), state.clone()))
             .layer(PickLayer::new(RoundRobin::new(&[1, 1]), state.clone()))
-            .layer(crate::RecordLayer::new(state.clone()))
+            .layer(crate::Record::layer(state.clone()))
             .service(targets);
         let first = send(&mut service).await.expect_err("both refuse");
         assert!(

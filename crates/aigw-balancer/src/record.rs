@@ -1,13 +1,14 @@
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use aigw_core::{
-    Attempt, ChatChunk, ChatReply, ChunkStream, DriverFuture, Error, ReplyBody, Usage,
+    Around, AroundLayer, Attempt, ChatChunk, ChatReply, ChunkStream, DriverFuture, Error,
+    ReplyBody, Usage,
 };
 use futures_util::Stream;
-use tower::{Layer, Service};
 
 use crate::RouteState;
 
@@ -22,54 +23,30 @@ use crate::RouteState;
 ///   that breaks later is the client's error to see, not a reason to take the target out;
 /// - for each answer that ends cleanly, its latency and token usage.
 ///
-/// Place it above [`AttemptTimeoutLayer`](crate::AttemptTimeoutLayer), so that an attempt
+/// Place it above [`AttemptTimeout`](crate::AttemptTimeout), so that an attempt
 /// that timed out counts against its target.
 #[derive(Debug, Clone)]
-pub struct RecordLayer {
+pub struct Record {
     state: Arc<RouteState>,
 }
 
-impl RecordLayer {
+/// [`Record`] as a tower layer.
+pub type RecordLayer = AroundLayer<Record>;
+
+impl Record {
     /// Records into the route's shared `state`.
-    pub fn new(state: Arc<RouteState>) -> Self {
-        RecordLayer { state }
+    pub fn layer(state: Arc<RouteState>) -> RecordLayer {
+        AroundLayer::new(Record { state })
     }
 }
 
-impl<S> Layer<S> for RecordLayer {
-    type Service = Record<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Record {
-            inner,
-            state: self.state.clone(),
-        }
-    }
-}
-
-/// See [`RecordLayer`].
-#[derive(Debug, Clone)]
-pub struct Record<S> {
-    inner: S,
-    state: Arc<RouteState>,
-}
-
-impl<S> Service<Attempt> for Record<S>
-where
-    S: Service<Attempt, Response = ChatReply, Error = Error>,
-    S::Future: Send + 'static,
-{
-    type Response = ChatReply;
-    type Error = Error;
-    type Future = DriverFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, attempt: Attempt) -> Self::Future {
+impl Around<Attempt> for Record {
+    fn around<F>(&self, attempt: Attempt, call: impl FnOnce(Attempt) -> F) -> DriverFuture
+    where
+        F: Future<Output = Result<ChatReply, Error>> + Send + 'static,
+    {
         let guard = InFlight::start(self.state.clone(), attempt.target);
-        let answer = self.inner.call(attempt);
+        let answer = call(attempt);
         Box::pin(async move {
             let mut reply = match answer.await {
                 Ok(reply) => reply,

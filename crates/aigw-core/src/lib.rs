@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod around;
 mod attempt;
 mod chat;
 mod client_cache;
@@ -20,6 +21,7 @@ mod ids;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 
+pub use around::{Around, AroundLayer, AroundService};
 pub use attempt::Attempt;
 pub use chat::{
     ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkSequence, ChunkStream, FinishReason,

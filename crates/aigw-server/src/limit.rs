@@ -8,14 +8,11 @@
 //! the reply with [`ChatReply::hold_until_done`].
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use aigw_core::{ChatReply, ChatRequest, Error, ErrorKind};
+use aigw_core::{Around, AroundLayer, ChatReply, ChatRequest, DriverFuture, Error, ErrorKind};
 use tokio::sync::Semaphore;
-use tower::{Layer, Service};
 
 /// Requests one route works on at once when the settings say nothing.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
@@ -36,64 +33,35 @@ impl Default for RouteLimits {
     }
 }
 
-/// Puts a route's stack behind one concurrency limit that sheds what is over it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ShedOverLimitLayer {
-    max: usize,
-}
-
-impl ShedOverLimitLayer {
-    /// The limit `limits` set, at least 1.
-    pub(crate) fn new(limits: RouteLimits) -> Self {
-        ShedOverLimitLayer {
-            max: limits.max_concurrent_requests.max(1),
-        }
-    }
-}
-
-impl<S> Layer<S> for ShedOverLimitLayer {
-    type Service = ShedOverLimit<S>;
-
-    /// Called once per route, so each route gets its own permits.
-    fn layer(&self, inner: S) -> ShedOverLimit<S> {
-        ShedOverLimit {
-            inner,
-            permits: Arc::new(Semaphore::new(self.max)),
-            max: self.max,
-        }
-    }
-}
-
-/// See [`ShedOverLimitLayer`]. Clones share `permits`, so the limit is the route's,
-/// whichever clone a request uses.
+/// Puts a route's stack behind one concurrency limit that sheds what is over it. Clones
+/// share `permits`, so the limit is the route's, whichever clone a request uses.
 #[derive(Clone)]
-pub(crate) struct ShedOverLimit<S> {
-    inner: S,
+pub(crate) struct ShedOverLimit {
     permits: Arc<Semaphore>,
     max: usize,
 }
 
-type ReplyFuture = Pin<Box<dyn Future<Output = Result<ChatReply, Error>> + Send>>;
-
-impl<S> Service<ChatRequest> for ShedOverLimit<S>
-where
-    S: Service<ChatRequest, Response = ChatReply, Error = Error>,
-    S::Future: Send + 'static,
-{
-    type Response = ChatReply;
-    type Error = Error;
-    type Future = ReplyFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.inner.poll_ready(cx)
+impl ShedOverLimit {
+    /// The limit `limits` set (at least 1), with permits of its own: one layer per route.
+    pub(crate) fn layer(limits: RouteLimits) -> AroundLayer<ShedOverLimit> {
+        let max = limits.max_concurrent_requests.max(1);
+        AroundLayer::new(ShedOverLimit {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        })
     }
+}
 
-    fn call(&mut self, request: ChatRequest) -> ReplyFuture {
+impl Around<ChatRequest> for ShedOverLimit {
+    fn around<F>(&self, request: ChatRequest, call: impl FnOnce(ChatRequest) -> F) -> DriverFuture
+    where
+        F: Future<Output = Result<ChatReply, Error>> + Send + 'static,
+    {
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
             let max = self.max;
             return Box::pin(async move { Err(overloaded(max)) });
         };
-        let reply = self.inner.call(request);
+        let reply = call(request);
         Box::pin(async move { Ok(reply.await?.hold_until_done(permit)) })
     }
 }

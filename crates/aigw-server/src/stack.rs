@@ -16,8 +16,8 @@ use aigw_balancer::pick::{
     Priority, RoundRobin, UsageMeasure,
 };
 use aigw_balancer::{
-    AttemptTimeoutLayer, FailoverLayer, FailoverPolicy, HealthPolicy, PickLayer, RecordLayer,
-    RouteState, TargetInfo, Targets,
+    AttemptTimeout, FailoverLayer, FailoverPolicy, HealthPolicy, PickLayer, Record, RouteState,
+    TargetInfo, Targets,
 };
 use aigw_config::{
     AiProxyConfig, Algorithm, BalancerConfig, FailoverCriterion, GatewayConfig, RouteConfig,
@@ -32,7 +32,7 @@ use tower::util::BoxCloneSyncService;
 
 use crate::drivers::{DriverRegistry, TargetContext};
 use crate::frontend::grpc::GrpcChat;
-use crate::limit::ShedOverLimitLayer;
+use crate::limit::ShedOverLimit;
 use crate::{KeyAuth, Route, RouteLimits, RouteTable, SharedRoutes, status};
 
 /// The whole app as one router: every request gets the server span, then its front end,
@@ -130,7 +130,7 @@ async fn build_route(
 
     let stack = ServiceBuilder::new()
         // Outermost, so a request over the route's limit costs nothing further down.
-        .layer(ShedOverLimitLayer::new(options.limits))
+        .layer(ShedOverLimit::layer(options.limits))
         // Retries per Kong's retries/failover_criteria; each retry is picked anew below.
         .layer(FailoverLayer::new(
             failover_policy(&ai.balancer),
@@ -142,9 +142,9 @@ async fn build_route(
         .layer(attempt_telemetry(route))
         // Health, in flight (until a stream ends), latency, usage. Above the timeout, so
         // that an attempt that timed out counts against its target.
-        .layer(RecordLayer::new(state.clone()))
+        .layer(Record::layer(state.clone()))
         // Each attempt, not the whole request, gets read_timeout, so failover has time left.
-        .layer(AttemptTimeoutLayer::new(ai.balancer.read_timeout))
+        .layer(AttemptTimeout::layer(ai.balancer.read_timeout))
         .service(Targets::new(drivers));
 
     Ok(Route {
@@ -220,11 +220,7 @@ fn attempt_telemetry(route: &RouteConfig) -> aigw_telemetry::AttemptSpanLayer {
             default_temperature: t.model.options.temperature,
             log_payloads: t.logging.log_payloads,
         });
-    aigw_telemetry::AttemptSpanLayer::new(
-        &route.name,
-        route.ai.balancer.algorithm.as_str(),
-        targets,
-    )
+    aigw_telemetry::AttemptSpan::layer(&route.name, route.ai.balancer.algorithm.as_str(), targets)
 }
 
 fn health_policy(balancer: &BalancerConfig) -> HealthPolicy {

@@ -1,20 +1,20 @@
 //! One client span per target attempt, named and attributed after the OpenTelemetry GenAI
 //! semantic conventions, plus the per-target metrics.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use aigw_core::{
-    Attempt, ChatChunk, ChatReply, ChatResponse, ChunkStream, DriverFuture, Error, FinishReason,
-    ReplyBody, Usage,
+    Around, AroundLayer, Attempt, ChatChunk, ChatReply, ChatResponse, ChunkStream, DriverFuture,
+    Error, FinishReason, ReplyBody, Usage,
 };
 use futures_util::Stream;
 use opentelemetry::{Array, StringValue, Value};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
-use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -28,9 +28,12 @@ use crate::record;
 /// so a timed-out attempt ends its span with the timeout error and each failover is a
 /// sibling span.
 #[derive(Clone)]
-pub struct AttemptSpanLayer {
+pub struct AttemptSpan {
     route: Arc<RouteTelemetry>,
 }
+
+/// [`AttemptSpan`] as a tower layer.
+pub type AttemptSpanLayer = AroundLayer<AttemptSpan>;
 
 struct RouteTelemetry {
     name: Arc<str>,
@@ -73,14 +76,14 @@ struct TargetTelemetry {
     output_tokens: Counter,
 }
 
-impl AttemptSpanLayer {
+impl AttemptSpan {
     /// Telemetry for the attempts of the route named `route`, balanced by `algorithm` (as
     /// the config spells it) over `targets`, indexed as the attempts index them.
-    pub fn new(
+    pub fn layer(
         route: &str,
         algorithm: &str,
         targets: impl IntoIterator<Item = TargetDescriptor>,
-    ) -> Self {
+    ) -> AttemptSpanLayer {
         let name: Arc<str> = Arc::from(route);
         let m = metrics();
         let targets: Vec<TargetTelemetry> = targets
@@ -128,14 +131,14 @@ impl AttemptSpanLayer {
                 route: name.clone(),
             })
             .clone();
-        AttemptSpanLayer {
+        AroundLayer::new(AttemptSpan {
             route: Arc::new(RouteTelemetry {
                 name,
                 algorithm: algorithm.into(),
                 targets: targets.into(),
                 failovers,
             }),
-        }
+        })
     }
 }
 
@@ -148,42 +151,15 @@ fn semconv_provider(provider: &str) -> &str {
     }
 }
 
-impl<S> Layer<S> for AttemptSpanLayer {
-    type Service = AttemptSpan<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AttemptSpan {
-            inner,
-            route: self.route.clone(),
-        }
-    }
-}
-
-/// See [`AttemptSpanLayer`].
-#[derive(Clone)]
-pub struct AttemptSpan<S> {
-    inner: S,
-    route: Arc<RouteTelemetry>,
-}
-
-impl<S> Service<Attempt> for AttemptSpan<S>
-where
-    S: Service<Attempt, Response = ChatReply, Error = Error>,
-    S::Future: Send + 'static,
-{
-    type Response = ChatReply;
-    type Error = Error;
-    type Future = DriverFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, attempt: Attempt) -> Self::Future {
+impl Around<Attempt> for AttemptSpan {
+    fn around<F>(&self, attempt: Attempt, call: impl FnOnce(Attempt) -> F) -> DriverFuture
+    where
+        F: Future<Output = Result<ChatReply, Error>> + Send + 'static,
+    {
         let route = self.route.clone();
         let Some(target) = route.targets.get(attempt.target) else {
             // Not ours to judge: the layer below answers an unknown index with its error.
-            return Box::pin(self.inner.call(attempt));
+            return Box::pin(call(attempt));
         };
         let request = &attempt.request;
         let span = tracing::info_span!(
@@ -244,7 +220,7 @@ where
             r.error = None;
         });
         let index = attempt.target;
-        let answer = span.in_scope(|| self.inner.call(attempt));
+        let answer = span.in_scope(|| call(attempt));
         let active = Active::start(route, index);
         let attempt_span = span.clone();
         Box::pin(
