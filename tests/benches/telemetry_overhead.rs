@@ -25,8 +25,8 @@ use aigw_balancer::{
     Attempt, FailoverLayer, FailoverPolicy, HealthPolicy, PickLayer, RouteState, TargetInfo,
 };
 use aigw_core::{
-    ChatReply, ChatRequest, ChatResponse, Error, FinishReason, Message, ReplyBody, Role, ServedBy,
-    Usage,
+    ChatCompletion, ChatReply, ChatRequest, Error, FinishReason, Message, ReplyBody, Role,
+    ServedBy, Usage,
 };
 use aigw_telemetry::{AttemptSpan, LogStyle, SdkTracerProvider, ServerSpanLayer, TargetDescriptor};
 use aigw_tests::otlp::Receiver;
@@ -128,7 +128,7 @@ fn answer(target: usize) -> ChatReply {
             provider: "bedrock",
             model: model.clone(),
         },
-        body: ReplyBody::Complete(ChatResponse {
+        body: ReplyBody::Complete(ChatCompletion {
             id: "chatcmpl-bench".into(),
             created: 0,
             model,

@@ -159,7 +159,7 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use aigw_core::{ChatResponse, ErrorKind, FinishReason, ReplyBody, ServedBy, Usage};
+    use aigw_core::{ChatCompletion, ErrorKind, FinishReason, ReplyBody, ServedBy, Usage};
     use tower::ServiceBuilder;
 
     use super::*;
@@ -173,7 +173,7 @@ mod tests {
                 provider: "test",
                 model: model.clone(),
             },
-            body: ReplyBody::Complete(ChatResponse {
+            body: ReplyBody::Complete(ChatCompletion {
                 id: "chatcmpl-test".into(),
                 created: 0,
                 model,

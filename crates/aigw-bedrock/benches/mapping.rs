@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use aigw_bedrock::mapping::{to_chat_response, to_converse};
+use aigw_bedrock::mapping::{to_chat_completion, to_converse};
 use aigw_core::{ChatRequest, Message, Role};
 use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
 use aws_sdk_bedrockruntime::types::{
@@ -71,7 +71,7 @@ fn mapping(c: &mut Criterion) {
     let output = answer();
     let model: Arc<str> = Arc::from("us.amazon.nova-micro-v1:0");
     c.bench_function("Converse answer (300 words) -> core answer", |b| {
-        b.iter(|| to_chat_response(black_box(&output), &model).expect("maps"))
+        b.iter(|| to_chat_completion(black_box(&output), &model).expect("maps"))
     });
 }
 

@@ -1,11 +1,11 @@
-//! The AWS Bedrock driver of aigw: one [`BedrockTarget`] per configured model, a
+//! The AWS Bedrock driver of aigw: one [`BedrockDriver`] per configured model, a
 //! `tower::Service` that turns a core [`ChatRequest`](aigw_core::ChatRequest) into a
 //! Converse (or ConverseStream) call through `aws-sdk-bedrockruntime`, and the answer back
 //! into core types, with SDK failures classified into [`aigw_core::ErrorKind`]s.
 //!
 //! [`BedrockProvider`] builds targets and shares SDK clients between targets with the same
 //! connection settings. What every driver gets alike (request defaults, the stream idle
-//! timeout, the serving-model name) is core's [`Target`](aigw_core::Target) shell's. Clients come from `aws-config`'s chains (region, credentials,
+//! timeout, the serving-model name) is core's [`Driver`](aigw_core::Driver) shell's. Clients come from `aws-config`'s chains (region, credentials,
 //! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`) unless the target's spec overrides them, and never
 //! retry on their own: retries and failover are the balancer's.
 //!
@@ -13,24 +13,24 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod driver;
 mod error;
 mod provider;
 mod request;
 mod response;
 mod spec;
 mod stream;
-mod target;
 
 /// The pure OpenAI ↔ Converse translation the driver applies on every call, public so that
 /// it can be benchmarked and inspected on its own.
 pub mod mapping {
     pub use crate::request::{ConverseParts, to_converse};
-    pub use crate::response::to_chat_response;
+    pub use crate::response::to_chat_completion;
 }
 
+pub use driver::{BedrockChat, BedrockDriver};
 pub use provider::BedrockProvider;
 pub use spec::BedrockTargetSpec;
-pub use target::{BedrockChat, BedrockTarget};
 
 /// The provider name, as in the config and in [`aigw_core::ServedBy`].
 pub const PROVIDER: &str = "bedrock";

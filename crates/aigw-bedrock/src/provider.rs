@@ -11,8 +11,8 @@ use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::config::Credentials;
 use aws_smithy_runtime_api::client::auth::AuthSchemeId;
 
+use crate::driver::{BedrockChat, BedrockDriver};
 use crate::spec::BedrockTargetSpec;
-use crate::target::{BedrockChat, BedrockTarget};
 
 /// The provider name credentials built from the config are tagged with, for SDK logs.
 const CREDENTIALS_SOURCE: &str = "aigw-config";
@@ -47,7 +47,7 @@ impl BedrockProvider {
     ///
     /// Fails with [`ErrorKind::Internal`] when the spec cannot work: no model id, an
     /// endpoint URL that is not an absolute http(s) URL, or no region anywhere.
-    pub async fn target(&self, spec: BedrockTargetSpec) -> Result<BedrockTarget, Error> {
+    pub async fn target(&self, spec: BedrockTargetSpec) -> Result<BedrockDriver, Error> {
         if spec.model_id.trim().is_empty() {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -68,7 +68,7 @@ impl BedrockProvider {
             .get_or_build(key, build_client)
             .await
             .map_err(|err| err.context(format_args!("bedrock target {}", spec.model_id)))?;
-        Ok(BedrockTarget::new(BedrockChat::new(client, &spec.model_id)))
+        Ok(BedrockDriver::new(BedrockChat::new(client, &spec.model_id)))
     }
 
     /// How many distinct SDK clients the provider built so far.

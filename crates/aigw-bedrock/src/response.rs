@@ -2,13 +2,16 @@
 
 use std::sync::Arc;
 
-use aigw_core::{ChatResponse, Error, ErrorKind, FinishReason, Usage, completion_id, unix_now};
+use aigw_core::{ChatCompletion, Error, ErrorKind, FinishReason, Usage, completion_id, unix_now};
 use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
 use aws_sdk_bedrockruntime::types::{ContentBlock, ConverseOutput as ConverseOutputUnion};
 use aws_sdk_bedrockruntime::types::{StopReason, TokenUsage};
 
 /// Translates a whole Converse answer.
-pub fn to_chat_response(output: &ConverseOutput, model: &Arc<str>) -> Result<ChatResponse, Error> {
+pub fn to_chat_completion(
+    output: &ConverseOutput,
+    model: &Arc<str>,
+) -> Result<ChatCompletion, Error> {
     let message = match output.output() {
         Some(ConverseOutputUnion::Message(message)) => message,
         _ => {
@@ -27,7 +30,7 @@ pub fn to_chat_response(output: &ConverseOutput, model: &Arc<str>) -> Result<Cha
             _ => None,
         })
         .collect::<String>();
-    Ok(ChatResponse {
+    Ok(ChatCompletion {
         id: completion_id(),
         created: unix_now(),
         model: Arc::clone(model),
@@ -105,7 +108,7 @@ mod tests {
             .build()
             .unwrap();
         let model: Arc<str> = Arc::from("m1");
-        let response = to_chat_response(&output, &model).unwrap();
+        let response = to_chat_completion(&output, &model).unwrap();
         assert!(response.id.starts_with("chatcmpl-"));
         assert!(response.created > 1_600_000_000);
         assert!(Arc::ptr_eq(&response.model, &model));
@@ -127,7 +130,7 @@ mod tests {
             .stop_reason(StopReason::EndTurn)
             .build()
             .unwrap();
-        let err = to_chat_response(&output, &Arc::from("m")).unwrap_err();
+        let err = to_chat_completion(&output, &Arc::from("m")).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UpstreamProtocol);
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aigw_bedrock::{BedrockProvider, BedrockTarget, BedrockTargetSpec, PROVIDER};
+use aigw_bedrock::{BedrockDriver, BedrockProvider, BedrockTargetSpec, PROVIDER};
 use aigw_core::test_support::{ask, call, collect, eventually, into_stream, text_then_error};
 use aigw_core::{
     ChatChunk, ChatRequest, Error, ErrorKind, FinishReason, Message, ReplyBody, RequestDefaults,
@@ -32,7 +32,7 @@ fn spec(emulator: &EmulatorHandle, model: &str) -> BedrockTargetSpec {
     }
 }
 
-async fn target(emulator: &EmulatorHandle, model: &str) -> BedrockTarget {
+async fn target(emulator: &EmulatorHandle, model: &str) -> BedrockDriver {
     BedrockProvider::new()
         .target(spec(emulator, model))
         .await

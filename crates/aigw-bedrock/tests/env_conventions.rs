@@ -10,7 +10,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use aigw_bedrock::{BedrockProvider, BedrockTarget, BedrockTargetSpec};
+use aigw_bedrock::{BedrockDriver, BedrockProvider, BedrockTargetSpec};
 use aigw_core::{ChatRequest, Error, ErrorKind, Message, ReplyBody, Role};
 use aigw_emulator::EmulatorHandle;
 use tower::ServiceExt;
@@ -79,7 +79,7 @@ fn hello() -> ChatRequest {
     }
 }
 
-async fn converse(target: BedrockTarget) -> Result<String, Error> {
+async fn converse(target: BedrockDriver) -> Result<String, Error> {
     match target.oneshot(hello()).await?.body {
         ReplyBody::Complete(response) => Ok(response.content),
         ReplyBody::Stream(_) => panic!("expected a whole answer"),

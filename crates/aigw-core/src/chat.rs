@@ -123,7 +123,7 @@ impl fmt::Display for ServedBy {
 
 /// A whole (non-streamed) answer.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChatResponse {
+pub struct ChatCompletion {
     /// Unique answer id (`chatcmpl-…`).
     pub id: String,
     /// Unix seconds when the answer was made.
@@ -235,7 +235,7 @@ pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, Error>> + Sen
 /// What a driver hands back: a whole answer or a stream of pieces.
 pub enum ReplyBody {
     /// The whole answer.
-    Complete(ChatResponse),
+    Complete(ChatCompletion),
     /// Pieces as the model produces them.
     Stream(ChunkStream),
 }
@@ -320,7 +320,7 @@ mod tests {
         let released = Arc::new(AtomicUsize::new(0));
         let reply = ChatReply {
             served_by: served_by(),
-            body: ReplyBody::Complete(ChatResponse {
+            body: ReplyBody::Complete(ChatCompletion {
                 id: "chatcmpl-1".into(),
                 created: 0,
                 model: Arc::from("m"),

@@ -1,5 +1,5 @@
 //! The driver contract: a driver is a cloneable `tower::Service<ChatRequest>` per target.
-//! A provider implements [`Chat`] for one target; [`Target`] is the one service shell they
+//! A provider implements [`Chat`] for one target; [`Driver`] is the one service shell they
 //! all share, and the one place that applies what is the same for every provider: request
 //! defaults, the stream idle timeout and the serving-model name.
 
@@ -23,11 +23,11 @@ pub type BoxDriver = BoxCloneSyncService<ChatRequest, ChatReply, Error>;
 /// The future a driver returns, boxed at the crate boundary.
 pub type DriverFuture = Pin<Box<dyn Future<Output = Result<ChatReply, Error>> + Send>>;
 
-/// Kong's default `read_timeout`, the stream idle timeout of a [`Target`] not given one.
+/// Kong's default `read_timeout`, the stream idle timeout of a [`Driver`] not given one.
 const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One target of one provider: the model it serves and the call itself, unary or stream as
-/// the request asks. Everything else a driver needs, [`Target`] adds.
+/// the request asks. Everything else a driver needs, [`Driver`] adds.
 pub trait Chat: Send + Sync + 'static {
     /// The provider's name as the config spells it (`bedrock`, `openai`).
     const PROVIDER: &'static str;
@@ -38,7 +38,7 @@ pub trait Chat: Send + Sync + 'static {
     /// Answers one request, whose unset settings already carry the target's defaults.
     ///
     /// A stream is returned once its answer began (so that an upstream failing at once
-    /// stays a plain error the balancer can fail over from); [`Target`] bounds the silence
+    /// stays a plain error the balancer can fail over from); [`Driver`] bounds the silence
     /// between its later chunks.
     fn chat(&self, request: ChatRequest) -> impl Future<Output = Result<ReplyBody, Error>> + Send;
 }
@@ -55,15 +55,15 @@ pub trait Chat: Send + Sync + 'static {
 /// pushes back, so concurrency limits belong to the balancer's layers above. Each call runs
 /// in a debug span naming the provider and model, and a failure is logged there at debug
 /// level (the balancer decides what reaches the client and the access log).
-pub struct Target<C> {
+pub struct Driver<C> {
     chat: Arc<C>,
     defaults: RequestDefaults,
     stream_idle_timeout: Duration,
 }
 
-impl<C> Clone for Target<C> {
+impl<C> Clone for Driver<C> {
     fn clone(&self) -> Self {
-        Target {
+        Driver {
             chat: Arc::clone(&self.chat),
             defaults: self.defaults,
             stream_idle_timeout: self.stream_idle_timeout,
@@ -71,9 +71,9 @@ impl<C> Clone for Target<C> {
     }
 }
 
-impl<C: fmt::Debug> fmt::Debug for Target<C> {
+impl<C: fmt::Debug> fmt::Debug for Driver<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Target")
+        f.debug_struct("Driver")
             .field("chat", &self.chat)
             .field("defaults", &self.defaults)
             .field("stream_idle_timeout", &self.stream_idle_timeout)
@@ -81,11 +81,11 @@ impl<C: fmt::Debug> fmt::Debug for Target<C> {
     }
 }
 
-impl<C: Chat> Target<C> {
+impl<C: Chat> Driver<C> {
     /// The service calling `chat`, with no request defaults and Kong's default
     /// `read_timeout` of 60 s as the stream idle timeout.
     pub fn new(chat: C) -> Self {
-        Target {
+        Driver {
             chat: Arc::new(chat),
             defaults: RequestDefaults::default(),
             stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
@@ -123,7 +123,7 @@ impl<C: Chat> Target<C> {
     }
 }
 
-impl<C: Chat> Service<ChatRequest> for Target<C> {
+impl<C: Chat> Service<ChatRequest> for Driver<C> {
     type Response = ChatReply;
     type Error = Error;
     type Future = DriverFuture;
@@ -168,7 +168,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::{ChatResponse, ChunkSequence, ErrorKind, FinishReason, Usage};
+    use crate::{ChatCompletion, ChunkSequence, ErrorKind, FinishReason, Usage};
 
     /// Answers with the settings it was called with, or a stream that stalls after one chunk.
     #[derive(Debug)]
@@ -190,7 +190,7 @@ mod tests {
                     futures_util::stream::iter([Ok(first)]).chain(futures_util::stream::pending());
                 return Ok(ReplyBody::Stream(Box::pin(stalls)));
             }
-            Ok(ReplyBody::Complete(ChatResponse {
+            Ok(ReplyBody::Complete(ChatCompletion {
                 id: "c".into(),
                 created: 1,
                 model: Arc::clone(&self.model),
@@ -204,8 +204,8 @@ mod tests {
         }
     }
 
-    fn target() -> Target<Echo> {
-        Target::new(Echo {
+    fn target() -> Driver<Echo> {
+        Driver::new(Echo {
             model: Arc::from("m"),
         })
     }

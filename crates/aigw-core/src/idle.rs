@@ -1,4 +1,4 @@
-//! The stream idle timeout every driver's streams get from [`Target`](crate::Target).
+//! The stream idle timeout every driver's streams get from [`Driver`](crate::Driver).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

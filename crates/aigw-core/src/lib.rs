@@ -3,7 +3,7 @@
 //!
 //! A driver is a [`tower::Service`] from [`ChatRequest`] to [`ChatReply`]; the balancer and
 //! the front ends only ever see these types, never a provider's or a wire format's. What
-//! every driver shares lives here too: the [`Target`] shell (request defaults, the stream
+//! every driver shares lives here too: the [`Driver`] shell (request defaults, the stream
 //! idle timeout, the serving-model name), the [`ClientCache`] of provider clients, and
 //! [`error_chain`] for client-readable messages.
 #![forbid(unsafe_code)]
@@ -24,11 +24,11 @@ pub mod test_support;
 pub use around::{Around, AroundLayer, AroundService};
 pub use attempt::Attempt;
 pub use chat::{
-    ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkSequence, ChunkStream, FinishReason,
+    ChatChunk, ChatCompletion, ChatReply, ChatRequest, ChunkSequence, ChunkStream, FinishReason,
     Message, ReplyBody, Role, ServedBy, Usage,
 };
 pub use client_cache::ClientCache;
 pub use defaults::RequestDefaults;
-pub use driver::{BoxDriver, Chat, DriverFuture, Target};
+pub use driver::{BoxDriver, Chat, Driver, DriverFuture};
 pub use error::{Error, ErrorKind, error_chain};
 pub use ids::{completion_id, unix_now};

@@ -1,4 +1,4 @@
-//! The OpenAI-compatible driver of aigw: one [`OpenAiTarget`] per configured model, a
+//! The OpenAI-compatible driver of aigw: one [`OpenAiDriver`] per configured model, a
 //! `tower::Service` that turns a core [`ChatRequest`](aigw_core::ChatRequest) into a
 //! `POST …/chat/completions` call (JSON, or SSE when the request asks for a stream) and the
 //! answer back into core types, with failures classified into [`aigw_core::ErrorKind`]s.
@@ -8,13 +8,14 @@
 //!
 //! [`OpenAiProvider`] builds targets and shares one pooled HTTP client between targets with
 //! the same connection settings. What every driver gets alike (request defaults, the stream
-//! idle timeout, the serving-model name) is core's [`Target`](aigw_core::Target) shell's. Clients never retry on their own: retries and failover
+//! idle timeout, the serving-model name) is core's [`Driver`](aigw_core::Driver) shell's. Clients never retry on their own: retries and failover
 //! are the balancer's.
 //!
 //! Only this crate sees the HTTP client's types.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod driver;
 mod error;
 mod provider;
 mod request;
@@ -22,11 +23,10 @@ mod response;
 mod spec;
 mod sse;
 mod stream;
-mod target;
 
+pub use driver::{OpenAiChat, OpenAiDriver};
 pub use provider::OpenAiProvider;
 pub use spec::{Auth, OPENAI_URL, OpenAiTargetSpec, ParamLocation};
-pub use target::{OpenAiChat, OpenAiTarget};
 
 /// The provider name, as in the config and in [`aigw_core::ServedBy`].
 pub const PROVIDER: &str = "openai";

@@ -7,8 +7,8 @@ use std::time::Duration;
 use aigw_core::{ClientCache, Error, ErrorKind};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::driver::{OpenAiChat, OpenAiDriver};
 use crate::spec::{Auth, OPENAI_URL, OpenAiTargetSpec, ParamLocation};
-use crate::target::{OpenAiChat, OpenAiTarget};
 
 /// Builds OpenAI-compatible targets, sharing one HTTP client (and so one connection
 /// pool) per distinct connect timeout.
@@ -36,7 +36,7 @@ impl OpenAiProvider {
     /// Fails with [`ErrorKind::Internal`] when the spec cannot work: no model, an upstream
     /// URL that is not an absolute http(s) URL, or a credential that cannot be sent as a
     /// header. Messages name the offending field, never a credential's value.
-    pub async fn target(&self, spec: OpenAiTargetSpec) -> Result<OpenAiTarget, Error> {
+    pub async fn target(&self, spec: OpenAiTargetSpec) -> Result<OpenAiDriver, Error> {
         if spec.model.trim().is_empty() {
             return Err(internal("openai target has an empty model name"));
         }
@@ -75,7 +75,7 @@ impl OpenAiProvider {
             .clients
             .get_or_build(spec.connect_timeout, build_client)
             .await?;
-        Ok(OpenAiTarget::new(OpenAiChat {
+        Ok(OpenAiDriver::new(OpenAiChat {
             client,
             url,
             headers,

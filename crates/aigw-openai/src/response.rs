@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use aigw_core::{ChatResponse, Error, ErrorKind, FinishReason, Usage, completion_id, unix_now};
+use aigw_core::{ChatCompletion, Error, ErrorKind, FinishReason, Usage, completion_id, unix_now};
 use serde::Deserialize;
 
 /// A whole chat completion, as far as aigw reads it; unknown fields are ignored.
@@ -90,17 +90,17 @@ pub(crate) struct ErrorBody {
 
 /// Translates a whole completion; the answer names the configured `model`, as the
 /// `x-aigw-llm-model` header does, whatever snapshot name the upstream reports.
-pub(crate) fn to_chat_response(
+pub(crate) fn to_chat_completion(
     completion: Completion,
     model: &Arc<str>,
-) -> Result<ChatResponse, Error> {
+) -> Result<ChatCompletion, Error> {
     let Some(choice) = completion.choices.into_iter().next() else {
         return Err(Error::new(
             ErrorKind::UpstreamProtocol,
             "openai upstream answered without a choice",
         ));
     };
-    Ok(ChatResponse {
+    Ok(ChatCompletion {
         id: completion
             .id
             .filter(|id| !id.is_empty())
@@ -138,7 +138,7 @@ mod tests {
         )
         .unwrap();
         let model: Arc<str> = Arc::from("gpt-4o-mini");
-        let response = to_chat_response(completion, &model).unwrap();
+        let response = to_chat_completion(completion, &model).unwrap();
         assert_eq!(response.id, "chatcmpl-up");
         assert_eq!(response.created, 1_700_000_000);
         assert_eq!(&*response.model, "gpt-4o-mini");
@@ -157,7 +157,7 @@ mod tests {
     #[test]
     fn no_choice_is_a_protocol_error() {
         let completion: Completion = serde_json::from_str(r#"{"choices":[]}"#).unwrap();
-        let err = to_chat_response(completion, &Arc::from("m")).unwrap_err();
+        let err = to_chat_completion(completion, &Arc::from("m")).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UpstreamProtocol);
     }
 

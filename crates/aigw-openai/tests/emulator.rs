@@ -11,7 +11,7 @@ use aigw_core::{
     Role,
 };
 use aigw_emulator::{EmulatorHandle, Fault, ModelKnobs, Operation};
-use aigw_openai::{Auth, OpenAiProvider, OpenAiTarget, OpenAiTargetSpec, ParamLocation};
+use aigw_openai::{Auth, OpenAiDriver, OpenAiProvider, OpenAiTargetSpec, ParamLocation};
 use futures_util::StreamExt;
 
 const MODEL: &str = "gpt-4o-mini";
@@ -30,7 +30,7 @@ fn spec(emulator: &EmulatorHandle, model: &str) -> OpenAiTargetSpec {
     }
 }
 
-async fn target(spec: OpenAiTargetSpec) -> OpenAiTarget {
+async fn target(spec: OpenAiTargetSpec) -> OpenAiDriver {
     OpenAiProvider::new().target(spec).await.unwrap()
 }
 

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use aigw_balancer::pick::RoundRobin;
 use aigw_balancer::{
-    FailoverLayer, FailoverPolicy, HealthPolicy, PickLayer, RouteState, TargetInfo, Targets,
+    Dispatch, FailoverLayer, FailoverPolicy, HealthPolicy, PickLayer, RouteState, TargetInfo,
 };
 use aigw_config::ResponseStreaming;
 use aigw_core::{
-    BoxDriver, ChatChunk, ChatReply, ChatRequest, ChatResponse, Error, FinishReason, ReplyBody,
+    BoxDriver, ChatChunk, ChatCompletion, ChatReply, ChatRequest, Error, FinishReason, ReplyBody,
     Role, ServedBy, Usage,
 };
 use aigw_server::{Gateway, Route, RouteTable};
@@ -32,7 +32,7 @@ fn answer(request: &ChatRequest, model: &Arc<str>) -> ReplyBody {
         total_tokens: 8 + ANSWER_WORDS as u32,
     };
     if !request.stream {
-        return ReplyBody::Complete(ChatResponse {
+        return ReplyBody::Complete(ChatCompletion {
             id: "chatcmpl-bench".into(),
             created: 0,
             model: model.clone(),
@@ -84,7 +84,7 @@ fn router(runtime: &tokio::runtime::Runtime) -> axum::Router {
     let stack = ServiceBuilder::new()
         .layer(FailoverLayer::new(FailoverPolicy::default(), state.clone()))
         .layer(PickLayer::new(RoundRobin::new(&[100, 100]), state.clone()))
-        .service(Targets::new(vec![instant_driver(), instant_driver()]));
+        .service(Dispatch::new(vec![instant_driver(), instant_driver()]));
     let route = Route {
         name: "bench".into(),
         paths: vec!["/bench".into()],

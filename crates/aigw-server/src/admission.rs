@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use aigw_config::ResponseStreaming;
-use aigw_core::{ChatReply, ChatRequest, ChatResponse, ChunkStream, Error, ErrorKind, ReplyBody};
+use aigw_core::{ChatCompletion, ChatReply, ChatRequest, ChunkStream, Error, ErrorKind, ReplyBody};
 use http::{HeaderMap, HeaderValue};
 use tower::ServiceExt;
 
@@ -71,7 +71,7 @@ pub(crate) struct Admitted {
 
 impl Admitted {
     /// The answer of a request that asked for a whole one.
-    pub(crate) fn into_whole(self) -> Result<ChatResponse, Error> {
+    pub(crate) fn into_whole(self) -> Result<ChatCompletion, Error> {
         match self.reply.body {
             ReplyBody::Complete(answer) => Ok(answer),
             ReplyBody::Stream(_) => Err(Error::new(

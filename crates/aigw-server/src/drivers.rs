@@ -6,7 +6,7 @@
 
 use aigw_bedrock::{BedrockProvider, BedrockTargetSpec};
 use aigw_config::{BalancerConfig, Provider, TargetConfig};
-use aigw_core::{BoxDriver, Chat, Error, ErrorKind, RequestDefaults, Target};
+use aigw_core::{BoxDriver, Chat, Driver, Error, ErrorKind, RequestDefaults};
 use aigw_openai::{OpenAiProvider, OpenAiTargetSpec};
 use futures_util::future::BoxFuture;
 
@@ -161,7 +161,7 @@ impl DriverFactory for OpenAiFactory {
 }
 
 /// What every provider's target gets alike from its config, in core's driver shell.
-fn shell<C: Chat>(driver: Target<C>, target: &TargetConfig, cx: &TargetContext<'_>) -> BoxDriver {
+fn shell<C: Chat>(driver: Driver<C>, target: &TargetConfig, cx: &TargetContext<'_>) -> BoxDriver {
     let options = &target.model.options;
     driver
         // A value the request sets wins over these.

@@ -16,8 +16,8 @@ use aigw_balancer::pick::{
     Priority, RoundRobin, UsageMeasure,
 };
 use aigw_balancer::{
-    AttemptTimeout, FailoverLayer, FailoverPolicy, HealthPolicy, PickLayer, Record, RouteState,
-    TargetInfo, Targets,
+    AttemptTimeout, Dispatch, FailoverLayer, FailoverPolicy, HealthPolicy, PickLayer, Record,
+    RouteState, TargetInfo,
 };
 use aigw_config::{
     AiProxyConfig, Algorithm, BalancerConfig, FailoverCriterion, GatewayConfig, RouteConfig,
@@ -145,7 +145,7 @@ async fn build_route(
         .layer(Record::layer(state.clone()))
         // Each attempt, not the whole request, gets read_timeout, so failover has time left.
         .layer(AttemptTimeout::layer(ai.balancer.read_timeout))
-        .service(Targets::new(drivers));
+        .service(Dispatch::new(drivers));
 
     Ok(Route {
         name: route.name.clone(),

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use aigw_core::{
-    Around, AroundLayer, Attempt, ChatChunk, ChatReply, ChatResponse, ChunkStream, DriverFuture,
+    Around, AroundLayer, Attempt, ChatChunk, ChatCompletion, ChatReply, ChunkStream, DriverFuture,
     Error, FinishReason, ReplyBody, Usage,
 };
 use futures_util::Stream;
@@ -282,7 +282,7 @@ impl Active {
         reply
     }
 
-    fn completed(mut self, answer: &ChatResponse, span: &tracing::Span) {
+    fn completed(mut self, answer: &ChatCompletion, span: &tracing::Span) {
         span.record("gen_ai.response.id", answer.id.as_str());
         self.usage(answer.usage, span);
         finish_reason(answer.finish_reason, span);

@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 
-use aigw_core::{ChatChunk, ChatRequest, ChatResponse, ChunkStream, Error, Message, Usage};
+use aigw_core::{ChatChunk, ChatCompletion, ChatRequest, ChunkStream, Error, Message, Usage};
 use aigw_proto::v1 as pb;
 use futures_util::{Stream, StreamExt};
 use prost::Message as _;
@@ -152,7 +152,7 @@ fn encode_usage(u: Usage) -> pb::Usage {
     }
 }
 
-fn encode_response(answer: ChatResponse) -> pb::ChatResponse {
+fn encode_response(answer: ChatCompletion) -> pb::ChatResponse {
     pb::ChatResponse {
         id: answer.id,
         object: "chat.completion".to_owned(),

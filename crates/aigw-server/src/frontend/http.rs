@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use aigw_core::{
-    ChatChunk, ChatReply, ChatRequest, ChatResponse, Error, ErrorKind, Message, ReplyBody, Role,
+    ChatChunk, ChatCompletion, ChatReply, ChatRequest, Error, ErrorKind, Message, ReplyBody, Role,
     Usage,
 };
 use axum::extract::{Request, State};
@@ -283,7 +283,7 @@ impl From<Usage> for WireUsage {
     }
 }
 
-fn encode_complete(answer: &ChatResponse) -> Response {
+fn encode_complete(answer: &ChatCompletion) -> Response {
     let wire = WireResponse {
         id: &answer.id,
         object: "chat.completion",

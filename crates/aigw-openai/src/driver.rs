@@ -3,21 +3,21 @@
 use std::fmt;
 use std::sync::Arc;
 
-use aigw_core::{Chat, ChatRequest, Error, ErrorKind, ReplyBody, Target};
+use aigw_core::{Chat, ChatRequest, Driver, Error, ErrorKind, ReplyBody};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, header};
 
 use crate::PROVIDER;
 use crate::error::{classify_body, classify_send, from_status};
 use crate::request::to_body;
-use crate::response::{Completion, to_chat_response};
+use crate::response::{Completion, to_chat_completion};
 use crate::stream::{ChunkMaker, chunk_stream};
 
 /// How much of an error answer is read to find the upstream's message.
 const MAX_ERROR_BODY: usize = 16 * 1024;
 
 /// One OpenAI-compatible target as a driver service: [`OpenAiChat`] in core's service shell.
-pub type OpenAiTarget = Target<OpenAiChat>;
+pub type OpenAiDriver = Driver<OpenAiChat>;
 
 /// One model behind one pooled HTTP client, posting to a chat completions URL, with
 /// `stream: true` when the request asks for a stream.
@@ -35,7 +35,7 @@ pub struct OpenAiChat {
 impl fmt::Debug for OpenAiChat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL's query and the headers may hold credentials.
-        f.debug_struct("OpenAiTarget")
+        f.debug_struct("OpenAiDriver")
             .field("model", &self.model)
             .field("host", &self.url.host_str())
             .finish_non_exhaustive()
@@ -94,7 +94,7 @@ impl OpenAiChat {
                 )
                 .with_upstream_status(status.as_u16())
             })?;
-            Ok(ReplyBody::Complete(to_chat_response(
+            Ok(ReplyBody::Complete(to_chat_completion(
                 completion,
                 &self.model,
             )?))

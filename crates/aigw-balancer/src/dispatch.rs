@@ -32,20 +32,20 @@ impl TargetInfo {
 
 /// The bottom of a route's stack: sends an [`Attempt`] to its target's driver.
 #[derive(Clone)]
-pub struct Targets {
+pub struct Dispatch {
     drivers: Arc<[BoxDriver]>,
 }
 
-impl Targets {
+impl Dispatch {
     /// Dispatches over these drivers; an attempt's `target` indexes into them.
     pub fn new(drivers: Vec<BoxDriver>) -> Self {
-        Targets {
+        Dispatch {
             drivers: drivers.into(),
         }
     }
 }
 
-impl Service<Attempt> for Targets {
+impl Service<Attempt> for Dispatch {
     type Response = ChatReply;
     type Error = Error;
     type Future = DriverFuture;

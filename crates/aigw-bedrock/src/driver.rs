@@ -3,14 +3,14 @@
 use std::fmt;
 use std::sync::Arc;
 
-use aigw_core::{Chat, ChatRequest, Error, ErrorKind, ReplyBody, Target};
+use aigw_core::{Chat, ChatRequest, Driver, Error, ErrorKind, ReplyBody};
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::types::ConverseStreamOutput as StreamEvent;
 
 use crate::PROVIDER;
 use crate::error::{classify, classify_stream};
 use crate::request::{ConverseParts, to_converse};
-use crate::response::to_chat_response;
+use crate::response::to_chat_completion;
 use crate::stream::{ChunkMaker, chunk_stream};
 
 /// How many answer-less events (messageStart, contentBlockStart) are held back before a
@@ -18,7 +18,7 @@ use crate::stream::{ChunkMaker, chunk_stream};
 const MAX_HEAD_EVENTS: usize = 4;
 
 /// One Bedrock target as a driver service: [`BedrockChat`] in core's service shell.
-pub type BedrockTarget = Target<BedrockChat>;
+pub type BedrockDriver = Driver<BedrockChat>;
 
 /// One model behind one SDK client: Converse, or ConverseStream when the request asks for a
 /// stream.
@@ -29,7 +29,7 @@ pub struct BedrockChat {
 
 impl fmt::Debug for BedrockChat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BedrockTarget")
+        f.debug_struct("BedrockDriver")
             .field("model", &self.model)
             .finish_non_exhaustive()
     }
@@ -73,7 +73,10 @@ impl BedrockChat {
             .send()
             .await
             .map_err(|err| classify(&err))?;
-        Ok(ReplyBody::Complete(to_chat_response(&output, &self.model)?))
+        Ok(ReplyBody::Complete(to_chat_completion(
+            &output,
+            &self.model,
+        )?))
     }
 
     async fn stream(&self, parts: ConverseParts) -> Result<ReplyBody, Error> {
