@@ -172,9 +172,7 @@ fn body_read_error(error: axum::Error) -> Refused {
     if let Some(timeout) = error.downcast_ref::<BodyTimeout>() {
         return Error::new(ErrorKind::RequestTimeout, timeout.to_string()).into();
     }
-    let client_left = error
-        .downcast_ref::<hyper::Error>()
-        .is_some_and(hyper::Error::is_incomplete_message);
+    let client_left = client_left(&*error);
     let message = if client_left {
         "the client closed the connection before sending the whole request body".to_owned()
     } else {
@@ -184,6 +182,31 @@ fn body_read_error(error: axum::Error) -> Refused {
         error: Error::invalid_request(message),
         client_left,
     }
+}
+
+/// Whether a body read failed because the client went away (the connection ended or was
+/// reset mid-body), as opposed to sending something malformed.
+fn client_left(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// The most of an unread body read and thrown away after an early refusal, so that an
