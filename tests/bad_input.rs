@@ -269,8 +269,11 @@ async fn bytes_after_the_json_body_are_400() {
     let stack = Stack::start(&seed_config()).await;
     let question = polish_writer_question().to_string();
     for trailing in ["}", " {\"model\":\"x\"}", "garbage"] {
-        let (status, body) =
-            post_json(&stack.url("/bedrock-route"), &format!("{question}{trailing}")).await;
+        let (status, body) = post_json(
+            &stack.url("/bedrock-route"),
+            &format!("{question}{trailing}"),
+        )
+        .await;
         assert_invalid(status, &body, "trailing characters");
     }
     let (status, body) = post_json(&stack.url("/bedrock-route"), &format!("{question} \n")).await;
@@ -373,7 +376,10 @@ plugins:
     let response = send(&["alice-key", "other"]).await.expect("answers");
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.expect("JSON");
-    assert_eq!(body["error"]["message"], "Duplicate API key found", "{body}");
+    assert_eq!(
+        body["error"]["message"], "Duplicate API key found",
+        "{body}"
+    );
     assert_eq!(stack.emulator.emulator().request_count(), 0);
     let response = send(&["alice-key"]).await.expect("answers");
     assert_eq!(response.status(), 200, "one key is let in");
@@ -386,7 +392,9 @@ async fn body_read_errors_are_400_and_only_a_large_body_is_413() {
     let stack = Stack::start(&seed_config()).await;
     let head = "POST /bedrock-route HTTP/1.1\r\nhost: aigw\r\ncontent-type: application/json\r\n";
 
-    let mut tcp = TcpStream::connect(stack.gateway.addr()).await.expect("connects");
+    let mut tcp = TcpStream::connect(stack.gateway.addr())
+        .await
+        .expect("connects");
     let chunked = format!("{head}transfer-encoding: chunked\r\n\r\n5\r\n{{\"mes\r\nzz\r\n");
     tcp.write_all(chunked.as_bytes()).await.expect("writes");
     let mut answer = String::new();
@@ -399,7 +407,9 @@ async fn body_read_errors_are_400_and_only_a_large_body_is_413() {
     assert!(!answer.contains("larger than"), "{answer}");
 
     // Ten bytes of a hundred, then the client closes its side.
-    let mut tcp = TcpStream::connect(stack.gateway.addr()).await.expect("connects");
+    let mut tcp = TcpStream::connect(stack.gateway.addr())
+        .await
+        .expect("connects");
     let cut = format!("{head}content-length: 100\r\n\r\n{{\"messages");
     tcp.write_all(cut.as_bytes()).await.expect("writes");
     tcp.shutdown().await.expect("half-closes");
@@ -430,7 +440,10 @@ async fn body_read_errors_are_400_and_only_a_large_body_is_413() {
 
     let (status, body) = post_json(
         &stack.url("/bedrock-route"),
-        &format!(r#"{{"messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(9000)),
+        &format!(
+            r#"{{"messages":[{{"role":"user","content":"{}"}}]}}"#,
+            "x".repeat(9000)
+        ),
     )
     .await;
     assert_eq!(status, 413, "{body}");

@@ -105,8 +105,8 @@ async fn still_serving(stack: &Stack) {
     assert_eq!(response.status(), 200);
 }
 
-fn tuned(serve: ServeOptions) -> impl std::future::Future<Output = Stack> {
-    async move { Stack::start_tuned(&seed_config(), RouteLimits::default(), serve).await }
+async fn tuned(serve: ServeOptions) -> Stack {
+    Stack::start_tuned(&seed_config(), RouteLimits::default(), serve).await
 }
 
 #[tokio::test]
@@ -131,14 +131,25 @@ async fn a_stalled_body_is_408_and_closed_while_a_slow_steady_one_is_served() {
     let answer = read_answer(&mut stalled).await.expect("an answer");
     assert_eq!(answer.status, 408, "{answer:?}");
     assert_eq!(answer.json()["error"]["code"], "request_timeout");
-    assert!(began.elapsed() >= Duration::from_millis(350), "{:?}", began.elapsed());
+    assert!(
+        began.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        began.elapsed()
+    );
     assert!(answer.closes(), "{answer:?}");
-    assert!(closed(&mut stalled).await, "the connection is closed after a 408");
+    assert!(
+        closed(&mut stalled).await,
+        "the connection is closed after a 408"
+    );
 
     // The timeout is between reads: a body trickling in over 1.5 s, a piece every 150 ms,
     // is read to its end.
     let mut steady = connect(&stack).await;
-    steady.get_mut().write_all(head.as_bytes()).await.expect("writes");
+    steady
+        .get_mut()
+        .write_all(head.as_bytes())
+        .await
+        .expect("writes");
     for piece in body.as_bytes().chunks(body.len().div_ceil(10)) {
         tokio::time::sleep(Duration::from_millis(150)).await;
         steady.get_mut().write_all(piece).await.expect("writes");
@@ -200,8 +211,15 @@ async fn a_head_over_the_cap_is_431_not_read_whole() {
         "GET /health HTTP/1.1\r\nhost: aigw\r\nx-padding: {}\r\n\r\n",
         "a".repeat(8 * 1024)
     );
-    client.get_mut().write_all(padded.as_bytes()).await.expect("writes");
-    assert_eq!(read_answer(&mut client).await.expect("an answer").status, 200);
+    client
+        .get_mut()
+        .write_all(padded.as_bytes())
+        .await
+        .expect("writes");
+    assert_eq!(
+        read_answer(&mut client).await.expect("an answer").status,
+        200
+    );
     still_serving(&stack).await;
 }
 
@@ -216,11 +234,19 @@ async fn http_1_1_without_host_or_with_two_is_400() {
     for head in heads {
         let mut client = connect(&stack).await;
         let request = format!("{head}content-length: {}\r\n\r\n{body}", body.len());
-        client.get_mut().write_all(request.as_bytes()).await.expect("writes");
+        client
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .expect("writes");
         let answer = read_answer(&mut client).await.expect("an answer");
         assert_eq!(answer.status, 400, "{head:?}: {answer:?}");
         assert_eq!(answer.json()["error"]["code"], "invalid_request");
-        assert!(answer.json()["error"]["message"].as_str().is_some_and(|m| m.contains("Host")));
+        assert!(
+            answer.json()["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Host"))
+        );
     }
     assert_eq!(stack.emulator.emulator().request_count(), 0);
     still_serving(&stack).await;
@@ -256,10 +282,22 @@ async fn a_keep_alive_connection_stays_in_step_after_early_refusals() {
     let mut client = connect(&stack).await;
     for (head, status) in &refused {
         // The head and the body in separate writes, as Python's http.client sends them.
-        client.get_mut().write_all(head.as_bytes()).await.expect("writes");
+        client
+            .get_mut()
+            .write_all(head.as_bytes())
+            .await
+            .expect("writes");
         tokio::time::sleep(Duration::from_millis(20)).await;
-        client.get_mut().write_all(body.as_bytes()).await.expect("writes");
-        client.get_mut().write_all(chat_request().as_bytes()).await.expect("writes");
+        client
+            .get_mut()
+            .write_all(body.as_bytes())
+            .await
+            .expect("writes");
+        client
+            .get_mut()
+            .write_all(chat_request().as_bytes())
+            .await
+            .expect("writes");
         let answer = read_answer(&mut client).await.expect("the refusal");
         assert_eq!(answer.status, *status, "{head}: {answer:?}");
         assert!(!answer.closes(), "{head}: {answer:?}");
@@ -269,7 +307,11 @@ async fn a_keep_alive_connection_stays_in_step_after_early_refusals() {
 
     // A body too large to read away: the refusal says the connection closes, and it does.
     let head = chat_head("/no-such-route", "", 200 * 1024);
-    client.get_mut().write_all(head.as_bytes()).await.expect("writes");
+    client
+        .get_mut()
+        .write_all(head.as_bytes())
+        .await
+        .expect("writes");
     let answer = read_answer(&mut client).await.expect("the refusal");
     assert_eq!(answer.status, 404, "{answer:?}");
     assert!(answer.closes(), "{answer:?}");

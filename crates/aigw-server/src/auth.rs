@@ -79,7 +79,11 @@ impl KeyAuth {
     /// The key the request carries, if any. A key name given twice is refused as Kong
     /// refuses it: which of the two to check would be a guess, and a proxy in front may
     /// have added one of them.
-    fn presented(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Option<Vec<u8>>, Error> {
+    fn presented(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, Error> {
         if self.in_header {
             for name in &self.key_names {
                 let mut values = headers.get_all(name.as_str()).iter();

@@ -112,7 +112,12 @@ fn refusal<B>(request: &Request<B>) -> Option<Error> {
             )));
         }
     }
-    let service = request.uri().path().trim_start_matches('/').split('/').next();
+    let service = request
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next();
     let grpc_path = service.is_some_and(|s| GRPC_SERVICES.contains(&s));
     let grpc_body = request
         .headers()
@@ -249,7 +254,10 @@ where
         if this.idle.is_none() {
             this.idle.set(Some(tokio::time::sleep(*this.timeout)));
         }
-        let timed_out = this.idle.as_pin_mut().is_some_and(|idle| idle.poll(cx).is_ready());
+        let timed_out = this
+            .idle
+            .as_pin_mut()
+            .is_some_and(|idle| idle.poll(cx).is_ready());
         if timed_out {
             return Poll::Ready(Some(Err(Box::new(BodyTimeout(*this.timeout)))));
         }
@@ -322,7 +330,11 @@ mod tests {
             let frame = body.frame().await.expect("a frame").expect("not timed out");
             assert!(frame.is_data());
         }
-        let error = body.frame().await.expect("an error").expect_err("timed out");
+        let error = body
+            .frame()
+            .await
+            .expect("an error")
+            .expect_err("timed out");
         assert!(error.downcast_ref::<BodyTimeout>().is_some(), "{error}");
         assert!(!finished.load(Ordering::Acquire));
         feeding.abort();

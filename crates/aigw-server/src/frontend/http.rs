@@ -13,8 +13,8 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::{Stream, StreamExt};
 use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -221,7 +221,10 @@ const DISCARD_TIME: Duration = Duration::from_secs(5);
 /// left unread, and the front door closes the connection after the answer.
 async fn discard(parts: &http::request::Parts, body: Body) {
     let small = body.size_hint().upper().is_some_and(|n| n <= DISCARD_LIMIT);
-    if parts.version > http::Version::HTTP_11 || !small {
+    // A client waiting for `100 Continue` has not sent its body; asking for it now would
+    // only make it send what is thrown away.
+    let waiting = parts.headers.contains_key(header::EXPECT);
+    if parts.version > http::Version::HTTP_11 || !small || waiting {
         return;
     }
     let drain = async {
