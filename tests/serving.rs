@@ -173,15 +173,17 @@ async fn a_stalled_h2_body_is_408() {
         tokio_stream::once(Ok::<_, std::io::Error>(first)),
         tokio_stream::pending(),
     );
-    let response = reqwest::Client::builder()
+    let request = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
         .expect("client")
         .post(stack.url("/bedrock-route"))
         .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(stalling))
-        .send()
+        .send();
+    let response = tokio::time::timeout(Duration::from_secs(10), request)
         .await
+        .expect("answered without waiting for the body")
         .expect("answered");
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.status(), 408);
