@@ -2,7 +2,9 @@
 //! and failed over across, with one OpenAI answer shape whichever served.
 
 use aigw_emulator::{Fault, ModelKnobs, Operation};
-use aigw_tests::{Stack, mixed_providers_yaml, polish_writer_question};
+use aigw_tests::{
+    Stack, assert_usage_adds_up, header_text, mixed_providers_yaml, polish_writer_question,
+};
 use serde_json::{Value, json};
 
 const NOVA: &str = "us.amazon.nova-micro-v1:0";
@@ -22,11 +24,7 @@ async fn post(stack: &Stack, body: &Value) -> (u16, Option<String>, Value) {
         .await
         .expect("gateway answers");
     let status = response.status().as_u16();
-    let served = response
-        .headers()
-        .get("x-aigw-llm-model")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let served = header_text(response.headers(), "x-aigw-llm-model");
     (status, served, response.json().await.expect("JSON body"))
 }
 
@@ -42,13 +40,7 @@ fn assert_openai_shape(body: &Value, model: &str) {
         content.starts_with(&format!("[{model}] You asked:")),
         "{content}"
     );
-    let usage = &body["usage"];
-    let prompt = usage["prompt_tokens"].as_u64().expect("prompt_tokens");
-    let completion = usage["completion_tokens"]
-        .as_u64()
-        .expect("completion_tokens");
-    assert!(prompt > 0 && completion > 0);
-    assert_eq!(usage["total_tokens"].as_u64(), Some(prompt + completion));
+    assert_usage_adds_up(body);
 }
 
 #[tokio::test]
