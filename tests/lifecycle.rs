@@ -225,11 +225,7 @@ async fn slow_headers_are_cut_off_while_other_clients_are_served() {
         read.is_err() || !String::from_utf8_lossy(&buffer).contains("200 OK"),
         "no answer for a request that never finished its headers"
     );
-    let mut nothing = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut nothing))
-        .await
-        .expect("the gateway closed the silent connection")
-        .ok();
+    let nothing = read_until_closed(&mut silent, "the gateway closed the silent connection").await;
     assert!(nothing.is_empty(), "nothing to answer: {nothing:?}");
 }
 
@@ -248,11 +244,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout()
     );
     // Then the client sends nothing more: the descriptor must not be held forever.
     let began = std::time::Instant::now();
-    let mut rest = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), idle.read_to_end(&mut rest))
-        .await
-        .expect("the gateway closed the idle connection")
-        .ok();
+    let rest = read_until_closed(&mut idle, "the gateway closed the idle connection").await;
     assert!(rest.is_empty(), "nothing more was asked: {rest:?}");
     assert!(
         began.elapsed() >= Duration::from_millis(250),
@@ -268,6 +260,17 @@ async fn seed_stack_with_300ms_header_read_timeout() -> Stack {
         ..ServeOptions::default()
     };
     Stack::start_tuned(&seed_config(), RouteLimits::default(), serve).await
+}
+
+/// What `stream` reads until the gateway closes it, which must happen within 10 s
+/// (`closed` says which close the test expects).
+async fn read_until_closed(stream: &mut TcpStream, closed: &str) -> Vec<u8> {
+    let mut read = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut read))
+        .await
+        .expect(closed)
+        .ok();
+    read
 }
 
 /// A raw TCP connection to the gateway.

@@ -11,6 +11,16 @@ const NOVA: &str = "us.amazon.nova-micro-v1:0";
 const GPT: &str = "gpt-4o-mini";
 const KEY: &str = "sk-test-inline";
 
+/// A [`mixed`] stack whose `model` answers every request with a throttling error.
+async fn mixed_with_throttled(model: &str) -> Stack {
+    let stack = mixed().await;
+    stack
+        .emulator
+        .knobs()
+        .set_model(model, ModelKnobs::with_fault(Fault::throttling(), None));
+    stack
+}
+
 async fn mixed() -> Stack {
     Stack::start_with(|url| mixed_providers_yaml(url, Some(KEY))).await
 }
@@ -85,11 +95,7 @@ async fn round_robin_alternates_between_bedrock_and_openai() {
 
 #[tokio::test]
 async fn throttled_bedrock_fails_over_to_openai_within_the_request() {
-    let stack = mixed().await;
-    stack
-        .emulator
-        .knobs()
-        .set_model(NOVA, ModelKnobs::with_fault(Fault::throttling(), None));
+    let stack = mixed_with_throttled(NOVA).await;
     for _ in 0..3 {
         let (status, header, body) = post(&stack, &polish_writer_question()).await;
         assert_eq!(status, 200, "{body}");
@@ -108,11 +114,7 @@ async fn throttled_bedrock_fails_over_to_openai_within_the_request() {
 
 #[tokio::test]
 async fn throttled_openai_fails_over_to_bedrock_within_the_request() {
-    let stack = mixed().await;
-    stack
-        .emulator
-        .knobs()
-        .set_model(GPT, ModelKnobs::with_fault(Fault::throttling(), None));
+    let stack = mixed_with_throttled(GPT).await;
     // Round-robin sends the second request to OpenAI first.
     let (status, header, _) = post(&stack, &polish_writer_question()).await;
     assert_eq!(

@@ -120,6 +120,16 @@ async fn grpc_stream(stack: &Stack) -> tonic::Streaming<ChatChunk> {
         .into_inner()
 }
 
+/// The status a fresh gRPC client gets when the stream the test expects to be refused
+/// (`why` says why, for the panic when it is not) is asked of the first route.
+async fn grpc_stream_refused(stack: &Stack, why: &str) -> tonic::Status {
+    grpc_client(&stack.gateway)
+        .await
+        .chat_stream(grpc_question(""))
+        .await
+        .expect_err(why)
+}
+
 /// The models the emulator was asked, in order.
 fn models_asked(stack: &Stack) -> Vec<String> {
     stack
@@ -128,6 +138,15 @@ fn models_asked(stack: &Stack) -> Vec<String> {
         .into_iter()
         .map(|r| r.model_id)
         .collect()
+}
+
+/// Makes every model answer `words` words, `delay` apart.
+fn answer_slowly(stack: &Stack, delay: Duration, words: usize) {
+    stack.emulator.knobs().set_default(ModelKnobs {
+        token_delay: delay,
+        answer_words: words,
+        ..ModelKnobs::default()
+    });
 }
 
 /// Polls `check` every 10 ms for up to `limit`; whether it came true.
@@ -297,11 +316,7 @@ async fn grpc_chat_stream_carries_the_same_answer() {
 async fn first_chunk_arrives_long_before_the_upstream_finishes() {
     let stack = Stack::start(&seed_config()).await;
     // 20 words 50 ms apart: the upstream needs about a second for the whole answer.
-    stack.emulator.knobs().set_default(ModelKnobs {
-        token_delay: Duration::from_millis(50),
-        answer_words: 20,
-        ..ModelKnobs::default()
-    });
+    answer_slowly(&stack, Duration::from_millis(50), 20);
 
     let started = Instant::now();
     let response = post(&stack.url("/bedrock-route"), &question(true)).await;
@@ -363,11 +378,7 @@ async fn first_chunk_arrives_long_before_the_upstream_finishes() {
 async fn client_going_away_cancels_the_upstream_stream() {
     let stack = Stack::start(&seed_config()).await;
     // 100 words 100 ms apart: ten seconds if nobody stops it.
-    stack.emulator.knobs().set_default(ModelKnobs {
-        token_delay: Duration::from_millis(100),
-        answer_words: 100,
-        ..ModelKnobs::default()
-    });
+    answer_slowly(&stack, Duration::from_millis(100), 100);
 
     let response = post(&stack.url("/bedrock-route"), &question(true)).await;
     let mut sse = Sse::new(response);
@@ -477,11 +488,7 @@ async fn upstream_breaking_mid_stream_ends_with_an_error_not_a_short_success() {
 async fn an_upstream_silent_mid_stream_past_read_timeout_ends_with_a_timeout_error() {
     let stack = Stack::start(&seed_with("read_timeout: 300", "")).await;
     // The first piece comes at once, the next only after 5 s: past read_timeout.
-    stack.emulator.knobs().set_default(ModelKnobs {
-        token_delay: Duration::from_secs(5),
-        answer_words: 4,
-        ..ModelKnobs::default()
-    });
+    answer_slowly(&stack, Duration::from_secs(5), 4);
     let started = Instant::now();
     let response = post(&stack.url("/bedrock-route"), &question(true)).await;
     assert_eq!(response.status(), 200);
@@ -617,11 +624,7 @@ async fn a_stream_failing_before_any_text_is_a_plain_http_error() {
     assert_eq!(body["error"]["code"], "upstream_error", "{body}");
     assert_eq!(stack.emulator.requests().len(), 1);
 
-    let mut client = grpc_client(&stack.gateway).await;
-    let status = client
-        .chat_stream(grpc_question(""))
-        .await
-        .expect_err("fails before the stream starts");
+    let status = grpc_stream_refused(&stack, "fails before the stream starts").await;
     assert_eq!(status.code(), tonic::Code::Unavailable);
 }
 
@@ -641,11 +644,7 @@ async fn response_streaming_deny_and_always() {
     // The same route still answers whole.
     let response = post(&deny.url("/bedrock-route"), &question(false)).await;
     assert_eq!(response.status(), 200);
-    let mut client = grpc_client(&deny.gateway).await;
-    let status = client
-        .chat_stream(grpc_question(""))
-        .await
-        .expect_err("streaming denied");
+    let status = grpc_stream_refused(&deny, "streaming denied").await;
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     // Only the whole answer reached the upstream.
     assert_eq!(deny.emulator.requests().len(), 1);

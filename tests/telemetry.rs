@@ -476,11 +476,15 @@ fn deck(routes: &[&str]) -> String {
     format!("{head}  routes:\n{}", routes.concat())
 }
 
-/// Writes `yaml` where a reload can read it.
-fn deck_file(name: &str, yaml: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("aigw-{}-{name}.yaml", std::process::id()));
-    std::fs::write(&path, yaml).expect("writes the temp config");
-    path
+/// Reloads the gateway's routes from `yaml`, written to a temp file named after `name`:
+/// how many routes it serves then, or why the reload was refused.
+async fn reload(stack: &Stack, name: &str, yaml: &str) -> Result<usize, String> {
+    let file = std::env::temp_dir().join(format!("aigw-{}-{name}.yaml", std::process::id()));
+    std::fs::write(&file, yaml).expect("writes the temp config");
+    let options = Stack::options_for(&stack.emulator, RouteLimits::default());
+    let reloaded = stack.gateway.routes().reload_from(&file, &options).await;
+    let _ = std::fs::remove_file(&file);
+    reloaded.map_err(|e| e.to_string())
 }
 
 async fn scrape(stack: &Stack) -> String {
@@ -532,16 +536,9 @@ async fn a_reload_that_fails_part_way_leaves_the_gauges_on_the_live_state() {
 
     // The same route builds again; the next one cannot be built, so the reload fails.
     let broken = route_yaml("gauged-unbuilt", "/unbuilt", "", true);
-    let file = deck_file("part-way", &deck(&[&live, &broken]));
-    let options = Stack::options_for(&stack.emulator, RouteLimits::default());
-    let error = stack
-        .gateway
-        .routes()
-        .reload_from(&file, &options)
+    let error = reload(&stack, "part-way", &deck(&[&live, &broken]))
         .await
-        .expect_err("the second route cannot be built")
-        .to_string();
-    let _ = std::fs::remove_file(&file);
+        .expect_err("the second route cannot be built");
     assert!(error.contains(r#""http://""#), "{error}");
 
     let text = scrape(&stack).await;
@@ -598,15 +595,9 @@ async fn a_reload_that_drops_a_route_removes_its_gauges() {
         );
     }
 
-    let file = deck_file("dropped", &deck(&[&kept]));
-    let options = Stack::options_for(&stack.emulator, RouteLimits::default());
-    let count = stack
-        .gateway
-        .routes()
-        .reload_from(&file, &options)
+    let count = reload(&stack, "dropped", &deck(&[&kept]))
         .await
         .expect("a valid config reloads");
-    let _ = std::fs::remove_file(&file);
     assert_eq!(count, 1);
 
     let text = scrape(&stack).await;
