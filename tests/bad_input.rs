@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
-use aigw_emulator::{Fault, ModelKnobs};
-use aigw_tests::{Stack, grpc_client, grpc_question, polish_writer_question, seed_config};
+use aigw_emulator::Fault;
+use aigw_tests::{
+    Stack, assert_error_message_names, grpc_client, grpc_question, polish_writer_question,
+    seed_config,
+};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -29,14 +32,16 @@ async fn post_json(url: &str, body: &str) -> (u16, Value) {
     (status, body)
 }
 
+/// POSTs the walkthrough's question as JSON.
+async fn post_polish_question(url: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+    let body = polish_writer_question().to_string().into_bytes();
+    post(url, Some("application/json"), body).await
+}
+
 fn assert_invalid(status: u16, body: &Value, message_part: &str) {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "invalid_request", "{body}");
-    let message = body["error"]["message"].as_str().expect("message");
-    assert!(
-        message.contains(message_part),
-        "{message:?} lacks {message_part:?}"
-    );
+    assert_error_message_names(body, message_part);
 }
 
 #[tokio::test]
@@ -150,23 +155,10 @@ async fn http_1_0_and_h2_prior_knowledge_are_served() {
     assert_eq!(response.status(), 200);
 }
 
-async fn faulty(fault: Fault) -> Stack {
-    let stack = Stack::start(&seed_config()).await;
-    stack
-        .emulator
-        .knobs()
-        .set_default(ModelKnobs::with_fault(fault, None));
-    stack
-}
-
 #[tokio::test]
 async fn upstream_reset_mid_body_is_502_not_a_half_answer() {
-    let stack = faulty(Fault::CutStream { after_deltas: 3 }).await;
-    let (status, body) = post_json(
-        &stack.url("/bedrock-route"),
-        &polish_writer_question().to_string(),
-    )
-    .await;
+    let stack = Stack::seed_failing_with(Fault::CutStream { after_deltas: 3 }).await;
+    let (status, _, body) = post_polish_question(&stack.url("/bedrock-route")).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["type"], "api_error", "{body}");
     assert!(body.get("choices").is_none(), "{body}");
@@ -174,12 +166,8 @@ async fn upstream_reset_mid_body_is_502_not_a_half_answer() {
 
 #[tokio::test]
 async fn upstream_invalid_json_is_502_protocol_error() {
-    let stack = faulty(Fault::InvalidJson).await;
-    let (status, body) = post_json(
-        &stack.url("/bedrock-route"),
-        &polish_writer_question().to_string(),
-    )
-    .await;
+    let stack = Stack::seed_failing_with(Fault::InvalidJson).await;
+    let (status, _, body) = post_polish_question(&stack.url("/bedrock-route")).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "upstream_protocol_error", "{body}");
 }
@@ -192,23 +180,13 @@ async fn upstream_429_passes_retry_after_on_only_when_given() {
         message: "slow down".into(),
         retry_after: Some(7),
     };
-    let stack = faulty(with_hint).await;
-    let (status, headers, body) = post(
-        &stack.url("/bedrock-route"),
-        Some("application/json"),
-        polish_writer_question().to_string().into_bytes(),
-    )
-    .await;
+    let stack = Stack::seed_failing_with(with_hint).await;
+    let (status, headers, body) = post_polish_question(&stack.url("/bedrock-route")).await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(headers["retry-after"], "7");
 
-    let stack = faulty(Fault::throttling()).await;
-    let (status, headers, body) = post(
-        &stack.url("/bedrock-route"),
-        Some("application/json"),
-        polish_writer_question().to_string().into_bytes(),
-    )
-    .await;
+    let stack = Stack::seed_failing_with(Fault::throttling()).await;
+    let (status, headers, body) = post_polish_question(&stack.url("/bedrock-route")).await;
     assert_eq!(status, 429, "{body}");
     assert!(!headers.contains_key("retry-after"), "no hint is invented");
 }

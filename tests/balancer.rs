@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aigw_emulator::ModelKnobs;
-use aigw_proto::v1::chat_service_client::ChatServiceClient;
-use aigw_proto::v1::{ChatRequest, Message};
-use aigw_tests::{Stack, balanced_deck, balanced_deck_yaml, chat};
+use aigw_tests::{
+    Stack, balanced_deck, balanced_deck_yaml, chat, grpc_client, grpc_hi_with_metadata,
+    targets_status,
+};
 use serde_json::Value;
 
 const FAST: &str = "fast-model";
@@ -111,20 +112,9 @@ async fn consistent_hashing_keeps_a_key_on_one_target_over_http_and_grpc() {
     );
 
     // gRPC metadata keys the same ring.
-    let mut grpc = ChatServiceClient::connect(stack.gateway.url())
-        .await
-        .expect("gRPC connects");
+    let mut grpc = grpc_client(&stack.gateway).await;
     for key in ["session-1", "session-2", "session-3"] {
-        let mut request = tonic::Request::new(ChatRequest {
-            messages: vec![Message {
-                role: "user".into(),
-                content: "hi".into(),
-            }],
-            ..ChatRequest::default()
-        });
-        request
-            .metadata_mut()
-            .insert("x-session", key.parse().expect("ascii metadata"));
+        let request = grpc_hi_with_metadata("x-session", key);
         let answer = grpc.chat(request).await.expect("chat answers").into_inner();
         assert_eq!(answer.model, homes[key], "{key}");
     }
@@ -139,14 +129,7 @@ async fn status_endpoint_shows_each_targets_traffic_latency_and_tokens() {
     for _ in 0..8 {
         assert_eq!(chat(&client, &stack.url("/lb"), &[]).await.0, 200);
     }
-    let status: Value = client
-        .get(stack.url("/status/targets"))
-        .send()
-        .await
-        .expect("status answers")
-        .json()
-        .await
-        .expect("status is JSON");
+    let status = targets_status(&client, &stack).await;
     let route = &status["routes"][0];
     assert_eq!(route["name"], "lb");
     let targets = route["targets"].as_array().expect("targets");

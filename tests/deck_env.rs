@@ -5,7 +5,7 @@
 //! Its own test binary, because it sets a process-wide environment variable.
 
 use aigw_server::BuildOptions;
-use aigw_tests::{loopback, mixed_providers_yaml, polish_writer_question, start_gateway};
+use aigw_tests::{loopback, mixed_providers_yaml, post_polish_question, start_gateway};
 
 #[test]
 fn the_key_comes_from_the_environment_and_reaches_the_upstream() {
@@ -27,12 +27,8 @@ fn the_key_comes_from_the_environment_and_reaches_the_upstream() {
         let gateway = start_gateway(&config, &options).await;
         let client = reqwest::Client::new();
         for _ in 0..2 {
-            let response = client
-                .post(format!("{}/mixed-route", gateway.url()))
-                .json(&polish_writer_question())
-                .send()
-                .await
-                .expect("answers");
+            let url = format!("{}/mixed-route", gateway.url());
+            let response = post_polish_question(&client, &url).await;
             assert_eq!(response.status(), 200);
         }
         let openai = emulator

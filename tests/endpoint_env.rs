@@ -4,7 +4,7 @@
 //! Its own test binary, because it sets process-wide environment variables.
 
 use aigw_server::BuildOptions;
-use aigw_tests::{loopback, polish_writer_question, seed_config, start_gateway};
+use aigw_tests::{loopback, post_polish_question, seed_config, start_gateway};
 
 #[test]
 fn sdk_endpoint_env_reaches_the_emulator() {
@@ -24,12 +24,8 @@ fn sdk_endpoint_env_reaches_the_emulator() {
         .expect("emulator starts");
     runtime.block_on(async {
         let gateway = start_gateway(&seed_config(), &BuildOptions::default()).await;
-        let response = reqwest::Client::new()
-            .post(format!("{}/bedrock-route", gateway.url()))
-            .json(&polish_writer_question())
-            .send()
-            .await
-            .expect("answers");
+        let url = format!("{}/bedrock-route", gateway.url());
+        let response = post_polish_question(&reqwest::Client::new(), &url).await;
         assert_eq!(response.status(), 200);
         let body: serde_json::Value = response.json().await.expect("json");
         assert_eq!(body["model"], "us.amazon.nova-micro-v1:0");

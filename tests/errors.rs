@@ -6,8 +6,8 @@ use std::time::Duration;
 use aigw_emulator::{Fault, ModelKnobs};
 use aigw_server::BuildOptions;
 use aigw_tests::{
-    Stack, config_from, grpc_client, grpc_question, polish_writer_question, seed_config,
-    start_gateway,
+    Stack, assert_error_message_names, config_from, grpc_hi_refused, polish_writer_question,
+    seed_config, seed_yaml, start_gateway,
 };
 use serde_json::Value;
 
@@ -30,11 +30,12 @@ fn assert_error(body: &Value, kind: &str, code: &str, message_part: &str) {
     let error = &body["error"];
     assert_eq!(error["type"], kind, "{body}");
     assert_eq!(error["code"], code, "{body}");
-    let message = error["message"].as_str().expect("message");
-    assert!(
-        message.contains(message_part),
-        "{message:?} lacks {message_part:?}"
-    );
+    assert_error_message_names(body, message_part);
+}
+
+/// POSTs the walkthrough's question.
+async fn post_polish_question(url: &str) -> (u16, Value) {
+    post_raw(url, polish_writer_question().to_string()).await
 }
 
 #[tokio::test]
@@ -77,11 +78,7 @@ async fn bad_http_input_is_a_4xx_with_an_openai_error() {
     assert_eq!(status, 400);
     assert_error(&body, "invalid_request_error", "invalid_request", "wizard");
 
-    let (status, body) = post_raw(
-        &stack.url("/no-such-route"),
-        polish_writer_question().to_string(),
-    )
-    .await;
+    let (status, body) = post_polish_question(&stack.url("/no-such-route")).await;
     assert_eq!(status, 404);
     assert_error(
         &body,
@@ -104,24 +101,10 @@ async fn bad_http_input_is_a_4xx_with_an_openai_error() {
     assert!(stack.emulator.requests().is_empty());
 }
 
-/// Both seed models answer with `fault`, so whichever target is picked, the client sees it.
-async fn faulty_stack(fault: Fault) -> Stack {
-    let stack = Stack::start(&seed_config()).await;
-    stack
-        .emulator
-        .knobs()
-        .set_default(ModelKnobs::with_fault(fault, None));
-    stack
-}
-
 #[tokio::test]
 async fn upstream_throttling_is_429_and_resource_exhausted() {
-    let stack = faulty_stack(Fault::throttling()).await;
-    let (status, body) = post_raw(
-        &stack.url("/bedrock-route"),
-        polish_writer_question().to_string(),
-    )
-    .await;
+    let stack = Stack::seed_failing_with(Fault::throttling()).await;
+    let (status, body) = post_polish_question(&stack.url("/bedrock-route")).await;
     assert_eq!(status, 429);
     assert_error(
         &body,
@@ -130,22 +113,14 @@ async fn upstream_throttling_is_429_and_resource_exhausted() {
         "ThrottlingException",
     );
 
-    let status = grpc_client(&stack.gateway)
-        .await
-        .chat(grpc_question("", "hi"))
-        .await
-        .expect_err("throttled");
+    let status = grpc_hi_refused(&stack.gateway, "throttled").await;
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
 }
 
 #[tokio::test]
 async fn upstream_5xx_is_502_and_unavailable() {
-    let stack = faulty_stack(Fault::internal_error()).await;
-    let (status, body) = post_raw(
-        &stack.url("/bedrock-route"),
-        polish_writer_question().to_string(),
-    )
-    .await;
+    let stack = Stack::seed_failing_with(Fault::internal_error()).await;
+    let (status, body) = post_polish_question(&stack.url("/bedrock-route")).await;
     assert_eq!(status, 502);
     assert_error(
         &body,
@@ -167,11 +142,7 @@ async fn unreachable_upstream_fails_over_then_is_502() {
         ..BuildOptions::default()
     };
     let gateway = start_gateway(&seed_config(), &options).await;
-    let (status, body) = post_raw(
-        &format!("{}/bedrock-route", gateway.url()),
-        polish_writer_question().to_string(),
-    )
-    .await;
+    let (status, body) = post_polish_question(&format!("{}/bedrock-route", gateway.url())).await;
     assert_eq!(status, 502);
     // The connection never opened, so `error` failed it over to the other target first.
     assert_error(
@@ -184,25 +155,17 @@ async fn unreachable_upstream_fails_over_then_is_502() {
 
 #[tokio::test]
 async fn upstream_past_read_timeout_is_504_and_deadline_exceeded() {
-    let config = config_from(
-        &std::fs::read_to_string(aigw_tests::workspace_file("config/ai-proxy-advanced.yaml"))
-            .expect("seed")
-            .replace(
-                "algorithm: round-robin",
-                "algorithm: round-robin\n          read_timeout: 300",
-            ),
-    );
+    let config = config_from(&seed_yaml().replace(
+        "algorithm: round-robin",
+        "algorithm: round-robin\n          read_timeout: 300",
+    ));
     let stack = Stack::start(&config).await;
     stack.emulator.knobs().set_default(ModelKnobs {
         latency: Duration::from_secs(5),
         ..ModelKnobs::default()
     });
     let started = std::time::Instant::now();
-    let (status, body) = post_raw(
-        &stack.url("/bedrock-route"),
-        polish_writer_question().to_string(),
-    )
-    .await;
+    let (status, body) = post_polish_question(&stack.url("/bedrock-route")).await;
     assert_eq!(status, 504);
     assert_error(&body, "timeout_error", "upstream_timeout", "300 ms");
     assert!(
@@ -210,18 +173,13 @@ async fn upstream_past_read_timeout_is_504_and_deadline_exceeded() {
         "read_timeout bounds the wait"
     );
 
-    let status = grpc_client(&stack.gateway)
-        .await
-        .chat(grpc_question("", "hi"))
-        .await
-        .expect_err("times out");
+    let status = grpc_hi_refused(&stack.gateway, "times out").await;
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
 }
 
 #[test]
 fn misspelled_algorithm_names_field_line_and_choices() {
-    let seed = std::fs::read_to_string(aigw_tests::workspace_file("config/ai-proxy-advanced.yaml"))
-        .expect("seed");
+    let seed = seed_yaml();
     let line = seed
         .lines()
         .position(|l| l.contains("algorithm: round-robin"))
@@ -244,8 +202,7 @@ fn misspelled_algorithm_names_field_line_and_choices() {
 
 #[test]
 fn weight_out_of_range_is_refused_with_its_path() {
-    let seed = std::fs::read_to_string(aigw_tests::workspace_file("config/ai-proxy-advanced.yaml"))
-        .expect("seed");
+    let seed = seed_yaml();
     let bad = seed.replacen(
         "route_type: \"llm/v1/chat\"",
         "route_type: \"llm/v1/chat\"\n          weight: 0",

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aigw_emulator::{EmulatorHandle, Fault, ModelKnobs};
-use aigw_tests::{Stack, balanced_deck, chat};
+use aigw_tests::{Stack, balanced_deck, chat, targets_status};
 use serde_json::Value;
 
 const BAD: &str = "bad-model";
@@ -219,14 +219,7 @@ async fn a_tripped_target_takes_no_traffic_until_fail_timeout_passes() {
         "out after max_fails failures"
     );
 
-    let status: Value = client
-        .get(stack.url("/status/targets"))
-        .send()
-        .await
-        .expect("status answers")
-        .json()
-        .await
-        .expect("JSON");
+    let status = targets_status(&client, &stack).await;
     let bad = &status["routes"][0]["targets"][0];
     assert_eq!(bad["health"], "unhealthy", "{status}");
     assert!(bad["back_in_ms"].as_f64() > Some(0.0), "{status}");

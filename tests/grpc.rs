@@ -1,8 +1,7 @@
 //! The walkthrough over gRPC through generated client stubs, on the same port as HTTP.
 
 use aigw_proto::v1::ChatRequest;
-use aigw_proto::v1::chat_service_client::ChatServiceClient;
-use aigw_tests::{Stack, grpc_question, seed_config};
+use aigw_tests::{Stack, grpc_client, grpc_question, metadata_text, seed_config};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -14,19 +13,13 @@ fn question(route: &str) -> ChatRequest {
 #[tokio::test]
 async fn chat_alternates_models_like_http() {
     let stack = Stack::start(&seed_config()).await;
-    let mut client = ChatServiceClient::connect(stack.gateway.url())
-        .await
-        .expect("gRPC connects");
+    let mut client = grpc_client(&stack.gateway).await;
     let mut models = Vec::new();
     // Unnamed, by route name and by path all reach route1.
     for route in ["", "route1", "/bedrock-route", ""] {
         let response = client.chat(question(route)).await.expect("chat answers");
-        let header = response
-            .metadata()
-            .get("x-aigw-llm-model")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .expect("model metadata");
+        let header =
+            metadata_text(response.metadata(), "x-aigw-llm-model").expect("model metadata");
         let answer = response.into_inner();
         assert_eq!(header, format!("bedrock/{}", answer.model));
         assert_eq!(answer.object, "chat.completion");
@@ -56,9 +49,7 @@ async fn chat_alternates_models_like_http() {
 #[tokio::test]
 async fn grpc_and_http_give_the_same_content_for_one_request() {
     let stack = Stack::start(&seed_config()).await;
-    let mut client = ChatServiceClient::connect(stack.gateway.url())
-        .await
-        .expect("gRPC connects");
+    let mut client = grpc_client(&stack.gateway).await;
     let by_grpc = client.chat(question("")).await.expect("chat").into_inner();
     // The next HTTP call goes to the other target; a third reaches the same one again.
     let http = reqwest::Client::new();
@@ -109,9 +100,7 @@ async fn health_check_answers_serving() {
 #[tokio::test]
 async fn bad_grpc_requests_get_the_right_codes() {
     let stack = Stack::start(&seed_config()).await;
-    let mut client = ChatServiceClient::connect(stack.gateway.url())
-        .await
-        .expect("connects");
+    let mut client = grpc_client(&stack.gateway).await;
     let empty = client
         .chat(ChatRequest::default())
         .await
@@ -142,9 +131,7 @@ async fn bad_grpc_requests_get_the_right_codes() {
 async fn many_concurrent_calls_on_one_connection_all_answer() {
     let stack = Stack::start(&seed_config()).await;
     // One tonic channel is one HTTP/2 connection; clones share it.
-    let client = ChatServiceClient::connect(stack.gateway.url())
-        .await
-        .expect("gRPC connects");
+    let client = grpc_client(&stack.gateway).await;
     let mut calls = tokio::task::JoinSet::new();
     for index in 0..12 {
         let mut client = client.clone();

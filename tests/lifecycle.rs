@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use aigw_emulator::{EmulatorHandle, ModelKnobs};
 use aigw_server::{RouteLimits, ServeOptions};
-use aigw_tests::{Stack, grpc_client, grpc_question, polish_writer_question, seed_config};
+use aigw_tests::{
+    Stack, grpc_hi_refused, polish_writer_question, post_polish_question, seed_config, seed_yaml,
+};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -52,13 +54,7 @@ async fn past_the_concurrency_limit_requests_get_503_at_once() {
     let busy: Vec<_> = (0..2).map(|_| tokio::spawn(ask(url.clone()))).collect();
     until_upstream_saw(&stack.emulator, 2).await;
 
-    let response = reqwest::Client::new()
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(polish_writer_question().to_string())
-        .send()
-        .await
-        .expect("answers");
+    let response = post_polish_question(&reqwest::Client::new(), &url).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
     let body: Value = response.json().await.expect("JSON");
@@ -67,11 +63,7 @@ async fn past_the_concurrency_limit_requests_get_503_at_once() {
         busy.iter().all(|task| !task.is_finished()),
         "the refusal came while both slots were still busy, not after queueing"
     );
-    let status = grpc_client(&stack.gateway)
-        .await
-        .chat(grpc_question("", "hi"))
-        .await
-        .expect_err("shed");
+    let status = grpc_hi_refused(&stack.gateway, "shed").await;
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_eq!(
         stack.emulator.emulator().request_count(),
@@ -213,23 +205,15 @@ async fn drain_timeout_bounds_the_wait_for_a_stuck_request() {
 
 #[tokio::test]
 async fn slow_headers_are_cut_off_while_other_clients_are_served() {
-    let serve = ServeOptions {
-        header_read_timeout: Duration::from_millis(300),
-        ..ServeOptions::default()
-    };
-    let stack = Stack::start_tuned(&seed_config(), RouteLimits::default(), serve).await;
-    let mut slow = TcpStream::connect(stack.gateway.addr())
-        .await
-        .expect("connects");
+    let stack = seed_stack_with_300ms_header_read_timeout().await;
+    let mut slow = connect(&stack).await;
     slow.write_all(
         b"POST /bedrock-route HTTP/1.1\r\nhost: aigw\r\ncontent-type: application/json\r\n",
     )
     .await
     .expect("writes");
     // A client that connects and says nothing at all, not even which HTTP it speaks.
-    let mut silent = TcpStream::connect(stack.gateway.addr())
-        .await
-        .expect("connects");
+    let mut silent = connect(&stack).await;
     // The headers never end; the gateway must hang up rather than wait forever.
     let (status, _) = ask(stack.url("/bedrock-route")).await.expect("answers");
     assert_eq!(status, 200, "a slow client does not block others");
@@ -241,24 +225,14 @@ async fn slow_headers_are_cut_off_while_other_clients_are_served() {
         read.is_err() || !String::from_utf8_lossy(&buffer).contains("200 OK"),
         "no answer for a request that never finished its headers"
     );
-    let mut nothing = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut nothing))
-        .await
-        .expect("the gateway closed the silent connection")
-        .ok();
+    let nothing = read_until_closed(&mut silent, "the gateway closed the silent connection").await;
     assert!(nothing.is_empty(), "nothing to answer: {nothing:?}");
 }
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
-    let serve = ServeOptions {
-        header_read_timeout: Duration::from_millis(300),
-        ..ServeOptions::default()
-    };
-    let stack = Stack::start_tuned(&seed_config(), RouteLimits::default(), serve).await;
-    let mut idle = TcpStream::connect(stack.gateway.addr())
-        .await
-        .expect("connects");
+    let stack = seed_stack_with_300ms_header_read_timeout().await;
+    let mut idle = connect(&stack).await;
     idle.write_all(b"GET /health HTTP/1.1\r\nhost: aigw\r\n\r\n")
         .await
         .expect("writes");
@@ -270,17 +244,40 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout()
     );
     // Then the client sends nothing more: the descriptor must not be held forever.
     let began = std::time::Instant::now();
-    let mut rest = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), idle.read_to_end(&mut rest))
-        .await
-        .expect("the gateway closed the idle connection")
-        .ok();
+    let rest = read_until_closed(&mut idle, "the gateway closed the idle connection").await;
     assert!(rest.is_empty(), "nothing more was asked: {rest:?}");
     assert!(
         began.elapsed() >= Duration::from_millis(250),
         "closed by the timeout, not at once after the answer ({:?})",
         began.elapsed()
     );
+}
+
+/// The seed stack, hanging up on a client whose request headers take over 300 ms.
+async fn seed_stack_with_300ms_header_read_timeout() -> Stack {
+    let serve = ServeOptions {
+        header_read_timeout: Duration::from_millis(300),
+        ..ServeOptions::default()
+    };
+    Stack::start_tuned(&seed_config(), RouteLimits::default(), serve).await
+}
+
+/// What `stream` reads until the gateway closes it, which must happen within 10 s
+/// (`closed` says which close the test expects).
+async fn read_until_closed(stream: &mut TcpStream, closed: &str) -> Vec<u8> {
+    let mut read = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut read))
+        .await
+        .expect(closed)
+        .ok();
+    read
+}
+
+/// A raw TCP connection to the gateway.
+async fn connect(stack: &Stack) -> TcpStream {
+    TcpStream::connect(stack.gateway.addr())
+        .await
+        .expect("connects")
 }
 
 fn temp_config(name: &str, text: &str) -> std::path::PathBuf {
@@ -296,8 +293,7 @@ async fn reload_swaps_routes_for_new_requests_and_keeps_in_flight_ones() {
     let in_flight = tokio::spawn(ask(stack.url("/bedrock-route")));
     until_upstream_saw(&stack.emulator, 1).await;
 
-    let seed = std::fs::read_to_string(aigw_tests::workspace_file("config/ai-proxy-advanced.yaml"))
-        .expect("seed");
+    let seed = seed_yaml();
     let moved = temp_config("moved", &seed.replace("/bedrock-route", "/moved-route"));
     let options = Stack::options_for(&stack.emulator, RouteLimits::default());
     let routes = stack.gateway.routes();

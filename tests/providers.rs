@@ -2,12 +2,24 @@
 //! and failed over across, with one OpenAI answer shape whichever served.
 
 use aigw_emulator::{Fault, ModelKnobs, Operation};
-use aigw_tests::{Stack, mixed_providers_yaml, polish_writer_question};
+use aigw_tests::{
+    Stack, assert_usage_adds_up, header_text, mixed_providers_yaml, polish_writer_question,
+};
 use serde_json::{Value, json};
 
 const NOVA: &str = "us.amazon.nova-micro-v1:0";
 const GPT: &str = "gpt-4o-mini";
 const KEY: &str = "sk-test-inline";
+
+/// A [`mixed`] stack whose `model` answers every request with a throttling error.
+async fn mixed_with_throttled(model: &str) -> Stack {
+    let stack = mixed().await;
+    stack
+        .emulator
+        .knobs()
+        .set_model(model, ModelKnobs::with_fault(Fault::throttling(), None));
+    stack
+}
 
 async fn mixed() -> Stack {
     Stack::start_with(|url| mixed_providers_yaml(url, Some(KEY))).await
@@ -22,11 +34,7 @@ async fn post(stack: &Stack, body: &Value) -> (u16, Option<String>, Value) {
         .await
         .expect("gateway answers");
     let status = response.status().as_u16();
-    let served = response
-        .headers()
-        .get("x-aigw-llm-model")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let served = header_text(response.headers(), "x-aigw-llm-model");
     (status, served, response.json().await.expect("JSON body"))
 }
 
@@ -42,13 +50,7 @@ fn assert_openai_shape(body: &Value, model: &str) {
         content.starts_with(&format!("[{model}] You asked:")),
         "{content}"
     );
-    let usage = &body["usage"];
-    let prompt = usage["prompt_tokens"].as_u64().expect("prompt_tokens");
-    let completion = usage["completion_tokens"]
-        .as_u64()
-        .expect("completion_tokens");
-    assert!(prompt > 0 && completion > 0);
-    assert_eq!(usage["total_tokens"].as_u64(), Some(prompt + completion));
+    assert_usage_adds_up(body);
 }
 
 #[tokio::test]
@@ -93,11 +95,7 @@ async fn round_robin_alternates_between_bedrock_and_openai() {
 
 #[tokio::test]
 async fn throttled_bedrock_fails_over_to_openai_within_the_request() {
-    let stack = mixed().await;
-    stack
-        .emulator
-        .knobs()
-        .set_model(NOVA, ModelKnobs::with_fault(Fault::throttling(), None));
+    let stack = mixed_with_throttled(NOVA).await;
     for _ in 0..3 {
         let (status, header, body) = post(&stack, &polish_writer_question()).await;
         assert_eq!(status, 200, "{body}");
@@ -116,11 +114,7 @@ async fn throttled_bedrock_fails_over_to_openai_within_the_request() {
 
 #[tokio::test]
 async fn throttled_openai_fails_over_to_bedrock_within_the_request() {
-    let stack = mixed().await;
-    stack
-        .emulator
-        .knobs()
-        .set_model(GPT, ModelKnobs::with_fault(Fault::throttling(), None));
+    let stack = mixed_with_throttled(GPT).await;
     // Round-robin sends the second request to OpenAI first.
     let (status, header, _) = post(&stack, &polish_writer_question()).await;
     assert_eq!(

@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use aigw_emulator::{Fault, ModelKnobs};
-use aigw_proto::v1::chat_service_client::ChatServiceClient;
-use aigw_proto::v1::{ChatRequest, Message};
-use aigw_tests::{Stack, config_from, seed_config, workspace_file};
+use aigw_proto::v1::{ChatChunk, ChatRequest};
+use aigw_tests::{
+    Stack, config_from, grpc_client, header_text, metadata_text, seed_config, seed_yaml,
+};
 use serde_json::{Value, json};
 
 const NOVA: &str = "us.amazon.nova-micro-v1:0";
@@ -81,11 +82,7 @@ async fn post(url: &str, body: &Value) -> reqwest::Response {
 }
 
 fn header(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    header_text(response.headers(), name)
 }
 
 fn parse(data: &str) -> Value {
@@ -101,14 +98,55 @@ fn content_of(events: &[Value]) -> String {
 }
 
 fn grpc_question(route: &str) -> ChatRequest {
-    ChatRequest {
-        route: route.to_owned(),
-        messages: vec![Message {
-            role: "user".into(),
-            content: "Who is considered the greatest Polish writer?".into(),
-        }],
-        ..ChatRequest::default()
-    }
+    aigw_tests::grpc_question(route, "Who is considered the greatest Polish writer?")
+}
+
+/// The whole (non-streamed) answer of the route's next target, to compare streams with.
+async fn whole_answer(stack: &Stack) -> Value {
+    post(&stack.url("/bedrock-route"), &question(false))
+        .await
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// A gRPC stream of the answer to the first route, from a fresh client.
+async fn grpc_stream(stack: &Stack) -> tonic::Streaming<ChatChunk> {
+    grpc_client(&stack.gateway)
+        .await
+        .chat_stream(grpc_question(""))
+        .await
+        .expect("stream starts")
+        .into_inner()
+}
+
+/// The status a fresh gRPC client gets when the stream the test expects to be refused
+/// (`why` says why, for the panic when it is not) is asked of the first route.
+async fn grpc_stream_refused(stack: &Stack, why: &str) -> tonic::Status {
+    grpc_client(&stack.gateway)
+        .await
+        .chat_stream(grpc_question(""))
+        .await
+        .expect_err(why)
+}
+
+/// The models the emulator was asked, in order.
+fn models_asked(stack: &Stack) -> Vec<String> {
+    stack
+        .emulator
+        .requests()
+        .into_iter()
+        .map(|r| r.model_id)
+        .collect()
+}
+
+/// Makes every model answer `words` words, `delay` apart.
+fn answer_slowly(stack: &Stack, delay: Duration, words: usize) {
+    stack.emulator.knobs().set_default(ModelKnobs {
+        token_delay: delay,
+        answer_words: words,
+        ..ModelKnobs::default()
+    });
 }
 
 /// Polls `check` every 10 ms for up to `limit`; whether it came true.
@@ -125,8 +163,7 @@ async fn eventually(limit: Duration, check: impl Fn() -> bool) -> bool {
 
 /// The seed file with extra `balancer:` settings and plugin `config:` settings.
 fn seed_with(balancer: &str, plugin: &str) -> aigw_config::GatewayConfig {
-    let seed = std::fs::read_to_string(workspace_file("config/ai-proxy-advanced.yaml"))
-        .expect("seed config");
+    let seed = seed_yaml();
     let mut extra = String::from("algorithm: round-robin");
     for line in balancer.lines() {
         extra.push_str("\n          ");
@@ -146,11 +183,7 @@ fn seed_with(balancer: &str, plugin: &str) -> aigw_config::GatewayConfig {
 async fn sse_is_openai_chunks_with_usage_then_done() {
     let stack = Stack::start(&seed_config()).await;
     // The whole answer of the same model, to compare the streamed pieces with.
-    let whole: Value = post(&stack.url("/bedrock-route"), &question(false))
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let whole = whole_answer(&stack).await;
     assert_eq!(whole["model"], NOVA);
 
     for include_usage in [false, true] {
@@ -233,25 +266,15 @@ async fn sse_is_openai_chunks_with_usage_then_done() {
 #[tokio::test]
 async fn grpc_chat_stream_carries_the_same_answer() {
     let stack = Stack::start(&seed_config()).await;
-    let whole: Value = post(&stack.url("/bedrock-route"), &question(false))
-        .await
-        .json()
-        .await
-        .expect("JSON");
-    let mut client = ChatServiceClient::connect(stack.gateway.url())
-        .await
-        .expect("gRPC connects");
+    let whole = whole_answer(&stack).await;
+    let mut client = grpc_client(&stack.gateway).await;
     // Second call of the round: llama. Third: nova again, the model `whole` came from.
     let _llama = client.chat(grpc_question("")).await.expect("chat answers");
     let response = client
         .chat_stream(grpc_question("route1"))
         .await
         .expect("stream starts");
-    let served_by = response
-        .metadata()
-        .get("x-aigw-llm-model")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let served_by = metadata_text(response.metadata(), "x-aigw-llm-model");
     assert_eq!(served_by, Some(format!("bedrock/{NOVA}")));
     let mut stream = response.into_inner();
     let mut chunks = Vec::new();
@@ -293,11 +316,7 @@ async fn grpc_chat_stream_carries_the_same_answer() {
 async fn first_chunk_arrives_long_before_the_upstream_finishes() {
     let stack = Stack::start(&seed_config()).await;
     // 20 words 50 ms apart: the upstream needs about a second for the whole answer.
-    stack.emulator.knobs().set_default(ModelKnobs {
-        token_delay: Duration::from_millis(50),
-        answer_words: 20,
-        ..ModelKnobs::default()
-    });
+    answer_slowly(&stack, Duration::from_millis(50), 20);
 
     let started = Instant::now();
     let response = post(&stack.url("/bedrock-route"), &question(true)).await;
@@ -328,9 +347,7 @@ async fn first_chunk_arrives_long_before_the_upstream_finishes() {
     );
     assert!(first * 3 < total, "first {first:?} vs total {total:?}");
 
-    let mut client = ChatServiceClient::connect(stack.gateway.url())
-        .await
-        .expect("gRPC connects");
+    let mut client = grpc_client(&stack.gateway).await;
     let started = Instant::now();
     let response = client
         .chat_stream(grpc_question(""))
@@ -361,11 +378,7 @@ async fn first_chunk_arrives_long_before_the_upstream_finishes() {
 async fn client_going_away_cancels_the_upstream_stream() {
     let stack = Stack::start(&seed_config()).await;
     // 100 words 100 ms apart: ten seconds if nobody stops it.
-    stack.emulator.knobs().set_default(ModelKnobs {
-        token_delay: Duration::from_millis(100),
-        answer_words: 100,
-        ..ModelKnobs::default()
-    });
+    answer_slowly(&stack, Duration::from_millis(100), 100);
 
     let response = post(&stack.url("/bedrock-route"), &question(true)).await;
     let mut sse = Sse::new(response);
@@ -376,14 +389,7 @@ async fn client_going_away_cancels_the_upstream_stream() {
     drop(sse);
     assert_upstream_cancelled(&stack, 1, left, "HTTP").await;
 
-    let mut client = ChatServiceClient::connect(stack.gateway.url())
-        .await
-        .expect("gRPC connects");
-    let mut stream = client
-        .chat_stream(grpc_question(""))
-        .await
-        .expect("stream starts")
-        .into_inner();
+    let mut stream = grpc_stream(&stack).await;
     stream.message().await.expect("ok").expect("role chunk");
     stream.message().await.expect("ok").expect("first content");
     let left = Instant::now();
@@ -453,14 +459,7 @@ async fn upstream_breaking_mid_stream_ends_with_an_error_not_a_short_success() {
         assert_eq!(error["error"]["type"], "api_error", "{fault:?}: {error}");
         eprintln!("{fault:?} over HTTP: {error}");
 
-        let mut client = ChatServiceClient::connect(stack.gateway.url())
-            .await
-            .expect("gRPC connects");
-        let mut stream = client
-            .chat_stream(grpc_question(""))
-            .await
-            .expect("stream starts")
-            .into_inner();
+        let mut stream = grpc_stream(&stack).await;
         let mut pieces = 0;
         let status = loop {
             match stream.message().await {
@@ -489,11 +488,7 @@ async fn upstream_breaking_mid_stream_ends_with_an_error_not_a_short_success() {
 async fn an_upstream_silent_mid_stream_past_read_timeout_ends_with_a_timeout_error() {
     let stack = Stack::start(&seed_with("read_timeout: 300", "")).await;
     // The first piece comes at once, the next only after 5 s: past read_timeout.
-    stack.emulator.knobs().set_default(ModelKnobs {
-        token_delay: Duration::from_secs(5),
-        answer_words: 4,
-        ..ModelKnobs::default()
-    });
+    answer_slowly(&stack, Duration::from_secs(5), 4);
     let started = Instant::now();
     let response = post(&stack.url("/bedrock-route"), &question(true)).await;
     assert_eq!(response.status(), 200);
@@ -521,14 +516,7 @@ async fn an_upstream_silent_mid_stream_past_read_timeout_ends_with_a_timeout_err
         .await
     );
 
-    let mut client = ChatServiceClient::connect(stack.gateway.url())
-        .await
-        .expect("gRPC connects");
-    let mut stream = client
-        .chat_stream(grpc_question(""))
-        .await
-        .expect("stream starts")
-        .into_inner();
+    let mut stream = grpc_stream(&stack).await;
     let status = loop {
         match stream.message().await {
             Ok(Some(_)) => {}
@@ -563,12 +551,7 @@ async fn failover_happens_before_the_first_byte_and_never_after() {
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
     let events: Vec<Value> = data[..data.len() - 1].iter().map(|d| parse(d)).collect();
     assert!(content_of(&events).starts_with(&format!("[{LLAMA}]")));
-    let seen: Vec<_> = stack
-        .emulator
-        .requests()
-        .into_iter()
-        .map(|r| r.model_id)
-        .collect();
+    let seen = models_asked(&stack);
     assert_eq!(seen, [NOVA, LLAMA]);
 
     // A stream that fails after messageStart but before any text has sent the client
@@ -587,12 +570,7 @@ async fn failover_happens_before_the_first_byte_and_never_after() {
     let served_by = header(&response, "x-aigw-llm-model").expect("serving model header");
     let data = Sse::new(response).rest().await;
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
-    let seen: Vec<_> = stack
-        .emulator
-        .requests()
-        .into_iter()
-        .map(|r| r.model_id)
-        .collect();
+    let seen = models_asked(&stack);
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_ne!(seen[0], seen[1]);
     assert_eq!(served_by, format!("bedrock/{}", seen[1]));
@@ -646,13 +624,7 @@ async fn a_stream_failing_before_any_text_is_a_plain_http_error() {
     assert_eq!(body["error"]["code"], "upstream_error", "{body}");
     assert_eq!(stack.emulator.requests().len(), 1);
 
-    let mut client = ChatServiceClient::connect(stack.gateway.url())
-        .await
-        .expect("gRPC connects");
-    let status = client
-        .chat_stream(grpc_question(""))
-        .await
-        .expect_err("fails before the stream starts");
+    let status = grpc_stream_refused(&stack, "fails before the stream starts").await;
     assert_eq!(status.code(), tonic::Code::Unavailable);
 }
 
@@ -672,13 +644,7 @@ async fn response_streaming_deny_and_always() {
     // The same route still answers whole.
     let response = post(&deny.url("/bedrock-route"), &question(false)).await;
     assert_eq!(response.status(), 200);
-    let mut client = ChatServiceClient::connect(deny.gateway.url())
-        .await
-        .expect("gRPC connects");
-    let status = client
-        .chat_stream(grpc_question(""))
-        .await
-        .expect_err("streaming denied");
+    let status = grpc_stream_refused(&deny, "streaming denied").await;
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     // Only the whole answer reached the upstream.
     assert_eq!(deny.emulator.requests().len(), 1);

@@ -87,31 +87,13 @@ async fn a_client_that_stops_reading_does_not_make_the_gateway_buffer_the_answer
         String::from_utf8_lossy(&head[..n])
     );
 
-    let after = settled_resident_bytes().await;
-    let grown = after.saturating_sub(before);
-    eprintln!(
-        "HTTP: resident memory grew by {} KiB while the client stalled",
-        grown / 1024
-    );
-    assert!(
-        grown < 6 * 1024 * 1024,
-        "the gateway held {} KiB for one stalled stream",
-        grown / 1024
-    );
-    assert_eq!(
-        stack.emulator.open_streams(),
-        1,
-        "the stream is still going"
-    );
+    assert_little_held_while_stalled(&stack, before, "HTTP", "stream").await;
 
     // Reading again lets the stream go on; leaving cancels it upstream.
     let mut more = vec![0u8; 64 * 1024];
     assert!(client.read(&mut more).await.expect("reads on") > 0);
     drop(client);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while stack.emulator.open_streams() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until_no_stream_is_open(&stack).await;
     assert_eq!(stack.emulator.open_streams(), 0);
     assert_eq!(stack.emulator.cancelled_streams(), 1);
 
@@ -139,15 +121,29 @@ async fn a_client_that_stops_reading_does_not_make_the_gateway_buffer_the_answer
         })
         .await
         .expect("stream starts");
+    assert_little_held_while_stalled(&stack, before, "gRPC", "gRPC stream").await;
+    drop(stalled);
+    wait_until_no_stream_is_open(&stack).await;
+    assert_eq!(stack.emulator.cancelled_streams(), 2);
+}
+
+/// Asserts the gateway's resident memory grew by under 6 MiB since `before` while a
+/// `front_end` client stalls one `stream`, and that the upstream stream still runs.
+async fn assert_little_held_while_stalled(
+    stack: &Stack,
+    before: u64,
+    front_end: &str,
+    stream: &str,
+) {
     let after = settled_resident_bytes().await;
     let grown = after.saturating_sub(before);
     eprintln!(
-        "gRPC: resident memory grew by {} KiB while the client stalled",
+        "{front_end}: resident memory grew by {} KiB while the client stalled",
         grown / 1024
     );
     assert!(
         grown < 6 * 1024 * 1024,
-        "the gateway held {} KiB for one stalled gRPC stream",
+        "the gateway held {} KiB for one stalled {stream}",
         grown / 1024
     );
     assert_eq!(
@@ -155,10 +151,12 @@ async fn a_client_that_stops_reading_does_not_make_the_gateway_buffer_the_answer
         1,
         "the stream is still going"
     );
-    drop(stalled);
+}
+
+/// Waits up to 3 s for the emulator to have no stream open.
+async fn wait_until_no_stream_is_open(stack: &Stack) {
     let deadline = Instant::now() + Duration::from_secs(3);
     while stack.emulator.open_streams() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(stack.emulator.cancelled_streams(), 2);
 }

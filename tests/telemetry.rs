@@ -8,12 +8,10 @@
 use std::time::{Duration, Instant};
 
 use aigw_emulator::{Fault, ModelKnobs};
-use aigw_proto::v1::chat_service_client::ChatServiceClient;
-use aigw_proto::v1::{ChatRequest, Message};
 use aigw_server::RouteLimits;
 use aigw_telemetry::{LogStyle, SdkTracerProvider};
 use aigw_tests::otlp::{Receiver, attribute, float_attribute, int_attribute, str_attribute};
-use aigw_tests::{Stack, config_from, workspace_file};
+use aigw_tests::{Stack, config_from, grpc_client, grpc_hi_with_metadata, seed_yaml};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -40,6 +38,15 @@ impl Tracing {
         }
     }
 
+    /// Exports what is queued, then waits until `receiver` holds `servers` server spans and
+    /// `attempts` attempt spans; what it holds then.
+    async fn flush_until(&self, receiver: &Receiver, servers: usize, attempts: usize) -> Vec<Span> {
+        self.flush().await.expect("the receiver takes the spans");
+        receiver
+            .wait_for(|s| server_spans(s).len() == servers && attempt_spans(s).len() == attempts)
+            .await
+    }
+
     /// Exports what is queued; on a blocking thread, so this runtime drives the channel.
     async fn flush(&self) -> Result<(), String> {
         let provider = self.provider.clone();
@@ -51,8 +58,7 @@ impl Tracing {
 
 /// The seed file with `extra` balancer settings and the route renamed to `route`.
 fn seed_with(route: &str, balancer: &str) -> aigw_config::GatewayConfig {
-    let seed = std::fs::read_to_string(workspace_file("config/ai-proxy-advanced.yaml"))
-        .expect("seed config");
+    let seed = seed_yaml();
     config_from(
         &seed
             .replace("- name: route1", &format!("- name: {route}"))
@@ -135,10 +141,7 @@ async fn a_failover_is_one_server_span_over_two_attempt_spans() {
     let (status, body) = post(&stack.url("/bedrock-route"), &question(), None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["model"], LLAMA);
-    tracing.flush().await.expect("the receiver takes the spans");
-    let spans = receiver
-        .wait_for(|s| server_spans(s).len() == 1 && attempt_spans(s).len() == 2)
-        .await;
+    let spans = tracing.flush_until(&receiver, 1, 2).await;
 
     let servers = server_spans(&spans);
     assert_eq!(servers.len(), 1, "one server span: {spans:#?}");
@@ -265,25 +268,11 @@ async fn an_incoming_traceparent_is_continued_over_http_and_grpc() {
     .await;
     assert_eq!(status, 200);
 
-    let mut client = ChatServiceClient::connect(stack.gateway.url())
-        .await
-        .expect("connects");
-    let mut request = tonic::Request::new(ChatRequest {
-        messages: vec![Message {
-            role: "user".into(),
-            content: "hi".into(),
-        }],
-        ..ChatRequest::default()
-    });
-    request
-        .metadata_mut()
-        .insert("traceparent", traceparent.parse().expect("ASCII metadata"));
+    let mut client = grpc_client(&stack.gateway).await;
+    let request = grpc_hi_with_metadata("traceparent", &traceparent);
     client.chat(request).await.expect("gRPC answers");
 
-    tracing.flush().await.expect("the receiver takes the spans");
-    let spans = receiver
-        .wait_for(|s| server_spans(s).len() == 2 && attempt_spans(s).len() == 2)
-        .await;
+    let spans = tracing.flush_until(&receiver, 2, 2).await;
     let servers = server_spans(&spans);
     assert_eq!(servers.len(), 2, "{spans:#?}");
     for server in &servers {
@@ -310,8 +299,7 @@ async fn an_incoming_traceparent_is_continued_over_http_and_grpc() {
 async fn log_payloads_puts_prompt_and_completion_on_the_attempt_span() {
     let receiver = Receiver::start().await;
     let tracing = Tracing::to(&receiver.endpoint());
-    let seed = std::fs::read_to_string(workspace_file("config/ai-proxy-advanced.yaml"))
-        .expect("seed config");
+    let seed = seed_yaml();
     let config = config_from(&seed.replace(
         "route_type: \"llm/v1/chat\"",
         "route_type: \"llm/v1/chat\"\n          logging:\n            log_payloads: true",
@@ -457,8 +445,7 @@ async fn a_streamed_attempt_records_time_to_first_token_and_usage() {
 /// added; `unbuildable` gives its first target an endpoint URL the config accepts but no
 /// client can be built for, which only building the route finds.
 fn route_yaml(route: &str, path: &str, balancer: &str, unbuildable: bool) -> String {
-    let seed = std::fs::read_to_string(workspace_file("config/ai-proxy-advanced.yaml"))
-        .expect("seed config");
+    let seed = seed_yaml();
     let (_, block) = seed.split_once("  routes:\n").expect("the seed has routes");
     let block = block
         .replace("- name: route1", &format!("- name: {route}"))
@@ -484,17 +471,20 @@ fn route_yaml(route: &str, path: &str, balancer: &str, unbuildable: bool) -> Str
 
 /// A decK file serving `routes` (from [`route_yaml`]) in this order.
 fn deck(routes: &[&str]) -> String {
-    let seed = std::fs::read_to_string(workspace_file("config/ai-proxy-advanced.yaml"))
-        .expect("seed config");
+    let seed = seed_yaml();
     let (head, _) = seed.split_once("  routes:\n").expect("the seed has routes");
     format!("{head}  routes:\n{}", routes.concat())
 }
 
-/// Writes `yaml` where a reload can read it.
-fn deck_file(name: &str, yaml: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("aigw-{}-{name}.yaml", std::process::id()));
-    std::fs::write(&path, yaml).expect("writes the temp config");
-    path
+/// Reloads the gateway's routes from `yaml`, written to a temp file named after `name`:
+/// how many routes it serves then, or why the reload was refused.
+async fn reload(stack: &Stack, name: &str, yaml: &str) -> Result<usize, String> {
+    let file = std::env::temp_dir().join(format!("aigw-{}-{name}.yaml", std::process::id()));
+    std::fs::write(&file, yaml).expect("writes the temp config");
+    let options = Stack::options_for(&stack.emulator, RouteLimits::default());
+    let reloaded = stack.gateway.routes().reload_from(&file, &options).await;
+    let _ = std::fs::remove_file(&file);
+    reloaded.map_err(|e| e.to_string())
 }
 
 async fn scrape(stack: &Stack) -> String {
@@ -546,16 +536,9 @@ async fn a_reload_that_fails_part_way_leaves_the_gauges_on_the_live_state() {
 
     // The same route builds again; the next one cannot be built, so the reload fails.
     let broken = route_yaml("gauged-unbuilt", "/unbuilt", "", true);
-    let file = deck_file("part-way", &deck(&[&live, &broken]));
-    let options = Stack::options_for(&stack.emulator, RouteLimits::default());
-    let error = stack
-        .gateway
-        .routes()
-        .reload_from(&file, &options)
+    let error = reload(&stack, "part-way", &deck(&[&live, &broken]))
         .await
-        .expect_err("the second route cannot be built")
-        .to_string();
-    let _ = std::fs::remove_file(&file);
+        .expect_err("the second route cannot be built");
     assert!(error.contains(r#""http://""#), "{error}");
 
     let text = scrape(&stack).await;
@@ -612,15 +595,9 @@ async fn a_reload_that_drops_a_route_removes_its_gauges() {
         );
     }
 
-    let file = deck_file("dropped", &deck(&[&kept]));
-    let options = Stack::options_for(&stack.emulator, RouteLimits::default());
-    let count = stack
-        .gateway
-        .routes()
-        .reload_from(&file, &options)
+    let count = reload(&stack, "dropped", &deck(&[&kept]))
         .await
         .expect("a valid config reloads");
-    let _ = std::fs::remove_file(&file);
     assert_eq!(count, 1);
 
     let text = scrape(&stack).await;

@@ -1,7 +1,7 @@
 //! The seed walkthrough end to end: round-robin over two Bedrock models by HTTP, through
 //! the real AWS SDK to the emulator.
 
-use aigw_tests::{Stack, polish_writer_question, seed_config};
+use aigw_tests::{Stack, assert_usage_adds_up, header_text, post_polish_question, seed_config};
 
 const NOVA: &str = "us.amazon.nova-micro-v1:0";
 const LLAMA: &str = "us.meta.llama3-3-70b-instruct-v1:0";
@@ -12,19 +12,9 @@ async fn four_posts_alternate_between_the_two_models() {
     let client = reqwest::Client::new();
     let mut models = Vec::new();
     for _ in 0..4 {
-        let response = client
-            .post(stack.url("/bedrock-route"))
-            .header("content-type", "application/json")
-            .json(&polish_writer_question())
-            .send()
-            .await
-            .expect("gateway answers");
+        let response = post_polish_question(&client, &stack.url("/bedrock-route")).await;
         assert_eq!(response.status(), 200);
-        let header = response
-            .headers()
-            .get("x-aigw-llm-model")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+        let header = header_text(response.headers(), "x-aigw-llm-model")
             .expect("the serving model is named in a header");
         let body: serde_json::Value = response.json().await.expect("JSON body");
 
@@ -46,13 +36,7 @@ async fn four_posts_alternate_between_the_two_models() {
             content.contains(&model),
             "the emulator's answer names its model: {content}"
         );
-        let usage = &body["usage"];
-        let prompt = usage["prompt_tokens"].as_u64().expect("prompt_tokens");
-        let completion = usage["completion_tokens"]
-            .as_u64()
-            .expect("completion_tokens");
-        assert!(prompt > 0 && completion > 0);
-        assert_eq!(usage["total_tokens"].as_u64(), Some(prompt + completion));
+        assert_usage_adds_up(&body);
         models.push(model);
     }
     assert_eq!(models, [NOVA, LLAMA, NOVA, LLAMA]);

@@ -9,6 +9,7 @@
 mod load;
 mod paths;
 mod process;
+mod setup;
 mod targets;
 mod upstream;
 
@@ -106,12 +107,7 @@ impl Plan {
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    runtime.block_on(run(args))
+    setup::block_on(run(Args::parse()))
 }
 
 async fn run(args: Args) -> Result<()> {

@@ -1,7 +1,7 @@
 //! The gateway as a child process, so its CPU time and memory are its own.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,8 @@ impl Gateway {
     ) -> Result<Gateway> {
         let binary = sibling_binary("aigw", "aigw")?;
         let addr = free_port()?;
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .arg("--config")
             .arg(config)
             .arg("--listen")
@@ -48,10 +49,8 @@ impl Gateway {
             .env("AWS_SECRET_ACCESS_KEY", "bench")
             .env("AIGW_LOG_LEVEL", "warn")
             .env_remove("RUST_LOG")
-            .envs(extra_env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            .envs(extra_env.iter().map(|(k, v)| (k, v)));
+        let child = spawn_quiet(&mut command, &binary)?;
         let gateway = Gateway { child, addr };
         gateway.wait_ready().await?;
         Ok(gateway)
@@ -192,12 +191,9 @@ impl Gateway {
     pub async fn start_bare_proxy(emulator_url: &str) -> Result<Gateway> {
         let binary = sibling_binary("aigw-bare-proxy", "aigw-bench")?;
         let addr = free_port()?;
-        let child = Command::new(&binary)
-            .arg(addr.to_string())
-            .arg(emulator_url)
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut command = Command::new(&binary);
+        command.arg(addr.to_string()).arg(emulator_url);
+        let child = spawn_quiet(&mut command, &binary)?;
         let proxy = Gateway { child, addr };
         proxy.wait_listening().await?;
         Ok(proxy)
@@ -330,6 +326,14 @@ pub fn sibling_binary(name: &str, package: &str) -> Result<PathBuf> {
         bail!("could not build {name} at {}", binary.display());
     }
     Ok(binary)
+}
+
+/// Spawns `command`, the program at `binary`, with its stdout discarded.
+pub fn spawn_quiet(command: &mut Command, binary: &Path) -> Result<Child> {
+    command
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))
 }
 
 pub fn free_port() -> Result<SocketAddr> {

@@ -9,12 +9,13 @@
 
 #[allow(dead_code)] // shared with aigw-bench, which uses more of it
 mod process;
+mod setup;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aigw_emulator::{Emulator, Fault, ModelKnobs};
+use aigw_emulator::{Fault, ModelKnobs};
 use anyhow::{Context, Result};
 use clap::Parser;
 use futures_util::StreamExt;
@@ -69,21 +70,11 @@ fn faults() -> Vec<Fault> {
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    runtime.block_on(run(args))
+    setup::block_on(run(Args::parse()))
 }
 
 async fn run(args: Args) -> Result<()> {
-    let emulator = Emulator::new();
-    emulator.set_recording(false);
-    let emulator = emulator
-        .serve(([127, 0, 0, 1], 0).into())
-        .await
-        .context("starting the emulator")?;
+    let emulator = setup::start_unrecorded_emulator().await?;
     // The seed config with a short read_timeout, so an injected hang ends as a 504 within
     // the run instead of Kong's 60 s default.
     let seed = include_str!("../../config/ai-proxy-advanced.yaml");
@@ -204,16 +195,26 @@ const QUESTION: &str =
     r#"{"messages":[{"role":"user","content":"Who is considered the greatest Polish writer?"}]}"#;
 const STREAM_QUESTION: &str = r#"{"stream":true,"messages":[{"role":"user","content":"Who is considered the greatest Polish writer?"}]}"#;
 
-async fn http_unary(client: &reqwest::Client, url: &str) -> Outcome {
-    let response = match client
+/// POSTs `body` as JSON; no answer at all is a lost request, labelled `label`.
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &'static str,
+    label: &str,
+) -> Result<reqwest::Response, Outcome> {
+    client
         .post(url)
         .header("content-type", "application/json")
-        .body(QUESTION)
+        .body(body)
         .send()
         .await
-    {
+        .map_err(|error| Outcome::Lost(format!("{label}: {}", error_kind(&error))))
+}
+
+async fn http_unary(client: &reqwest::Client, url: &str) -> Outcome {
+    let response = match post_json(client, url, QUESTION, "http").await {
         Ok(response) => response,
-        Err(error) => return Outcome::Lost(format!("http: {}", error_kind(&error))),
+        Err(lost) => return lost,
     };
     let status = response.status().as_u16();
     let Ok(body) = response.json::<serde_json::Value>().await else {
@@ -231,15 +232,9 @@ async fn http_unary(client: &reqwest::Client, url: &str) -> Outcome {
 }
 
 async fn http_stream(client: &reqwest::Client, url: &str) -> Outcome {
-    let response = match client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(STREAM_QUESTION)
-        .send()
-        .await
-    {
+    let response = match post_json(client, url, STREAM_QUESTION, "sse").await {
         Ok(response) => response,
-        Err(error) => return Outcome::Lost(format!("sse: {}", error_kind(&error))),
+        Err(lost) => return lost,
     };
     let status = response.status().as_u16();
     if status != 200 {

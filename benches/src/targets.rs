@@ -53,21 +53,15 @@ pub fn check(rows: &[Sample], memory: &Memory) -> Vec<Check> {
         let path = kind.as_str();
         let added =
             |stream: bool, load: Load, quantile: f64| added_on(kind, stream, load, quantile);
-        if let Some(us) = added(false, at_rate, 50.0) {
-            checks.push(Check {
-                path,
-                target: format!("added p50 at {TARGET_RATE} req/s ≤ {ADDED_P50_LIMIT_US} µs"),
-                measured: with_floor(us, 50.0),
-                met: us <= ADDED_P50_LIMIT_US,
-            });
-        }
-        if let Some(us) = added(false, at_rate, 99.0) {
-            checks.push(Check {
-                path,
-                target: format!("added p99 at {TARGET_RATE} req/s ≤ {ADDED_P99_LIMIT_US} µs"),
-                measured: with_floor(us, 99.0),
-                met: us <= ADDED_P99_LIMIT_US,
-            });
+        for (quantile, limit) in [(50.0, ADDED_P50_LIMIT_US), (99.0, ADDED_P99_LIMIT_US)] {
+            if let Some(us) = added(false, at_rate, quantile) {
+                checks.push(Check {
+                    path,
+                    target: format!("added p{quantile} at {TARGET_RATE} req/s ≤ {limit} µs"),
+                    measured: with_floor(us, quantile),
+                    met: us <= limit,
+                });
+            }
         }
         let closed = rows
             .iter()

@@ -3,13 +3,13 @@
 //! in the benchmark's own process (cheaper to reach for the direct path, which shares a
 //! runtime with it, so the gateway's added latency reads higher).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use aigw_emulator::{Emulator, EmulatorHandle, KnobSet, ModelKnobs};
+use aigw_emulator::{EmulatorHandle, KnobSet, ModelKnobs};
 use anyhow::{Context, Result, bail};
 
-use crate::process::{free_port, sibling_binary};
+use crate::process::{free_port, sibling_binary, spawn_quiet};
 
 pub enum Upstream {
     InProcess(EmulatorHandle),
@@ -23,26 +23,18 @@ pub enum Upstream {
 impl Upstream {
     pub async fn start(in_process: bool) -> Result<Upstream> {
         if in_process {
-            let emulator = Emulator::new();
-            // Recording every request would make the emulator, not the gateway, the
-            // bottleneck.
-            emulator.set_recording(false);
-            let handle = emulator
-                .serve(([127, 0, 0, 1], 0).into())
-                .await
-                .context("starting the emulator")?;
+            let handle = crate::setup::start_unrecorded_emulator().await?;
             return Ok(Upstream::InProcess(handle));
         }
         let binary = sibling_binary("bedrock-emulator", "bedrock-emulator")?;
         let addr = free_port()?;
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--no-record")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            .env_remove("RUST_LOG");
+        let child = spawn_quiet(&mut command, &binary)?;
         let upstream = Upstream::Process {
             child,
             url: format!("http://{addr}"),

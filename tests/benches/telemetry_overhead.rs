@@ -30,7 +30,7 @@ use aigw_core::{
 };
 use aigw_telemetry::{AttemptSpan, LogStyle, SdkTracerProvider, ServerSpanLayer, TargetDescriptor};
 use aigw_tests::otlp::Receiver;
-use aigw_tests::{Stack, polish_writer_question, seed_config};
+use aigw_tests::{Stack, post_polish_question, seed_config};
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -226,25 +226,23 @@ fn thread_cpu() -> Duration {
         .map_or(Duration::ZERO, Duration::from_nanos)
 }
 
+/// Sends `count` chat POSTs through the layers, one after the other.
+async fn send_through_layers(service: &mut HttpService, count: u32) {
+    for _ in 0..count {
+        let _ = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(chat_post())
+            .await;
+    }
+}
+
 /// Mean wall-clock and on-CPU time per request through the layers.
 async fn time_layers(service: &mut HttpService) -> (Duration, Duration) {
-    for _ in 0..WARM_UP {
-        let _ = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(chat_post())
-            .await;
-    }
+    send_through_layers(service, WARM_UP).await;
     let (started, cpu) = (Instant::now(), thread_cpu());
-    for _ in 0..LAYER_REQUESTS {
-        let _ = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(chat_post())
-            .await;
-    }
+    send_through_layers(service, LAYER_REQUESTS).await;
     (
         started.elapsed() / LAYER_REQUESTS,
         (thread_cpu() - cpu) / LAYER_REQUESTS,
@@ -255,14 +253,8 @@ async fn time_layers(service: &mut HttpService) -> (Duration, Duration) {
 async fn time_end_to_end(stack: &Stack) -> (Duration, Duration, Duration) {
     let client = reqwest::Client::new();
     let url = stack.url("/bedrock-route");
-    let body = polish_writer_question();
     let send = || async {
-        let response = client
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .expect("gateway answers");
+        let response = post_polish_question(&client, &url).await;
         assert_eq!(response.status(), 200);
         let _ = response.bytes().await.expect("body");
     };

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use aigw_config::GatewayConfig;
-use aigw_emulator::EmulatorHandle;
+use aigw_emulator::{EmulatorHandle, Fault, ModelKnobs};
 pub use aigw_server::BuildOptions;
 use aigw_server::{Gateway, GatewayHandle, RouteLimits, ServeOptions, build_routes};
 
@@ -28,6 +28,12 @@ pub fn workspace_file(relative: &str) -> PathBuf {
 pub fn seed_config() -> GatewayConfig {
     aigw_config::load_deck(&workspace_file("config/ai-proxy-advanced.yaml"))
         .expect("the seed config loads")
+}
+
+/// The seed decK file as text, for tests that edit it before loading.
+pub fn seed_yaml() -> String {
+    std::fs::read_to_string(workspace_file("config/ai-proxy-advanced.yaml"))
+        .expect("the seed config is readable")
 }
 
 /// The mixed Bedrock + OpenAI decK file, as text, with its OpenAI upstream at
@@ -102,6 +108,17 @@ impl Stack {
         Stack { emulator, gateway }
     }
 
+    /// Starts both with the seed config, every model of the emulator answering with `fault`:
+    /// whichever target is picked, the client sees it.
+    pub async fn seed_failing_with(fault: Fault) -> Stack {
+        let stack = Stack::start(&seed_config()).await;
+        stack
+            .emulator
+            .knobs()
+            .set_default(ModelKnobs::with_fault(fault, None));
+        stack
+    }
+
     /// `http://gateway/PATH`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.gateway.url())
@@ -136,6 +153,28 @@ pub fn grpc_question(route: &str, content: &str) -> aigw_proto::v1::ChatRequest 
         }],
         ..aigw_proto::v1::ChatRequest::default()
     }
+}
+
+/// A [`grpc_question`] of "hi" to the first route, carrying the metadata `name: value`.
+pub fn grpc_hi_with_metadata(
+    name: &'static str,
+    value: &str,
+) -> tonic::Request<aigw_proto::v1::ChatRequest> {
+    let mut request = tonic::Request::new(grpc_question("", "hi"));
+    request
+        .metadata_mut()
+        .insert(name, value.parse().expect("ASCII metadata"));
+    request
+}
+
+/// The status a fresh gRPC client gets for "hi" to the first route, which the test
+/// expects to fail (`why` says why, for the panic when it does not).
+pub async fn grpc_hi_refused(gateway: &GatewayHandle, why: &str) -> tonic::Status {
+    grpc_client(gateway)
+        .await
+        .chat(grpc_question("", "hi"))
+        .await
+        .expect_err(why)
 }
 
 /// A generated-stub gRPC client connected to the gateway.
@@ -195,4 +234,59 @@ pub async fn chat(
         .map(str::to_owned);
     let body = response.json().await.unwrap_or(serde_json::Value::Null);
     (status, model, body)
+}
+
+/// POSTs [`polish_writer_question`] as JSON to `url` and expects an answer (any status).
+pub async fn post_polish_question(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    client
+        .post(url)
+        .json(&polish_writer_question())
+        .send()
+        .await
+        .expect("the gateway answers")
+}
+
+/// The text of header `name`, if it is there and is text.
+pub fn header_text(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The text of gRPC metadata `name`, if it is there and is text.
+pub fn metadata_text(metadata: &tonic::metadata::MetadataMap, name: &str) -> Option<String> {
+    metadata
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The gateway's `GET /status/targets` document.
+pub async fn targets_status(client: &reqwest::Client, stack: &Stack) -> serde_json::Value {
+    client
+        .get(stack.url("/status/targets"))
+        .send()
+        .await
+        .expect("status answers")
+        .json()
+        .await
+        .expect("status is JSON")
+}
+
+/// Asserts an OpenAI chat body's `usage`: both counts above zero, and the total their sum.
+pub fn assert_usage_adds_up(body: &serde_json::Value) {
+    let usage = &body["usage"];
+    let prompt = usage["prompt_tokens"].as_u64().expect("prompt_tokens");
+    let completion = usage["completion_tokens"]
+        .as_u64()
+        .expect("completion_tokens");
+    assert!(prompt > 0 && completion > 0, "{usage}");
+    assert_eq!(usage["total_tokens"].as_u64(), Some(prompt + completion));
+}
+
+/// Asserts an OpenAI-style error body's `error.message` contains `part`.
+pub fn assert_error_message_names(body: &serde_json::Value, part: &str) {
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains(part), "{message:?} lacks {part:?}");
 }

@@ -86,23 +86,22 @@ impl Receiver {
 
     /// Every span received so far.
     pub fn spans(&self) -> Vec<Span> {
-        self.received
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(_, s)| s.clone())
-            .collect()
+        self.each_received(|(_, span)| span.clone())
     }
 
     /// The `service.name` of every span received so far.
     pub fn service_names(&self) -> Vec<String> {
+        self.each_received(|(name, _)| name.clone())
+    }
+
+    /// `pick` applied to every (service name, span) received so far.
+    fn each_received<T>(&self, pick: impl FnMut(&(String, Span)) -> T) -> Vec<T> {
         self.received
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|(n, _)| n.clone())
+            .map(pick)
             .collect()
     }
 

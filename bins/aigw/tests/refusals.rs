@@ -82,26 +82,36 @@ fn assert_refused(output: &Output, deck: &TempDeck, at: (usize, usize), path: &s
     );
 }
 
-#[test]
-fn check_refuses_semantic_at_its_line_and_path() {
-    let yaml = deck("semantic", "bedrock");
-    let file = TempDeck::new("semantic", &yaml);
-    let output = aigw(&["check"], &file.0).output().expect("aigw runs");
+/// Asserts `output` refused the `semantic` algorithm of `yaml`, at its line and Kong path.
+fn assert_semantic_refused(output: &Output, deck: &TempDeck, yaml: &str) {
     assert_refused(
-        &output,
-        &file,
-        position(&yaml, "semantic"),
+        output,
+        deck,
+        position(yaml, "semantic"),
         "services[0].routes[0].plugins[0].config.balancer.algorithm",
         "\"semantic\" is not supported yet",
     );
+}
+
+/// `aigw check` of `yaml`, written to a temp file named after `name`.
+fn check(name: &str, yaml: &str) -> (TempDeck, Output) {
+    let file = TempDeck::new(name, yaml);
+    let output = aigw(&["check"], &file.0).output().expect("aigw runs");
+    (file, output)
+}
+
+#[test]
+fn check_refuses_semantic_at_its_line_and_path() {
+    let yaml = deck("semantic", "bedrock");
+    let (file, output) = check("semantic", &yaml);
+    assert_semantic_refused(&output, &file, &yaml);
     assert!(output.stdout.is_empty(), "nothing is reported as ok");
 }
 
 #[test]
 fn check_refuses_a_provider_without_a_driver_at_its_line_and_path() {
     let yaml = deck("round-robin", "anthropic");
-    let file = TempDeck::new("anthropic", &yaml);
-    let output = aigw(&["check"], &file.0).output().expect("aigw runs");
+    let (file, output) = check("anthropic", &yaml);
     assert_refused(
         &output,
         &file,
@@ -131,11 +141,5 @@ fn start_up_refuses_what_check_refuses_the_same_way() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let output = child.wait_with_output().expect("exit collected");
-    assert_refused(
-        &output,
-        &file,
-        position(&yaml, "semantic"),
-        "services[0].routes[0].plugins[0].config.balancer.algorithm",
-        "\"semantic\" is not supported yet",
-    );
+    assert_semantic_refused(&output, &file, &yaml);
 }

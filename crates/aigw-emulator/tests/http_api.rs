@@ -3,7 +3,7 @@
 mod common;
 
 use aigw_emulator::{Fault, KnobSet, Operation, SeenRequest};
-use common::{NOVA, client, emulator, user};
+use common::{NOVA, ask, client, emulator};
 use serde_json::{Value, json};
 
 const SIGV4: &str = "AWS4-HMAC-SHA256 Credential=AKID/20260101/eu-central-1/bedrock/aws4_request, \
@@ -100,11 +100,7 @@ async fn bad_bodies_are_validation_exceptions() {
 async fn arn_model_ids_keep_their_encoding_in_the_raw_path() {
     let emu = emulator().await;
     let arn = "arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.amazon.nova-micro-v1:0";
-    let out = client(&emu)
-        .converse()
-        .model_id(arn)
-        .messages(user("hi"))
-        .send()
+    let out = ask(&client(&emu), arn, "hi")
         .await
         .expect("converse succeeds");
     assert!(common::text_of(&out).starts_with(&format!("[{arn}]")));
@@ -159,31 +155,15 @@ async fn knob_api_sets_faults_reports_and_resets() {
     assert_eq!(put.status(), 200);
 
     let sdk = client(&emu);
-    let err = sdk
-        .converse()
-        .model_id(NOVA)
-        .messages(user("hi"))
-        .send()
+    let err = ask(&sdk, NOVA, "hi")
         .await
         .expect_err("throttled once")
         .into_service_error();
     assert!(err.is_throttling_exception(), "{err:?}");
     // The model's own knobs replace the default, so its answer has the default length.
-    let out = sdk
-        .converse()
-        .model_id(NOVA)
-        .messages(user("hi"))
-        .send()
-        .await
-        .expect("fault used up");
+    let out = ask(&sdk, NOVA, "hi").await.expect("fault used up");
     assert_eq!(common::text_of(&out).split(' ').count(), 24);
-    let other = sdk
-        .converse()
-        .model_id("other")
-        .messages(user("hi"))
-        .send()
-        .await
-        .expect("default knobs");
+    let other = ask(&sdk, "other", "hi").await.expect("default knobs");
     assert_eq!(common::text_of(&other).split(' ').count(), 7);
 
     let knobs: KnobSet = http

@@ -11,7 +11,7 @@ use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
     ConverseStreamOutput, InferenceConfiguration, StopReason, SystemContentBlock,
 };
-use common::{NOVA, client, emulator, eventually, text_of, user};
+use common::{NOVA, ask, ask_stream, client, emulator, eventually, text_of, user};
 
 #[tokio::test]
 async fn converse_answers_naming_the_model_and_records_the_request() {
@@ -60,13 +60,7 @@ async fn different_models_get_different_answers() {
         "anthropic.claude-3-haiku-20240307-v1:0",
         "amazon.titan-text-lite-v1",
     ] {
-        let out = c
-            .converse()
-            .model_id(model)
-            .messages(user("hi"))
-            .send()
-            .await
-            .expect("converse succeeds");
+        let out = ask(&c, model, "hi").await.expect("converse succeeds");
         assert!(text_of(&out).starts_with(&format!("[{model}] You asked: hi.")));
     }
 }
@@ -116,19 +110,11 @@ async fn stop_sequence_truncates_with_stop_sequence_reason() {
 async fn converse_stream_events_arrive_in_order_and_match_the_unary_answer() {
     let emu = emulator().await;
     let c = client(&emu);
-    let unary = c
-        .converse()
-        .model_id(NOVA)
-        .messages(user("Tell me a story"))
-        .send()
+    let unary = ask(&c, NOVA, "Tell me a story")
         .await
         .expect("converse succeeds");
 
-    let mut stream = c
-        .converse_stream()
-        .model_id(NOVA)
-        .messages(user("Tell me a story"))
-        .send()
+    let mut stream = ask_stream(&c, NOVA, "Tell me a story")
         .await
         .expect("stream starts")
         .stream;
@@ -195,11 +181,7 @@ async fn stream_deltas_are_paced_and_flushed_as_produced() {
         ..ModelKnobs::default()
     });
     let started = Instant::now();
-    let mut stream = client(&emu)
-        .converse_stream()
-        .model_id(NOVA)
-        .messages(user("pace"))
-        .send()
+    let mut stream = ask_stream(&client(&emu), NOVA, "pace")
         .await
         .expect("stream starts")
         .stream;
@@ -239,12 +221,7 @@ async fn unary_latency_knob_delays_the_answer() {
     );
     let c = client(&emu);
     let started = Instant::now();
-    c.converse()
-        .model_id(NOVA)
-        .messages(user("slow"))
-        .send()
-        .await
-        .expect("converse succeeds");
+    ask(&c, NOVA, "slow").await.expect("converse succeeds");
     assert!(started.elapsed() >= Duration::from_millis(150));
 }
 
@@ -255,23 +232,12 @@ async fn throttling_fault_is_the_typed_exception_for_count_requests() {
         .set_model(NOVA, ModelKnobs::with_fault(Fault::throttling(), Some(1)));
     let c = client(&emu);
 
-    let err = c
-        .converse()
-        .model_id(NOVA)
-        .messages(user("hi"))
-        .send()
-        .await
-        .expect_err("throttled");
+    let err = ask(&c, NOVA, "hi").await.expect_err("throttled");
     let err = err.into_service_error();
     assert!(err.is_throttling_exception(), "{err:?}");
 
     // The fault was for one request only; other models were never affected.
-    c.converse()
-        .model_id(NOVA)
-        .messages(user("hi"))
-        .send()
-        .await
-        .expect("second request succeeds");
+    ask(&c, NOVA, "hi").await.expect("second request succeeds");
 }
 
 #[tokio::test]
@@ -281,11 +247,7 @@ async fn status_faults_map_to_typed_exceptions() {
 
     emu.knobs()
         .set_default(ModelKnobs::with_fault(Fault::internal_error(), None));
-    let err = c
-        .converse()
-        .model_id(NOVA)
-        .messages(user("hi"))
-        .send()
+    let err = ask(&c, NOVA, "hi")
         .await
         .expect_err("500")
         .into_service_error();
@@ -293,11 +255,7 @@ async fn status_faults_map_to_typed_exceptions() {
 
     emu.knobs()
         .set_default(ModelKnobs::with_fault(Fault::service_unavailable(), None));
-    let err = c
-        .converse_stream()
-        .model_id(NOVA)
-        .messages(user("hi"))
-        .send()
+    let err = ask_stream(&c, NOVA, "hi")
         .await
         .expect_err("503")
         .into_service_error();
@@ -307,11 +265,7 @@ async fn status_faults_map_to_typed_exceptions() {
         Fault::status(400, "ValidationException", "bad input"),
         None,
     ));
-    let err = c
-        .converse()
-        .model_id(NOVA)
-        .messages(user("hi"))
-        .send()
+    let err = ask(&c, NOVA, "hi")
         .await
         .expect_err("400")
         .into_service_error();
@@ -324,21 +278,12 @@ async fn unknown_model_is_resource_not_found_with_an_allow_list() {
     let emu = emulator().await;
     emu.knobs().set_allowed_models(Some(vec![NOVA.to_owned()]));
     let c = client(&emu);
-    let err = c
-        .converse()
-        .model_id("no.such-model")
-        .messages(user("hi"))
-        .send()
+    let err = ask(&c, "no.such-model", "hi")
         .await
         .expect_err("404")
         .into_service_error();
     assert!(err.is_resource_not_found_exception(), "{err:?}");
-    c.converse()
-        .model_id(NOVA)
-        .messages(user("hi"))
-        .send()
-        .await
-        .expect("allowed model answers");
+    ask(&c, NOVA, "hi").await.expect("allowed model answers");
 }
 
 /// Reads a stream to its end or first error; returns the deltas seen, whether a messageStop
@@ -362,11 +307,7 @@ async fn stream_with_fault(fault: Fault) -> (usize, bool, bool) {
     let emu = emulator().await;
     emu.knobs()
         .set_model(NOVA, ModelKnobs::with_fault(fault, Some(1)));
-    let out = client(&emu)
-        .converse_stream()
-        .model_id(NOVA)
-        .messages(user("hi"))
-        .send()
+    let out = ask_stream(&client(&emu), NOVA, "hi")
         .await
         .expect("stream starts");
     let (deltas, stopped, err) = drain(out.stream).await;
@@ -423,11 +364,7 @@ async fn stream_exception_surfaces_as_the_typed_error() {
                 None,
             ),
         );
-        let out = client(&emu)
-            .converse_stream()
-            .model_id(NOVA)
-            .messages(user("hi"))
-            .send()
+        let out = ask_stream(&client(&emu), NOVA, "hi")
             .await
             .expect("stream starts");
         let (deltas, stopped, err) = drain(out.stream).await;
@@ -445,13 +382,7 @@ async fn invalid_json_and_cut_unary_answers_are_errors() {
     for fault in [Fault::InvalidJson, Fault::CutStream { after_deltas: 0 }] {
         emu.knobs()
             .set_default(ModelKnobs::with_fault(fault.clone(), Some(1)));
-        let err = c
-            .converse()
-            .model_id(NOVA)
-            .messages(user("hi"))
-            .send()
-            .await
-            .expect_err("undecodable answer");
+        let err = ask(&c, NOVA, "hi").await.expect_err("undecodable answer");
         // Not a typed AWS error: the SDK could not make sense of the answer at all.
         let err = err.into_service_error();
         assert!(err.meta().code().is_none(), "{fault:?}: {err:?}");
@@ -467,11 +398,7 @@ async fn client_leaving_mid_stream_is_counted_as_cancelled() {
         ..ModelKnobs::default()
     });
     let c = client(&emu);
-    let mut stream = c
-        .converse_stream()
-        .model_id(NOVA)
-        .messages(user("long story"))
-        .send()
+    let mut stream = ask_stream(&c, NOVA, "long story")
         .await
         .expect("stream starts")
         .stream;
@@ -507,24 +434,13 @@ async fn hang_holds_the_request_until_the_client_gives_up() {
         .build();
     let c = aws_sdk_bedrockruntime::Client::from_conf(config);
     let started = Instant::now();
-    let err = c
-        .converse_stream()
-        .model_id(NOVA)
-        .messages(user("hi"))
-        .send()
-        .await
-        .expect_err("times out");
+    let err = ask_stream(&c, NOVA, "hi").await.expect_err("times out");
     assert!(started.elapsed() >= Duration::from_millis(300), "{err:?}");
     assert!(eventually(|| emu.cancelled_streams() == 1).await);
     assert!(emu.requests()[0].client_went_away);
 
     // Only one request was to hang.
-    c.converse()
-        .model_id(NOVA)
-        .messages(user("hi"))
-        .send()
-        .await
-        .expect("answers again");
+    ask(&c, NOVA, "hi").await.expect("answers again");
 }
 
 #[tokio::test]
@@ -533,13 +449,7 @@ async fn shutdown_releases_hung_requests() {
     emu.knobs()
         .set_default(ModelKnobs::with_fault(Fault::Hang, None));
     let c = client(&emu);
-    let pending = tokio::spawn(async move {
-        c.converse()
-            .model_id(NOVA)
-            .messages(user("hi"))
-            .send()
-            .await
-    });
+    let pending = tokio::spawn(async move { ask(&c, NOVA, "hi").await });
     let emulator = emu.emulator().clone();
     assert!(eventually(|| emulator.request_count() == 1).await);
     let started = Instant::now();

@@ -185,14 +185,7 @@ async fn stream_has_the_bedrock_drivers_chunk_sequence() {
 #[tokio::test]
 async fn stream_is_lazy_and_dropping_it_cancels_upstream() {
     let emulator = emulator().await;
-    emulator.knobs().set_model(
-        MODEL,
-        ModelKnobs {
-            token_delay: Duration::from_millis(100),
-            answer_words: 100,
-            ..ModelKnobs::default()
-        },
-    );
+    answer_slowly(&emulator, Duration::from_millis(100), 100);
     let driver = driver(spec(&emulator, MODEL)).await;
     let started = Instant::now();
     let mut stream = into_stream(call(&driver, ask("hi", true)).await.unwrap());
@@ -304,6 +297,18 @@ async fn unreachable_and_unreadable_upstreams_are_told_apart() {
     assert_eq!(err.kind(), ErrorKind::UpstreamProtocol, "{err}");
 }
 
+/// Makes [`MODEL`] answer `words` words, `delay` apart.
+fn answer_slowly(emulator: &EmulatorHandle, delay: Duration, words: usize) {
+    emulator.knobs().set_model(
+        MODEL,
+        ModelKnobs {
+            token_delay: delay,
+            answer_words: words,
+            ..ModelKnobs::default()
+        },
+    );
+}
+
 async fn broken_stream(emulator: &EmulatorHandle, fault: Fault) -> (String, Error) {
     emulator
         .knobs()
@@ -360,14 +365,7 @@ async fn a_hung_upstream_is_cut_by_the_callers_timeout_and_told_apart() {
 async fn an_upstream_silent_mid_stream_past_the_idle_timeout_is_cut() {
     let emulator = emulator().await;
     // The first piece comes at once, the next only after 5 s: past the idle timeout.
-    emulator.knobs().set_model(
-        MODEL,
-        ModelKnobs {
-            token_delay: Duration::from_secs(5),
-            answer_words: 4,
-            ..ModelKnobs::default()
-        },
-    );
+    answer_slowly(&emulator, Duration::from_secs(5), 4);
     let driver = target(spec(&emulator, MODEL))
         .await
         .with_stream_idle_timeout(Duration::from_millis(300))

@@ -5,6 +5,11 @@ use aigw_emulator::EmulatorHandle;
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_sdk_bedrockruntime::config::{Credentials, Region};
+use aws_sdk_bedrockruntime::error::SdkError;
+use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
+use aws_sdk_bedrockruntime::operation::converse_stream::{
+    ConverseStreamError, ConverseStreamOutput,
+};
 use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, Message};
 
 pub const NOVA: &str = "us.amazon.nova-micro-v1:0";
@@ -35,7 +40,35 @@ pub fn user(text: &str) -> Message {
         .expect("message")
 }
 
-pub fn text_of(output: &aws_sdk_bedrockruntime::operation::converse::ConverseOutput) -> String {
+/// A Converse call to `model` with one user message, `text`, and nothing else set.
+pub async fn ask(
+    client: &Client,
+    model: &str,
+    text: &str,
+) -> Result<ConverseOutput, SdkError<ConverseError>> {
+    client
+        .converse()
+        .model_id(model)
+        .messages(user(text))
+        .send()
+        .await
+}
+
+/// A ConverseStream call to `model` with one user message, `text`, and nothing else set.
+pub async fn ask_stream(
+    client: &Client,
+    model: &str,
+    text: &str,
+) -> Result<ConverseStreamOutput, SdkError<ConverseStreamError>> {
+    client
+        .converse_stream()
+        .model_id(model)
+        .messages(user(text))
+        .send()
+        .await
+}
+
+pub fn text_of(output: &ConverseOutput) -> String {
     let message = output
         .output()
         .and_then(|o| o.as_message().ok())
