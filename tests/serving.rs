@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use aigw_server::{RouteLimits, ServeOptions};
-use aigw_tests::{Stack, polish_writer_question, seed_config};
+use aigw_tests::{Stack, polish_writer_question, post_polish_question, seed_config};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -95,14 +95,9 @@ fn chat_request() -> String {
 }
 
 async fn still_serving(stack: &Stack) {
-    let response = reqwest::Client::new()
-        .post(stack.url("/bedrock-route"))
-        .header("content-type", "application/json")
-        .body(polish_writer_question().to_string())
-        .send()
-        .await
-        .expect("the gateway still answers");
-    assert_eq!(response.status(), 200);
+    let response =
+        post_polish_question(&reqwest::Client::new(), &stack.url("/bedrock-route")).await;
+    assert_eq!(response.status(), 200, "the gateway still serves");
 }
 
 async fn tuned(serve: ServeOptions) -> Stack {
