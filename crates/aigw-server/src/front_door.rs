@@ -24,6 +24,7 @@ use http::{HeaderValue, Request, Version, header};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
+use tonic::transport::server::TcpConnectInfo;
 use tower::Service;
 
 use crate::ApiError;
@@ -41,17 +42,26 @@ const GRPC_SERVICES: [&str; 4] = [
 #[derive(Clone)]
 pub(crate) struct FrontDoor<S> {
     inner: S,
-    peer: SocketAddr,
+    connection: TcpConnectInfo,
     body_timeout: Duration,
 }
 
 impl<S> FrontDoor<S> {
-    /// `inner` behind the front door of a connection from `peer`; a request body that
-    /// sends nothing for `body_timeout` while it is read fails with [`BodyTimeout`].
-    pub(crate) fn new(inner: S, peer: SocketAddr, body_timeout: Duration) -> Self {
+    /// `inner` behind the front door of a connection from `peer` to `local`; a request
+    /// body that sends nothing for `body_timeout` while it is read fails with
+    /// [`BodyTimeout`].
+    pub(crate) fn new(
+        inner: S,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+        body_timeout: Duration,
+    ) -> Self {
         FrontDoor {
             inner,
-            peer,
+            connection: TcpConnectInfo {
+                local_addr: local,
+                remote_addr: Some(peer),
+            },
             body_timeout,
         }
     }
@@ -86,7 +96,12 @@ where
         let finished = (is_http1(version) && !request.body().is_end_stream())
             .then(|| Arc::new(AtomicBool::new(false)));
         let (mut parts, body) = request.into_parts();
-        parts.extensions.insert(ConnectInfo(self.peer));
+        // The caller's address, where axum extractors and tonic's `Request::remote_addr`
+        // look for it.
+        if let Some(peer) = self.connection.remote_addr {
+            parts.extensions.insert(ConnectInfo(peer));
+        }
+        parts.extensions.insert(self.connection.clone());
         let body = Body::new(ReadBody {
             body,
             idle: None,
@@ -304,6 +319,57 @@ mod tests {
         }
         assert!(refusal(&request(Version::HTTP_10, &[])).is_none());
         assert!(refusal(&request(Version::HTTP_2, &[])).is_none());
+    }
+
+    /// The app behind the door: reads the body only when asked to, and answers with the
+    /// peer address it was given.
+    async fn app(request: Request<Body>) -> Result<Response, Infallible> {
+        let read = request.headers().contains_key("x-read");
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.to_string())
+            .unwrap_or_default();
+        let remote = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr);
+        assert_eq!(remote.map(|r| r.to_string()), Some(peer.clone()));
+        if read {
+            let _ = request.into_body().collect().await;
+        }
+        Ok(Response::new(Body::from(peer)))
+    }
+
+    async fn through_the_door(read: bool) -> Response {
+        let peer = SocketAddr::from(([192, 0, 2, 7], 40000));
+        let mut door = FrontDoor::new(tower::service_fn(app), peer, None, Duration::from_secs(60));
+        let mut request = Request::builder()
+            .uri("/r")
+            .header(header::HOST, "aigw")
+            .body(http_body_util::Full::new(Bytes::from_static(b"{}")))
+            .expect("request");
+        if read {
+            request
+                .headers_mut()
+                .insert("x-read", HeaderValue::from_static("1"));
+        }
+        let Ok(response) = door.call(request).await;
+        response
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_left_its_body_unread_closes_the_http1_connection() {
+        let unread = through_the_door(false).await;
+        assert_eq!(unread.headers()[header::CONNECTION], "close");
+        let read = through_the_door(true).await;
+        assert!(!read.headers().contains_key(header::CONNECTION));
+        let peer = read.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(
+            &peer[..],
+            b"192.0.2.7:40000",
+            "the app sees the caller's address"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,7 +5,8 @@
 //! two things it lacks: an HTTP/1 header-read timeout (a slowloris client otherwise holds a
 //! connection forever) and a bound on how long shutdown waits for in-flight requests.
 //! Every request then passes the connection's [`FrontDoor`] (body read timeout, HTTP-level
-//! refusals, the peer's address as axum's `ConnectInfo<SocketAddr>`) on its way to the app.
+//! refusals, the peer's address as axum's `ConnectInfo<SocketAddr>` and tonic's
+//! `TcpConnectInfo`) on its way to the app.
 
 use std::future::Future;
 use std::io;
@@ -157,6 +158,7 @@ async fn serve_connections(
         let service = TowerToHyperService::new(FrontDoor::new(
             router.clone(),
             peer,
+            tcp.local_addr().ok(),
             options.client_body_timeout,
         ));
         let (tcp, heard) = FirstByte::new(tcp);
