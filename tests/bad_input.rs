@@ -240,3 +240,190 @@ async fn grpc_requests_over_the_body_limit_are_refused_before_the_upstream() {
     assert!(status.message().contains("8192"), "{status:?}");
     assert_eq!(stack.emulator.emulator().request_count(), 0);
 }
+
+/// serde_json stops at the end of the first value; what follows it is not ignored.
+#[tokio::test]
+async fn bytes_after_the_json_body_are_400() {
+    let stack = Stack::start(&seed_config()).await;
+    let question = polish_writer_question().to_string();
+    for trailing in ["}", " {\"model\":\"x\"}", "garbage"] {
+        let (status, body) = post_json(
+            &stack.url("/bedrock-route"),
+            &format!("{question}{trailing}"),
+        )
+        .await;
+        assert_invalid(status, &body, "trailing characters");
+    }
+    let (status, body) = post_json(&stack.url("/bedrock-route"), &format!("{question} \n")).await;
+    assert_eq!(status, 200, "trailing whitespace is fine: {body}");
+    assert_eq!(stack.emulator.emulator().request_count(), 1);
+}
+
+/// A compressed body is refused by name rather than failing as a JSON syntax error.
+#[tokio::test]
+async fn a_content_encoded_body_is_415() {
+    let stack = Stack::start(&seed_config()).await;
+    for encoding in ["gzip", "br", "deflate"] {
+        let response = reqwest::Client::new()
+            .post(stack.url("/bedrock-route"))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0])
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 415, "{encoding}");
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(body["error"]["code"], "unsupported_media_type", "{body}");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.contains("Content-Encoding"), "{message}");
+    }
+    let response = reqwest::Client::new()
+        .post(stack.url("/bedrock-route"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "identity")
+        .body(polish_writer_question().to_string())
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+}
+
+/// A call to the gRPC service that is not labelled as gRPC is an HTTP 415, not an HTTP 200
+/// carrying gRPC's INTERNAL.
+#[tokio::test]
+async fn the_grpc_service_without_a_grpc_content_type_is_415() {
+    let stack = Stack::start(&seed_config()).await;
+    for content_type in [Some("application/json"), None] {
+        let (status, headers, body) = post(
+            &stack.url("/aigw.v1.ChatService/Chat"),
+            content_type,
+            polish_writer_question().to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(status, 415, "{content_type:?}: {body}");
+        assert!(!headers.contains_key("grpc-status"), "{headers:?}");
+        assert_eq!(body["error"]["code"], "unsupported_media_type", "{body}");
+    }
+    let answer = grpc_client(&stack.gateway)
+        .await
+        .chat(grpc_question("", "hi"))
+        .await
+        .expect("real gRPC calls are served");
+    assert!(!answer.into_inner().choices.is_empty());
+}
+
+/// Kong's key-auth refuses a key name given twice, even when the first is the right key.
+#[tokio::test]
+async fn a_key_header_sent_twice_is_401() {
+    let stack = Stack::start(&aigw_tests::config_from(
+        r#"
+_format_version: "3.0"
+consumers:
+- username: alice
+  keyauth_credentials:
+  - key: alice-key
+services:
+- name: svc
+  routes:
+  - name: locked
+    paths: [/locked]
+    plugins:
+    - name: key-auth
+      config:
+        key_names: [apikey]
+plugins:
+- name: ai-proxy-advanced
+  config:
+    targets:
+    - model: {provider: bedrock, name: "us.amazon.nova-micro-v1:0", options: {bedrock: {aws_region: us-west-2}}}
+      route_type: llm/v1/chat
+"#,
+    ))
+    .await;
+    let send = |keys: &'static [&'static str]| {
+        let mut request = reqwest::Client::new()
+            .post(stack.url("/locked"))
+            .header("content-type", "application/json")
+            .body(polish_writer_question().to_string());
+        for key in keys {
+            request = request.header("apikey", *key);
+        }
+        request.send()
+    };
+    let response = send(&["alice-key", "other"]).await.expect("answers");
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        body["error"]["message"], "Duplicate API key found",
+        "{body}"
+    );
+    assert_eq!(stack.emulator.emulator().request_count(), 0);
+    let response = send(&["alice-key"]).await.expect("answers");
+    assert_eq!(response.status(), 200, "one key is let in");
+}
+
+/// A body that cannot be read is the client's fault, not a body over the limit: 400 for a
+/// malformed chunk size, and a client that leaves mid-body is counted as 499.
+#[tokio::test]
+async fn body_read_errors_are_400_and_only_a_large_body_is_413() {
+    let stack = Stack::start(&seed_config()).await;
+    let head = "POST /bedrock-route HTTP/1.1\r\nhost: aigw\r\ncontent-type: application/json\r\n";
+
+    let mut tcp = TcpStream::connect(stack.gateway.addr())
+        .await
+        .expect("connects");
+    let chunked = format!("{head}transfer-encoding: chunked\r\n\r\n5\r\n{{\"mes\r\nzz\r\n");
+    tcp.write_all(chunked.as_bytes()).await.expect("writes");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut answer))
+        .await
+        .expect("answered and closed")
+        .ok();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("invalid_request"), "{answer}");
+    assert!(!answer.contains("larger than"), "{answer}");
+
+    // Ten bytes of a hundred, then the client closes its side.
+    let mut tcp = TcpStream::connect(stack.gateway.addr())
+        .await
+        .expect("connects");
+    let cut = format!("{head}content-length: 100\r\n\r\n{{\"messages");
+    tcp.write_all(cut.as_bytes()).await.expect("writes");
+    tcp.shutdown().await.expect("half-closes");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut answer))
+        .await
+        .expect("closed")
+        .ok();
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+    let metrics = reqwest::get(stack.url("/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    // The seed route's name is route1.
+    assert!(
+        metrics.contains(r#"route="route1",target="",status="499"}"#),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(r#"route="route1",target="",status="413"}"#),
+        "{metrics}"
+    );
+
+    let (status, body) = post_json(
+        &stack.url("/bedrock-route"),
+        &format!(
+            r#"{{"messages":[{{"role":"user","content":"{}"}}]}}"#,
+            "x".repeat(9000)
+        ),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(stack.emulator.emulator().request_count(), 0);
+}

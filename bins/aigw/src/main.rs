@@ -229,6 +229,8 @@ async fn serve(
         .with_context(|| format!("listening on {listen}"))?;
     let gateway = Gateway::new(table).with_options(ServeOptions {
         header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
+        client_body_timeout: Duration::from_millis(settings.client_body_timeout_ms),
+        max_header_size: settings.max_header_size,
         drain_timeout: Duration::from_millis(settings.drain_timeout_ms),
     });
     if let Some(path) = reload_from {

@@ -29,6 +29,8 @@ const ENV_KEYS: &[&str] = &[
     "otlp_endpoint",
     "max_concurrent_requests",
     "header_read_timeout_ms",
+    "client_body_timeout_ms",
+    "max_header_size",
     "drain_timeout_ms",
 ];
 
@@ -50,6 +52,12 @@ pub struct Settings {
     pub max_concurrent_requests: usize,
     /// How long a client may take to send a request's headers on HTTP/1 (default 10 000).
     pub header_read_timeout_ms: u64,
+    /// How long a client may pause between two reads of a request body, nginx's
+    /// `client_body_timeout` (default 60 000); past it, 408 and the connection closes.
+    pub client_body_timeout_ms: u64,
+    /// The largest request head in bytes (default 65 536, at least 8 192 on HTTP/1);
+    /// past it, 431.
+    pub max_header_size: usize,
     /// On shutdown, how long in-flight requests and streams may take to finish (default
     /// 30 000).
     pub drain_timeout_ms: u64,
@@ -65,6 +73,8 @@ impl Default for Settings {
             config: None,
             max_concurrent_requests: 1024,
             header_read_timeout_ms: 10_000,
+            client_body_timeout_ms: 60_000,
+            max_header_size: 64 * 1024,
             drain_timeout_ms: 30_000,
         }
     }
@@ -204,7 +214,11 @@ mod tests {
             jail.set_env("AIGW_LOG_LEVEL", "warn");
             jail.set_env("AIGW_CONFIG", "from-env.yaml");
             jail.set_env("AIGW_OTLP_ENDPOINT", "http://other:4317");
+            jail.set_env("AIGW_CLIENT_BODY_TIMEOUT_MS", "5000");
+            jail.set_env("AIGW_MAX_HEADER_SIZE", "16384");
             let settings = Settings::load(overrides()).map_err(|e| e.to_string())?;
+            assert_eq!(settings.client_body_timeout_ms, 5000);
+            assert_eq!(settings.max_header_size, 16384);
             assert_eq!(settings.listen.to_string(), "127.0.0.1:9100");
             assert_eq!(settings.log_level, "warn");
             assert_eq!(settings.log_format, LogFormat::Json, "toml still applies");

@@ -19,6 +19,8 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// The request body is labelled as a media type the endpoint does not read.
     UnsupportedMediaType,
+    /// The client stopped sending its request body for longer than the body read timeout.
+    RequestTimeout,
     /// The upstream refused the request as invalid (its 4xx other than throttling).
     UpstreamRejected,
     /// The upstream throttled us (HTTP 429 or a throttling exception).
@@ -49,6 +51,7 @@ impl ErrorKind {
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
+            ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::UpstreamRejected => "upstream_rejected",
             ErrorKind::Throttled => "rate_limited",
             ErrorKind::UpstreamError => "upstream_error",

@@ -55,7 +55,7 @@ impl KeyAuth {
     /// header or gRPC metadata), as `Authorization: Bearer <key>`, or in a `key_names`
     /// query parameter.
     pub fn check(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), Error> {
-        let Some(presented) = self.presented(headers, query) else {
+        let Some(presented) = self.presented(headers, query)? else {
             return Err(Error::new(
                 ErrorKind::Unauthorized,
                 format!(
@@ -76,30 +76,51 @@ impl KeyAuth {
         }
     }
 
-    fn presented(&self, headers: &HeaderMap, query: Option<&str>) -> Option<Vec<u8>> {
+    /// The key the request carries, if any. A key name given twice is refused as Kong
+    /// refuses it: which of the two to check would be a guess, and a proxy in front may
+    /// have added one of them.
+    fn presented(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, Error> {
         if self.in_header {
             for name in &self.key_names {
-                if let Some(value) = headers.get(name.as_str()) {
-                    return Some(value.as_bytes().to_vec());
+                let mut values = headers.get_all(name.as_str()).iter();
+                if let Some(value) = values.next() {
+                    if values.next().is_some() {
+                        return Err(duplicate_key());
+                    }
+                    return Ok(Some(value.as_bytes().to_vec()));
                 }
             }
             if let Some(value) = headers.get(AUTHORIZATION) {
                 let value = value.as_bytes();
                 if value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ") {
-                    return Some(value[7..].trim_ascii().to_vec());
+                    return Ok(Some(value[7..].trim_ascii().to_vec()));
                 }
             }
         }
         if self.in_query {
             let pairs = query.unwrap_or_default().split('&');
+            let mut found = None;
             for (name, value) in pairs.filter_map(|pair| pair.split_once('=')) {
                 if self.key_names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                    return Some(percent_decode(value));
+                    if found.is_some() {
+                        return Err(duplicate_key());
+                    }
+                    found = Some(percent_decode(value));
                 }
             }
+            return Ok(found);
         }
-        None
+        Ok(None)
     }
+}
+
+/// Kong key-auth's answer to a key name given more than once.
+fn duplicate_key() -> Error {
+    Error::new(ErrorKind::Unauthorized, "Duplicate API key found")
 }
 
 /// Query values as browsers and curl encode them (`%XX`, `+` for space).
@@ -189,5 +210,19 @@ mod tests {
         let missing = basic.expect_err("basic auth is not a key");
         assert!(missing.message().contains("no API key"), "{missing}");
         assert!(auth.check(&HeaderMap::new(), Some("apikey=%zz")).is_err());
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_even_when_the_first_is_right() {
+        let auth = auth(&["apikey"]);
+        let mut twice = headers("apikey", "s3cret key");
+        twice.append("apikey", HeaderValue::from_static("wrong"));
+        let error = auth.check(&twice, None).expect_err("duplicate header");
+        assert_eq!(error.kind(), ErrorKind::Unauthorized);
+        assert_eq!(error.message(), "Duplicate API key found");
+        let error = auth
+            .check(&HeaderMap::new(), Some("apikey=s3cret+key&apikey=x"))
+            .expect_err("duplicate query parameter");
+        assert_eq!(error.message(), "Duplicate API key found");
     }
 }

@@ -45,6 +45,11 @@ fn wire(kind: ErrorKind, upstream_status: Option<u16>) -> WireError {
             tonic::Code::InvalidArgument,
             "invalid_request_error",
         ),
+        ErrorKind::RequestTimeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            tonic::Code::DeadlineExceeded,
+            "invalid_request_error",
+        ),
         // The upstream judged the request invalid: the client can fix it, so pass the
         // upstream's 4xx through (Kong does too).
         ErrorKind::UpstreamRejected => (
@@ -169,5 +174,8 @@ mod tests {
         let wrong_method = wire(ErrorKind::MethodNotAllowed, None);
         assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(wrong_method.grpc, tonic::Code::Unimplemented);
+        let slow_body = wire(ErrorKind::RequestTimeout, None);
+        assert_eq!(slow_body.status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(slow_body.openai_type, "invalid_request_error");
     }
 }

@@ -9,6 +9,7 @@ mod admission;
 mod auth;
 mod drivers;
 mod error;
+mod front_door;
 mod frontend;
 mod limit;
 mod local_streams;

@@ -4,11 +4,14 @@
 //! Connections are served with hyper-util's auto builder rather than `axum::serve`, for
 //! two things it lacks: an HTTP/1 header-read timeout (a slowloris client otherwise holds a
 //! connection forever) and a bound on how long shutdown waits for in-flight requests.
+//! Every request then passes the connection's [`FrontDoor`] (body read timeout, HTTP-level
+//! refusals, the peer's address as axum's `ConnectInfo<SocketAddr>` and tonic's
+//! `TcpConnectInfo`) on its way to the app.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -20,6 +23,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::accepted::{FirstByte, silent_for};
+use crate::front_door::FrontDoor;
 use crate::local_streams::{StreamExecutor, drive, local_streams};
 use crate::repoll::repoll_on_self_wake;
 use crate::{RouteTable, SharedRoutes};
@@ -29,6 +33,13 @@ use crate::{RouteTable, SharedRoutes};
 pub struct ServeOptions {
     /// How long an HTTP/1 client may take to send a request's headers (default 10 s).
     pub header_read_timeout: Duration,
+    /// How long a client may leave a request body waiting between two reads (nginx's
+    /// `client_body_timeout`; default 60 s); past it the answer is 408 and an HTTP/1
+    /// connection is closed.
+    pub client_body_timeout: Duration,
+    /// The largest request head in bytes (HTTP/1 request line and headers, HTTP/2 header
+    /// list); past it the answer is 431 (default 64 KiB; at least 8 KiB on HTTP/1).
+    pub max_header_size: usize,
     /// After shutdown begins, how long in-flight requests and streams may take to finish
     /// before their connections are closed (default 30 s).
     pub drain_timeout: Duration,
@@ -38,6 +49,8 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             header_read_timeout: Duration::from_secs(10),
+            client_body_timeout: Duration::from_secs(60),
+            max_header_size: 64 * 1024,
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -121,15 +134,16 @@ async fn serve_connections(
     // set aborts them. Finished ones are reaped as we go, so the set stays small.
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut accept_errors = AcceptErrors::default();
     loop {
         while connections.try_join_next().is_some() {}
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors or a connection reset before accept: keep
                     // serving the connections we have, and try again shortly.
-                    tracing::debug!(%error, "accept failed");
+                    accept_errors.record(&error);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
@@ -141,7 +155,12 @@ async fn serve_connections(
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(FrontDoor::new(
+            router.clone(),
+            peer,
+            tcp.local_addr().ok(),
+            options.client_body_timeout,
+        ));
         let (tcp, heard) = FirstByte::new(tcp);
         let (executor, streams) = local_streams();
         let connection = connection_builder(executor, &options)
@@ -187,9 +206,49 @@ fn connection_builder(executor: StreamExecutor, options: &ServeOptions) -> Build
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(options.header_read_timeout)
+        // hyper answers 431 to a head that does not fit its read buffer, instead of
+        // buffering up to its ~400 KB default; it refuses (panics on) less than 8 KiB.
+        .max_buf_size(options.max_header_size.max(MIN_HTTP1_BUFFER));
     builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(options.max_header_size).unwrap_or(u32::MAX));
+    builder
+}
+
+/// hyper's smallest HTTP/1 read buffer.
+const MIN_HTTP1_BUFFER: usize = 8 * 1024;
+
+/// Failed accepts, logged at most once a second: under fd exhaustion every accept fails,
+/// and a line per failure would flood the log while saying nothing new.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    const LOG_EVERY: Duration = Duration::from_secs(1);
+
+    fn record(&mut self, error: &io::Error) {
+        aigw_telemetry::metrics().count_accept_error();
+        let now = Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|last| now.duration_since(last) < Self::LOG_EVERY)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        tracing::warn!(
+            %error,
+            also_failed_since_last_line = self.unlogged,
+            "accepting a connection failed; serving the open ones and retrying (out of file descriptors? see the fd limit)"
+        );
+        self.last_logged = Some(now);
+        self.unlogged = 0;
+    }
 }
 
 /// A gateway serving in the background; stops when dropped.

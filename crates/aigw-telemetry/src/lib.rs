@@ -28,7 +28,7 @@ pub use metrics::{
 };
 pub use opentelemetry_sdk::trace::SdkTracerProvider;
 pub use record::record_route;
-pub use server::{ServerFuture, ServerSpan, ServerSpanLayer};
+pub use server::{ClientLeft, ServerFuture, ServerSpan, ServerSpanLayer};
 pub use setup::{
     LogStyle, Telemetry, TelemetryError, dispatch, dispatch_to, otlp_endpoint, tracer_provider,
 };

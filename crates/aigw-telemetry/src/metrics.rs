@@ -184,6 +184,7 @@ pub struct Metrics {
     pub(crate) time_to_first_token: Histograms<TargetLabels>,
     pub(crate) tokens: Family<TokenLabels, Counter>,
     pub(crate) failovers: Family<RouteLabels, Counter>,
+    accept_errors: Counter,
     live: Arc<LiveGauges>,
 }
 
@@ -238,10 +239,17 @@ impl Metrics {
             "Attempts that followed a failed attempt of the same request",
             failovers.clone(),
         );
+        let accept_errors = Counter::default();
+        registry.register(
+            "accept_errors",
+            "Connections the listener failed to accept (out of file descriptors, aborted)",
+            accept_errors.clone(),
+        );
         let live = Arc::new(LiveGauges::default());
         registry.register_collector(Box::new(live.clone()));
         Metrics {
             live,
+            accept_errors,
             registry,
             requests,
             request_duration,
@@ -262,6 +270,11 @@ impl Metrics {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             gauges: self.live.clone(),
         }
+    }
+
+    /// Counts one failed `accept` on the listener, as `aigw_accept_errors_total`.
+    pub fn count_accept_error(&self) {
+        self.accept_errors.inc();
     }
 
     /// The OpenMetrics text exposition of every series, as [`CONTENT_TYPE`].
@@ -456,7 +469,9 @@ mod tests {
                 status: Status::Grpc(14),
             })
             .inc();
+        metrics.count_accept_error();
         let text = metrics.encode();
+        assert!(text.contains("aigw_accept_errors_total 1"), "{text}");
         assert!(
             text.contains(
                 r#"aigw_requests_total{protocol="grpc",route="r",target="bedrock/m",status="UNAVAILABLE"} 1"#

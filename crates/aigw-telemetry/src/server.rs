@@ -97,7 +97,16 @@ fn chat_protocol<B>(request: &http::Request<B>) -> Option<Protocol> {
     (!probe).then_some(Protocol::Http)
 }
 
+/// Marks an answer written for a client that had already gone away (it broke off its
+/// request body): the request is logged and counted as nginx's 499, not as the status the
+/// answer carries.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLeft;
+
 fn status_of<B>(protocol: Protocol, response: &http::Response<B>) -> Status {
+    if response.extensions().get::<ClientLeft>().is_some() {
+        return Status::Cancelled;
+    }
     match protocol {
         Protocol::Http => Status::Http(response.status().as_u16()),
         // A failed unary call is "trailers-only": its grpc-status is in the headers. Without

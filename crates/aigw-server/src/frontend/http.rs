@@ -3,19 +3,25 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aigw_core::{
     ChatChunk, ChatCompletion, ChatReply, ChatRequest, Error, ErrorKind, Message, ReplyBody, Role,
     Usage,
 };
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, header};
+use http_body::Body as _;
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
 use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, RouteKey, too_large};
+use crate::front_door::BodyTimeout;
 use crate::{ApiError, SharedRoutes, error::grpc_response};
 
 /// OpenAI's own chat path, so OpenAI SDKs work with only `base_url` pointed at aigw.
@@ -40,15 +46,23 @@ pub(crate) async fn route_path(State(routes): State<SharedRoutes>, request: Requ
         );
         return grpc_response(&error);
     }
-    match chat(&Admission::new(&routes), request).await {
+    let (parts, body) = request.into_parts();
+    let mut body = Some(body);
+    match chat(&Admission::new(&routes), &parts, &mut body).await {
         Ok(response) => response,
-        Err(error) => {
-            let wrong_method = error.kind() == ErrorKind::MethodNotAllowed;
-            let mut response = ApiError(error).into_response();
+        Err(refused) => {
+            if let Some(unread) = body {
+                discard(&parts, unread).await;
+            }
+            let wrong_method = refused.error.kind() == ErrorKind::MethodNotAllowed;
+            let mut response = ApiError(refused.error).into_response();
             if wrong_method {
                 response
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            if refused.client_left {
+                response.extensions_mut().insert(aigw_telemetry::ClientLeft);
             }
             response
         }
@@ -61,10 +75,31 @@ fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
+/// A refused chat request.
+struct Refused {
+    error: Error,
+    /// The client went away while sending its body: nobody reads the answer, and the
+    /// request is counted as 499.
+    client_left: bool,
+}
+
+impl From<Error> for Refused {
+    fn from(error: Error) -> Self {
+        Refused {
+            error,
+            client_left: false,
+        }
+    }
+}
+
 /// One chat request, in the order a client's mistakes are best reported: unknown path,
-/// missing key, wrong method, wrong media type, then the body.
-async fn chat(admission: &Admission, request: Request) -> Result<Response, Error> {
-    let (parts, body) = request.into_parts();
+/// missing key, wrong method, wrong media type or encoding, then the body, which is taken
+/// out of `body` only once all of those passed.
+async fn chat(
+    admission: &Admission,
+    parts: &http::request::Parts,
+    body: &mut Option<Body>,
+) -> Result<Response, Refused> {
     let caller = Caller {
         headers: &parts.headers,
         query: parts.uri.query(),
@@ -83,13 +118,13 @@ async fn chat(admission: &Admission, request: Request) -> Result<Response, Error
                 "method {} is not allowed; send chat requests with POST",
                 parts.method
             ),
-        ));
+        )
+        .into());
     }
     require_json(&parts.headers)?;
+    require_identity(&parts.headers)?;
     let limit = admission.body_limit(route.as_deref());
-    let body = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large(limit))?;
+    let body = read_body(body.take().unwrap_or_default(), limit).await?;
     let wire: WireRequest = decode_json(&body)?;
     let model = wire.model.clone();
     let include_usage = wire
@@ -107,6 +142,115 @@ async fn chat(admission: &Admission, request: Request) -> Result<Response, Error
         response.headers_mut().insert(MODEL_HEADER, value);
     }
     Ok(response)
+}
+
+/// Reads a whole request body of at most `limit` bytes. Only a body that is really over the
+/// limit is a 413: a client that stops sending is a 408, a malformed body (a bad chunk
+/// size) a 400, and a client that left a 400 nobody reads, counted as 499.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Refused> {
+    let declared = body.size_hint().lower();
+    // A Content-Length over the limit is refused before reading a byte of it.
+    if usize::try_from(declared).map_or(true, |n| n > limit) {
+        return Err(too_large(limit).into());
+    }
+    let mut body = std::pin::pin!(body);
+    let mut read = BytesMut::with_capacity(usize::try_from(declared).unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(body_read_error)?;
+        if let Ok(data) = frame.into_data() {
+            if read.len() + data.len() > limit {
+                return Err(too_large(limit).into());
+            }
+            read.extend_from_slice(&data);
+        }
+    }
+    Ok(read.freeze())
+}
+
+fn body_read_error(error: axum::Error) -> Refused {
+    let error = error.into_inner();
+    if let Some(timeout) = error.downcast_ref::<BodyTimeout>() {
+        return Error::new(ErrorKind::RequestTimeout, timeout.to_string()).into();
+    }
+    let client_left = client_left(&*error);
+    let message = if client_left {
+        "the client closed the connection before sending the whole request body".to_owned()
+    } else {
+        format!("the request body could not be read: {error}")
+    };
+    Refused {
+        error: Error::invalid_request(message),
+        client_left,
+    }
+}
+
+/// Whether a body read failed because the client went away (the connection ended or was
+/// reset mid-body), as opposed to sending something malformed.
+fn client_left(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// The most of an unread body read and thrown away after an early refusal, so that an
+/// HTTP/1 connection stays usable; a larger one closes the connection instead.
+const DISCARD_LIMIT: u64 = 64 * 1024;
+
+/// How long discarding may take in all.
+const DISCARD_TIME: Duration = Duration::from_secs(5);
+
+/// Reads and drops the body of an HTTP/1 request refused before its body was read, when it
+/// is small: the connection can then carry the client's next request. Anything else is
+/// left unread, and the front door closes the connection after the answer.
+async fn discard(parts: &http::request::Parts, body: Body) {
+    let small = body.size_hint().upper().is_some_and(|n| n <= DISCARD_LIMIT);
+    // A client waiting for `100 Continue` has not sent its body; asking for it now would
+    // only make it send what is thrown away.
+    let waiting = parts.headers.contains_key(header::EXPECT);
+    if parts.version > http::Version::HTTP_11 || !small || waiting {
+        return;
+    }
+    let drain = async {
+        let mut body = std::pin::pin!(body);
+        while let Some(Ok(_)) = body.frame().await {}
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, drain).await;
+}
+
+/// Refuses a compressed body: requests are read as sent, and a gzip body read as JSON
+/// would only fail as a syntax error.
+fn require_identity(headers: &HeaderMap) -> Result<(), Error> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(());
+    };
+    let identity = value
+        .to_str()
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("identity"));
+    if identity {
+        return Ok(());
+    }
+    let shown = String::from_utf8_lossy(value.as_bytes());
+    Err(Error::new(
+        ErrorKind::UnsupportedMediaType,
+        format!("unsupported Content-Encoding {shown:?}; send the body uncompressed"),
+    ))
 }
 
 /// Refuses a body labelled as something other than JSON; a body that does not say is
@@ -137,7 +281,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), Error> {
 /// Decodes a JSON body, naming the offending field on error.
 fn decode_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." || path.is_empty() {
@@ -145,7 +289,13 @@ fn decode_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
         } else {
             Error::invalid_request(format!("invalid JSON body at {path}: {inner}"))
         }
-    })
+    })?;
+    // Bytes after the JSON value (a second object, a stray brace) mean the client sent
+    // something other than what was read; serde_json stops at the first value's end.
+    deserializer
+        .end()
+        .map_err(|e| Error::invalid_request(format!("invalid JSON body: {e}")))?;
+    Ok(value)
 }
 
 #[derive(Deserialize)]
