@@ -37,6 +37,55 @@ pub(crate) struct ConsumerRaw {
     pub username: Option<String>,
     pub custom_id: Option<String>,
     pub keyauth_credentials: Option<Vec<KeyAuthCredentialRaw>>,
+    pub basicauth_credentials: Option<Vec<BasicAuthCredentialRaw>>,
+}
+
+/// `consumers[].basicauth_credentials[]`.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct BasicAuthCredentialRaw {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// A basic-auth plugin's `config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct BasicAuthRaw {
+    pub anonymous: Option<String>,
+    // `hide_credentials` is left to serde to skip: aigw never forwards a client's headers.
+    pub realm: Option<String>,
+}
+
+/// An ip-restriction plugin's `config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct IpRestrictionRaw {
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub status: Option<Int>,
+    pub message: Option<String>,
+}
+
+/// A request-termination plugin's `config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct RequestTerminationRaw {
+    pub status_code: Option<Int>,
+    pub message: Option<String>,
+    pub body: Option<String>,
+    pub content_type: Option<String>,
+    pub trigger: Option<String>,
+    pub echo: Option<bool>,
+}
+
+/// A request-size-limiting plugin's `config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct RequestSizeLimitingRaw {
+    pub allowed_payload_size: Option<Int>,
+    pub size_unit: Option<String>,
+    pub require_content_length: Option<bool>,
 }
 
 /// `consumers[].keyauth_credentials[]`.
