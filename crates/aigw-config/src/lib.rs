@@ -53,13 +53,13 @@ pub use enums::{
 };
 pub use error::{ConfigError, Location};
 pub use key_auth::{Credential, KeyAuthConfig};
-pub use plugins::{
-    BasicAuthConfig, BasicCredential, ENFORCED_PLUGINS, IpNet, IpRestrictionConfig,
-    OBSERVE_ONLY_PLUGINS, RequestSizeLimitConfig, RequestTerminationConfig,
-};
 pub use model::{
     AiProxyConfig, BalancerConfig, BedrockOptions, GatewayConfig, ModelConfig, ModelOptions,
     RouteConfig, TargetAuth, TargetConfig, TargetLogging,
+};
+pub use plugins::{
+    BasicAuthConfig, BasicCredential, ENFORCED_PLUGINS, IpNet, IpRestrictionConfig,
+    OBSERVE_ONLY_PLUGINS, RequestSizeLimitConfig, RequestTerminationConfig,
 };
 pub use settings::{SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides};
 

@@ -125,9 +125,11 @@ impl IpNet {
     /// Whether `ip` is in the block; an IPv4-mapped IPv6 address counts as its IPv4 one.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                same_prefix(u128::from(net.to_bits()) << 96, u128::from(ip.to_bits()) << 96, self.prefix)
-            }
+            (IpAddr::V4(net), IpAddr::V4(ip)) => same_prefix(
+                u128::from(net.to_bits()) << 96,
+                u128::from(ip.to_bits()) << 96,
+                self.prefix,
+            ),
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
                 same_prefix(net.to_bits(), ip.to_bits(), self.prefix)
             }
@@ -208,7 +210,10 @@ impl Cx<'_> {
         path: &FieldPath,
     ) -> Result<Option<Policy>, ConfigError> {
         if plugin.enabled == Some(false) {
-            self.warn(path, format!("{name} is disabled (enabled: false); ignored"));
+            self.warn(
+                path,
+                format!("{name} is disabled (enabled: false); ignored"),
+            );
             return Ok(None);
         }
         if plugin.consumer.is_some() || plugin.consumer_group.is_some() {
@@ -323,16 +328,10 @@ impl Cx<'_> {
             ));
         }
         if raw.message.is_some() && raw.body.is_some() {
-            return Err(self.invalid(
-                &base.key("body"),
-                "message and body are mutually exclusive",
-            ));
+            return Err(self.invalid(&base.key("body"), "message and body are mutually exclusive"));
         }
         if raw.content_type.is_some() && raw.body.is_none() {
-            return Err(self.invalid(
-                &base.key("content_type"),
-                "content_type needs body",
-            ));
+            return Err(self.invalid(&base.key("content_type"), "content_type needs body"));
         }
         let status = self.status(&base.key("status_code"), raw.status_code, 503)?;
         if let Some(content_type) = &raw.content_type {
@@ -405,14 +404,22 @@ impl Cx<'_> {
         })
     }
 
-    fn status(&self, path: &FieldPath, value: Option<Int>, default: u16) -> Result<u16, ConfigError> {
+    fn status(
+        &self,
+        path: &FieldPath,
+        value: Option<Int>,
+        default: u16,
+    ) -> Result<u16, ConfigError> {
         match value {
             None => Ok(default),
             Some(Int(v)) => u16::try_from(v)
                 .ok()
                 .filter(|s| (100..=599).contains(s))
                 .ok_or_else(|| {
-                    self.invalid(path, format!("must be an HTTP status between 100 and 599, got {v}"))
+                    self.invalid(
+                        path,
+                        format!("must be an HTTP status between 100 and 599, got {v}"),
+                    )
                 }),
         }
     }
@@ -438,18 +445,16 @@ impl Cx<'_> {
                 let username = match &raw.username {
                     Some(u) if !u.is_empty() && !u.contains(':') => u.clone(),
                     Some(_) => {
-                        return Err(self.invalid(
-                            &path.key("username"),
-                            "must not be empty or contain ':'",
-                        ));
+                        return Err(
+                            self.invalid(&path.key("username"), "must not be empty or contain ':'")
+                        );
                     }
                     None => {
                         return Err(self.invalid(&path.key("username"), "required field missing"));
                     }
                 };
                 let password_path = path.key("password");
-                let Some(password) = self.dereference(&password_path, raw.password.clone())?
-                else {
+                let Some(password) = self.dereference(&password_path, raw.password.clone())? else {
                     return Err(self.invalid(&password_path, "required field missing"));
                 };
                 if let Some(first) = seen.insert(username.clone(), path.key("username")) {
@@ -477,7 +482,8 @@ mod tests {
     }
 
     fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap_or_else(|_| panic!("{text} is an address"))
+        text.parse()
+            .unwrap_or_else(|_| panic!("{text} is an address"))
     }
 
     #[test]

@@ -207,9 +207,14 @@ fn service_plugin_serves_every_route_without_its_own() {
 fn an_unenforced_plugin_on_a_served_route_refuses_the_file() {
     let text = std::fs::read_to_string(Path::new(FIXTURES).join("service-plugin.yaml"))
         .unwrap_or_else(|e| panic!("{e}"))
-        .replace("    enabled: false\n    config:\n      minute: 5", "    config:\n      minute: 5");
+        .replace(
+            "    enabled: false\n    config:\n      minute: 5",
+            "    config:\n      minute: 5",
+        );
     let (line, col) = position(&text, "rate-limiting");
-    let err = parse_deck("s.yaml", &text).expect_err("refused").to_string();
+    let err = parse_deck("s.yaml", &text)
+        .expect_err("refused")
+        .to_string();
     assert!(
         err.starts_with(&format!(
             "s.yaml:{line}:{col}: services[0].plugins[1].name: plugin \"rate-limiting\" applies to route shared-a, but aigw does not enforce it"
@@ -218,7 +223,11 @@ fn an_unenforced_plugin_on_a_served_route_refuses_the_file() {
     );
 
     // Globally, on a route, and acl (until aigw has consumers' groups) alike.
-    for (name, at) in [("acl", "global"), ("jwt", "route"), ("rate-limiting", "global")] {
+    for (name, at) in [
+        ("acl", "global"),
+        ("jwt", "route"),
+        ("rate-limiting", "global"),
+    ] {
         let yaml = match at {
             "global" => format!("{}plugins:\n- name: {name}\n  config: {{}}\n", deck("", "")),
             _ => deck("", "").replace(
@@ -244,10 +253,8 @@ fn an_unenforced_plugin_on_an_unserved_route_is_a_warning() {
     );
     let config = parse_deck("x.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        config
-            .warnings
-            .iter()
-            .any(|w| w.contains("\"rate-limiting\" is not enforced by aigw; it applies to no served route")),
+        config.warnings.iter().any(|w| w
+            .contains("\"rate-limiting\" is not enforced by aigw; it applies to no served route")),
         "{:?}",
         config.warnings
     );
@@ -831,7 +838,10 @@ fn enforced_plugins_load_with_kong_defaults() {
     let size = route.request_size_limiting.expect("request-size-limiting");
     assert_eq!(size.max_bytes, 2048);
     assert!(!size.require_content_length);
-    let stop = route.request_termination.as_ref().expect("request-termination");
+    let stop = route
+        .request_termination
+        .as_ref()
+        .expect("request-termination");
     assert_eq!((stop.status, stop.message.as_str()), (418, "brewing"));
     assert!(stop.body.is_none());
 }

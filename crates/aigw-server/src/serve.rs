@@ -123,9 +123,9 @@ async fn serve_connections(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         while connections.try_join_next().is_some() {}
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors or a connection reset before accept: keep
                     // serving the connections we have, and try again shortly.
@@ -141,7 +141,14 @@ async fn serve_connections(
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
-        let service = TowerToHyperService::new(router.clone());
+        // Every request learns its connection's peer, for ip-restriction.
+        let service = TowerToHyperService::new(tower::util::MapRequest::new(
+            router.clone(),
+            move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(crate::PeerAddr(peer));
+                request
+            },
+        ));
         let (tcp, heard) = FirstByte::new(tcp);
         let (executor, streams) = local_streams();
         let connection = connection_builder(executor, &options)

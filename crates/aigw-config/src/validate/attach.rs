@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use crate::ConfigError;
 use crate::key_auth::{KEY_AUTH, KeyAuthConfig};
 use crate::model::{AiProxyConfig, RouteConfig};
+use crate::path::FieldPath;
 use crate::plugins::{
     BASIC_AUTH, BasicAuthConfig, ENFORCED_PLUGINS, IP_RESTRICTION, OBSERVE_ONLY_PLUGINS, Policy,
     REQUEST_SIZE_LIMITING, REQUEST_TERMINATION,
 };
-use crate::path::FieldPath;
 use crate::raw::{DeckRaw, EntityRef, PluginRaw, RouteRaw, ServiceRaw};
 
 use super::Cx;
@@ -418,7 +418,10 @@ impl Cx<'_> {
                     {
                         self.push_policy(&mut plugins, known, plugin, path, scope, route, service)?;
                     } else if plugin.enabled == Some(false) {
-                        self.warn(&path, format!("{name} is disabled (enabled: false); ignored"));
+                        self.warn(
+                            &path,
+                            format!("{name} is disabled (enabled: false); ignored"),
+                        );
                     } else if OBSERVE_ONLY_PLUGINS.contains(&name) {
                         match unsupported.iter_mut().find(|(n, _, _)| n == name) {
                             Some((_, _, count)) => *count += 1,
@@ -480,7 +483,9 @@ impl Cx<'_> {
             };
             self.warn(
                 &first,
-                format!("plugin {name:?} only observes traffic and is not run by aigw; ignored{more}"),
+                format!(
+                    "plugin {name:?} only observes traffic and is not run by aigw; ignored{more}"
+                ),
             );
         }
         Ok(plugins)

@@ -144,7 +144,9 @@ impl Cx<'_> {
                 &path,
                 format!("invalid type: expected {expected} (the value is a secret and not shown)"),
             ),
-            _ if secret => self.invalid(&path, "invalid value (the value is a secret and not shown)"),
+            _ if secret => {
+                self.invalid(&path, "invalid value (the value is a secret and not shown)")
+            }
             kind => self.invalid(&path, kind.to_string()),
         }
     }

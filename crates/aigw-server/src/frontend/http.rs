@@ -15,7 +15,7 @@ use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, header};
 use serde::{Deserialize, Serialize};
 
-use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, RouteKey, too_large};
+use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, PeerAddr, RouteKey, too_large};
 use crate::{ApiError, SharedRoutes, error::grpc_response};
 
 /// OpenAI's own chat path, so OpenAI SDKs work with only `base_url` pointed at aigw.
@@ -68,6 +68,7 @@ async fn chat(admission: &Admission, request: Request) -> Result<Response, Error
     let caller = Caller {
         headers: &parts.headers,
         query: parts.uri.query(),
+        peer: PeerAddr::of(&parts.extensions),
     };
     let path = parts.uri.path();
     // At OpenAI's path the route, and so its key-auth, is known only from the body.
