@@ -70,7 +70,10 @@ plugins:
     .to_owned()
 }
 
-async fn post(url: &str, header: Option<(&str, &str)>) -> (u16, reqwest::header::HeaderMap, String) {
+async fn post(
+    url: &str,
+    header: Option<(&str, &str)>,
+) -> (u16, reqwest::header::HeaderMap, String) {
     let mut request = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/json")
@@ -108,17 +111,26 @@ async fn basic_auth_lets_in_only_a_consumers_password() {
     assert_eq!(body["error"]["type"], "authentication_error");
     let (status, _, body) = post(&url, Some(("authorization", ALICE_WRONG))).await;
     assert_eq!(status, 401);
-    assert!(!body.contains("wrong"), "a password is never echoed: {body}");
+    assert!(
+        !body.contains("wrong"),
+        "a password is never echoed: {body}"
+    );
     let (status, _, _) = post(&url, Some(("authorization", "Basic !!!"))).await;
     assert_eq!(status, 401);
-    assert!(stack.emulator.requests().is_empty(), "refused requests stop at the gateway");
+    assert!(
+        stack.emulator.requests().is_empty(),
+        "refused requests stop at the gateway"
+    );
 
     let (status, _, body) = post(&url, Some(("authorization", ALICE))).await;
     assert_eq!(status, 200, "{body}");
     let seen = stack.emulator.requests();
     assert_eq!(seen.len(), 1);
     for (name, value) in &seen[0].headers {
-        assert!(!value.contains("YWxpY2U6"), "credentials are hidden upstream: {name}");
+        assert!(
+            !value.contains("YWxpY2U6"),
+            "credentials are hidden upstream: {name}"
+        );
     }
     still_serving(&stack).await;
 }
@@ -223,7 +235,10 @@ async fn request_size_limiting_refuses_large_bodies() {
     // Refused from Content-Length, before the body is read.
     let (status, _, body) = post(&stack.url("/small"), None).await;
     assert_eq!(status, 413, "{body}");
-    assert_eq!(json(&body)["error"]["message"], "Request size limit exceeded");
+    assert_eq!(
+        json(&body)["error"]["message"],
+        "Request size limit exceeded"
+    );
 
     // At OpenAI's path the route is known only from the body, so it is refused after.
     let response = reqwest::Client::new()

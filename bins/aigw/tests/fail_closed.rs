@@ -53,6 +53,9 @@ fn check_refuses_an_unenforced_plugin_with_its_line_and_name() {
             "{}:6:11: services[0].plugins[0].name: plugin \"{plugin}\" applies to route chat, but aigw does not enforce it",
             path.display()
         );
-        assert!(stderr.contains(&expected), "expected {expected:?} in\n{stderr}");
+        assert!(
+            stderr.contains(&expected),
+            "expected {expected:?} in\n{stderr}"
+        );
     }
 }

@@ -944,12 +944,11 @@ fn files_beyond_the_documented_size_are_refused() {
     let err = error(&big);
     assert!(err.contains("at most 8388608 bytes"), "{err}");
 
-    let mut yaml = deck("", "").replace("  routes:\n", "  routes:\n");
     let mut routes = String::new();
     for i in 0..=MAX_ROUTES {
         routes.push_str(&format!("  - name: r{i}\n    paths: [/r{i}]\n"));
     }
-    yaml = yaml.replace("  routes:\n", &format!("  routes:\n{routes}"));
+    let mut yaml = deck("", "").replace("  routes:\n", &format!("  routes:\n{routes}"));
     yaml.push_str(
         "plugins:\n- name: ai-proxy-advanced\n  config:\n    targets:\n    - model: {provider: bedrock, name: m}\n      route_type: llm/v1/chat\n",
     );

@@ -119,13 +119,12 @@ fn wire_for(error: &Error) -> WireError {
 /// it has one; otherwise the kind's code.
 fn grpc_code_for(status: StatusCode, kind_code: tonic::Code) -> tonic::Code {
     match status.as_u16() {
-        400 => tonic::Code::InvalidArgument,
+        400 | 411 => tonic::Code::InvalidArgument,
         401 => tonic::Code::Unauthenticated,
         403 => tonic::Code::PermissionDenied,
         404 => tonic::Code::NotFound,
         408 | 504 => tonic::Code::DeadlineExceeded,
-        411 | 413 => tonic::Code::ResourceExhausted,
-        429 => tonic::Code::ResourceExhausted,
+        413 | 429 => tonic::Code::ResourceExhausted,
         502 | 503 => tonic::Code::Unavailable,
         _ => kind_code,
     }
