@@ -1,5 +1,5 @@
 //! Kong plugins aigw enforces from the decK file unchanged, over HTTP and gRPC alike:
-//! basic-auth, ip-restriction, request-termination and request-size-limiting; and a
+//! basic-auth, jwt, ip-restriction, request-termination and request-size-limiting; and a
 //! plugin it does not enforce stops a reload, leaving the old routes serving.
 
 use aigw_server::RouteLimits;
@@ -13,6 +13,10 @@ const ALICE: &str = "Basic YWxpY2U6b3Blbi1zZXNhbWU=";
 const ALICE_WRONG: &str = "Basic YWxpY2U6d3Jvbmc=";
 
 fn deck() -> String {
+    let public_key: String = ES_PUBLIC
+        .lines()
+        .map(|line| format!("      {line}\n"))
+        .collect();
     r#"
 _format_version: "3.0"
 consumers:
@@ -20,6 +24,13 @@ consumers:
   basicauth_credentials:
   - username: alice
     password: open-sesame
+  jwt_secrets:
+  - key: alice-hs
+    secret: alice-hmac-secret
+  - key: alice-es
+    algorithm: ES256
+    rsa_public_key: |
+ES_PUBLIC_KEY
 services:
 - name: svc
   routes:
@@ -30,6 +41,11 @@ services:
     plugins:
     - name: basic-auth
       config: {hide_credentials: true}
+  - name: jwt
+    paths: [/jwt]
+    plugins:
+    - name: jwt
+      config: {claims_to_verify: [exp]}
   - name: deny
     paths: [/deny]
     plugins:
@@ -67,7 +83,28 @@ plugins:
     - model: {provider: bedrock, name: "us.amazon.nova-micro-v1:0", options: {bedrock: {aws_region: us-west-2}}}
       route_type: llm/v1/chat
 "#
-    .to_owned()
+    .replace("ES_PUBLIC_KEY\n", &public_key)
+}
+
+const ES_PUBLIC: &str = include_str!("fixtures/jwt/es256-public.pem");
+const ES_PRIVATE: &str = include_str!("fixtures/jwt/es256-private.pem");
+
+/// A token for `key`, signed with `algorithm` (HS256 with alice's secret, or ES256 with
+/// the fixture's private key), expiring `exp_in` seconds from now.
+fn token(algorithm: jsonwebtoken::Algorithm, key: &str, exp_in: i64) -> String {
+    let now = i64::try_from(jsonwebtoken::get_current_timestamp()).expect("a sane clock");
+    let signing = match algorithm {
+        jsonwebtoken::Algorithm::ES256 => {
+            jsonwebtoken::EncodingKey::from_ec_pem(ES_PRIVATE.as_bytes()).expect("EC key")
+        }
+        _ => jsonwebtoken::EncodingKey::from_secret(b"alice-hmac-secret"),
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(algorithm),
+        &serde_json::json!({"iss": key, "exp": now + exp_in}),
+        &signing,
+    )
+    .expect("signs")
 }
 
 async fn post(
@@ -158,6 +195,53 @@ async fn grpc_basic_auth_reads_the_metadata() {
         .insert("authorization", MetadataValue::from_static(ALICE));
     let answer = client.chat(right).await.expect("the password is accepted");
     assert_eq!(answer.get_ref().object, "chat.completion");
+}
+
+#[tokio::test]
+async fn jwt_lets_in_only_a_token_signed_with_a_consumers_secret() {
+    use jsonwebtoken::Algorithm::{ES256, HS256};
+    let stack = Stack::start(&config_from(&deck())).await;
+    let url = stack.url("/jwt");
+
+    let (status, headers, body) = post(&url, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(headers.contains_key("www-authenticate"));
+    let refused = [
+        token(HS256, "alice-hs", -10), // expired
+        token(HS256, "mallory", 60),   // nobody's key
+        token(HS256, "alice-es", 60),  // alice's EC key, signed with HMAC
+        format!("{}x", token(HS256, "alice-hs", 60)),
+    ];
+    for bad in &refused {
+        let (status, _, body) = post(&url, Some(("authorization", &format!("Bearer {bad}")))).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(!body.contains(bad.as_str()), "a token is never echoed");
+    }
+    assert!(stack.emulator.requests().is_empty());
+
+    for good in [token(HS256, "alice-hs", 60), token(ES256, "alice-es", 60)] {
+        let (status, _, body) =
+            post(&url, Some(("authorization", &format!("Bearer {good}")))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, _, _) = post(&format!("{url}?jwt={}", token(HS256, "alice-hs", 60)), None).await;
+    assert_eq!(status, 200, "uri_param_names defaults to jwt");
+
+    let mut client = grpc_client(&stack.gateway).await;
+    let status = client
+        .chat(grpc_question("jwt", "hi"))
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let mut signed = tonic::Request::new(grpc_question("jwt", "hi"));
+    signed.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", token(ES256, "alice-es", 60))
+            .parse()
+            .expect("ascii metadata"),
+    );
+    client.chat(signed).await.expect("the token is accepted");
+    still_serving(&stack).await;
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@
 //! an unset variable is a load error that names the variable.
 //!
 //! Kong's `key-auth` plugin, attached the same way, protects a route with the keys of the
-//! file's `consumers[].keyauth_credentials[]` ([`RouteConfig::key_auth`]); `basic-auth`,
+//! file's `consumers[].keyauth_credentials[]` ([`RouteConfig::key_auth`]); `basic-auth`, `jwt`,
 //! `ip-restriction`, `request-size-limiting` and `request-termination` attach the same way
 //! too. A gateway must fail closed: any other plugin that applies to a served route (on
 //! it, its service, or globally) is refused with its file, line and name, except the
@@ -58,8 +58,9 @@ pub use model::{
     RouteConfig, TargetAuth, TargetConfig, TargetLogging,
 };
 pub use plugins::{
-    BasicAuthConfig, BasicCredential, ENFORCED_PLUGINS, IpNet, IpRestrictionConfig,
-    OBSERVE_ONLY_PLUGINS, RequestSizeLimitConfig, RequestTerminationConfig,
+    BasicAuthConfig, BasicCredential, ENFORCED_PLUGINS, IpNet, IpRestrictionConfig, JWT_ALGORITHMS,
+    JwtConfig, JwtCredential, OBSERVE_ONLY_PLUGINS, RequestSizeLimitConfig,
+    RequestTerminationConfig,
 };
 pub use settings::{SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides};
 

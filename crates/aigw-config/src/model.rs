@@ -12,7 +12,8 @@ use crate::enums::{
 };
 use crate::key_auth::KeyAuthConfig;
 use crate::plugins::{
-    BasicAuthConfig, IpRestrictionConfig, RequestSizeLimitConfig, RequestTerminationConfig,
+    BasicAuthConfig, IpRestrictionConfig, JwtConfig, RequestSizeLimitConfig,
+    RequestTerminationConfig,
 };
 
 /// Everything aigw serves, from one decK file.
@@ -45,6 +46,9 @@ pub struct RouteConfig {
     /// The basic-auth plugin that applies to the route, if any: then only callers with a
     /// consumer's username and password get through.
     pub basic_auth: Option<BasicAuthConfig>,
+    /// The jwt plugin that applies to the route, if any: then only callers with a token
+    /// signed with a consumer's secret get through.
+    pub jwt: Option<JwtConfig>,
     /// The ip-restriction plugin that applies to the route, if any.
     pub ip_restriction: Option<IpRestrictionConfig>,
     /// The request-size-limiting plugin that applies to the route, if any.

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::ConfigError;
 use crate::path::FieldPath;
 use crate::raw::{
-    BasicAuthRaw, ConsumerRaw, Int, IpRestrictionRaw, PluginRaw, RequestSizeLimitingRaw,
+    BasicAuthRaw, ConsumerRaw, Int, IpRestrictionRaw, JwtRaw, PluginRaw, RequestSizeLimitingRaw,
     RequestTerminationRaw,
 };
 use crate::validate::Cx;
@@ -28,12 +28,22 @@ pub(crate) const IP_RESTRICTION: &str = "ip-restriction";
 pub(crate) const REQUEST_TERMINATION: &str = "request-termination";
 /// Kong's `request-size-limiting`.
 pub(crate) const REQUEST_SIZE_LIMITING: &str = "request-size-limiting";
+/// Kong's `jwt`.
+pub(crate) const JWT: &str = "jwt";
+
+/// The signature algorithms aigw verifies, as Kong's `jwt_secrets[].algorithm` names them
+/// (all of Kong's but ES512).
+pub const JWT_ALGORITHMS: &[&str] = &[
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
+];
 
 /// Every plugin aigw enforces on the routes it serves.
 pub const ENFORCED_PLUGINS: &[&str] = &[
     "ai-proxy-advanced",
     "key-auth",
     BASIC_AUTH,
+    JWT,
     IP_RESTRICTION,
     REQUEST_TERMINATION,
     REQUEST_SIZE_LIMITING,
@@ -191,10 +201,61 @@ pub struct RequestSizeLimitConfig {
     pub require_content_length: bool,
 }
 
+/// A jwt plugin's config with Kong's defaults applied, plus the consumers' secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// `uri_param_names` (default `[jwt]`): query parameters carrying the token.
+    pub uri_param_names: Vec<String>,
+    /// `cookie_names` (default none).
+    pub cookie_names: Vec<String>,
+    /// `header_names` (default `[authorization]`), lower-case; `Bearer ` is stripped.
+    pub header_names: Vec<String>,
+    /// `claims_to_verify` has `exp`: the token must carry an `exp` in the future.
+    pub verify_exp: bool,
+    /// `claims_to_verify` has `nbf`: the token must carry an `nbf` in the past.
+    pub verify_nbf: bool,
+    /// `key_claim_name` (default `iss`): the claim naming the consumer's secret `key`.
+    pub key_claim_name: String,
+    /// `secret_is_base64` (default false): HMAC secrets are base64 in the file.
+    pub secret_is_base64: bool,
+    /// `maximum_expiration` in seconds (default 0, off): how far in the future `exp` may be.
+    pub maximum_expiration: u64,
+    /// Every consumer's secret, from `consumers[].jwt_secrets[]`.
+    pub credentials: Vec<JwtCredential>,
+}
+
+/// One consumer's `jwt_secrets[]` entry. Its `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JwtCredential {
+    /// The consumer's `username`, else `custom_id`, else `id`, else `consumers[i]`.
+    pub consumer: String,
+    /// `key`: what the token's key claim must say.
+    pub key: String,
+    /// `algorithm` (default `HS256`), one of [`JWT_ALGORITHMS`].
+    pub algorithm: String,
+    /// `secret`, for the HS algorithms (secret).
+    pub secret: Option<String>,
+    /// `rsa_public_key`, a PEM public key for the RS, PS, ES and EdDSA algorithms.
+    pub public_key: Option<String>,
+}
+
+impl fmt::Debug for JwtCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtCredential")
+            .field("consumer", &self.consumer)
+            .field("key", &self.key)
+            .field("algorithm", &self.algorithm)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("public_key", &self.public_key.is_some())
+            .finish()
+    }
+}
+
 /// One validated instance of a plugin enforced here.
 #[derive(Debug, Clone)]
 pub(crate) enum Policy {
     BasicAuth(BasicAuthConfig),
+    Jwt(JwtConfig),
     IpRestriction(IpRestrictionConfig),
     Termination(RequestTerminationConfig),
     SizeLimit(RequestSizeLimitConfig),
@@ -241,6 +302,7 @@ impl Cx<'_> {
         }
         Ok(Some(match name {
             BASIC_AUTH => Policy::BasicAuth(self.basic_auth(&config_path, raw!(BasicAuthRaw))),
+            JWT => Policy::Jwt(self.jwt(&config_path, raw!(JwtRaw))?),
             IP_RESTRICTION => {
                 Policy::IpRestriction(self.ip_restriction(&config_path, raw!(IpRestrictionRaw))?)
             }
@@ -275,6 +337,138 @@ impl Cx<'_> {
                 .unwrap_or_else(|| "aigw".to_owned()),
             credentials: Vec::new(),
         }
+    }
+
+    fn jwt(&mut self, base: &FieldPath, raw: JwtRaw) -> Result<JwtConfig, ConfigError> {
+        if raw.anonymous.is_some() {
+            self.warn(
+                &base.key("anonymous"),
+                "anonymous consumers are not supported by aigw; requests without a token get 401",
+            );
+        }
+        let claims_path = base.key("claims_to_verify");
+        let claims = raw.claims_to_verify.unwrap_or_default();
+        for (i, claim) in claims.iter().enumerate() {
+            if claim != "exp" && claim != "nbf" {
+                return Err(self.invalid(
+                    &claims_path.index(i),
+                    format!("unknown value {claim:?}, expected one of exp, nbf"),
+                ));
+            }
+        }
+        let maximum_path = base.key("maximum_expiration");
+        let maximum_expiration = match raw.maximum_expiration {
+            None => 0,
+            Some(Int(v)) if (0..=31_536_000).contains(&v) => v.unsigned_abs(),
+            Some(Int(v)) => {
+                return Err(self.invalid(
+                    &maximum_path,
+                    format!("must be between 0 and 31536000, got {v}"),
+                ));
+            }
+        };
+        if maximum_expiration > 0 && !claims.iter().any(|c| c == "exp") {
+            return Err(self.invalid(
+                &maximum_path,
+                "maximum_expiration needs exp in claims_to_verify (Kong requires it)",
+            ));
+        }
+        let header_names: Vec<String> = raw
+            .header_names
+            .unwrap_or_else(|| vec!["authorization".to_owned()]);
+        for (i, name) in header_names.iter().enumerate() {
+            if http::HeaderName::try_from(name.as_str()).is_err() {
+                return Err(self.invalid(
+                    &base.key("header_names").index(i),
+                    format!("{name:?} is not a valid header name"),
+                ));
+            }
+        }
+        Ok(JwtConfig {
+            uri_param_names: raw
+                .uri_param_names
+                .unwrap_or_else(|| vec!["jwt".to_owned()]),
+            cookie_names: raw.cookie_names.unwrap_or_default(),
+            header_names: header_names
+                .into_iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect(),
+            verify_exp: claims.iter().any(|c| c == "exp"),
+            verify_nbf: claims.iter().any(|c| c == "nbf"),
+            key_claim_name: raw.key_claim_name.unwrap_or_else(|| "iss".to_owned()),
+            secret_is_base64: raw.secret_is_base64.unwrap_or(false),
+            maximum_expiration,
+            credentials: Vec::new(),
+        })
+    }
+
+    /// Every consumer's jwt secret; a `key` may belong to one entry only, as in Kong.
+    pub(crate) fn jwt_credentials(
+        &self,
+        consumers: &[ConsumerRaw],
+    ) -> Result<Vec<JwtCredential>, ConfigError> {
+        let root = FieldPath::root().key("consumers");
+        let mut credentials: Vec<JwtCredential> = Vec::new();
+        let mut seen: std::collections::HashMap<String, FieldPath> = Default::default();
+        for (ci, consumer) in consumers.iter().enumerate() {
+            let name = consumer
+                .username
+                .clone()
+                .or_else(|| consumer.custom_id.clone())
+                .or_else(|| consumer.id.clone())
+                .unwrap_or_else(|| format!("consumers[{ci}]"));
+            for (i, raw) in consumer.jwt_secrets.iter().flatten().enumerate() {
+                let path = root.index(ci).key("jwt_secrets").index(i);
+                let key_path = path.key("key");
+                let key = match self.dereference(&key_path, raw.key.clone())? {
+                    Some(k) if !k.is_empty() => k,
+                    _ => return Err(self.invalid(&key_path, "required field missing")),
+                };
+                if let Some(first) = seen.insert(key.clone(), key_path.clone()) {
+                    return Err(self.invalid(
+                        &key_path,
+                        format!("duplicate jwt key; {first} has the same key"),
+                    ));
+                }
+                let algorithm = raw.algorithm.clone().unwrap_or_else(|| "HS256".to_owned());
+                if !JWT_ALGORITHMS.contains(&algorithm.as_str()) {
+                    return Err(self.invalid(
+                        &path.key("algorithm"),
+                        format!(
+                            "{algorithm:?} is not supported (supported: {})",
+                            JWT_ALGORITHMS.join(", ")
+                        ),
+                    ));
+                }
+                let secret = self.dereference(&path.key("secret"), raw.secret.clone())?;
+                let public_key =
+                    self.dereference(&path.key("rsa_public_key"), raw.rsa_public_key.clone())?;
+                if algorithm.starts_with("HS") {
+                    if secret.as_deref().is_none_or(str::is_empty) {
+                        return Err(self.invalid(
+                            &path.key("secret"),
+                            format!("required field missing: {algorithm} needs a secret"),
+                        ));
+                    }
+                } else if !public_key.as_deref().is_some_and(|k| {
+                    k.contains("-----BEGIN PUBLIC KEY-----")
+                        || k.contains("-----BEGIN RSA PUBLIC KEY-----")
+                }) {
+                    return Err(self.invalid(
+                        &path.key("rsa_public_key"),
+                        format!("{algorithm} needs rsa_public_key, a PEM public key"),
+                    ));
+                }
+                credentials.push(JwtCredential {
+                    consumer: name.clone(),
+                    key,
+                    algorithm,
+                    secret,
+                    public_key,
+                });
+            }
+        }
+        Ok(credentials)
     }
 
     fn ip_restriction(

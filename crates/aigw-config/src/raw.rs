@@ -38,6 +38,31 @@ pub(crate) struct ConsumerRaw {
     pub custom_id: Option<String>,
     pub keyauth_credentials: Option<Vec<KeyAuthCredentialRaw>>,
     pub basicauth_credentials: Option<Vec<BasicAuthCredentialRaw>>,
+    pub jwt_secrets: Option<Vec<JwtSecretRaw>>,
+}
+
+/// `consumers[].jwt_secrets[]`.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct JwtSecretRaw {
+    pub key: Option<String>,
+    pub secret: Option<String>,
+    pub algorithm: Option<String>,
+    pub rsa_public_key: Option<String>,
+}
+
+/// A jwt plugin's `config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct JwtRaw {
+    pub uri_param_names: Option<Vec<String>>,
+    pub cookie_names: Option<Vec<String>>,
+    pub header_names: Option<Vec<String>>,
+    pub claims_to_verify: Option<Vec<String>>,
+    pub key_claim_name: Option<String>,
+    pub secret_is_base64: Option<bool>,
+    pub maximum_expiration: Option<Int>,
+    pub anonymous: Option<String>,
 }
 
 /// `consumers[].basicauth_credentials[]`.

@@ -225,7 +225,7 @@ fn an_unenforced_plugin_on_a_served_route_refuses_the_file() {
     // Globally, on a route, and acl (until aigw has consumers' groups) alike.
     for (name, at) in [
         ("acl", "global"),
-        ("jwt", "route"),
+        ("request-transformer", "route"),
         ("rate-limiting", "global"),
     ] {
         let yaml = match at {
@@ -957,4 +957,38 @@ fn files_beyond_the_documented_size_are_refused() {
         err.contains("more than 1000 routes would be served (1002 are)"),
         "{err}"
     );
+}
+
+#[test]
+fn jwt_loads_consumers_secrets_and_refuses_what_it_cannot_verify() {
+    let plugin = "plugins:\n- name: jwt\n  config:\n    claims_to_verify: [exp]\n";
+    let ok = format!(
+        "{}consumers:\n- username: alice\n  jwt_secrets:\n  - key: alice-hs\n    secret: s3cret-hmac\n{plugin}",
+        deck("", "")
+    );
+    let config = parse_deck("x.yaml", &ok).unwrap_or_else(|e| panic!("{e}"));
+    let jwt = config.routes[0].jwt.as_ref().expect("jwt");
+    assert!(jwt.verify_exp && !jwt.verify_nbf);
+    assert_eq!(jwt.key_claim_name, "iss");
+    assert_eq!(jwt.header_names, ["authorization"]);
+    assert_eq!(jwt.credentials[0].algorithm, "HS256");
+    assert!(!format!("{config:?}").contains("s3cret-hmac"));
+
+    let es512 = format!(
+        "{}consumers:\n- username: alice\n  jwt_secrets:\n  - key: k\n    algorithm: ES512\n    rsa_public_key: x\n{plugin}",
+        deck("", "")
+    );
+    let (line, col) = position(&es512, "ES512");
+    assert!(
+        error(&es512).starts_with(&format!(
+            "x.yaml:{line}:{col}: consumers[0].jwt_secrets[0].algorithm: \"ES512\" is not supported"
+        )),
+        "{}",
+        error(&es512)
+    );
+    let no_key = format!(
+        "{}consumers:\n- username: alice\n  jwt_secrets:\n  - key: k\n    algorithm: RS256\n{plugin}",
+        deck("", "")
+    );
+    assert!(error(&no_key).contains("RS256 needs rsa_public_key"));
 }

@@ -10,6 +10,7 @@ mod auth;
 mod drivers;
 mod error;
 mod frontend;
+mod jwt;
 mod limit;
 mod local_streams;
 mod plugins;

@@ -1,6 +1,6 @@
 //! The Kong plugins a route enforces in admission besides key-auth, in Kong's order
-//! (its plugin priorities): basic-auth, ip-restriction, request-size-limiting, then
-//! request-termination. So an unauthenticated caller gets 401 before a refused address
+//! (its plugin priorities): jwt and basic-auth, ip-restriction, request-size-limiting,
+//! then request-termination. So an unauthenticated caller gets 401 before a refused address
 //! gets 403, and a terminated route still asks for credentials first, as in Kong.
 //!
 //! Everything here reads only the request's head (headers or gRPC metadata, query, the
@@ -16,10 +16,12 @@ use http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::admission::Caller;
+use crate::jwt::JwtAuth;
 
 /// The plugins one route enforces besides key-auth.
 #[derive(Debug, Default)]
 pub struct RoutePlugins {
+    jwt: Option<JwtAuth>,
     basic_auth: Option<BasicAuth>,
     ip_restriction: Option<IpRestrictionConfig>,
     size_limit: Option<RequestSizeLimitConfig>,
@@ -27,14 +29,15 @@ pub struct RoutePlugins {
 }
 
 impl RoutePlugins {
-    /// The runtime form of a route's plugins.
-    pub fn new(route: &RouteConfig) -> Self {
-        RoutePlugins {
+    /// The runtime form of a route's plugins; fails on a jwt secret that is not a key.
+    pub fn new(route: &RouteConfig) -> Result<Self, Error> {
+        Ok(RoutePlugins {
+            jwt: route.jwt.as_ref().map(JwtAuth::new).transpose()?,
             basic_auth: route.basic_auth.as_ref().map(BasicAuth::new),
             ip_restriction: route.ip_restriction.clone(),
             size_limit: route.request_size_limiting,
             termination: route.request_termination.clone(),
-        }
+        })
     }
 
     /// The most body bytes request-size-limiting lets through, when it applies.
@@ -45,6 +48,9 @@ impl RoutePlugins {
 
     /// Lets a request in, or answers for the route as its plugins say.
     pub(crate) fn admit(&self, head: Caller<'_>) -> Result<(), Error> {
+        if let Some(jwt) = &self.jwt {
+            jwt.check(head.headers, head.query)?;
+        }
         if let Some(auth) = &self.basic_auth {
             auth.check(head.headers)?;
         }

@@ -157,7 +157,7 @@ async fn build_route(
         balancer: state,
         service: BoxCloneSyncService::new(stack),
         key_auth: route.key_auth.as_ref().map(KeyAuth::new),
-        plugins: RoutePlugins::new(route),
+        plugins: RoutePlugins::new(route)?,
     })
 }
 

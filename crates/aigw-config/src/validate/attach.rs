@@ -9,8 +9,8 @@ use crate::key_auth::{KEY_AUTH, KeyAuthConfig};
 use crate::model::{AiProxyConfig, RouteConfig};
 use crate::path::FieldPath;
 use crate::plugins::{
-    BASIC_AUTH, BasicAuthConfig, ENFORCED_PLUGINS, IP_RESTRICTION, OBSERVE_ONLY_PLUGINS, Policy,
-    REQUEST_SIZE_LIMITING, REQUEST_TERMINATION,
+    BASIC_AUTH, BasicAuthConfig, ENFORCED_PLUGINS, IP_RESTRICTION, JWT, JwtConfig,
+    OBSERVE_ONLY_PLUGINS, Policy, REQUEST_SIZE_LIMITING, REQUEST_TERMINATION,
 };
 use crate::raw::{DeckRaw, EntityRef, PluginRaw, RouteRaw, ServiceRaw};
 
@@ -125,6 +125,16 @@ impl Cx<'_> {
             );
         }
         let passwords = self.basic_credentials(consumers)?;
+        let jwt_secrets = self.jwt_credentials(consumers)?;
+        if let Some(first) = policies.iter().find(|c| c.name == JWT) {
+            if jwt_secrets.is_empty() {
+                let first = first.path.clone();
+                self.warn(
+                    &first,
+                    "jwt is on but no consumer has jwt_secrets; every request to its routes gets 401",
+                );
+            }
+        }
         if let Some(first) = policies.iter().find(|c| c.name == BASIC_AUTH) {
             if passwords.is_empty() {
                 let first = first.path.clone();
@@ -181,6 +191,13 @@ impl Cx<'_> {
                 }),
                 _ => None,
             };
+            let jwt = match policy(JWT) {
+                Some(Policy::Jwt(config)) => Some(JwtConfig {
+                    credentials: jwt_secrets.clone(),
+                    ..config.clone()
+                }),
+                _ => None,
+            };
             let ip_restriction = match policy(IP_RESTRICTION) {
                 Some(Policy::IpRestriction(config)) => Some(config.clone()),
                 _ => None,
@@ -204,6 +221,7 @@ impl Cx<'_> {
                     ai: chosen.config.clone(),
                     key_auth,
                     basic_auth,
+                    jwt,
                     ip_restriction,
                     request_size_limiting,
                     request_termination,
@@ -409,6 +427,7 @@ impl Cx<'_> {
                 Some(name) => {
                     if let Some(&known) = [
                         BASIC_AUTH,
+                        JWT,
                         IP_RESTRICTION,
                         REQUEST_SIZE_LIMITING,
                         REQUEST_TERMINATION,
@@ -416,7 +435,14 @@ impl Cx<'_> {
                     .iter()
                     .find(|known| **known == name)
                     {
-                        self.push_policy(&mut plugins, known, plugin, path, scope, route, service)?;
+                        let attached = Attached {
+                            plugin,
+                            path,
+                            scope,
+                            route,
+                            service,
+                        };
+                        self.push_policy(&mut plugins, known, attached)?;
                     } else if plugin.enabled == Some(false) {
                         self.warn(
                             &path,
@@ -493,17 +519,19 @@ impl Cx<'_> {
 
     /// Validates one instance of a plugin of [`crate::plugins`] into `plugins`; Kong
     /// allows one instance of a plugin per attachment.
-    #[allow(clippy::too_many_arguments)]
     fn push_policy(
         &mut self,
         plugins: &mut Plugins,
         name: &'static str,
-        plugin: &PluginRaw,
-        path: FieldPath,
-        scope: Scope,
-        route: Option<usize>,
-        service: Option<usize>,
+        attached: Attached<'_>,
     ) -> Result<(), ConfigError> {
+        let Attached {
+            plugin,
+            path,
+            scope,
+            route,
+            service,
+        } = attached;
         let Some(policy) = self.policy(name, plugin, &path)? else {
             return Ok(());
         };
