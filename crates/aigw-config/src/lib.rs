@@ -4,8 +4,9 @@
 //! A decK file written for Kong's `ai-proxy-advanced` plugin loads unchanged:
 //! [`load_deck`] reads it with figment into plain serde types that mirror the file, then
 //! validates those once into the runtime types ([`GatewayConfig`] and below) with every
-//! Kong default applied. Kong fields aigw has no use for are accepted and skipped; other
-//! plugins, disabled plugins, and unknown ai-proxy-advanced fields come back as
+//! Kong default applied. Kong fields aigw has no use for are accepted and skipped;
+//! observe-only plugins, plugins on routes aigw does not serve, disabled plugins, and
+//! unknown ai-proxy-advanced fields come back as
 //! [`GatewayConfig::warnings`]. A bad file fails with a [`ConfigError`] that names the
 //! file, line, column and Kong field path:
 //!
@@ -21,7 +22,11 @@
 //! an unset variable is a load error that names the variable.
 //!
 //! Kong's `key-auth` plugin, attached the same way, protects a route with the keys of the
-//! file's `consumers[].keyauth_credentials[]` ([`RouteConfig::key_auth`]).
+//! file's `consumers[].keyauth_credentials[]` ([`RouteConfig::key_auth`]); `basic-auth`, `jwt`,
+//! `ip-restriction`, `request-size-limiting` and `request-termination` attach the same way
+//! too. A gateway must fail closed: any other plugin that applies to a served route (on
+//! it, its service, or globally) is refused with its file, line and name, except the
+//! [`OBSERVE_ONLY_PLUGINS`], which cannot let a request through and load with a warning.
 //!
 //! [`Settings`] come from defaults, `aigw.toml`, `AIGW_*` variables and the command line.
 
@@ -34,6 +39,7 @@ mod key_auth;
 mod locate;
 mod model;
 mod path;
+mod plugins;
 mod raw;
 mod schema;
 mod settings;
@@ -51,20 +57,56 @@ pub use model::{
     AiProxyConfig, BalancerConfig, BedrockOptions, GatewayConfig, ModelConfig, ModelOptions,
     RouteConfig, TargetAuth, TargetConfig, TargetLogging,
 };
+pub use plugins::{
+    BasicAuthConfig, BasicCredential, ENFORCED_PLUGINS, IpNet, IpRestrictionConfig, JWT_ALGORITHMS,
+    JwtConfig, JwtCredential, OBSERVE_ONLY_PLUGINS, RequestSizeLimitConfig,
+    RequestTerminationConfig,
+};
 pub use settings::{SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides};
+
+/// The largest decK file aigw reads, in bytes (8 MiB). Parsing holds the file several
+/// times over (YAML events, figment values, the typed mirror); a bound keeps a runaway
+/// file, or a wrong path to a huge one, from taking the process down at start or reload.
+pub const MAX_DECK_BYTES: u64 = 8 << 20;
+
+/// The most routes one file may have aigw serve (1,000). Each served route holds its own
+/// balancer stack, telemetry and metric series (about 50 KB), so this bounds the table to
+/// some 50 MB and `/metrics` to a size a scraper takes in one go.
+pub const MAX_ROUTES: usize = 1_000;
 
 /// Loads and validates the decK file at `path`.
 pub fn load_deck(path: &Path) -> Result<GatewayConfig, ConfigError> {
-    let yaml = std::fs::read_to_string(path).map_err(|io_error| ConfigError::Read {
+    let read_error = |io_error| ConfigError::Read {
         path: path.to_owned(),
         io_error,
-    })?;
-    parse_deck(&path.display().to_string(), &yaml)
+    };
+    let size = std::fs::metadata(path).map_err(read_error)?.len();
+    let source_name = path.display().to_string();
+    if size > MAX_DECK_BYTES {
+        return Err(too_big(&source_name, size));
+    }
+    let yaml = std::fs::read_to_string(path).map_err(read_error)?;
+    parse_deck(&source_name, &yaml)
 }
 
 /// Validates decK text; `source_name` stands for the file in error messages.
 pub fn parse_deck(source_name: &str, yaml: &str) -> Result<GatewayConfig, ConfigError> {
+    let size = yaml.len() as u64;
+    if size > MAX_DECK_BYTES {
+        return Err(too_big(source_name, size));
+    }
     validate::parse(source_name, yaml)
+}
+
+fn too_big(file: &str, size: u64) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.to_owned(),
+        location: None,
+        path: String::new(),
+        message: format!(
+            "the file is {size} bytes; aigw reads decK files of at most {MAX_DECK_BYTES} bytes (8 MiB)"
+        ),
+    }
 }
 
 #[cfg(test)]

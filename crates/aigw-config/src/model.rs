@@ -11,6 +11,10 @@ use crate::enums::{
     TokensCountStrategy,
 };
 use crate::key_auth::KeyAuthConfig;
+use crate::plugins::{
+    BasicAuthConfig, IpRestrictionConfig, JwtConfig, RequestSizeLimitConfig,
+    RequestTerminationConfig,
+};
 
 /// Everything aigw serves, from one decK file.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +43,19 @@ pub struct RouteConfig {
     /// The key-auth plugin that applies to the route, if any: then only callers with a
     /// consumer's key get through.
     pub key_auth: Option<KeyAuthConfig>,
+    /// The basic-auth plugin that applies to the route, if any: then only callers with a
+    /// consumer's username and password get through.
+    pub basic_auth: Option<BasicAuthConfig>,
+    /// The jwt plugin that applies to the route, if any: then only callers with a token
+    /// signed with a consumer's secret get through.
+    pub jwt: Option<JwtConfig>,
+    /// The ip-restriction plugin that applies to the route, if any.
+    pub ip_restriction: Option<IpRestrictionConfig>,
+    /// The request-size-limiting plugin that applies to the route, if any.
+    pub request_size_limiting: Option<RequestSizeLimitConfig>,
+    /// The request-termination plugin that applies to the route, if any: the route then
+    /// answers (authenticated) requests itself.
+    pub request_termination: Option<RequestTerminationConfig>,
 }
 
 /// An ai-proxy-advanced plugin's config, with Kong's defaults applied.

@@ -37,6 +37,80 @@ pub(crate) struct ConsumerRaw {
     pub username: Option<String>,
     pub custom_id: Option<String>,
     pub keyauth_credentials: Option<Vec<KeyAuthCredentialRaw>>,
+    pub basicauth_credentials: Option<Vec<BasicAuthCredentialRaw>>,
+    pub jwt_secrets: Option<Vec<JwtSecretRaw>>,
+}
+
+/// `consumers[].jwt_secrets[]`.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct JwtSecretRaw {
+    pub key: Option<String>,
+    pub secret: Option<String>,
+    pub algorithm: Option<String>,
+    pub rsa_public_key: Option<String>,
+}
+
+/// A jwt plugin's `config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct JwtRaw {
+    pub uri_param_names: Option<Vec<String>>,
+    pub cookie_names: Option<Vec<String>>,
+    pub header_names: Option<Vec<String>>,
+    pub claims_to_verify: Option<Vec<String>>,
+    pub key_claim_name: Option<String>,
+    pub secret_is_base64: Option<bool>,
+    pub maximum_expiration: Option<Int>,
+    pub anonymous: Option<String>,
+}
+
+/// `consumers[].basicauth_credentials[]`.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct BasicAuthCredentialRaw {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// A basic-auth plugin's `config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct BasicAuthRaw {
+    pub anonymous: Option<String>,
+    // `hide_credentials` is left to serde to skip: aigw never forwards a client's headers.
+    pub realm: Option<String>,
+}
+
+/// An ip-restriction plugin's `config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct IpRestrictionRaw {
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub status: Option<Int>,
+    pub message: Option<String>,
+}
+
+/// A request-termination plugin's `config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct RequestTerminationRaw {
+    pub status_code: Option<Int>,
+    pub message: Option<String>,
+    pub body: Option<String>,
+    pub content_type: Option<String>,
+    pub trigger: Option<String>,
+    pub echo: Option<bool>,
+}
+
+/// A request-size-limiting plugin's `config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct RequestSizeLimitingRaw {
+    pub allowed_payload_size: Option<Int>,
+    pub size_unit: Option<String>,
+    pub require_content_length: Option<bool>,
 }
 
 /// `consumers[].keyauth_credentials[]`.

@@ -182,7 +182,7 @@ fn service_plugin_serves_every_route_without_its_own() {
 
     let warnings = config.warnings.join("\n");
     assert!(
-        warnings.contains("plugin \"rate-limiting\" is not supported"),
+        warnings.contains("rate-limiting is disabled (enabled: false); ignored"),
         "{warnings}"
     );
     assert!(
@@ -194,10 +194,69 @@ fn service_plugin_serves_every_route_without_its_own() {
     let (line, col) = position(&text, "- name: rate-limiting");
     assert!(
         warnings.contains(&format!(
-            "service-plugin.yaml:{line}:{}: services[0].plugins[1]: plugin",
+            "service-plugin.yaml:{line}:{}: services[0].plugins[1]: rate-limiting",
             col + 2
         )),
         "{warnings}"
+    );
+}
+
+/// Failing closed: the fixture's rate-limiting plugin, enabled, is one aigw does not
+/// enforce on the service's routes, so the file does not load.
+#[test]
+fn an_unenforced_plugin_on_a_served_route_refuses_the_file() {
+    let text = std::fs::read_to_string(Path::new(FIXTURES).join("service-plugin.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .replace(
+            "    enabled: false\n    config:\n      minute: 5",
+            "    config:\n      minute: 5",
+        );
+    let (line, col) = position(&text, "rate-limiting");
+    let err = parse_deck("s.yaml", &text)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "s.yaml:{line}:{col}: services[0].plugins[1].name: plugin \"rate-limiting\" applies to route shared-a, but aigw does not enforce it"
+        )),
+        "{err}"
+    );
+
+    // Globally, on a route, and acl (until aigw has consumers' groups) alike.
+    for (name, at) in [
+        ("acl", "global"),
+        ("request-transformer", "route"),
+        ("rate-limiting", "global"),
+    ] {
+        let yaml = match at {
+            "global" => format!("{}plugins:\n- name: {name}\n  config: {{}}\n", deck("", "")),
+            _ => deck("", "").replace(
+                "    plugins:\n",
+                &format!("    plugins:\n    - name: {name}\n"),
+            ),
+        };
+        let err = error(&yaml);
+        let (line, col) = position(&yaml, &format!("name: {name}"));
+        assert!(
+            err.contains(&format!("x.yaml:{line}:{}: ", col + 6))
+                && err.contains(&format!("plugin \"{name}\" applies to route")),
+            "{name} {at}: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_unenforced_plugin_on_an_unserved_route_is_a_warning() {
+    let yaml = format!(
+        "{}routes:\n- name: plain\n  paths: [/plain]\n  plugins:\n  - name: rate-limiting\n",
+        deck("", "")
+    );
+    let config = parse_deck("x.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        config.warnings.iter().any(|w| w
+            .contains("\"rate-limiting\" is not enforced by aigw; it applies to no served route")),
+        "{:?}",
+        config.warnings
     );
 }
 
@@ -674,7 +733,7 @@ fn other_plugins_are_one_warning_per_name_and_consumer_plugins_are_skipped() {
         .filter(|w| w.contains("cors"))
         .collect();
     assert_eq!(cors.len(), 1, "{:?}", config.warnings);
-    assert!(cors[0].contains("plugins[0]: plugin \"cors\" is not supported by aigw; ignored (2 instances; this is the first)"));
+    assert!(cors[0].contains("plugins[0]: plugin \"cors\" only observes traffic and is not run by aigw; ignored (2 instances; this is the first)"));
     assert!(
         config
             .warnings
@@ -745,4 +804,191 @@ fn deck_env_references_read_only_deck_variables() {
             && err.contains("decK reads only variables named DECK_*"),
         "{err}"
     );
+}
+
+/// The plugins aigw enforces besides key-auth load from the file unchanged, with Kong's
+/// defaults, the most specific instance winning.
+#[test]
+fn enforced_plugins_load_with_kong_defaults() {
+    let yaml = format!(
+        "{}consumers:\n- username: alice\n  basicauth_credentials:\n  - username: alice\n    password: open-sesame\n\
+         plugins:\n- name: basic-auth\n- name: ip-restriction\n  config:\n    deny: [10.0.0.0/8, \"2001:db8::/32\"]\n\
+         - name: request-size-limiting\n  config:\n    allowed_payload_size: 2\n    size_unit: kilobytes\n\
+         - name: request-termination\n  route: route1\n  config:\n    status_code: 418\n    message: brewing\n",
+        deck("", "").replace(
+            "    plugins:\n",
+            "    plugins:\n    - name: ip-restriction\n      config:\n        allow: [127.0.0.1]\n        status: 404\n",
+        )
+    );
+    let config = parse_deck("x.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    let route = &config.routes[0];
+    let basic = route.basic_auth.as_ref().expect("basic-auth");
+    assert_eq!(basic.realm, "aigw");
+    assert_eq!(basic.credentials.len(), 1);
+    assert_eq!(
+        basic.credentials[0].digest,
+        BasicCredential::digest(b"alice", b"open-sesame")
+    );
+    assert!(!format!("{config:?}").contains("open-sesame"));
+    let ip = route.ip_restriction.as_ref().expect("ip-restriction");
+    assert_eq!(ip.status, 404, "the route's own instance wins");
+    assert!(ip.deny.is_empty());
+    assert!(ip.allows("127.0.0.1".parse().expect("ip")));
+    assert_eq!(ip.message, "Your IP address is not allowed");
+    let size = route.request_size_limiting.expect("request-size-limiting");
+    assert_eq!(size.max_bytes, 2048);
+    assert!(!size.require_content_length);
+    let stop = route
+        .request_termination
+        .as_ref()
+        .expect("request-termination");
+    assert_eq!((stop.status, stop.message.as_str()), (418, "brewing"));
+    assert!(stop.body.is_none());
+}
+
+#[test]
+fn enforced_plugin_configs_are_checked_with_lines() {
+    let global = |plugin: &str| format!("{}plugins:\n{plugin}", deck("", ""));
+    let cases = [
+        (
+            "- name: ip-restriction\n  config:\n    allow: [10.0.0.0/33]\n",
+            "10.0.0.0/33",
+            "plugins[0].config.allow[0]: \"10.0.0.0/33\" is not an IP address or CIDR block",
+        ),
+        (
+            "- name: request-termination\n  config:\n    status_code: 700\n",
+            "700",
+            "plugins[0].config.status_code: must be an HTTP status between 100 and 599, got 700",
+        ),
+        (
+            "- name: request-size-limiting\n  config:\n    size_unit: gigabytes\n",
+            "gigabytes",
+            "plugins[0].config.size_unit: unknown value \"gigabytes\"",
+        ),
+        (
+            "- name: request-termination\n  config:\n    echo: true\n",
+            "true",
+            "plugins[0].config.echo: echo: true is not supported",
+        ),
+    ];
+    for (plugin, at, message) in cases {
+        let yaml = global(plugin);
+        let (line, col) = position(&yaml, at);
+        let err = error(&yaml);
+        assert!(
+            err.starts_with(&format!("x.yaml:{line}:{col}: {message}")),
+            "{err}"
+        );
+    }
+}
+
+/// A credential written as a number is refused like any wrong type, without the number.
+#[test]
+fn a_numeric_secret_is_never_echoed() {
+    for consumers in [
+        "consumers:\n- username: a\n  keyauth_credentials:\n  - key: 987654321\n",
+        "consumers:\n- username: a\n  basicauth_credentials:\n  - username: a\n    password: 987654321\n",
+    ] {
+        let yaml = format!("{}{consumers}", deck("", ""));
+        let err = error(&yaml);
+        assert!(!err.contains("987654321"), "{err}");
+        let (line, _) = position(&yaml, "987654321");
+        assert!(err.contains(&format!("x.yaml:{line}:")), "{err}");
+        assert!(err.contains("invalid type: expected a string"), "{err}");
+    }
+}
+
+/// A route on the gateway's own paths would never be reached.
+#[test]
+fn routes_on_the_gateways_own_paths_are_refused() {
+    for path in [
+        "/health",
+        "/metrics",
+        "/status/targets",
+        "/aigw.v1.ChatService/Chat",
+        "/grpc.health.v1.Health/Check",
+    ] {
+        let yaml = deck("", "").replace("    - /chat\n", &format!("    - {path}\n"));
+        let (line, col) = position(&yaml, path);
+        let err = error(&yaml);
+        assert!(
+            err.starts_with(&format!(
+                "x.yaml:{line}:{col}: services[0].routes[0].paths[0]: path {path:?} is the gateway's own"
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn zero_timeouts_are_refused() {
+    for field in ["read_timeout", "connect_timeout", "write_timeout"] {
+        let yaml = deck(&format!("          {field}: 0"), "");
+        let err = error(&yaml);
+        let (line, col) = position(&yaml, &format!("{field}: 0"));
+        assert!(
+            err.starts_with(&format!(
+                "x.yaml:{line}:{}: services[0].routes[0].plugins[0].config.balancer.{field}: must be between 1 and",
+                col + field.len() + 2
+            )),
+            "{err}"
+        );
+    }
+    let ok = deck("          read_timeout: 1", "");
+    assert!(parse_deck("x.yaml", &ok).is_ok());
+}
+
+#[test]
+fn files_beyond_the_documented_size_are_refused() {
+    let big = format!("{}#{}\n", deck("", ""), "x".repeat(MAX_DECK_BYTES as usize));
+    let err = error(&big);
+    assert!(err.contains("at most 8388608 bytes"), "{err}");
+
+    let mut routes = String::new();
+    for i in 0..=MAX_ROUTES {
+        routes.push_str(&format!("  - name: r{i}\n    paths: [/r{i}]\n"));
+    }
+    let mut yaml = deck("", "").replace("  routes:\n", &format!("  routes:\n{routes}"));
+    yaml.push_str(
+        "plugins:\n- name: ai-proxy-advanced\n  config:\n    targets:\n    - model: {provider: bedrock, name: m}\n      route_type: llm/v1/chat\n",
+    );
+    let err = error(&yaml);
+    assert!(
+        err.contains("more than 1000 routes would be served (1002 are)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn jwt_loads_consumers_secrets_and_refuses_what_it_cannot_verify() {
+    let plugin = "plugins:\n- name: jwt\n  config:\n    claims_to_verify: [exp]\n";
+    let ok = format!(
+        "{}consumers:\n- username: alice\n  jwt_secrets:\n  - key: alice-hs\n    secret: s3cret-hmac\n{plugin}",
+        deck("", "")
+    );
+    let config = parse_deck("x.yaml", &ok).unwrap_or_else(|e| panic!("{e}"));
+    let jwt = config.routes[0].jwt.as_ref().expect("jwt");
+    assert!(jwt.verify_exp && !jwt.verify_nbf);
+    assert_eq!(jwt.key_claim_name, "iss");
+    assert_eq!(jwt.header_names, ["authorization"]);
+    assert_eq!(jwt.credentials[0].algorithm, "HS256");
+    assert!(!format!("{config:?}").contains("s3cret-hmac"));
+
+    let es512 = format!(
+        "{}consumers:\n- username: alice\n  jwt_secrets:\n  - key: k\n    algorithm: ES512\n    rsa_public_key: x\n{plugin}",
+        deck("", "")
+    );
+    let (line, col) = position(&es512, "ES512");
+    assert!(
+        error(&es512).starts_with(&format!(
+            "x.yaml:{line}:{col}: consumers[0].jwt_secrets[0].algorithm: \"ES512\" is not supported"
+        )),
+        "{}",
+        error(&es512)
+    );
+    let no_key = format!(
+        "{}consumers:\n- username: alice\n  jwt_secrets:\n  - key: k\n    algorithm: RS256\n{plugin}",
+        deck("", "")
+    );
+    assert!(error(&no_key).contains("RS256 needs rsa_public_key"));
 }

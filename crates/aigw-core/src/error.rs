@@ -12,6 +12,12 @@ pub enum ErrorKind {
     RouteNotFound,
     /// The client is not allowed in.
     Unauthorized,
+    /// The client is known (or its address is) but may not use this route: Kong's
+    /// ip-restriction.
+    Forbidden,
+    /// The route answers every request itself, without calling upstream: Kong's
+    /// request-termination.
+    Terminated,
     /// The request body is over the size limit.
     PayloadTooLarge,
     /// The endpoint exists but not for this method (an HTTP GET on a chat path, a gRPC
@@ -48,6 +54,8 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => "invalid_request",
             ErrorKind::RouteNotFound => "route_not_found",
             ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Terminated => "terminated",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
@@ -93,6 +101,21 @@ pub struct Error {
     message: String,
     upstream_status: Option<u16>,
     retry_after: Option<Duration>,
+    reply: Option<Box<ErrorReply>>,
+}
+
+/// How a route's configuration shapes the answer to an error instead of the kind's
+/// default: Kong plugins let a file choose the status (ip-restriction's `status`,
+/// request-termination's `status_code`), the body (request-termination's `body`), and an
+/// auth plugin names its scheme in `WWW-Authenticate`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorReply {
+    /// The HTTP status to answer with; the gRPC code follows from it.
+    pub status: Option<u16>,
+    /// A raw body and its content type, sent as is in place of the error body.
+    pub body: Option<(String, String)>,
+    /// The `WWW-Authenticate` challenge of a 401.
+    pub challenge: Option<String>,
 }
 
 impl Error {
@@ -103,7 +126,19 @@ impl Error {
             message: message.into(),
             upstream_status: None,
             retry_after: None,
+            reply: None,
         }
+    }
+
+    /// Shapes the answer as the route's configuration says (see [`ErrorReply`]).
+    pub fn with_reply(mut self, reply: ErrorReply) -> Self {
+        self.reply = Some(Box::new(reply));
+        self
+    }
+
+    /// How the route's configuration shapes the answer, when it does.
+    pub fn reply(&self) -> Option<&ErrorReply> {
+        self.reply.as_deref()
     }
 
     /// Shorthand for a client mistake.

@@ -30,5 +30,5 @@ pub use chat::{
 pub use client_cache::ClientCache;
 pub use defaults::RequestDefaults;
 pub use driver::{BoxDriver, Chat, Driver, DriverFuture};
-pub use error::{Error, ErrorKind, error_chain};
+pub use error::{Error, ErrorKind, ErrorReply, error_chain};
 pub use ids::{completion_id, unix_now};

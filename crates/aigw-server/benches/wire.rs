@@ -95,6 +95,7 @@ fn router(runtime: &tokio::runtime::Runtime) -> axum::Router {
         balancer: state,
         service: BoxCloneSyncService::new(stack),
         key_auth: None,
+        plugins: Default::default(),
     };
     runtime
         .block_on(Gateway::new(RouteTable::new(vec![route])).router())

@@ -4,8 +4,10 @@
 //! core [`ChatRequest`], and encodes the [`Admitted`] answer back; everything between is
 //! here, in this order:
 //!
-//! 1. [`Admission::route`]: find the route, name it in the request's telemetry record, and
-//!    check the caller's key (Kong's key-auth);
+//! 1. [`Admission::route`]: find the route, name it in the request's telemetry record,
+//!    check the caller's key (Kong's key-auth), then the route's other plugins
+//!    (`plugins.rs`: basic-auth, ip-restriction, request-size-limiting by Content-Length,
+//!    request-termination);
 //! 2. [`Admission::call`]: the route's body limit, its `response_streaming` policy, the
 //!    consistent-hashing key, the call into the route's stack (see `stack.rs`), and the
 //!    serving model's name for `x-aigw-llm-model`.
@@ -13,6 +15,7 @@
 //! Step 1 comes before a body is read wherever the route is known from the request's head,
 //! so an unknown path or a missing key costs no body read.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use aigw_config::ResponseStreaming;
@@ -46,6 +49,21 @@ pub(crate) struct Caller<'a> {
     pub(crate) headers: &'a HeaderMap,
     /// The URL's query string, where the front end has one.
     pub(crate) query: Option<&'a str>,
+    /// The TCP peer's address (from [`PeerAddr`]); `None` when the server could not tell,
+    /// which ip-restriction refuses.
+    pub(crate) peer: Option<IpAddr>,
+}
+
+/// The TCP peer of a request's connection, put in each request's extensions by the server
+/// (HTTP and gRPC alike), for ip-restriction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl PeerAddr {
+    /// The peer's IP address, from a request's extensions.
+    pub(crate) fn of(extensions: &http::Extensions) -> Option<IpAddr> {
+        extensions.get::<PeerAddr>().map(|peer| peer.0.ip())
+    }
 }
 
 /// What a front end can send back, which decides how a route's `response_streaming`
@@ -118,10 +136,7 @@ impl Admission {
     /// The most body bytes worth reading for `route`; before the route is known, the
     /// largest any route accepts.
     pub(crate) fn body_limit(&self, route: Option<&Route>) -> usize {
-        route.map_or_else(
-            || self.table.largest_body_limit(),
-            |r| r.max_request_body_size,
-        )
+        route.map_or_else(|| self.table.largest_body_limit(), Route::body_limit)
     }
 
     /// The route `key` names, once `caller` is let in by it.
@@ -139,6 +154,7 @@ impl Admission {
         // Named before key-auth, so refused requests still carry their route in logs.
         aigw_telemetry::record_route(&route.name);
         route.authorize(caller.headers, caller.query)?;
+        route.plugins.admit(caller)?;
         Ok(route.clone())
     }
 
@@ -152,6 +168,13 @@ impl Admission {
     ) -> Result<Admitted, Error> {
         if body_len > route.max_request_body_size {
             return Err(too_large(route.max_request_body_size));
+        }
+        if route
+            .plugins
+            .body_limit()
+            .is_some_and(|limit| body_len > limit)
+        {
+            return Err(crate::plugins::size_limit_exceeded());
         }
         request.stream = match (route.response_streaming, request.stream) {
             (ResponseStreaming::Deny, true) => {

@@ -30,6 +30,17 @@ fn wire(kind: ErrorKind, upstream_status: Option<u16>) -> WireError {
             tonic::Code::Unauthenticated,
             "authentication_error",
         ),
+        ErrorKind::Forbidden => (
+            StatusCode::FORBIDDEN,
+            tonic::Code::PermissionDenied,
+            "permission_error",
+        ),
+        // Kong's request-termination default; the file's `status_code` usually replaces it.
+        ErrorKind::Terminated => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            tonic::Code::Unavailable,
+            "api_error",
+        ),
         ErrorKind::PayloadTooLarge => (
             StatusCode::PAYLOAD_TOO_LARGE,
             tonic::Code::ResourceExhausted,
@@ -95,6 +106,35 @@ fn wire(kind: ErrorKind, upstream_status: Option<u16>) -> WireError {
     }
 }
 
+/// The table's answer for `error`, with the status its route's configuration chose.
+fn wire_for(error: &Error) -> WireError {
+    let mut wire = wire(error.kind(), error.upstream_status());
+    let chosen = error
+        .reply()
+        .and_then(|r| r.status)
+        .and_then(|s| StatusCode::from_u16(s).ok());
+    if let Some(status) = chosen {
+        wire.status = status;
+        wire.grpc = grpc_code_for(status, wire.grpc);
+    }
+    wire
+}
+
+/// The gRPC code for a status a config chose, after gRPC's own HTTP-to-gRPC mapping where
+/// it has one; otherwise the kind's code.
+fn grpc_code_for(status: StatusCode, kind_code: tonic::Code) -> tonic::Code {
+    match status.as_u16() {
+        400 | 411 => tonic::Code::InvalidArgument,
+        401 => tonic::Code::Unauthenticated,
+        403 => tonic::Code::PermissionDenied,
+        404 => tonic::Code::NotFound,
+        408 | 504 => tonic::Code::DeadlineExceeded,
+        413 | 429 => tonic::Code::ResourceExhausted,
+        502 | 503 => tonic::Code::Unavailable,
+        _ => kind_code,
+    }
+}
+
 /// An error on its way to an HTTP client, as an OpenAI-style body:
 /// `{"error":{"message","type","code"}}`.
 #[derive(Debug)]
@@ -109,7 +149,7 @@ impl From<Error> for ApiError {
 impl ApiError {
     /// The OpenAI-style JSON body, also used for a stream's error event.
     pub fn body(&self) -> serde_json::Value {
-        let wire = wire(self.0.kind(), self.0.upstream_status());
+        let wire = wire_for(&self.0);
         json!({
             "error": {
                 "message": self.0.message(),
@@ -122,14 +162,27 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let wire = wire(self.0.kind(), self.0.upstream_status());
-        let mut response = (wire.status, Json(self.body())).into_response();
+        let wire = wire_for(&self.0);
+        let reply = self.0.reply();
+        let mut response = match reply.and_then(|r| r.body.as_ref()) {
+            Some((content_type, body)) => {
+                let mut raw = (wire.status, body.clone()).into_response();
+                if let Ok(value) = http::HeaderValue::from_str(content_type) {
+                    raw.headers_mut().insert(http::header::CONTENT_TYPE, value);
+                }
+                raw
+            }
+            None => (wire.status, Json(self.body())).into_response(),
+        };
         if self.0.kind() == ErrorKind::Unauthorized {
             // RFC 9110 asks a 401 to name the scheme; Kong's key-auth sends the same.
-            response.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Key realm=\"aigw\""),
-            );
+            let challenge = reply
+                .and_then(|r| r.challenge.as_deref())
+                .and_then(|c| http::HeaderValue::from_str(c).ok())
+                .unwrap_or(http::HeaderValue::from_static("Key realm=\"aigw\""));
+            response
+                .headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, challenge);
         }
         if let Some(after) = self.0.retry_after() {
             response.headers_mut().insert(
@@ -143,7 +196,7 @@ impl IntoResponse for ApiError {
 
 /// The gRPC status for an error.
 pub fn grpc_status(error: &Error) -> tonic::Status {
-    let wire = wire(error.kind(), error.upstream_status());
+    let wire = wire_for(error);
     tonic::Status::new(wire.grpc, error.message())
 }
 

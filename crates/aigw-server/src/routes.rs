@@ -6,7 +6,7 @@ use aigw_config::ResponseStreaming;
 use aigw_core::{ChatReply, ChatRequest, Error, ErrorKind};
 use tower::util::BoxCloneSyncService;
 
-use crate::KeyAuth;
+use crate::{KeyAuth, RoutePlugins};
 
 /// One configured route: its settings and its tower stack.
 pub struct Route {
@@ -29,6 +29,9 @@ pub struct Route {
     pub service: BoxCloneSyncService<ChatRequest, ChatReply, Error>,
     /// Kong key-auth: when set, only callers with a consumer's key get in.
     pub key_auth: Option<KeyAuth>,
+    /// The route's other Kong plugins: basic-auth, ip-restriction, request-size-limiting,
+    /// request-termination.
+    pub plugins: RoutePlugins,
 }
 
 impl Route {
@@ -42,6 +45,16 @@ impl Route {
 }
 
 impl Route {
+    /// The most body bytes worth reading: `max_request_body_size`, or request-size-limiting's
+    /// limit when that is smaller.
+    pub fn body_limit(&self) -> usize {
+        self.plugins
+            .body_limit()
+            .map_or(self.max_request_body_size, |limit| {
+                limit.min(self.max_request_body_size)
+            })
+    }
+
     /// The request's consistent-hashing key from its headers, when the route hashes.
     pub fn hash_key(&self, headers: &http::HeaderMap) -> Option<Arc<str>> {
         let name = self.hash_on_header.as_ref()?;
@@ -116,7 +129,7 @@ impl RouteTable {
     pub fn largest_body_limit(&self) -> usize {
         self.routes
             .iter()
-            .map(|r| r.max_request_body_size)
+            .map(|r| r.body_limit())
             .max()
             .unwrap_or(0)
     }

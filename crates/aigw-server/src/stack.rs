@@ -33,7 +33,7 @@ use tower::util::BoxCloneSyncService;
 use crate::drivers::{DriverRegistry, TargetContext};
 use crate::frontend::grpc::GrpcChat;
 use crate::limit::ShedOverLimit;
-use crate::{KeyAuth, Route, RouteLimits, RouteTable, SharedRoutes, status};
+use crate::{KeyAuth, Route, RouteLimits, RoutePlugins, RouteTable, SharedRoutes, status};
 
 /// The whole app as one router: every request gets the server span, then its front end,
 /// whose handlers go through admission into the route's stack.
@@ -157,6 +157,7 @@ async fn build_route(
         balancer: state,
         service: BoxCloneSyncService::new(stack),
         key_auth: route.key_auth.as_ref().map(KeyAuth::new),
+        plugins: RoutePlugins::new(route)?,
     })
 }
 

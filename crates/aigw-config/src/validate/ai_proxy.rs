@@ -133,17 +133,18 @@ impl Cx<'_> {
             hash_on_header,
             slots: self.ranged(&base.key("slots"), raw.slots, kong.slots, 10, 65_536)?,
             retries: self.ranged(&base.key("retries"), raw.retries, kong.retries, 0, 32_767)?,
-            connect_timeout: self.millis(
+            // Kong accepts 0, but a 0 ms timeout fails every request at once.
+            connect_timeout: self.timeout(
                 &base.key("connect_timeout"),
                 raw.connect_timeout,
                 kong.connect_timeout,
             )?,
-            write_timeout: self.millis(
+            write_timeout: self.timeout(
                 &base.key("write_timeout"),
                 raw.write_timeout,
                 kong.write_timeout,
             )?,
-            read_timeout: self.millis(
+            read_timeout: self.timeout(
                 &base.key("read_timeout"),
                 raw.read_timeout,
                 kong.read_timeout,
@@ -337,6 +338,24 @@ impl Cx<'_> {
     ) -> Result<Duration, ConfigError> {
         let ms = self.ranged_opt(path, value, 0, MAX_MILLIS)?;
         Ok(ms.map_or(default, |ms| Duration::from_millis(u64::from(ms))))
+    }
+
+    /// A timeout every request waits on: like [`Cx::millis`], but 0 is refused.
+    fn timeout(
+        &self,
+        path: &FieldPath,
+        value: Option<Int>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        if value == Some(Int(0)) {
+            return Err(self.invalid(
+                path,
+                format!(
+                    "must be between 1 and {MAX_MILLIS} milliseconds, got 0 (a 0 ms timeout fails every request)"
+                ),
+            ));
+        }
+        self.millis(path, value, default)
     }
 
     fn number(

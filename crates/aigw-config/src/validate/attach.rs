@@ -8,10 +8,20 @@ use crate::ConfigError;
 use crate::key_auth::{KEY_AUTH, KeyAuthConfig};
 use crate::model::{AiProxyConfig, RouteConfig};
 use crate::path::FieldPath;
+use crate::plugins::{
+    BASIC_AUTH, BasicAuthConfig, ENFORCED_PLUGINS, IP_RESTRICTION, JWT, JwtConfig,
+    OBSERVE_ONLY_PLUGINS, Policy, REQUEST_SIZE_LIMITING, REQUEST_TERMINATION,
+};
 use crate::raw::{DeckRaw, EntityRef, PluginRaw, RouteRaw, ServiceRaw};
 
 use super::Cx;
 use super::ai_proxy::AI_PROXY_ADVANCED;
+
+/// Paths the gateway answers itself, ahead of any route.
+const RESERVED_PATHS: &[&str] = &["/health", "/metrics", "/status/targets"];
+
+/// Path prefixes of the gateway's own gRPC services (chat, health, reflection).
+const RESERVED_PREFIXES: &[&str] = &["/aigw.v1.ChatService/", "/grpc."];
 
 /// How specific a plugin's attachment is; Kong runs the most specific one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -40,6 +50,34 @@ struct KeyAuthCandidate {
     config: KeyAuthConfig,
 }
 
+/// An enabled plugin of [`crate::plugins`] and what it is attached to.
+struct PolicyCandidate {
+    name: &'static str,
+    scope: Scope,
+    route: Option<usize>,
+    service: Option<usize>,
+    path: FieldPath,
+    policy: Policy,
+}
+
+/// An enabled plugin aigw does not enforce, and what it is attached to.
+struct Unenforced {
+    name: String,
+    scope: Scope,
+    route: Option<usize>,
+    service: Option<usize>,
+    path: FieldPath,
+}
+
+/// What [`Cx::collect_plugins`] found, by what aigw does with it.
+#[derive(Default)]
+struct Plugins {
+    ai: Vec<Candidate>,
+    key_auth: Vec<KeyAuthCandidate>,
+    policies: Vec<PolicyCandidate>,
+    unenforced: Vec<Unenforced>,
+}
+
 /// A plugin (of any name) and what it is attached to, before validation.
 struct Attached<'d> {
     plugin: &'d PluginRaw,
@@ -59,6 +97,7 @@ struct RouteEntry<'d> {
 
 /// A route that will be served, with where its ai-proxy-advanced config is.
 struct Served<'e, 'd> {
+    index: usize,
     entry: &'e RouteEntry<'d>,
     config_path: FieldPath,
     route: RouteConfig,
@@ -70,14 +109,40 @@ impl Cx<'_> {
         let root = FieldPath::root();
         let services: &[ServiceRaw] = deck.services.as_deref().unwrap_or_default();
         let routes = self.collect_routes(deck, services)?;
-        let (candidates, key_auth) = self.collect_plugins(deck, services, &routes)?;
-        let credentials = self.consumer_keys(deck.consumers.as_deref().unwrap_or_default())?;
+        let Plugins {
+            ai: candidates,
+            key_auth,
+            policies,
+            unenforced,
+        } = self.collect_plugins(deck, services, &routes)?;
+        let consumers = deck.consumers.as_deref().unwrap_or_default();
+        let credentials = self.consumer_keys(consumers)?;
         if credentials.is_empty() && !key_auth.is_empty() {
             let first = key_auth[0].path.clone();
             self.warn(
                 &first,
                 "key-auth is on but no consumer has keyauth_credentials; every request to its routes gets 401",
             );
+        }
+        let passwords = self.basic_credentials(consumers)?;
+        let jwt_secrets = self.jwt_credentials(consumers)?;
+        if let Some(first) = policies.iter().find(|c| c.name == JWT) {
+            if jwt_secrets.is_empty() {
+                let first = first.path.clone();
+                self.warn(
+                    &first,
+                    "jwt is on but no consumer has jwt_secrets; every request to its routes gets 401",
+                );
+            }
+        }
+        if let Some(first) = policies.iter().find(|c| c.name == BASIC_AUTH) {
+            if passwords.is_empty() {
+                let first = first.path.clone();
+                self.warn(
+                    &first,
+                    "basic-auth is on but no consumer has basicauth_credentials; every request to its routes gets 401",
+                );
+            }
         }
 
         let mut served = Vec::new();
@@ -110,7 +175,43 @@ impl Cx<'_> {
                     credentials: credentials.clone(),
                     ..c.config.clone()
                 });
+            // Per plugin name, the most specific instance runs, as for ai-proxy-advanced.
+            let policy = |name: &str| {
+                policies
+                    .iter()
+                    .filter(|c| c.name == name)
+                    .filter(|c| applies(c.scope, c.route, c.service, index, route.service))
+                    .max_by_key(|c| c.scope)
+                    .map(|c| &c.policy)
+            };
+            let basic_auth = match policy(BASIC_AUTH) {
+                Some(Policy::BasicAuth(config)) => Some(BasicAuthConfig {
+                    credentials: passwords.clone(),
+                    ..config.clone()
+                }),
+                _ => None,
+            };
+            let jwt = match policy(JWT) {
+                Some(Policy::Jwt(config)) => Some(JwtConfig {
+                    credentials: jwt_secrets.clone(),
+                    ..config.clone()
+                }),
+                _ => None,
+            };
+            let ip_restriction = match policy(IP_RESTRICTION) {
+                Some(Policy::IpRestriction(config)) => Some(config.clone()),
+                _ => None,
+            };
+            let request_size_limiting = match policy(REQUEST_SIZE_LIMITING) {
+                Some(Policy::SizeLimit(config)) => Some(*config),
+                _ => None,
+            };
+            let request_termination = match policy(REQUEST_TERMINATION) {
+                Some(Policy::Termination(config)) => Some(config.clone()),
+                _ => None,
+            };
             served.push(Served {
+                index,
                 entry: route,
                 config_path: chosen.path.key("config"),
                 route: RouteConfig {
@@ -119,11 +220,27 @@ impl Cx<'_> {
                     paths,
                     ai: chosen.config.clone(),
                     key_auth,
+                    basic_auth,
+                    jwt,
+                    ip_restriction,
+                    request_size_limiting,
+                    request_termination,
                 },
             });
         }
 
+        self.check_enforced(&unenforced, &served, &routes)?;
         self.check_unique(&served)?;
+        if let Some(over) = served.get(crate::MAX_ROUTES) {
+            return Err(self.invalid(
+                &over.entry.path,
+                format!(
+                    "more than {} routes would be served ({} are); split the file across gateways",
+                    crate::MAX_ROUTES,
+                    served.len()
+                ),
+            ));
+        }
         // Only on served routes: a plugin that runs nowhere cannot fail to run.
         for route in &served {
             self.check_supported(&route.config_path, &route.route.ai)?;
@@ -222,14 +339,14 @@ impl Cx<'_> {
             })
     }
 
-    /// Every enabled ai-proxy-advanced and key-auth plugin, validated, with its
-    /// attachment; warnings for every other plugin.
+    /// Every enabled plugin with its attachment: the ones aigw enforces validated, the
+    /// others kept for [`Cx::check_enforced`]; warnings for the disabled and observe-only.
     fn collect_plugins(
         &mut self,
         deck: &DeckRaw,
         services: &[ServiceRaw],
         routes: &[RouteEntry<'_>],
-    ) -> Result<(Vec<Candidate>, Vec<KeyAuthCandidate>), ConfigError> {
+    ) -> Result<Plugins, ConfigError> {
         let root = FieldPath::root();
         let mut found: Vec<Attached<'_>> = Vec::new();
         for (si, service) in services.iter().enumerate() {
@@ -281,9 +398,8 @@ impl Cx<'_> {
             });
         }
 
-        let mut candidates: Vec<Candidate> = Vec::new();
-        let mut key_auth: Vec<KeyAuthCandidate> = Vec::new();
-        // Other plugins by name: where the first is, and how many there are.
+        let mut plugins = Plugins::default();
+        // Observe-only plugins by name: where the first is, and how many there are.
         let mut unsupported: Vec<(String, FieldPath, usize)> = Vec::new();
         for Attached {
             plugin,
@@ -297,7 +413,7 @@ impl Cx<'_> {
                 None => return Err(self.invalid(&path.key("name"), "required field missing")),
                 Some(KEY_AUTH) => {
                     if let Some(config) = self.key_auth_plugin(plugin, &path)? {
-                        key_auth.push(KeyAuthCandidate {
+                        plugins.key_auth.push(KeyAuthCandidate {
                             scope,
                             route,
                             service,
@@ -309,9 +425,42 @@ impl Cx<'_> {
                 }
                 Some(AI_PROXY_ADVANCED) => {}
                 Some(name) => {
-                    match unsupported.iter_mut().find(|(n, _, _)| n == name) {
-                        Some((_, _, count)) => *count += 1,
-                        None => unsupported.push((name.to_owned(), path, 1)),
+                    if let Some(&known) = [
+                        BASIC_AUTH,
+                        JWT,
+                        IP_RESTRICTION,
+                        REQUEST_SIZE_LIMITING,
+                        REQUEST_TERMINATION,
+                    ]
+                    .iter()
+                    .find(|known| **known == name)
+                    {
+                        let attached = Attached {
+                            plugin,
+                            path,
+                            scope,
+                            route,
+                            service,
+                        };
+                        self.push_policy(&mut plugins, known, attached)?;
+                    } else if plugin.enabled == Some(false) {
+                        self.warn(
+                            &path,
+                            format!("{name} is disabled (enabled: false); ignored"),
+                        );
+                    } else if OBSERVE_ONLY_PLUGINS.contains(&name) {
+                        match unsupported.iter_mut().find(|(n, _, _)| n == name) {
+                            Some((_, _, count)) => *count += 1,
+                            None => unsupported.push((name.to_owned(), path, 1)),
+                        }
+                    } else {
+                        plugins.unenforced.push(Unenforced {
+                            name: name.to_owned(),
+                            scope,
+                            route,
+                            service,
+                            path,
+                        });
                     }
                     continue;
                 }
@@ -319,7 +468,8 @@ impl Cx<'_> {
             let Some(config) = self.plugin_config(plugin, &path)? else {
                 continue;
             };
-            if let Some(first) = candidates
+            if let Some(first) = plugins
+                .ai
                 .iter()
                 .find(|c| c.scope == scope && c.route == route && c.service == service)
             {
@@ -343,7 +493,7 @@ impl Cx<'_> {
                     );
                 }
             }
-            candidates.push(Candidate {
+            plugins.ai.push(Candidate {
                 scope,
                 route,
                 service,
@@ -359,10 +509,99 @@ impl Cx<'_> {
             };
             self.warn(
                 &first,
-                format!("plugin {name:?} is not supported by aigw; ignored{more}"),
+                format!(
+                    "plugin {name:?} only observes traffic and is not run by aigw; ignored{more}"
+                ),
             );
         }
-        Ok((candidates, key_auth))
+        Ok(plugins)
+    }
+
+    /// Validates one instance of a plugin of [`crate::plugins`] into `plugins`; Kong
+    /// allows one instance of a plugin per attachment.
+    fn push_policy(
+        &mut self,
+        plugins: &mut Plugins,
+        name: &'static str,
+        attached: Attached<'_>,
+    ) -> Result<(), ConfigError> {
+        let Attached {
+            plugin,
+            path,
+            scope,
+            route,
+            service,
+        } = attached;
+        let Some(policy) = self.policy(name, plugin, &path)? else {
+            return Ok(());
+        };
+        if let Some(first) = plugins.policies.iter().find(|c| {
+            c.name == name && c.scope == scope && c.route == route && c.service == service
+        }) {
+            return Err(self.invalid(
+                &path,
+                format!(
+                    "a second {name} plugin on the same {}; the first is {}",
+                    scope_name(scope),
+                    first.path
+                ),
+            ));
+        }
+        plugins.policies.push(PolicyCandidate {
+            name,
+            scope,
+            route,
+            service,
+            path,
+            policy,
+        });
+        Ok(())
+    }
+
+    /// Fails closed: a plugin aigw does not enforce must not silently stop protecting a
+    /// route it serves. One on routes aigw does not serve is only a warning.
+    fn check_enforced(
+        &mut self,
+        unenforced: &[Unenforced],
+        served: &[Served<'_, '_>],
+        routes: &[RouteEntry<'_>],
+    ) -> Result<(), ConfigError> {
+        let mut warned: Vec<&str> = Vec::new();
+        for plugin in unenforced {
+            let hit = served.iter().find(|s| {
+                applies(
+                    plugin.scope,
+                    plugin.route,
+                    plugin.service,
+                    s.index,
+                    routes[s.index].service,
+                )
+            });
+            if let Some(hit) = hit {
+                return Err(self.invalid(
+                    &plugin.path.key("name"),
+                    format!(
+                        "plugin {:?} applies to route {}, but aigw does not enforce it; refusing \
+                         to serve the route without it (aigw enforces {}; remove the plugin or \
+                         set enabled: false)",
+                        plugin.name,
+                        hit.route.name,
+                        ENFORCED_PLUGINS.join(", ")
+                    ),
+                ));
+            }
+            if !warned.contains(&plugin.name.as_str()) {
+                warned.push(&plugin.name);
+                self.warn(
+                    &plugin.path,
+                    format!(
+                        "plugin {:?} is not enforced by aigw; it applies to no served route, so it is ignored",
+                        plugin.name
+                    ),
+                );
+            }
+        }
+        Ok(())
     }
 
     fn route_paths(&self, route: &RouteEntry<'_>) -> Result<Vec<String>, ConfigError> {
@@ -382,6 +621,19 @@ impl Cx<'_> {
                 return Err(self.invalid(
                     &path.index(i),
                     format!("path {p:?} must start with \"/\" (regex paths are not supported)"),
+                ));
+            }
+            let reserved = RESERVED_PATHS.contains(&p.as_str())
+                || RESERVED_PREFIXES.iter().any(|prefix| p.starts_with(prefix));
+            if reserved {
+                return Err(self.invalid(
+                    &path.index(i),
+                    format!(
+                        "path {p:?} is the gateway's own ({} and the gRPC services under {}); \
+                         a route there would never be reached",
+                        RESERVED_PATHS.join(", "),
+                        RESERVED_PREFIXES.join(", ")
+                    ),
                 ));
             }
         }

@@ -10,6 +10,20 @@ use crate::{ConfigError, Location};
 /// their path but not their line.
 const LOCATED_WARNINGS: usize = 100;
 
+/// Fields whose values are credentials: errors about them never show the value.
+const SECRET_FIELDS: &[&str] = &[
+    "key",
+    "password",
+    "secret",
+    "rsa_public_key",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "header_value",
+    "param_value",
+    "azure_client_secret",
+    "gcp_service_account_json",
+];
+
 /// The file being validated, and what has been noticed so far.
 pub(crate) struct Cx<'a> {
     file: &'a str,
@@ -115,11 +129,23 @@ impl Cx<'_> {
     }
 
     /// A figment extraction error, as a located error on `base` + the error's own path.
+    /// The value of a secret field is never quoted: `key: 12345` is wrong, and a secret.
     pub(crate) fn figment_error(&self, base: &FieldPath, err: figment::Error) -> ConfigError {
         let path = base.join_figment(&err.path);
+        let secret = err
+            .path
+            .last()
+            .is_some_and(|field| SECRET_FIELDS.contains(&field.as_str()));
         match &err.kind {
             figment::error::Kind::MissingField(field) => {
                 self.invalid(&path.key(field), "required field missing")
+            }
+            figment::error::Kind::InvalidType(_, expected) if secret => self.invalid(
+                &path,
+                format!("invalid type: expected {expected} (the value is a secret and not shown)"),
+            ),
+            _ if secret => {
+                self.invalid(&path, "invalid value (the value is a secret and not shown)")
             }
             kind => self.invalid(&path, kind.to_string()),
         }

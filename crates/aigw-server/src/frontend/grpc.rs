@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
 use tracing::Instrument;
 
-use crate::admission::{Admission, Admitted, Answering, Caller, MODEL_HEADER, RouteKey};
+use crate::admission::{Admission, Admitted, Answering, Caller, MODEL_HEADER, PeerAddr, RouteKey};
 use crate::{SharedRoutes, grpc_status};
 
 /// `ChatService` over the route table.
@@ -42,10 +42,11 @@ impl GrpcChat {
         stream: bool,
         encode: impl FnOnce(Admitted) -> Result<T, Error>,
     ) -> Result<tonic::Response<T>, tonic::Status> {
-        let (metadata, _, wire) = request.into_parts();
+        let (metadata, extensions, wire) = request.into_parts();
         let caller = Caller {
             headers: metadata.as_ref(),
             query: None,
+            peer: PeerAddr::of(&extensions),
         };
         let admitted = async {
             let admission = Admission::new(&self.routes);

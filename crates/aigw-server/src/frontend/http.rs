@@ -20,7 +20,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
-use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, RouteKey, too_large};
+use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, PeerAddr, RouteKey, too_large};
 use crate::front_door::BodyTimeout;
 use crate::{ApiError, SharedRoutes, error::grpc_response};
 
@@ -103,6 +103,7 @@ async fn chat(
     let caller = Caller {
         headers: &parts.headers,
         query: parts.uri.query(),
+        peer: PeerAddr::of(&parts.extensions),
     };
     let path = parts.uri.path();
     // At OpenAI's path the route, and so its key-auth, is known only from the body.
