@@ -140,7 +140,7 @@ async fn status_endpoint_shows_each_targets_traffic_latency_and_tokens() {
         assert_eq!(chat(&client, &stack.url("/lb"), &[]).await.0, 200);
     }
     let status: Value = client
-        .get(stack.url("/status/targets"))
+        .get(stack.status_url("/status/targets"))
         .send()
         .await
         .expect("status answers")

@@ -220,7 +220,7 @@ async fn a_tripped_target_takes_no_traffic_until_fail_timeout_passes() {
     );
 
     let status: Value = client
-        .get(stack.url("/status/targets"))
+        .get(stack.status_url("/status/targets"))
         .send()
         .await
         .expect("status answers")

@@ -106,6 +106,12 @@ impl Stack {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.gateway.url())
     }
+
+    /// `http://status-listener/PATH`: the operator's endpoints (`/metrics`,
+    /// `/status/targets`, `/health`).
+    pub fn status_url(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway.status_url())
+    }
 }
 
 /// Starts a gateway with `config` and `options` on a free port.

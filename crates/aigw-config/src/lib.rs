@@ -51,7 +51,7 @@ pub use model::{
     AiProxyConfig, BalancerConfig, BedrockOptions, GatewayConfig, ModelConfig, ModelOptions,
     RouteConfig, TargetAuth, TargetConfig, TargetLogging,
 };
-pub use settings::{SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides};
+pub use settings::{SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides, StatusListen};
 
 /// Loads and validates the decK file at `path`.
 pub fn load_deck(path: &Path) -> Result<GatewayConfig, ConfigError> {
