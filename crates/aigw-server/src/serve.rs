@@ -20,6 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
 
 use crate::accepted::{FirstByte, silent_for};
 use crate::local_streams::{StreamExecutor, drive, local_streams};
@@ -150,7 +151,10 @@ async fn serve_both(
     let data = serve_connections(listener, router, options, shutdown.clone());
     match status {
         Some((listener, router)) => {
-            tokio::join!(data, serve_connections(listener, router, options, shutdown));
+            // So that its accept and drain lines are told apart from the data port's.
+            let status = serve_connections(listener, router, options, shutdown)
+                .instrument(tracing::info_span!("status_listener"));
+            tokio::join!(data, status);
         }
         None => data.await,
     }
