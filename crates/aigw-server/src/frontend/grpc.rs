@@ -119,7 +119,8 @@ impl MessageLimit {
             if self.prefix_read == PREFIX_LEN {
                 self.prefix_read = 0;
                 let [_, a, b, c, d] = self.prefix;
-                let length = u32::from_be_bytes([a, b, c, d]) as usize;
+                let length =
+                    usize::try_from(u32::from_be_bytes([a, b, c, d])).unwrap_or(usize::MAX);
                 if length > self.limit {
                     return Err(Error::new(
                         ErrorKind::PayloadTooLarge,
@@ -412,6 +413,36 @@ mod tests {
         })
         .await
         .expect("the upstream was dropped without waiting for its next token");
+    }
+
+    /// The bytes of a gRPC message of `length` bytes: its prefix, then `length` zeros.
+    fn message(length: u32) -> Vec<u8> {
+        let mut bytes = vec![0u8];
+        bytes.extend_from_slice(&length.to_be_bytes());
+        bytes.resize(PREFIX_LEN + length as usize, 0);
+        bytes
+    }
+
+    #[test]
+    fn the_length_prefix_is_found_however_the_frames_cut_it() {
+        let mut body = [message(10), message(3), message(11)].concat();
+        // Every cut through the first two messages and into the third one's prefix.
+        for cut in 1..body.len() {
+            let mut limit = MessageLimit::new(tonic::body::Body::empty(), 10);
+            let first = limit.inspect(&body[..cut]);
+            let refused = first.is_err() || limit.inspect(&body[cut..]).is_err();
+            assert!(refused, "cut at {cut}: the 11-byte message got through");
+        }
+        body.truncate(PREFIX_LEN * 2 + 13);
+        for cut in 0..body.len() {
+            let mut limit = MessageLimit::new(tonic::body::Body::empty(), 10);
+            assert!(limit.inspect(&body[..cut]).is_ok());
+            assert!(limit.inspect(&body[cut..]).is_ok(), "cut at {cut}");
+        }
+        let mut limit = MessageLimit::new(tonic::body::Body::empty(), 10);
+        let refused = limit.inspect(&message(11)[..PREFIX_LEN]).expect_err("over");
+        assert_eq!(refused.kind(), ErrorKind::PayloadTooLarge);
+        assert!(refused.message().contains("10 bytes"), "{refused}");
     }
 
     #[tokio::test]
