@@ -197,8 +197,14 @@ async fn upstream_429_passes_retry_after_on_only_when_given() {
 #[tokio::test]
 async fn wrong_methods_and_unknown_grpc_services_are_answered_in_their_protocol() {
     let stack = Stack::start(&seed_config()).await;
-    for path in ["/health", "/metrics", "/status/targets"] {
-        let (status, headers, body) = post(&stack.url(path), None, Vec::new()).await;
+    for url in [
+        stack.url("/health"),
+        stack.status_url("/health"),
+        stack.status_url("/metrics"),
+        stack.status_url("/status/targets"),
+    ] {
+        let path = &url;
+        let (status, headers, body) = post(&url, None, Vec::new()).await;
         assert_eq!(status, 405, "{path}: {body}");
         assert_eq!(headers["allow"], "GET", "{path}");
         assert_eq!(
@@ -400,7 +406,7 @@ async fn body_read_errors_are_400_and_only_a_large_body_is_413() {
         answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
         "{answer}"
     );
-    let metrics = reqwest::get(stack.url("/metrics"))
+    let metrics = reqwest::get(stack.status_url("/metrics"))
         .await
         .expect("scrape")
         .text()

@@ -353,7 +353,9 @@ async fn metrics_count_requests_tokens_and_failovers() {
         assert_eq!(status, 200, "{body}");
         output_tokens += body["usage"]["completion_tokens"].as_u64().expect("usage");
     }
-    let response = reqwest::get(stack.url("/metrics")).await.expect("answers");
+    let response = reqwest::get(stack.status_url("/metrics"))
+        .await
+        .expect("answers");
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]
@@ -488,7 +490,7 @@ async fn reload(stack: &Stack, name: &str, yaml: &str) -> Result<usize, String> 
 }
 
 async fn scrape(stack: &Stack) -> String {
-    reqwest::get(stack.url("/metrics"))
+    reqwest::get(stack.status_url("/metrics"))
         .await
         .expect("answers")
         .text()

@@ -44,6 +44,7 @@ impl Gateway {
             .arg(config)
             .arg("--listen")
             .arg(addr.to_string())
+            .args(["--status-listen", "off"])
             .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator_url)
             .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
             .env("AWS_SECRET_ACCESS_KEY", "bench")

@@ -123,6 +123,12 @@ impl Stack {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.gateway.url())
     }
+
+    /// `http://status-listener/PATH`: the operator's endpoints (`/metrics`,
+    /// `/status/targets`, `/health`).
+    pub fn status_url(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway.status_url())
+    }
 }
 
 /// Starts a gateway with `config` and `options` on a free port.
@@ -265,7 +271,7 @@ pub fn metadata_text(metadata: &tonic::metadata::MetadataMap, name: &str) -> Opt
 /// The gateway's `GET /status/targets` document.
 pub async fn targets_status(client: &reqwest::Client, stack: &Stack) -> serde_json::Value {
     client
-        .get(stack.url("/status/targets"))
+        .get(stack.status_url("/status/targets"))
         .send()
         .await
         .expect("status answers")

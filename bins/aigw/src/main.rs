@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aigw_config::{GatewayConfig, LogFormat, Settings, SettingsOverrides};
+use aigw_config::{GatewayConfig, LogFormat, Settings, SettingsOverrides, StatusListen};
 use aigw_server::{BuildOptions, Gateway, RouteLimits, ServeOptions, SharedRoutes, build_routes};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -30,6 +30,10 @@ struct Cli {
     /// Address for HTTP/1.1, h2c and gRPC [env: AIGW_LISTEN] [default: 0.0.0.0:8000]
     #[arg(long, global = true)]
     listen: Option<SocketAddr>,
+    /// Address for /metrics, /status/targets and /health, or `off` [env: AIGW_STATUS_LISTEN]
+    /// [default: 127.0.0.1:8100]
+    #[arg(long, global = true)]
+    status_listen: Option<StatusListen>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -57,6 +61,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     let settings = Settings::load(SettingsOverrides {
         listen: cli.listen,
+        status_listen: cli.status_listen,
         config: cli.config.clone(),
         log_level: None,
     })?;
@@ -198,12 +203,21 @@ async fn demo(settings: &Settings) -> Result<()> {
         ..BuildOptions::default()
     };
     let port = settings.listen.port();
+    // The operator's endpoints are on their own listener, as Kong's status API is.
+    let (status, scrape) = match settings.status_listen {
+        StatusListen::At(addr) => (
+            format!("status (/metrics, /status/targets) on {addr}"),
+            format!("  curl -s localhost:{}/status/targets\n\n", addr.port()),
+        ),
+        StatusListen::Off => ("status listener off".to_owned(), String::new()),
+    };
     println!(
-        "aigw demo: gateway on {listen}, Bedrock emulator on {emulator}\n\
+        "aigw demo: gateway on {listen}, {status}, Bedrock emulator on {emulator}\n\
          Try (answers alternate between the two models):\n\n  \
          curl -s -X POST localhost:{port}/bedrock-route -H 'Content-Type: application/json' \\\n    \
          -d '{{\"messages\":[{{\"role\":\"user\",\"content\":\"Who is considered the greatest Polish writer?\"}}]}}'\n\n  \
          grpcurl -plaintext -d '{{\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}' localhost:{port} aigw.v1.ChatService/Chat\n\n\
+         {scrape}\
          Ctrl-C stops it.",
         listen = settings.listen,
         emulator = emulator.endpoint_url(),
@@ -227,16 +241,27 @@ async fn serve(
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    let gateway = Gateway::new(table).with_options(ServeOptions {
+    let mut gateway = Gateway::new(table).with_options(ServeOptions {
         header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
         client_body_timeout: Duration::from_millis(settings.client_body_timeout_ms),
         max_header_size: settings.max_header_size,
         drain_timeout: Duration::from_millis(settings.drain_timeout_ms),
     });
+    let status_addr = match settings.status_listen {
+        StatusListen::At(addr) => {
+            let status = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} (status_listen)"))?;
+            let bound = status.local_addr()?;
+            gateway = gateway.with_status_listener(status);
+            Some(bound)
+        }
+        StatusListen::Off => None,
+    };
     if let Some(path) = reload_from {
         reload_on_hangup(gateway.routes(), path.to_owned(), options)?;
     }
-    tracing::info!(address = %listener.local_addr()?, routes = config.routes.len(), "aigw serving");
+    tracing::info!(address = %listener.local_addr()?, status_address = status_addr.map(tracing::field::display), routes = config.routes.len(), "aigw serving");
     gateway.serve(listener, shutdown_signal()).await?;
     tracing::info!("aigw stopped");
     Ok(())

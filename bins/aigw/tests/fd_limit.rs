@@ -55,9 +55,12 @@ async fn out_of_descriptors_is_logged_at_warn_counted_and_survived() {
         .expect("emulator starts");
     let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/ai-proxy-advanced.yaml");
     let log = temp_path("log.txt");
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+    };
+    let (addr, status_addr) = (free_port(), free_port());
     // `ulimit` is a shell builtin; the shell then becomes the gateway.
     let child = Command::new("sh")
         .arg("-c")
@@ -67,6 +70,8 @@ async fn out_of_descriptors_is_logged_at_warn_counted_and_survived() {
         .arg(&seed)
         .arg("--listen")
         .arg(addr.to_string())
+        .arg("--status-listen")
+        .arg(status_addr.to_string())
         .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator.endpoint_url())
         .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
         .env("AWS_SECRET_ACCESS_KEY", "test-secret")
@@ -108,7 +113,7 @@ async fn out_of_descriptors_is_logged_at_warn_counted_and_survived() {
         assert!(Instant::now() < deadline, "the gateway did not recover");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics = reqwest::get(format!("{base}/metrics"))
+    let metrics = reqwest::get(format!("http://{status_addr}/metrics"))
         .await
         .expect("scrape")
         .text()

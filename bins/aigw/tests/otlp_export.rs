@@ -15,6 +15,7 @@ async fn spans_reach_the_collector_named_by_otel_variables_and_are_flushed_on_si
     };
     let mut child = Command::new(env!("CARGO_BIN_EXE_aigw"))
         .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--status-listen", "off"])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
         .env("OTEL_SERVICE_NAME", "aigw-under-test")
         // Far past the test's end: only the flush at shutdown can deliver the spans.

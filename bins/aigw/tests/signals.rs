@@ -1,6 +1,7 @@
 //! The `aigw` binary's lifecycle, as an operator drives it: SIGHUP reloads the decK file
 //! (a bad one is logged and the old routes keep serving), SIGTERM drains in-flight requests
-//! and exits 0, and `aigw check` never prints a key.
+//! and exits 0, `aigw check` never prints a key, no log level shows a credential, and the
+//! operator's endpoints are on the status listener the command line names.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -70,6 +71,7 @@ fn start_gateway(
         .arg(config)
         .arg("--listen")
         .arg(addr.to_string())
+        .args(["--status-listen", "off"])
         .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator_url)
         .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
         .env("AWS_SECRET_ACCESS_KEY", "test-secret")
@@ -262,4 +264,128 @@ async fn keys_sent_by_clients_never_reach_the_log() {
     );
     let _ = std::fs::remove_file(config);
     let _ = std::fs::remove_file(log);
+}
+
+/// Waits up to 20 s for `child` to exit after SIGTERM; its exit status.
+async fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    signal(child, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "aigw did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn at_rust_log_trace_no_aws_credential_reaches_the_log() {
+    let emulator = aigw_emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("emulator starts");
+    let with_keys = seed().replace(
+        "            allow_override: false\n",
+        "            allow_override: false\n            aws_access_key_id: AKIDTRACEFILE\n            aws_secret_access_key: trace-file-secret\n",
+    );
+    let config = temp_path("trace.yaml");
+    std::fs::write(&config, with_keys).expect("writes config");
+    let log = temp_path("trace-log.txt");
+    let addr = free_port();
+    let child = Command::new(AIGW)
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", &addr.to_string(), "--status-listen", "off"])
+        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator.endpoint_url())
+        .env("AWS_ACCESS_KEY_ID", "AKIDTRACEENV")
+        .env("AWS_SECRET_ACCESS_KEY", "trace-env-secret")
+        .env("RUST_LOG", "trace")
+        .stdout(std::fs::File::create(&log).expect("log file"))
+        .stderr(std::fs::File::create(temp_path("trace-stderr.txt")).expect("log file"))
+        .spawn()
+        .expect("aigw starts");
+    let mut gateway = Running(child);
+    let url = format!("http://{addr}/bedrock-route");
+    eventually("the gateway to serve", async || {
+        post(&url).await == Some(200)
+    })
+    .await;
+    // A stream too: the SDK's event-stream reader has trace lines of its own.
+    let streamed = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(r#"{"stream":true,"messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(streamed.status(), 200);
+    streamed.text().await.expect("the whole stream");
+    assert!(terminate(&mut gateway.0).await.success());
+
+    let mut logged = std::fs::read_to_string(&log).expect("log");
+    logged.push_str(&std::fs::read_to_string(temp_path("trace-stderr.txt")).expect("log"));
+    assert!(
+        logged.contains("TRACE"),
+        "the gateway logged at trace level"
+    );
+    for secret in [
+        "AKIDTRACEFILE",
+        "trace-file-secret",
+        "AKIDTRACEENV",
+        "trace-env-secret",
+    ] {
+        assert!(!logged.contains(secret), "{secret} was logged");
+    }
+    for path in [config, log, temp_path("trace-stderr.txt")] {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[tokio::test]
+async fn the_status_listener_named_on_the_command_line_serves_the_operator_endpoints() {
+    let emulator = aigw_emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("emulator starts");
+    let config = temp_path("status.yaml");
+    std::fs::write(&config, seed()).expect("writes config");
+    let (addr, status_addr) = (free_port(), free_port());
+    let child = Command::new(AIGW)
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", &addr.to_string()])
+        .args(["--status-listen", &status_addr.to_string()])
+        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator.endpoint_url())
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env_remove("AIGW_STATUS_LISTEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("aigw starts");
+    let mut gateway = Running(child);
+    let url = format!("http://{addr}/bedrock-route");
+    eventually("the gateway to serve", async || {
+        post(&url).await == Some(200)
+    })
+    .await;
+    let get = async |url: String| {
+        let response = reqwest::get(url).await.expect("answers");
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+        )
+    };
+    let (status, metrics) = get(format!("http://{status_addr}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("aigw_requests_total"), "{metrics}");
+    assert_eq!(
+        get(format!("http://{status_addr}/status/targets")).await.0,
+        200
+    );
+    assert_eq!(get(format!("http://{status_addr}/health")).await.0, 200);
+    assert_eq!(get(format!("http://{addr}/metrics")).await.0, 404);
+    assert_eq!(get(format!("http://{addr}/status/targets")).await.0, 404);
+    assert_eq!(get(format!("http://{addr}/health")).await.0, 200);
+    assert!(terminate(&mut gateway.0).await.success());
+    let _ = std::fs::remove_file(config);
 }

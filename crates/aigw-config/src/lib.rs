@@ -62,7 +62,7 @@ pub use plugins::{
     JwtConfig, JwtCredential, OBSERVE_ONLY_PLUGINS, RequestSizeLimitConfig,
     RequestTerminationConfig,
 };
-pub use settings::{SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides};
+pub use settings::{SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides, StatusListen};
 
 /// The largest decK file aigw reads, in bytes (8 MiB). Parsing holds the file several
 /// times over (YAML events, figment values, the typed mirror); a bound keeps a runaway

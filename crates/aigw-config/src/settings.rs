@@ -23,6 +23,7 @@ pub const SETTINGS_ENV: &str = "AIGW_SETTINGS";
 /// The keys `AIGW_*` environment variables may set.
 const ENV_KEYS: &[&str] = &[
     "listen",
+    "status_listen",
     "config",
     "log_level",
     "log_format",
@@ -40,6 +41,9 @@ const ENV_KEYS: &[&str] = &[
 pub struct Settings {
     /// Address for HTTP and gRPC (default `0.0.0.0:8000`, Kong's proxy port).
     pub listen: SocketAddr,
+    /// Address for the operator's endpoints (default `127.0.0.1:8100`, Kong's status
+    /// port), or `off`.
+    pub status_listen: StatusListen,
     /// A tracing filter such as `info` or `aigw=debug` (default `info`).
     pub log_level: String,
     /// Log line format (default text).
@@ -67,6 +71,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8000)),
+            status_listen: StatusListen::At(SocketAddr::from((Ipv4Addr::LOCALHOST, 8100))),
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
             otlp_endpoint: None,
@@ -86,12 +91,64 @@ pub struct SettingsOverrides {
     /// `--listen`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+    /// `--status-listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_listen: Option<StatusListen>,
     /// `--config`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<PathBuf>,
     /// `--log-level`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
+}
+
+/// Where the status listener listens: an address, or `off` for none. The operator's
+/// endpoints name routes, models and token counts, so the default keeps them on loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum StatusListen {
+    /// No status listener: `/metrics` and `/status/targets` are not served.
+    Off,
+    /// Listen here.
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for StatusListen {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        if value.trim().eq_ignore_ascii_case("off") {
+            return Ok(StatusListen::Off);
+        }
+        value
+            .trim()
+            .parse()
+            .map(StatusListen::At)
+            .map_err(|_| format!("{value:?} is neither an address (IP:PORT) nor `off`"))
+    }
+}
+
+impl TryFrom<String> for StatusListen {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        value.parse()
+    }
+}
+
+impl std::fmt::Display for StatusListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatusListen::Off => f.write_str("off"),
+            StatusListen::At(addr) => addr.fmt(f),
+        }
+    }
+}
+
+impl From<StatusListen> for String {
+    fn from(value: StatusListen) -> String {
+        value.to_string()
+    }
 }
 
 impl Settings {
@@ -229,6 +286,7 @@ mod tests {
                 listen: Some(SocketAddr::from(([127, 0, 0, 1], 9200))),
                 config: Some(PathBuf::from("from-cli.yaml")),
                 log_level: None,
+                status_listen: None,
             })
             .map_err(|e| e.to_string())?;
             assert_eq!(settings.listen.to_string(), "127.0.0.1:9200");
@@ -237,6 +295,38 @@ mod tests {
                 settings.log_level, "warn",
                 "an unset override leaves env alone"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn status_listen_is_loopback_by_default_and_can_move_or_be_off() {
+        Jail::expect_with(|jail| {
+            let settings = Settings::load(overrides()).map_err(|e| e.to_string())?;
+            assert_eq!(settings.status_listen.to_string(), "127.0.0.1:8100");
+
+            jail.create_file("aigw.toml", "status_listen = \"off\"")?;
+            let settings = Settings::load(overrides()).map_err(|e| e.to_string())?;
+            assert_eq!(settings.status_listen, StatusListen::Off);
+
+            jail.set_env("AIGW_STATUS_LISTEN", "0.0.0.0:9100");
+            let settings = Settings::load(overrides()).map_err(|e| e.to_string())?;
+            assert_eq!(settings.status_listen.to_string(), "0.0.0.0:9100");
+
+            let settings = Settings::load(SettingsOverrides {
+                status_listen: Some("OFF".parse().map_err(|e: String| e)?),
+                ..overrides()
+            })
+            .map_err(|e| e.to_string())?;
+            assert_eq!(settings.status_listen, StatusListen::Off);
+
+            jail.set_env("AIGW_STATUS_LISTEN", "nowhere");
+            let text = Settings::load(overrides())
+                .expect_err("bad address")
+                .to_string();
+            assert!(text.contains("status_listen"), "{text}");
+            assert!(text.contains("AIGW_STATUS_LISTEN"), "{text}");
+            assert!(text.contains("neither an address"), "{text}");
             Ok(())
         });
     }

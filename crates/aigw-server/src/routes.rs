@@ -67,6 +67,11 @@ impl Route {
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
     by_key: HashMap<String, usize>,
+    /// Route indices, largest `max_request_body_size` first, so the first route a caller
+    /// gets into bounds what it may send.
+    by_body_limit: Vec<usize>,
+    /// Whether some route takes credentials; errors then name no route a caller did not.
+    protected: bool,
 }
 
 impl RouteTable {
@@ -79,9 +84,21 @@ impl RouteTable {
                 by_key.insert(path.clone(), index);
             }
         }
+        let mut by_body_limit: Vec<usize> = (0..routes.len()).collect();
+        // Among equal limits, open routes first: they let everyone in without a key check.
+        by_body_limit.sort_by_key(|&i| {
+            let route = &routes[i];
+            (
+                std::cmp::Reverse(route.max_request_body_size),
+                route.key_auth.is_some(),
+            )
+        });
+        let protected = routes.iter().any(|r| r.key_auth.is_some());
         RouteTable {
             routes: routes.into_iter().map(Arc::new).collect(),
             by_key,
+            by_body_limit,
+            protected,
         }
     }
 
@@ -101,13 +118,17 @@ impl RouteTable {
             self.by_key.get(key).map(|i| &self.routes[*i])
         };
         found.ok_or_else(|| {
-            Error::new(
-                ErrorKind::RouteNotFound,
+            // The caller may not have a key yet: a config with keys keeps its routes to
+            // itself.
+            let message = if self.protected {
+                format!("no route named {key:?}")
+            } else {
                 format!(
                     "no route named {key:?}; known routes: {}",
                     self.describe_routes()
-                ),
-            )
+                )
+            };
+            Error::new(ErrorKind::RouteNotFound, message)
         })
     }
 
@@ -132,6 +153,30 @@ impl RouteTable {
             .map(|r| r.body_limit())
             .max()
             .unwrap_or(0)
+    }
+
+    /// The most a request with these `headers` may send before its route is known: the
+    /// largest `max_request_body_size` among the routes that would let it in. A caller no
+    /// route lets in gets a protected route's refusal, so its body need not be read at all.
+    /// Only header credentials count (gRPC metadata has no query string).
+    pub fn body_limit_for(&self, headers: &http::HeaderMap) -> Result<usize, Error> {
+        let mut refusal = None;
+        for &index in &self.by_body_limit {
+            let route = &self.routes[index];
+            match route.authorize(headers, None) {
+                Ok(()) => return Ok(route.max_request_body_size),
+                Err(error) => {
+                    refusal.get_or_insert(error);
+                }
+            }
+        }
+        Err(refusal
+            .unwrap_or_else(|| Error::new(ErrorKind::RouteNotFound, "no routes are configured")))
+    }
+
+    /// Whether some route takes credentials (key-auth).
+    pub fn is_protected(&self) -> bool {
+        self.protected
     }
 
     /// Every route, in config order.

@@ -1,5 +1,6 @@
 //! One listener for HTTP/1.1, h2c and gRPC, serving the app `stack.rs` builds (both front
-//! ends in one router).
+//! ends in one router), and a second one, the status listener, for the operator's endpoints
+//! (`status.rs`).
 //!
 //! Connections are served with hyper-util's auto builder rather than `axum::serve`, for
 //! two things it lacks: an HTTP/1 header-read timeout (a slowloris client otherwise holds a
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use futures_util::FutureExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -21,6 +23,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
 
 use crate::accepted::{FirstByte, silent_for};
 use crate::front_door::FrontDoor;
@@ -60,6 +63,7 @@ impl Default for ServeOptions {
 pub struct Gateway {
     routes: SharedRoutes,
     options: ServeOptions,
+    status: Option<TcpListener>,
 }
 
 impl Gateway {
@@ -68,7 +72,15 @@ impl Gateway {
         Gateway {
             routes: SharedRoutes::new(table),
             options: ServeOptions::default(),
+            status: None,
         }
+    }
+
+    /// Serves the operator's endpoints (`/health`, `/metrics`, `/status/targets`) on
+    /// `listener`; without one, [`serve`](Self::serve) serves none of them but `/health`.
+    pub fn with_status_listener(mut self, listener: TcpListener) -> Self {
+        self.status = Some(listener);
+        self
     }
 
     /// Serves with these timeouts instead of the defaults.
@@ -87,28 +99,43 @@ impl Gateway {
         crate::stack::app(self.routes.clone()).await
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then stops accepting and lets
-    /// in-flight requests and streams finish, for at most the drain timeout.
+    /// The status listener's app: the operator's endpoints.
+    pub fn status_router(&self) -> Router {
+        crate::status::router(self.routes.clone())
+    }
+
+    /// Serves on `listener` (and the status listener, if given) until `shutdown` resolves,
+    /// then stops accepting and lets in-flight requests and streams finish, for at most
+    /// the drain timeout.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         let router = self.router().await?;
-        serve_connections(listener, router, self.options, shutdown).await;
+        let status = self.status.take().map(|l| (l, self.status_router()));
+        serve_both(listener, router, status, self.options, shutdown).await;
         Ok(())
     }
 
     /// Binds `addr` and serves in a background task; for tests, benchmarks and the demo.
-    pub async fn spawn(self, addr: SocketAddr) -> io::Result<GatewayHandle> {
+    /// Without a status listener of its own, it binds one on `addr`'s IP, on a free port.
+    pub async fn spawn(mut self, addr: SocketAddr) -> io::Result<GatewayHandle> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let status = match self.status.take() {
+            Some(status) => status,
+            None => TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await?,
+        };
+        let status_addr = status.local_addr()?;
         let routes = self.routes.clone();
         let router = self.router().await?;
+        let status = Some((status, self.status_router()));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve_connections(
+        let task = tokio::spawn(serve_both(
             listener,
             router,
+            status,
             self.options,
             async move {
                 let _ = stopped.await;
@@ -116,10 +143,33 @@ impl Gateway {
         ));
         Ok(GatewayHandle {
             addr,
+            status_addr,
             routes,
             stop: Some(stop),
             task,
         })
+    }
+}
+
+/// Serves the data listener and, when given, the status listener, both stopping (and
+/// draining) when `shutdown` resolves.
+async fn serve_both(
+    listener: TcpListener,
+    router: Router,
+    status: Option<(TcpListener, Router)>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let shutdown = shutdown.boxed().shared();
+    let data = serve_connections(listener, router, options, shutdown.clone());
+    match status {
+        Some((listener, router)) => {
+            // So that its accept and drain lines are told apart from the data port's.
+            let status = serve_connections(listener, router, options, shutdown)
+                .instrument(tracing::info_span!("status_listener"));
+            tokio::join!(data, status);
+        }
+        None => data.await,
     }
 }
 
@@ -254,6 +304,7 @@ impl AcceptErrors {
 /// A gateway serving in the background; stops when dropped.
 pub struct GatewayHandle {
     addr: SocketAddr,
+    status_addr: SocketAddr,
     routes: SharedRoutes,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -268,6 +319,16 @@ impl GatewayHandle {
     /// `http://ADDR`, for clients.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Where the status listener (`/metrics`, `/status/targets`, `/health`) listens.
+    pub fn status_addr(&self) -> SocketAddr {
+        self.status_addr
+    }
+
+    /// `http://STATUS_ADDR`, for scraping the operator's endpoints.
+    pub fn status_url(&self) -> String {
+        format!("http://{}", self.status_addr)
     }
 
     /// The live route table, for reloading.

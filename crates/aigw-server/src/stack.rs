@@ -3,7 +3,8 @@
 //!
 //! - [`app`], every request: the server span, then the front end that decodes the wire
 //!   form (`frontend/`), then admission (`admission.rs`: route, key-auth, body limit,
-//!   streaming policy, hash key);
+//!   streaming policy, hash key); the operator's endpoints are another router, served on
+//!   their own listener (`status.rs`);
 //! - [`build_route`], one stack per route: shed over the limit, failover, pick a target,
 //!   the attempt's span, its health and load record, its timeout, and the target's
 //!   driver (`drivers.rs`).
@@ -24,22 +25,22 @@ use aigw_config::{
     TokensCountStrategy,
 };
 use aigw_core::{Error, ErrorKind};
-use aigw_proto::v1::chat_service_server::ChatServiceServer;
 use axum::Router;
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
 use crate::drivers::{DriverRegistry, TargetContext};
-use crate::frontend::grpc::GrpcChat;
+use crate::frontend::grpc::GrpcFront;
 use crate::limit::ShedOverLimit;
 use crate::{KeyAuth, Route, RouteLimits, RoutePlugins, RouteTable, SharedRoutes, status};
 
 /// The whole app as one router: every request gets the server span, then its front end,
-/// whose handlers go through admission into the route's stack.
+/// whose handlers go through admission into the route's stack. The operator's endpoints
+/// but `/health` are on the status listener instead ([`status::router`]).
 pub(crate) async fn app(routes: SharedRoutes) -> std::io::Result<Router> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<ChatServiceServer<GrpcChat>>().await;
+    health.set_serving::<GrpcFront>().await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(aigw_proto::FILE_DESCRIPTOR_SET)
@@ -51,17 +52,17 @@ pub(crate) async fn app(routes: SharedRoutes) -> std::io::Result<Router> {
         .build_v1alpha()
         .map_err(std::io::Error::other)?;
     let http = Router::new()
-        .route("/health", get(status::health))
-        .route(status::TARGETS_PATH, get(status::targets))
-        .route("/metrics", get(status::metrics))
+        // For load balancers; it names routes only where no route needs a key.
+        .route(status::HEALTH_PATH, get(status::public_health))
         .method_not_allowed_fallback(status::get_only)
         // The HTTP/JSON front end. Route paths come from the config and may hold characters
         // axum's path syntax treats specially, so they are matched by exact lookup here.
         .fallback(crate::frontend::http::route_path)
         .with_state(routes.clone());
     Ok(tonic::service::Routes::from(http)
-        // The gRPC front end, with reflection (for grpcurl) and health.
-        .add_service(ChatServiceServer::new(GrpcChat { routes }))
+        // The gRPC front end (key-auth and the message bound checked from the call's head),
+        // with reflection (for grpcurl) and health.
+        .add_service(GrpcFront::new(routes))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

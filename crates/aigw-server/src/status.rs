@@ -1,20 +1,53 @@
-//! The operator's endpoints: `GET /health`, `GET /metrics`, and `GET /status/targets` with each route's
-//! targets and their live balancer state, so an operator can see why traffic goes where
-//! it goes.
+//! The operator's endpoints, on their own listener (Kong's status API convention): `GET
+//! /health`, `GET /metrics`, and `GET /status/targets` with each route's targets and their
+//! live balancer state, so an operator can see why traffic goes where it goes. They name
+//! routes, models and token counts, so they stay off the data port, where only `/health`
+//! answers, for load balancers.
 
 use std::time::Duration;
 
 use aigw_balancer::TargetStatus;
+use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use serde_json::{Value, json};
 
 use aigw_core::{Error, ErrorKind};
 
 use crate::{ApiError, SharedRoutes};
 
-/// Where the status is served.
-pub(crate) const TARGETS_PATH: &str = "/status/targets";
+/// The health probe's path, on both listeners.
+pub(crate) const HEALTH_PATH: &str = "/health";
+
+/// Where the targets' status is served.
+const TARGETS_PATH: &str = "/status/targets";
+
+/// Where the Prometheus exposition is served.
+const METRICS_PATH: &str = "/metrics";
+
+/// The status listener's app: the operator's endpoints and nothing else.
+pub(crate) fn router(routes: SharedRoutes) -> Router {
+    Router::new()
+        .route(HEALTH_PATH, get(health))
+        .route(TARGETS_PATH, get(targets))
+        .route(METRICS_PATH, get(metrics))
+        .method_not_allowed_fallback(get_only)
+        .fallback(not_here)
+        .with_state(routes)
+}
+
+/// Any other path on the status listener: chat goes to the data port.
+async fn not_here(uri: http::Uri) -> Response {
+    ApiError(Error::new(
+        ErrorKind::RouteNotFound,
+        format!(
+            "no endpoint {}; this is the status listener, serving GET {HEALTH_PATH}, {METRICS_PATH} and {TARGETS_PATH}",
+            uri.path()
+        ),
+    ))
+    .into_response()
+}
 
 /// A method other than GET on an operator endpoint, answered through the error table.
 pub(crate) async fn get_only(method: http::Method) -> Response {
@@ -29,18 +62,29 @@ pub(crate) async fn get_only(method: http::Method) -> Response {
     response
 }
 
-/// The health probe: 200 once the routes are loaded (they are before the port opens).
-pub(crate) async fn health(State(routes): State<SharedRoutes>) -> Response {
+/// The health probe: 200 once the routes are loaded (they are before the port opens),
+/// with their names.
+async fn health(State(routes): State<SharedRoutes>) -> Response {
     let table = routes.load();
-    axum::Json(serde_json::json!({
+    axum::Json(json!({
         "status": "ok",
         "routes": table.routes().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
     }))
     .into_response()
 }
 
+/// The health probe on the data port, which anyone reaches: the route names only when no
+/// route needs a key, as in the errors of an unknown route.
+pub(crate) async fn public_health(State(routes): State<SharedRoutes>) -> Response {
+    if routes.load().is_protected() {
+        axum::Json(json!({ "status": "ok" })).into_response()
+    } else {
+        health(State(routes)).await
+    }
+}
+
 /// Every route's targets: health, in flight, moving latency, token counts.
-pub(crate) async fn targets(State(routes): State<SharedRoutes>) -> Response {
+async fn targets(State(routes): State<SharedRoutes>) -> Response {
     let table = routes.load();
     let routes: Vec<Value> = table
         .routes()
@@ -91,7 +135,7 @@ fn millis(d: Option<Duration>) -> Option<f64> {
 }
 
 /// `GET /metrics`: the Prometheus (OpenMetrics text) exposition.
-pub(crate) async fn metrics() -> impl axum::response::IntoResponse {
+async fn metrics() -> impl axum::response::IntoResponse {
     (
         [(
             http::header::CONTENT_TYPE,

@@ -7,7 +7,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Dispatch;
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{FilterExt, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -75,13 +75,14 @@ pub fn tracer_provider(endpoint: &str) -> Result<SdkTracerProvider, TelemetryErr
         .build())
 }
 
-/// The subscriber aigw runs with: log lines filtered by `RUST_LOG` (else `level`), and
+/// The subscriber aigw runs with: log lines filtered by `RUST_LOG` (else `level`), with
+/// the AWS SDK's crates held at info whatever either asks for (see [`secret_cap`]), and
 /// spans sent to `tracer` when given. Installed by [`Telemetry::init`]; tests install it
 /// per thread with `tracing::dispatcher::set_default`.
 pub fn dispatch(level: &str, style: LogStyle, tracer: Option<&SdkTracerProvider>) -> Dispatch {
     // Colour codes only help a person at a terminal; in a log file they are noise.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    build(level, style, tracer, std::io::stderr, ansi)
+    build(env_filter(level), style, tracer, std::io::stderr, ansi)
 }
 
 /// [`dispatch`] with log lines written to `writer` instead of stderr.
@@ -94,11 +95,18 @@ pub fn dispatch_to<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    build(level, style, tracer, writer, false)
+    build(env_filter(level), style, tracer, writer, false)
+}
+
+/// `RUST_LOG` when set and valid, else `level`, else info.
+fn env_filter(level: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
 fn build<W>(
-    level: &str,
+    filter: EnvFilter,
     style: LogStyle,
     tracer: Option<&SdkTracerProvider>,
     writer: W,
@@ -107,9 +115,6 @@ fn build<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
     // Span fields are for traces; the access log line carries the same facts, so log
     // lines neither pay for formatting spans nor repeat them.
     let filter = match format!("{SPAN_TARGET}=off").parse() {
@@ -119,6 +124,7 @@ where
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi);
+    let filter = filter.and(secret_cap());
     let log: Box<dyn Layer<Registry> + Send + Sync> = match style {
         LogStyle::Text => fmt.with_filter(filter).boxed(),
         LogStyle::Json => fmt.json().with_filter(filter).boxed(),
@@ -138,6 +144,16 @@ where
             .with_filter(trace_filter())
     });
     Dispatch::new(Registry::default().with(log).with(otel))
+}
+
+/// The most the AWS SDK's crates (every target starting `aws_`) may log: info. At debug
+/// `aws_smithy_runtime` prints the resolved identity with its access key id, and at
+/// trace the signed request and the model's prompts and answers; a log file is no place
+/// for either, so no `RUST_LOG` can turn them on.
+fn secret_cap() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("aws_", LevelFilter::INFO)
 }
 
 /// What becomes an OpenTelemetry span: aigw's request and attempt spans, the AWS SDK's
@@ -196,5 +212,64 @@ impl Telemetry {
             })
             .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> MakeWriter<'w> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'w self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn the_aws_sdk_logs_at_most_info_even_at_trace() {
+        let captured = Captured::default();
+        // As RUST_LOG=trace would ask.
+        let dispatch = build(
+            EnvFilter::new("trace"),
+            LogStyle::Text,
+            None,
+            captured.clone(),
+            false,
+        );
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::debug!(target: "aws_smithy_runtime::client::orchestrator::endpoints", "identity AKIDDEBUG");
+            tracing::trace!(target: "aws_sigv4::http_request::sign", "signing AKIDTRACE");
+            tracing::info!(target: "aws_config::meta::credentials::chain", "loaded credentials");
+            tracing::trace!(target: "aigw_server::admission", "our own trace");
+        });
+        let logged =
+            String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(PoisonError::into_inner))
+                .into_owned();
+        assert!(!logged.contains("AKIDDEBUG"), "{logged}");
+        assert!(!logged.contains("AKIDTRACE"), "{logged}");
+        assert!(logged.contains("loaded credentials"), "{logged}");
+        assert!(logged.contains("our own trace"), "{logged}");
     }
 }

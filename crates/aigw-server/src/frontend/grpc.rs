@@ -1,23 +1,173 @@
 //! The gRPC front end, `aigw.v1.ChatService`: decode the proto message, hand it to
 //! admission, encode the answer (a message, or a server stream of chunks).
+//!
+//! The route is named inside the message, so [`GrpcFront`] does what it can from the
+//! call's head first, as the HTTP front end does before reading a body: a caller no route
+//! lets in is refused without a byte of its message read, and no message is buffered past
+//! the largest `max_request_body_size` among the routes the caller may use.
 
+use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use aigw_core::{ChatChunk, ChatCompletion, ChatRequest, ChunkStream, Error, Message, Usage};
+use aigw_core::{
+    ChatChunk, ChatCompletion, ChatRequest, ChunkStream, Error, ErrorKind, Message, Usage,
+};
 use aigw_proto::v1 as pb;
+use aigw_proto::v1::chat_service_server::ChatServiceServer;
 use futures_util::{Stream, StreamExt};
+use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
+use tonic::server::NamedService;
+use tower::Service;
 use tracing::Instrument;
 
 use crate::admission::{Admission, Admitted, Answering, Caller, MODEL_HEADER, PeerAddr, RouteKey};
 use crate::{SharedRoutes, grpc_status};
 
+/// `ChatService` over the route table, behind the checks a call's head allows: key-auth
+/// against every route, and a bound on the message's length.
+#[derive(Clone)]
+pub(crate) struct GrpcFront {
+    chat: Arc<GrpcChat>,
+}
+
+impl GrpcFront {
+    /// The service over `routes`.
+    pub(crate) fn new(routes: SharedRoutes) -> Self {
+        GrpcFront {
+            chat: Arc::new(GrpcChat { routes }),
+        }
+    }
+}
+
+impl NamedService for GrpcFront {
+    const NAME: &'static str = <ChatServiceServer<GrpcChat> as NamedService>::NAME;
+}
+
+impl Service<http::Request<tonic::body::Body>> for GrpcFront {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        // Reloads change both the keys and the limits, so both come from the table in force.
+        let limit = match self.chat.routes.load().body_limit_for(request.headers()) {
+            Ok(limit) => limit,
+            Err(refused) => {
+                let response = grpc_status(&refused).into_http();
+                return Box::pin(std::future::ready(Ok(response)));
+            }
+        };
+        let request = request.map(|body| tonic::body::Body::new(MessageLimit::new(body, limit)));
+        // tonic's own bound covers what MessageLimit cannot see: a compressed message's
+        // decoded size. Without it tonic would cap every message at its 4 MiB default.
+        ChatServiceServer::from_arc(self.chat.clone())
+            .max_decoding_message_size(limit)
+            .call(request)
+    }
+}
+
+/// A gRPC request body that fails as soon as a message's length prefix says it is over
+/// `limit`, before tonic reserves room for it or any of it is read.
+struct MessageLimit {
+    inner: tonic::body::Body,
+    limit: usize,
+    /// The length prefix being read: the compression flag, then 4 bytes of length.
+    prefix: [u8; PREFIX_LEN],
+    prefix_read: usize,
+    /// Bytes of the current message still to pass through.
+    message_left: usize,
+}
+
+/// A gRPC message's prefix: one byte of compression flag, four of big-endian length.
+const PREFIX_LEN: usize = 5;
+
+impl MessageLimit {
+    fn new(inner: tonic::body::Body, limit: usize) -> Self {
+        MessageLimit {
+            inner,
+            limit,
+            prefix: [0; PREFIX_LEN],
+            prefix_read: 0,
+            message_left: 0,
+        }
+    }
+
+    /// Follows the message boundaries through `data`, refusing the first message over the
+    /// limit.
+    fn inspect(&mut self, mut data: &[u8]) -> Result<(), Error> {
+        while !data.is_empty() {
+            if self.message_left > 0 {
+                let skipped = self.message_left.min(data.len());
+                self.message_left -= skipped;
+                data = &data[skipped..];
+                continue;
+            }
+            let taken = (PREFIX_LEN - self.prefix_read).min(data.len());
+            self.prefix[self.prefix_read..self.prefix_read + taken].copy_from_slice(&data[..taken]);
+            self.prefix_read += taken;
+            data = &data[taken..];
+            if self.prefix_read == PREFIX_LEN {
+                self.prefix_read = 0;
+                let [_, a, b, c, d] = self.prefix;
+                let length =
+                    usize::try_from(u32::from_be_bytes([a, b, c, d])).unwrap_or(usize::MAX);
+                if length > self.limit {
+                    return Err(Error::new(
+                        ErrorKind::PayloadTooLarge,
+                        format!(
+                            "request message of {length} bytes is larger than max_request_body_size ({} bytes) of every route this caller may use",
+                            self.limit
+                        ),
+                    ));
+                }
+                self.message_left = length;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl HttpBody for MessageLimit {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        let data = match &frame {
+            Some(Ok(frame)) => frame.data_ref(),
+            _ => None,
+        };
+        if let Some(Err(error)) = data.map(|data| self.inspect(data)) {
+            return Poll::Ready(Some(Err(grpc_status(&error))));
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// `ChatService` over the route table.
-pub(crate) struct GrpcChat {
-    pub(crate) routes: SharedRoutes,
+struct GrpcChat {
+    routes: SharedRoutes,
 }
 
 type ChunkResult = Result<pb::ChatChunk, tonic::Status>;
@@ -264,6 +414,36 @@ mod tests {
         })
         .await
         .expect("the upstream was dropped without waiting for its next token");
+    }
+
+    /// The bytes of a gRPC message of `length` bytes: its prefix, then `length` zeros.
+    fn message(length: u32) -> Vec<u8> {
+        let mut bytes = vec![0u8];
+        bytes.extend_from_slice(&length.to_be_bytes());
+        bytes.resize(PREFIX_LEN + length as usize, 0);
+        bytes
+    }
+
+    #[test]
+    fn the_length_prefix_is_found_however_the_frames_cut_it() {
+        let mut body = [message(10), message(3), message(11)].concat();
+        // Every cut through the first two messages and into the third one's prefix.
+        for cut in 1..body.len() {
+            let mut limit = MessageLimit::new(tonic::body::Body::empty(), 10);
+            let first = limit.inspect(&body[..cut]);
+            let refused = first.is_err() || limit.inspect(&body[cut..]).is_err();
+            assert!(refused, "cut at {cut}: the 11-byte message got through");
+        }
+        body.truncate(PREFIX_LEN * 2 + 13);
+        for cut in 0..body.len() {
+            let mut limit = MessageLimit::new(tonic::body::Body::empty(), 10);
+            assert!(limit.inspect(&body[..cut]).is_ok());
+            assert!(limit.inspect(&body[cut..]).is_ok(), "cut at {cut}");
+        }
+        let mut limit = MessageLimit::new(tonic::body::Body::empty(), 10);
+        let refused = limit.inspect(&message(11)[..PREFIX_LEN]).expect_err("over");
+        assert_eq!(refused.kind(), ErrorKind::PayloadTooLarge);
+        assert!(refused.message().contains("10 bytes"), "{refused}");
     }
 
     #[tokio::test]
