@@ -32,6 +32,7 @@ pub(crate) fn router(routes: SharedRoutes) -> Router {
         .route(HEALTH_PATH, get(health))
         .route(TARGETS_PATH, get(targets))
         .route(METRICS_PATH, get(metrics))
+        .merge(crate::status_page::routes())
         .method_not_allowed_fallback(get_only)
         .fallback(not_here)
         .with_state(routes)
