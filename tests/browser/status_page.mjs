@@ -25,6 +25,7 @@ const origin = new URL(statusUrl).origin;
 const executablePath = process.env.AIGW_CHROMIUM || '/usr/bin/chromium';
 const PHASE_TIMEOUT_MS = 30_000;
 
+
 const lines = createInterface({ input: process.stdin });
 const pending = [];
 const waiting = [];
@@ -111,8 +112,8 @@ try {
   if (!/OUT/.test(out.text)) throw new Error(`an unhealthy row should say OUT: ${out.text}`);
   const summary = await page.textContent('#summary');
   if (!summary.includes(out.target)) throw new Error(`the summary does not name ${out.target}: ${summary}`);
-  // Let the history and the error table fill for the picture.
-  await page.waitForTimeout(1500);
+  // Let the history and the error table fill for the picture (longer for the docs' one).
+  await page.waitForTimeout(Number(process.env.AIGW_PICTURE_WAIT_MS || 1500));
   await page.screenshot({ path: join(shotDir, 'status-page-unhealthy.png'), fullPage: true });
   say(`UNHEALTHY ${out.target}`);
 

@@ -6,6 +6,8 @@
 
 const POLL_MS = 1000;
 const HISTORY_MS = 5 * 60 * 1000;
+// A fresh tab's charts span at least a minute, so the first seconds are not a sliver.
+const MIN_CHART_MS = 60 * 1000;
 // The window the "share" column measures, short enough to show a balancer's move at once.
 const SHARE_WINDOW_MS = 10 * 1000;
 const STALE_MS = 3000;
@@ -73,6 +75,16 @@ function fmtAgo(ms) {
   return Math.round(s / 86400) + ' d';
 }
 
+// A figure given either as a number or as an object of them (e.g. a moving average and
+// percentiles): the first number found.
+function firstNumber(v) {
+  if (num(v) !== null) return v;
+  if (v && typeof v === 'object') {
+    for (const x of Object.values(v)) if (num(x) !== null) return x;
+  }
+  return null;
+}
+
 function compact(v) {
   if (v === null || v === undefined) return '—';
   if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return String(v);
@@ -133,7 +145,8 @@ function drawChart(canvas, samples, now) {
   const ctx = canvas.getContext('2d');
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
   ctx.clearRect(0, 0, w, h);
-  const x = (t) => w - ((now - t) / HISTORY_MS) * w;
+  const span = samples.length ? Math.min(HISTORY_MS, Math.max(MIN_CHART_MS, now - samples[0].t)) : MIN_CHART_MS;
+  const x = (t) => w - ((now - t) / span) * w;
   const points = [];
   for (let i = 1; i < samples.length; i++) {
     const a = samples[i - 1];
@@ -170,7 +183,11 @@ function drawChart(canvas, samples, now) {
     else ctx.lineTo(x(p.t), y);
   });
   ctx.stroke();
-  return { maxRate: points.length ? Math.max(...points.map((p) => p.rate)) : null, maxLat: lat.length ? maxLat : null };
+  return {
+    span,
+    maxRate: points.length ? Math.max(...points.map((p) => p.rate)) : null,
+    maxLat: lat.length ? maxLat : null,
+  };
 }
 
 function buildStructure(routes) {
@@ -205,7 +222,7 @@ function buildStructure(routes) {
       ['cost', 'from input_cost/output_cost per million tokens'],
       ['last 5 min', 'bars: requests/s; line: latency; red: out of rotation'],
     ]) {
-      const th = el('th', name === 'target' || name === 'last 5 min' ? 'text' : null, name);
+      const th = el('th', ['target', 'health', 'last 5 min'].includes(name) ? 'text' : null, name);
       th.title = hint;
       hr.append(th);
     }
@@ -220,7 +237,7 @@ function buildStructure(routes) {
       row.dataset.target = t.target;
       const cells = {};
       for (const name of ['target', 'health', 'share', 'inFlight', 'requests', 'failures', 'latency', 'ttft', 'tokens', 'cost', 'chart']) {
-        cells[name] = el('td', name === 'target' || name === 'chart' ? 'text' : null);
+        cells[name] = el('td', ['target', 'health', 'chart'].includes(name) ? 'text' : null);
         row.append(cells[name]);
       }
       const canvas = el('canvas', 'chart');
@@ -256,7 +273,8 @@ function renderTargets(doc, now) {
     const routeRate = rates.reduce((a, r) => a + (r || 0), 0);
     const card = routeCards.get(route.name);
     if (card) {
-      card.algorithm.textContent = route.algorithm ? route.algorithm : 'algorithm: n/a';
+      card.algorithm.textContent = route.algorithm ? String(route.algorithm) : '';
+      card.algorithm.hidden = !route.algorithm;
       card.failovers.textContent = route.failovers === undefined ? '' : `failovers: ${fmtInt(route.failovers)}`;
       card.failovers.className = num(route.failovers) > 0 ? 'nonzero' : '';
       card.rate.textContent = `${fmtRate(routeRate)} requests`;
@@ -305,7 +323,7 @@ function renderTargets(doc, now) {
       setCell(cells.failures, fmtInt(t.failures), kinds, num(t.failures) > 0 ? 'nonzero' : null);
       const lat = t.latency_ms || {};
       setCell(cells.latency, fmtMs(lat.e2e), `${fmtMs(lat.tpot)} / token`);
-      setCell(cells.ttft, fmtMs(num(t.ttft_ms) ?? (t.ttft_ms && t.ttft_ms.avg)));
+      setCell(cells.ttft, fmtMs(firstNumber(t.ttft_ms)));
       const tok = t.tokens || {};
       setCell(cells.tokens, `${fmtInt(tok.prompt)} in`, `${fmtInt(tok.completion)} out`);
       setCell(cells.cost, fmtCost(t.cost));
@@ -313,6 +331,7 @@ function renderTargets(doc, now) {
       const drawn = drawChart(canvas, history.get(key) || [], now);
       canvas.setAttribute('aria-label', `requests per second and latency of ${t.target} over the last 5 minutes`);
       legend.replaceChildren(
+        el('span', 'dim', `${fmtAgo(drawn.span)}: `),
         el('span', 'req', `■ ${fmtRate(rate)}`),
         document.createTextNode(drawn.maxRate !== null ? ` (max ${fmtRate(drawn.maxRate)}) ` : ' '),
         el('span', 'lat', `— ${fmtMs(lat.e2e)}`),
@@ -358,6 +377,7 @@ function renderOverview(doc) {
     }
     tbody.append(tr);
   }
+  $('errors').hidden = errors.length === 0;
   $('errors-note').textContent = errors.length === 0 ? 'None since start.' : `${errors.length} most recent, newest first.`;
 
   const config = $('config');
@@ -389,6 +409,7 @@ function renderOverview(doc) {
 }
 
 function overviewMissing() {
+  $('errors').hidden = true;
   $('errors-note').textContent = 'This gateway does not serve /status/overview: no error log or configuration to show.';
   const config = $('config');
   config.replaceChildren(el('p', 'dim', 'This gateway does not serve /status/overview.'));
