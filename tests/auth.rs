@@ -1,7 +1,10 @@
 //! Client authentication with Kong's key-auth: a protected route lets in only callers
 //! with a consumer's key, over HTTP and gRPC, and never echoes a key back.
 
-use aigw_tests::{Stack, config_from, grpc_client, grpc_question, polish_writer_question};
+use aigw_tests::{
+    Stack, config_from, grpc_client, grpc_question, polish_writer_question,
+    post_question_with_header,
+};
 use serde_json::Value;
 use tonic::metadata::MetadataValue;
 
@@ -37,17 +40,12 @@ plugins:
 }
 
 async fn post(url: &str, header: Option<(&str, &str)>) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(polish_writer_question().to_string());
-    if let Some((name, value)) = header {
-        request = request.header(name, value);
-    }
-    let response = request.send().await.expect("gateway answers");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (status, headers, response.json().await.expect("JSON body"))
+    let (status, headers, body) = post_question_with_header(url, header).await;
+    (
+        status,
+        headers,
+        serde_json::from_str(&body).expect("JSON body"),
+    )
 }
 
 #[tokio::test]

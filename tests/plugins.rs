@@ -3,6 +3,7 @@
 //! plugin it does not enforce stops a reload, leaving the old routes serving.
 
 use aigw_server::RouteLimits;
+use aigw_tests::post_question_with_header as post;
 use aigw_tests::{Stack, config_from, grpc_client, grpc_question, polish_writer_question};
 use serde_json::Value;
 use tonic::metadata::MetadataValue;
@@ -105,23 +106,6 @@ fn token(algorithm: jsonwebtoken::Algorithm, key: &str, exp_in: i64) -> String {
         &signing,
     )
     .expect("signs")
-}
-
-async fn post(
-    url: &str,
-    header: Option<(&str, &str)>,
-) -> (u16, reqwest::header::HeaderMap, String) {
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(polish_writer_question().to_string());
-    if let Some((name, value)) = header {
-        request = request.header(name, value);
-    }
-    let response = request.send().await.expect("gateway answers");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (status, headers, response.text().await.expect("a body"))
 }
 
 fn json(body: &str) -> Value {

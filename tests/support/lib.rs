@@ -252,6 +252,25 @@ pub async fn post_polish_question(client: &reqwest::Client, url: &str) -> reqwes
         .expect("the gateway answers")
 }
 
+/// POSTs the Polish-writer question to `url` as JSON, with one more header if given: the
+/// status, the headers and the body text, for tests of who is let in.
+pub async fn post_question_with_header(
+    url: &str,
+    header: Option<(&str, &str)>,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(polish_writer_question().to_string());
+    if let Some((name, value)) = header {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.expect("gateway answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.expect("a body"))
+}
+
 /// The text of header `name`, if it is there and is text.
 pub fn header_text(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
     headers

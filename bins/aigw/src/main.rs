@@ -1,7 +1,9 @@
 //! `aigw`: the AI gateway. `aigw --config FILE` serves a Kong decK file's routes;
 //! `aigw check` validates one; `aigw demo` runs the seed walkthrough against an in-process
-//! Bedrock emulator, with no AWS account.
+//! Bedrock emulator, with no AWS account; `aigw top` watches a running gateway's targets.
 #![forbid(unsafe_code)]
+
+mod top;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,25 @@ enum Command {
     Check,
     /// Serve the seed walkthrough config against an in-process Bedrock emulator.
     Demo,
+    /// Watch a running gateway's routes and targets, refreshing in place until Ctrl-C.
+    Top {
+        /// The gateway's status listener.
+        #[arg(long, default_value = "http://127.0.0.1:8100")]
+        status: String,
+        /// Print one frame, without terminal escapes, and exit.
+        #[arg(long)]
+        once: bool,
+        /// Milliseconds between refreshes.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
+        interval_ms: u64,
+    },
+}
+
+/// What this process serves, once `top` (which serves nothing) is out of the way.
+enum Serving {
+    Check,
+    Demo,
+    Config,
 }
 
 #[tokio::main]
@@ -59,6 +80,24 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    let serving = match cli.command {
+        // `top` is a client of another process: no settings, config or telemetry of its own.
+        Some(Command::Top {
+            status,
+            once,
+            interval_ms,
+        }) => {
+            return top::run(top::Options {
+                status,
+                once,
+                interval: Duration::from_millis(interval_ms),
+            })
+            .await;
+        }
+        Some(Command::Check) => Serving::Check,
+        Some(Command::Demo) => Serving::Demo,
+        None => Serving::Config,
+    };
     let settings = Settings::load(SettingsOverrides {
         listen: cli.listen,
         status_listen: cli.status_listen,
@@ -70,8 +109,8 @@ async fn run(cli: Cli) -> Result<()> {
         LogFormat::Text => aigw_telemetry::LogStyle::Text,
     };
     // `check` only reads a file: no spans worth exporting.
-    let endpoint = match cli.command {
-        Some(Command::Check) => None,
+    let endpoint = match serving {
+        Serving::Check => None,
         _ => aigw_telemetry::otlp_endpoint(settings.otlp_endpoint.as_deref()),
     };
     let telemetry =
@@ -80,10 +119,10 @@ async fn run(cli: Cli) -> Result<()> {
         tracing::info!(%endpoint, "exporting traces over OTLP/gRPC");
     }
 
-    let outcome = match cli.command {
-        Some(Command::Check) => check(config_path(&settings)?),
-        Some(Command::Demo) => demo(&settings).await,
-        None => {
+    let outcome = match serving {
+        Serving::Check => check(config_path(&settings)?),
+        Serving::Demo => demo(&settings).await,
+        Serving::Config => {
             let path = config_path(&settings)?;
             let config = aigw_config::load_deck(path)?;
             print_warnings(&config);

@@ -58,12 +58,7 @@ impl Cx<'_> {
         let mut seen: HashMap<String, FieldPath> = HashMap::new();
         for (ci, consumer) in consumers.iter().enumerate() {
             let path = root.index(ci);
-            let name = consumer
-                .username
-                .clone()
-                .or_else(|| consumer.custom_id.clone())
-                .or_else(|| consumer.id.clone())
-                .unwrap_or_else(|| format!("consumers[{ci}]"));
+            let name = consumer.display_name(ci);
             for (ki, credential) in consumer.keyauth_credentials.iter().flatten().enumerate() {
                 let key_path = path.key("keyauth_credentials").index(ki).key("key");
                 let key = self.dereference(&key_path, credential.key.clone())?;

@@ -411,12 +411,7 @@ impl Cx<'_> {
         let mut credentials: Vec<JwtCredential> = Vec::new();
         let mut seen: std::collections::HashMap<String, FieldPath> = Default::default();
         for (ci, consumer) in consumers.iter().enumerate() {
-            let name = consumer
-                .username
-                .clone()
-                .or_else(|| consumer.custom_id.clone())
-                .or_else(|| consumer.id.clone())
-                .unwrap_or_else(|| format!("consumers[{ci}]"));
+            let name = consumer.display_name(ci);
             for (i, raw) in consumer.jwt_secrets.iter().flatten().enumerate() {
                 let path = root.index(ci).key("jwt_secrets").index(i);
                 let key_path = path.key("key");
@@ -628,12 +623,7 @@ impl Cx<'_> {
         let mut credentials = Vec::new();
         let mut seen: std::collections::HashMap<String, FieldPath> = Default::default();
         for (ci, consumer) in consumers.iter().enumerate() {
-            let name = consumer
-                .username
-                .clone()
-                .or_else(|| consumer.custom_id.clone())
-                .or_else(|| consumer.id.clone())
-                .unwrap_or_else(|| format!("consumers[{ci}]"));
+            let name = consumer.display_name(ci);
             for (i, raw) in consumer.basicauth_credentials.iter().flatten().enumerate() {
                 let path = root.index(ci).key("basicauth_credentials").index(i);
                 let username = match &raw.username {

@@ -41,6 +41,18 @@ pub(crate) struct ConsumerRaw {
     pub jwt_secrets: Option<Vec<JwtSecretRaw>>,
 }
 
+impl ConsumerRaw {
+    /// How logs and errors name the consumer at `consumers[index]`: Kong's username, else
+    /// its custom_id or id, else its place in the file.
+    pub(crate) fn display_name(&self, index: usize) -> String {
+        self.username
+            .clone()
+            .or_else(|| self.custom_id.clone())
+            .or_else(|| self.id.clone())
+            .unwrap_or_else(|| format!("consumers[{index}]"))
+    }
+}
+
 /// `consumers[].jwt_secrets[]`.
 #[derive(Debug, Deserialize)]
 #[serde(expecting = "a mapping")]

@@ -20,6 +20,8 @@ mod metrics;
 mod record;
 mod server;
 mod setup;
+#[cfg(test)]
+mod test_log;
 
 pub use attempt::{AttemptSpan, AttemptSpanLayer, TargetDescriptor};
 pub use metrics::{

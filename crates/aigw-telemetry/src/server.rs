@@ -319,40 +319,13 @@ fn trace_id(span: &tracing::Span) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
-    use std::io;
-    use std::sync::{Mutex, PoisonError};
+    use std::sync::PoisonError;
 
     use tower::ServiceExt;
-    use tracing_subscriber::fmt::MakeWriter;
 
     use super::*;
     use crate::LogStyle;
-
-    /// Log output kept in memory.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'w> MakeWriter<'w> for Captured {
-        type Writer = Captured;
-
-        fn make_writer(&'w self) -> Self::Writer {
-            self.clone()
-        }
-    }
+    use crate::test_log::Captured;
 
     impl Captured {
         fn lines(&self) -> Vec<serde_json::Value> {
