@@ -105,11 +105,24 @@ try {
   for (const r of serving) {
     if (!r.text.includes(r.target)) throw new Error(`row of ${r.target} does not name it: ${r.text}`);
   }
+  // Fields newer gateways add are shown when the JSON has them (read outside the page, so
+  // this fetch is not among the page's requests).
+  const doc = await (await context.request.get(`${origin}/status/targets`)).json();
+  const route = doc.routes[0];
+  const head = await page.textContent(`article[data-route="${route.name}"] .head`);
+  if (route.algorithm && !head.includes(route.algorithm)) throw new Error(`no algorithm in: ${head}`);
+  if (route.failovers !== undefined && !head.includes('failovers')) throw new Error(`no failovers in: ${head}`);
   say('SERVING');
 
   await expectLine('THROTTLED');
   const out = await until(page, 'a target out of rotation', (rs) => rs.find((r) => r.health === 'unhealthy'));
   if (!/OUT/.test(out.text)) throw new Error(`an unhealthy row should say OUT: ${out.text}`);
+  const outDoc = await (await context.request.get(`${origin}/status/targets`)).json();
+  const outTarget = outDoc.routes.flatMap((r) => r.targets).find((t) => t.target === out.target);
+  const kinds = Object.keys((outTarget && outTarget.failures_by_kind) || {});
+  await until(page, `failures by kind (${kinds.join(', ')}) of ${out.target}`, (rs) =>
+    rs.find((r) => r.target === out.target && kinds.every((kind) => r.text.includes(kind))),
+  );
   const summary = await page.textContent('#summary');
   if (!summary.includes(out.target)) throw new Error(`the summary does not name ${out.target}: ${summary}`);
   // Let the history and the error table fill for the picture (longer for the docs' one).

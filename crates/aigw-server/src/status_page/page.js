@@ -318,7 +318,7 @@ function renderTargets(doc, now) {
       setCell(cells.inFlight, fmtInt(t.in_flight));
       setCell(cells.requests, fmtInt(t.requests));
       const kinds = t.failures_by_kind && typeof t.failures_by_kind === 'object'
-        ? Object.entries(t.failures_by_kind).filter(([, n]) => num(n) > 0).map(([k, n]) => `${k}: ${fmtInt(n)}`).join(', ')
+        ? Object.entries(t.failures_by_kind).filter(([, n]) => num(n) > 0).map(([k, n]) => `${k}: ${fmtInt(n)}`).join('\n')
         : '';
       setCell(cells.failures, fmtInt(t.failures), kinds, num(t.failures) > 0 ? 'nonzero' : null);
       const lat = t.latency_ms || {};
