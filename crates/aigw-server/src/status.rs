@@ -83,7 +83,8 @@ pub(crate) async fn public_health(State(routes): State<SharedRoutes>) -> Respons
     }
 }
 
-/// Every route's targets: health, in flight, moving latency, token counts.
+/// Every route's targets: health, in flight, failures by kind, moving latency and time to
+/// first token, token counts; and per route its algorithm and failovers.
 async fn targets(State(routes): State<SharedRoutes>) -> Response {
     let table = routes.load();
     let routes: Vec<Value> = table
@@ -93,6 +94,8 @@ async fn targets(State(routes): State<SharedRoutes>) -> Response {
             json!({
                 "name": route.name,
                 "paths": route.paths,
+                "algorithm": route.overview.algorithm,
+                "failovers": route.balancer.failovers(),
                 "targets": route
                     .balancer
                     .snapshot()
@@ -127,6 +130,12 @@ fn target(index: usize, t: &TargetStatus) -> Value {
             "total": t.usage.total_tokens,
         },
         "cost": t.cost,
+        "failures_by_kind": t
+            .failures_by_kind
+            .iter()
+            .map(|(kind, count)| (kind.as_str().to_owned(), Value::from(*count)))
+            .collect::<serde_json::Map<_, _>>(),
+        "ttft_ms": millis(t.ttft),
     })
 }
 
