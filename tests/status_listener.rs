@@ -15,7 +15,7 @@ async fn get(url: &str) -> (u16, String) {
 async fn metrics_and_targets_are_on_the_status_listener_only() {
     let stack = Stack::start(&seed_config()).await;
     assert_ne!(stack.gateway.addr(), stack.gateway.status_addr());
-    for path in ["/metrics", "/status/targets"] {
+    for path in ["/metrics", "/status/targets", "/status/overview"] {
         let (status, body) = get(&stack.url(path)).await;
         assert_eq!(status, 404, "{path} on the data port: {body}");
         assert!(!body.contains("route1"), "{path}: {body}");

@@ -16,6 +16,7 @@ mod limit;
 mod local_streams;
 mod overview;
 mod plugins;
+mod recent;
 mod reload;
 mod repoll;
 mod routes;

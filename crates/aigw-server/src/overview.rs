@@ -71,10 +71,13 @@ fn credentials(target: &TargetConfig, options: &BuildOptions) -> String {
     let auth = &target.auth;
     let mut sources = Vec::new();
     if auth.aws_access_key_id.is_some() {
-        sources.push(format!(
-            "AWS access key: {}",
-            auth.source_of("aws_access_key_id")
-        ));
+        let id = auth.source_of("aws_access_key_id");
+        let secret = auth.source_of("aws_secret_access_key");
+        sources.push(if id == secret {
+            format!("AWS access key: {id}")
+        } else {
+            format!("AWS access key: {id}; secret: {secret}")
+        });
     }
     if let (Some(name), Some(_)) = (&auth.header_name, &auth.header_value) {
         sources.push(format!("header {name}: {}", auth.source_of("header_value")));
