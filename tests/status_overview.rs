@@ -106,7 +106,7 @@ async fn overview_shows_version_start_and_the_redacted_configuration() {
     assert_eq!(routes[1]["algorithm"], "round-robin");
     assert_eq!(
         routes[1]["plugins"],
-        json!(["ai-proxy-advanced", "ip-restriction", "key-auth"])
+        json!(["ai-proxy-advanced", "key-auth", "ip-restriction"])
     );
     // The gateway was built with static test credentials for targets without their own.
     assert_eq!(

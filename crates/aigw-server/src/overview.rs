@@ -35,15 +35,15 @@ impl RouteOverview {
     pub fn new(route: &RouteConfig, options: &BuildOptions) -> Self {
         let plugins = [
             ("ai-proxy-advanced", true),
-            ("request-termination", route.request_termination.is_some()),
-            ("ip-restriction", route.ip_restriction.is_some()),
             ("key-auth", route.key_auth.is_some()),
-            ("basic-auth", route.basic_auth.is_some()),
             ("jwt", route.jwt.is_some()),
+            ("basic-auth", route.basic_auth.is_some()),
+            ("ip-restriction", route.ip_restriction.is_some()),
             (
                 "request-size-limiting",
                 route.request_size_limiting.is_some(),
             ),
+            ("request-termination", route.request_termination.is_some()),
         ];
         RouteOverview {
             algorithm: route.ai.balancer.algorithm.as_str(),
