@@ -88,14 +88,69 @@ fn credentials(target: &TargetConfig, options: &BuildOptions) -> String {
             auth.source_of("param_value")
         ));
     }
-    if !sources.is_empty() {
-        return sources.join("; ");
-    }
-    match target.model.provider {
-        Provider::Bedrock if options.bedrock_credentials.is_some() => {
-            "static key from the gateway's build options".to_owned()
+    let mut described = if !sources.is_empty() {
+        sources.join("; ")
+    } else {
+        match target.model.provider {
+            // `aigw demo` and the tests sign with throwaway keys given in code.
+            Provider::Bedrock if options.bedrock_credentials.is_some() => {
+                "static key from the gateway's build options".to_owned()
+            }
+            Provider::Bedrock => "AWS default chain".to_owned(),
+            _ => "none".to_owned(),
         }
-        Provider::Bedrock => "AWS default chain".to_owned(),
-        _ => "none".to_owned(),
+    };
+    if auth.allow_override {
+        described.push_str("; a client's own credentials win (allow_override)");
+    }
+    described
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_described_by_source_never_by_value() {
+        let config = aigw_config::parse_deck(
+            "x.yaml",
+            r#"
+_format_version: "3.0"
+services:
+- name: svc
+  routes:
+  - name: r
+    paths: [/r]
+    plugins:
+    - name: ai-proxy-advanced
+      config:
+        targets:
+        - model: {provider: openai, name: a, options: {upstream_url: "http://127.0.0.1:9/v1/chat/completions"}}
+          route_type: llm/v1/chat
+          auth: {header_name: Authorization, header_value: "Bearer sk-literal-1234"}
+        - model: {provider: openai, name: b, options: {upstream_url: "http://127.0.0.1:9/v1/chat/completions"}}
+          route_type: llm/v1/chat
+        - model: {provider: bedrock, name: c, options: {bedrock: {aws_region: us-west-2}}}
+          route_type: llm/v1/chat
+          auth: {allow_override: true}
+"#,
+        )
+        .expect("loads");
+        let overview = RouteOverview::new(&config.routes[0], &BuildOptions::default());
+        let described: Vec<&str> = overview
+            .targets
+            .iter()
+            .map(|t| t.credentials.as_str())
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "header Authorization: literal in the decK file",
+                "none",
+                "AWS default chain; a client's own credentials win (allow_override)",
+            ]
+        );
+        assert_eq!(overview.algorithm, "round-robin");
+        assert_eq!(overview.plugins, ["ai-proxy-advanced"]);
     }
 }
