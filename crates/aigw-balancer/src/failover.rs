@@ -87,6 +87,12 @@ where
                         Err(failed) => Err(failed),
                     }
                 };
+                // An attempt after a failed one that reached a target is a failover; one
+                // that found nothing left to try is not.
+                let attempted = !matches!(answer, Err(AttemptFailed { target: None, .. }));
+                if number > 1 && attempted {
+                    shared.state.record_failover();
+                }
                 let (target, error) = match answer {
                     Ok(reply) => return Ok(reply),
                     Err(AttemptFailed {
@@ -237,6 +243,33 @@ mod tests {
             assert_eq!(served_model(&reply), "m1");
         }
         assert_eq!(calls[1].load(Ordering::Relaxed), 4);
+    }
+
+    #[tokio::test]
+    async fn failovers_are_counted_per_route() {
+        let calls = Arc::new((0..2).map(|_| AtomicUsize::new(0)).collect::<Vec<_>>());
+        let counted = calls.clone();
+        let targets = tower::service_fn(move |attempt: Attempt| {
+            counted[attempt.target].fetch_add(1, Ordering::Relaxed);
+            let outcome = if attempt.target == 0 {
+                Err(Error::new(ErrorKind::UpstreamUnreachable, "refused"))
+            } else {
+                Ok(answer(attempt.target))
+            };
+            async move { outcome }
+        });
+        let infos = vec![TargetInfo::new("test/a", 1), TargetInfo::new("test/b", 1)];
+        let state = Arc::new(RouteState::new(infos, HealthPolicy::default()));
+        let mut service = ServiceBuilder::new()
+            .layer(FailoverLayer::new(FailoverPolicy::default(), state.clone()))
+            .layer(PickLayer::new(RoundRobin::new(&[1, 1]), state.clone()))
+            .service(targets);
+        for _ in 0..4 {
+            send(&mut service).await.expect("the second target answers");
+        }
+        // Round robin starts two of the four requests on the refusing target.
+        assert_eq!(state.failovers(), calls[0].load(Ordering::Relaxed) as u64);
+        assert!(state.failovers() >= 1);
     }
 
     #[tokio::test]

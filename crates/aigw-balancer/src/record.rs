@@ -21,6 +21,9 @@ use crate::RouteState;
 ///   target, so after `max_fails` counted failures the balancer leaves it out for
 ///   `fail_timeout` (see [`HealthPolicy`](crate::HealthPolicy) for what counts). A stream
 ///   that breaks later is the client's error to see, not a reason to take the target out;
+/// - time to first token: to the answer head of a whole answer, to the first chunk of a
+///   stream;
+/// - each failure by its kind;
 /// - for each answer that ends cleanly, its latency and token usage.
 ///
 /// Place it above [`AttemptTimeout`](crate::AttemptTimeout), so that an attempt
@@ -58,6 +61,7 @@ impl Around<Attempt> for Record {
             guard.answered();
             reply.body = match reply.body {
                 ReplyBody::Complete(response) => {
+                    guard.first_token();
                     guard.finish(Some(response.usage));
                     ReplyBody::Complete(response)
                 }
@@ -65,6 +69,7 @@ impl Around<Attempt> for Record {
                     chunks,
                     guard: Some(guard),
                     usage: None,
+                    first: true,
                 })),
             };
             Ok(reply)
@@ -94,6 +99,12 @@ impl InFlight {
         self.state.record_success(self.target);
     }
 
+    /// The first of the answer reached us: a time-to-first-token sample.
+    fn first_token(&self) {
+        self.state
+            .record_first_token(self.target, self.started.elapsed());
+    }
+
     /// No answer: counts for the health check as its policy says, and ends the attempt.
     fn failed(self, error: &Error) {
         self.state.record_failure(self.target, error);
@@ -118,6 +129,8 @@ struct Measured {
     chunks: ChunkStream,
     guard: Option<InFlight>,
     usage: Option<Usage>,
+    /// No chunk has come yet.
+    first: bool,
 }
 
 impl Stream for Measured {
@@ -127,6 +140,11 @@ impl Stream for Measured {
         let item = self.chunks.as_mut().poll_next(cx);
         match &item {
             Poll::Ready(Some(Ok(chunk))) => {
+                if std::mem::take(&mut self.first)
+                    && let Some(guard) = &self.guard
+                {
+                    guard.first_token();
+                }
                 if chunk.usage.is_some() {
                     self.usage = chunk.usage;
                 }

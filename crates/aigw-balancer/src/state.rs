@@ -1,11 +1,12 @@
 //! The live state of a route's targets, shared by its layers and its pick strategy: health,
-//! requests in flight, moving latency and token usage. Every field is an atomic, so
+//! requests in flight, failures by kind, moving latency and time to first token, token
+//! usage, and the route's failovers. Every field is an atomic, so
 //! recording an outcome and picking a target never wait on each other.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aigw_core::{Error, Usage};
+use aigw_core::{Error, ErrorKind, Usage};
 
 use crate::{Outcome, TargetInfo};
 
@@ -56,14 +57,66 @@ impl HealthPolicy {
 pub struct RouteState {
     infos: Box<[TargetInfo]>,
     targets: Box<[TargetState]>,
+    extras: Box<[TargetExtra]>,
     health: HealthPolicy,
     epoch: Instant,
+    /// Attempts that followed a failed attempt of the same request.
+    failovers: AtomicU64,
+}
+
+/// Every error kind, in the order of [`kind_index`]: the per-target failure counters are
+/// a fixed array indexed by kind, so counting a failure allocates nothing.
+const KINDS: [ErrorKind; 18] = [
+    ErrorKind::InvalidRequest,
+    ErrorKind::RouteNotFound,
+    ErrorKind::Unauthorized,
+    ErrorKind::Forbidden,
+    ErrorKind::Terminated,
+    ErrorKind::PayloadTooLarge,
+    ErrorKind::MethodNotAllowed,
+    ErrorKind::UnsupportedMediaType,
+    ErrorKind::RequestTimeout,
+    ErrorKind::UpstreamRejected,
+    ErrorKind::Throttled,
+    ErrorKind::UpstreamError,
+    ErrorKind::UpstreamUnreachable,
+    ErrorKind::UpstreamTimeout,
+    ErrorKind::UpstreamProtocol,
+    ErrorKind::NoHealthyTarget,
+    ErrorKind::Overloaded,
+    ErrorKind::Internal,
+];
+
+/// `kind`'s slot in [`KINDS`]; exhaustive, so a new kind cannot go uncounted unnoticed.
+const fn kind_index(kind: ErrorKind) -> usize {
+    match kind {
+        ErrorKind::InvalidRequest => 0,
+        ErrorKind::RouteNotFound => 1,
+        ErrorKind::Unauthorized => 2,
+        ErrorKind::Forbidden => 3,
+        ErrorKind::Terminated => 4,
+        ErrorKind::PayloadTooLarge => 5,
+        ErrorKind::MethodNotAllowed => 6,
+        ErrorKind::UnsupportedMediaType => 7,
+        ErrorKind::RequestTimeout => 8,
+        ErrorKind::UpstreamRejected => 9,
+        ErrorKind::Throttled => 10,
+        ErrorKind::UpstreamError => 11,
+        ErrorKind::UpstreamUnreachable => 12,
+        ErrorKind::UpstreamTimeout => 13,
+        ErrorKind::UpstreamProtocol => 14,
+        ErrorKind::NoHealthyTarget => 15,
+        ErrorKind::Overloaded => 16,
+        ErrorKind::Internal => 17,
+    }
 }
 
 /// One target's live counters, kept apart from its description and unpadded: a pick scans
 /// every target's counters, and at 256 targets the whole table (80 bytes each) then stays
 /// in L1 cache. Sharing cache lines between targets costs far less, since counters are
-/// written a few times per request while picks read them all.
+/// written a few times per request while picks read them all. The status-only counters
+/// (failures by kind, time to first token) live in a second table, [`TargetExtra`], so
+/// they do not push the pick's table out of cache.
 #[derive(Debug, Default)]
 pub(crate) struct TargetState {
     pub(crate) in_flight: AtomicU32,
@@ -80,6 +133,15 @@ pub(crate) struct TargetState {
     pub(crate) total_tokens: AtomicU64,
     /// Spend in billionths of the currency unit of `input_cost`/`output_cost`.
     pub(crate) cost_nanos: AtomicU64,
+}
+
+/// A target's counters that only the status endpoint reads.
+#[derive(Debug, Default)]
+struct TargetExtra {
+    /// Failed attempts, by [`kind_index`].
+    failures_by_kind: [AtomicU64; KINDS.len()],
+    /// Time to the answer head, or to a stream's first chunk.
+    ttft: Ewma,
 }
 
 /// A target's state at one moment, for the status endpoint.
@@ -109,6 +171,12 @@ pub struct TargetStatus {
     pub usage: Usage,
     /// Spend since start from `input_cost`/`output_cost` (per million tokens).
     pub cost: f64,
+    /// Failed attempts by error kind since start, only kinds that occurred, in a fixed
+    /// kind order.
+    pub failures_by_kind: Vec<(ErrorKind, u64)>,
+    /// Moving average of time to the answer head (or a stream's first chunk), once
+    /// measured.
+    pub ttft: Option<Duration>,
 }
 
 impl RouteState {
@@ -116,9 +184,11 @@ impl RouteState {
     pub fn new(targets: Vec<TargetInfo>, health: HealthPolicy) -> Self {
         RouteState {
             targets: targets.iter().map(|_| TargetState::default()).collect(),
+            extras: targets.iter().map(|_| TargetExtra::default()).collect(),
             infos: targets.into(),
             health,
             epoch: Instant::now(),
+            failovers: AtomicU64::new(0),
         }
     }
 
@@ -185,6 +255,9 @@ impl RouteState {
             return;
         };
         state.failures.fetch_add(1, Ordering::Relaxed);
+        if let Some(extra) = self.extras.get(target) {
+            extra.failures_by_kind[kind_index(error.kind())].fetch_add(1, Ordering::Relaxed);
+        }
         if self.health.max_fails == 0 || !self.health.counts(error) {
             return;
         }
@@ -252,6 +325,23 @@ impl RouteState {
             .fetch_add((cost * 1_000.0).round() as u64, Ordering::Relaxed);
     }
 
+    /// Records how long `target` took to the answer head, or to a stream's first chunk.
+    pub fn record_first_token(&self, target: usize, elapsed: Duration) {
+        if let Some(extra) = self.extras.get(target) {
+            extra.ttft.observe(elapsed.as_nanos() as f64, self.now_ms());
+        }
+    }
+
+    /// Records that a request tried another attempt after a failed one.
+    pub fn record_failover(&self) {
+        self.failovers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Attempts since start that followed a failed attempt of the same request.
+    pub fn failovers(&self) -> u64 {
+        self.failovers.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn start_attempt(&self, target: usize) {
         if let Some(state) = self.targets.get(target) {
             state.requests.fetch_add(1, Ordering::Relaxed);
@@ -271,8 +361,9 @@ impl RouteState {
         self.targets
             .iter()
             .zip(self.infos.iter())
+            .zip(self.extras.iter())
             .enumerate()
-            .map(|(index, (t, info))| {
+            .map(|(index, ((t, info), extra))| {
                 let out_for = self.out_for(index, now);
                 TargetStatus {
                     label: info.label.clone(),
@@ -291,6 +382,13 @@ impl RouteState {
                         total_tokens: saturate(t.total_tokens.load(Ordering::Relaxed)),
                     },
                     cost: t.cost_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+                    failures_by_kind: KINDS
+                        .iter()
+                        .zip(extra.failures_by_kind.iter())
+                        .map(|(kind, count)| (*kind, count.load(Ordering::Relaxed)))
+                        .filter(|(_, count)| *count > 0)
+                        .collect(),
+                    ttft: extra.ttft.estimate(now).map(nanos_duration),
                 }
             })
             .collect()
@@ -463,6 +561,44 @@ mod tests {
         assert!(10.0 < blended && blended < 1_000.0, "{blended}");
         let later = e.estimate(60_000).expect("measured");
         assert!(later < blended / 10.0, "idle estimates decay: {later}");
+    }
+
+    #[test]
+    fn failures_are_counted_by_kind_and_every_kind_has_its_own_slot() {
+        for (index, kind) in KINDS.iter().enumerate() {
+            assert_eq!(kind_index(*kind), index, "{kind}");
+        }
+        let s = state(0, 60_000);
+        s.record_failure(0, &refused());
+        s.record_failure(0, &refused());
+        s.record_failure(0, &Error::new(ErrorKind::Throttled, "slow down"));
+        s.record_failure(1, &Error::new(ErrorKind::UpstreamTimeout, "late"));
+        let snapshot = s.snapshot();
+        assert_eq!(
+            snapshot[0].failures_by_kind,
+            vec![
+                (ErrorKind::Throttled, 1),
+                (ErrorKind::UpstreamUnreachable, 2)
+            ]
+        );
+        assert_eq!(
+            snapshot[1].failures_by_kind,
+            vec![(ErrorKind::UpstreamTimeout, 1)]
+        );
+    }
+
+    #[test]
+    fn time_to_first_token_is_unmeasured_until_recorded() {
+        let s = state(0, 60_000);
+        assert_eq!(s.snapshot()[0].ttft, None);
+        s.record_first_token(0, Duration::from_millis(40));
+        let ttft = s.snapshot()[0].ttft.expect("measured");
+        // The estimate decays a little between recording and reading.
+        assert!(
+            ttft > Duration::from_millis(39) && ttft <= Duration::from_millis(40),
+            "{ttft:?}"
+        );
+        assert_eq!(s.snapshot()[1].ttft, None);
     }
 
     #[test]

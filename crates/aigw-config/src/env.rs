@@ -20,36 +20,68 @@ const CLOSE: &str = "}}";
 /// The prefix decK requires of the variables it reads.
 const PREFIX: &str = "DECK_";
 
+/// The fields whose values came from decK references, with the variables each read: kept
+/// so the status listener can say where a credential came from without its value.
+pub(crate) type References = Vec<(FieldPath, Vec<String>)>;
+
 /// Replaces every reference in every string of `tree`; the error names the field and the
-/// variable.
-pub(crate) fn resolve_tree(tree: &mut Value, path: &FieldPath) -> Result<(), (FieldPath, String)> {
-    resolve_with(tree, path, &|name| std::env::var(name).ok())
+/// variable. Returns the fields that had references.
+pub(crate) fn resolve_tree(
+    tree: &mut Value,
+    path: &FieldPath,
+) -> Result<References, (FieldPath, String)> {
+    let mut references = Vec::new();
+    resolve_with(
+        tree,
+        path,
+        &|name| std::env::var(name).ok(),
+        &mut references,
+    )?;
+    Ok(references)
 }
 
 fn resolve_with(
     tree: &mut Value,
     path: &FieldPath,
     lookup: &dyn Fn(&str) -> Option<String>,
+    references: &mut References,
 ) -> Result<(), (FieldPath, String)> {
     match tree {
         Value::String(_, text) => {
             if let Some(resolved) = resolve(text, lookup).map_err(|e| (path.clone(), e))? {
+                let names = text
+                    .split(OPEN)
+                    .skip(1)
+                    .filter_map(|rest| variable_name(rest.split(CLOSE).next()?))
+                    .map(str::to_owned)
+                    .collect();
+                references.push((path.clone(), names));
                 *text = resolved;
             }
         }
         Value::Dict(_, dict) => {
             for (key, value) in dict.iter_mut() {
-                resolve_with(value, &path.key(key), lookup)?;
+                resolve_with(value, &path.key(key), lookup, references)?;
             }
         }
         Value::Array(_, items) => {
             for (index, value) in items.iter_mut().enumerate() {
-                resolve_with(value, &path.index(index), lookup)?;
+                resolve_with(value, &path.index(index), lookup, references)?;
             }
         }
         _ => {}
     }
     Ok(())
+}
+
+/// The environment variable a Kong env-vault reference `{vault://env/name}` names
+/// (upper-cased, `-` as `_`); `None` for any other value.
+pub(crate) fn vault_variable(value: &str) -> Option<String> {
+    let name = value
+        .trim()
+        .strip_prefix("{vault://env/")?
+        .strip_suffix('}')?;
+    (!name.is_empty() && !name.contains('/')).then(|| name.to_ascii_uppercase().replace('-', "_"))
 }
 
 /// `text` with its references replaced, or `None` when it has none.

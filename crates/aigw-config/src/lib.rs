@@ -55,7 +55,7 @@ pub use error::{ConfigError, Location};
 pub use key_auth::{Credential, KeyAuthConfig};
 pub use model::{
     AiProxyConfig, BalancerConfig, BedrockOptions, GatewayConfig, ModelConfig, ModelOptions,
-    RouteConfig, TargetAuth, TargetConfig, TargetLogging,
+    RouteConfig, SecretSource, TargetAuth, TargetConfig, TargetLogging,
 };
 pub use plugins::{
     BasicAuthConfig, BasicCredential, ENFORCED_PLUGINS, IpNet, IpRestrictionConfig, JWT_ALGORITHMS,

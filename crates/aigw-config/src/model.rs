@@ -213,6 +213,42 @@ pub struct TargetAuth {
     pub param_value: Option<String>,
     /// `param_location`.
     pub param_location: Option<ParamLocation>,
+    /// Where each secret that is set came from, by field name; a secret not listed was
+    /// written in the file.
+    pub sources: Vec<(&'static str, SecretSource)>,
+}
+
+impl TargetAuth {
+    /// Where the secret `field` (e.g. `aws_access_key_id`) came from.
+    pub fn source_of(&self, field: &str) -> SecretSource {
+        self.sources
+            .iter()
+            .find(|(name, _)| *name == field)
+            .map_or(SecretSource::Literal, |(_, source)| source.clone())
+    }
+}
+
+/// Where a secret in the decK file came from, for operators: never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Written in the file.
+    Literal,
+    /// Kong's env vault, `{vault://env/name}`: the variable it read.
+    Vault(String),
+    /// decK's `${{ env "DECK_NAME" }}`: the variables it read.
+    DeckEnv(Vec<String>),
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Literal => f.write_str("literal in the decK file"),
+            SecretSource::Vault(variable) => write!(f, "env {variable} (vault reference)"),
+            SecretSource::DeckEnv(variables) => {
+                write!(f, "env {} (decK reference)", variables.join(", "))
+            }
+        }
+    }
 }
 
 /// Shows whether a secret is set, never its value.
@@ -241,6 +277,7 @@ impl fmt::Debug for TargetAuth {
             .field("param_name", &self.param_name)
             .field("param_value", &Redacted(&self.param_value))
             .field("param_location", &self.param_location)
+            .field("sources", &self.sources)
             .finish()
     }
 }

@@ -697,6 +697,11 @@ fn env_vault_references_are_resolved() {
             auth.aws_secret_access_key.as_deref(),
             Some("secret-from-env")
         );
+        // The operator is told where it came from, not what it is.
+        assert_eq!(
+            auth.source_of("aws_access_key_id").to_string(),
+            "env AIGW_TEST_KEY_ID (vault reference)"
+        );
         Ok(())
     });
 }
@@ -788,6 +793,10 @@ fn deck_env_references_resolve_in_any_string_and_a_missing_one_is_located() {
         );
         // The resolved secret stays out of Debug, which is what logs print.
         assert!(!format!("{config:?}").contains("sk-from-env"));
+        assert_eq!(
+            target.auth.source_of("header_value").to_string(),
+            "env DECK_AIGW_TEST_KEY (decK reference)"
+        );
         Ok(())
     });
 }

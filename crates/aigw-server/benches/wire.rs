@@ -93,6 +93,7 @@ fn router(runtime: &tokio::runtime::Runtime) -> axum::Router {
         max_request_body_size: 8192,
         hash_on_header: None,
         balancer: state,
+        overview: Default::default(),
         service: BoxCloneSyncService::new(stack),
         key_auth: None,
         plugins: Default::default(),

@@ -139,9 +139,24 @@ impl Admission {
         route.map_or_else(|| self.table.largest_body_limit(), Route::body_limit)
     }
 
+    /// The route `key` names, whether or not its caller gets in: for the record of a
+    /// refusal.
+    pub(crate) fn named(&self, key: RouteKey<'_>) -> Option<Arc<Route>> {
+        self.lookup(key).ok().cloned()
+    }
+
     /// The route `key` names, once `caller` is let in by it.
     pub(crate) fn route(&self, key: RouteKey<'_>, caller: Caller<'_>) -> Result<Arc<Route>, Error> {
-        let route = match key {
+        let route = self.lookup(key)?;
+        // Named before key-auth, so refused requests still carry their route in logs.
+        aigw_telemetry::record_route(&route.name);
+        route.authorize(caller.headers, caller.query)?;
+        route.plugins.admit(caller)?;
+        Ok(route.clone())
+    }
+
+    fn lookup(&self, key: RouteKey<'_>) -> Result<&Arc<Route>, Error> {
+        Ok(match key {
             RouteKey::Path(path) => self.table.by_path(path).ok_or_else(|| {
                 Error::new(
                     ErrorKind::RouteNotFound,
@@ -150,12 +165,7 @@ impl Admission {
             })?,
             RouteKey::NameOrPath(name) => self.table.select(name)?,
             RouteKey::Model(model) => self.table.for_model(model)?,
-        };
-        // Named before key-auth, so refused requests still carry their route in logs.
-        aigw_telemetry::record_route(&route.name);
-        route.authorize(caller.headers, caller.query)?;
-        route.plugins.admit(caller)?;
-        Ok(route.clone())
+        })
     }
 
     /// Runs `request` (whose wire form took `body_len` bytes) through `route`'s stack.

@@ -135,6 +135,13 @@ fn grpc_code_for(status: StatusCode, kind_code: tonic::Code) -> tonic::Code {
     }
 }
 
+/// The HTTP status and gRPC code `error` is answered with, as the table and the route's
+/// configuration decide.
+pub(crate) fn wire_status(error: &Error) -> (u16, tonic::Code) {
+    let wire = wire_for(error);
+    (wire.status.as_u16(), wire.grpc)
+}
+
 /// An error on its way to an HTTP client, as an OpenAI-style body:
 /// `{"error":{"message","type","code"}}`.
 #[derive(Debug)]

@@ -11,6 +11,7 @@ use aigw_balancer::RouteState;
 use aigw_telemetry::{LiveTargets, PublishedRoutes, RouteGauges};
 use arc_swap::ArcSwap;
 
+use crate::recent::RecentErrors;
 use crate::{BuildOptions, RouteTable, build_routes};
 
 /// The route table both front ends read; cheap to clone, one atomic load per request.
@@ -23,6 +24,10 @@ struct Live {
     gauges: PublishedRoutes,
     /// Keeps two replacements from crossing, so the gauges shown are the table in force's.
     replacing: Mutex<()>,
+    /// The last errors answered to clients; kept across reloads.
+    recent_errors: RecentErrors,
+    /// When the gateway was built, in Unix milliseconds.
+    started_at_ms: u64,
 }
 
 impl SharedRoutes {
@@ -34,7 +39,19 @@ impl SharedRoutes {
             table: ArcSwap::from_pointee(table),
             gauges,
             replacing: Mutex::new(()),
+            recent_errors: RecentErrors::default(),
+            started_at_ms: crate::recent::unix_ms(),
         }))
+    }
+
+    /// The last errors answered to clients.
+    pub(crate) fn recent_errors(&self) -> &RecentErrors {
+        &self.0.recent_errors
+    }
+
+    /// When the gateway was built, in Unix milliseconds.
+    pub(crate) fn started_at_ms(&self) -> u64 {
+        self.0.started_at_ms
     }
 
     /// The table in force now.

@@ -6,7 +6,7 @@ use aigw_config::ResponseStreaming;
 use aigw_core::{ChatReply, ChatRequest, Error, ErrorKind};
 use tower::util::BoxCloneSyncService;
 
-use crate::{KeyAuth, RoutePlugins};
+use crate::{KeyAuth, RouteOverview, RoutePlugins};
 
 /// One configured route: its settings and its tower stack.
 pub struct Route {
@@ -25,6 +25,8 @@ pub struct Route {
     pub hash_on_header: Option<http::HeaderName>,
     /// The live state of the route's targets, for the status endpoint.
     pub balancer: Arc<RouteState>,
+    /// The route's configuration as the status listener shows it, redacted.
+    pub overview: RouteOverview,
     /// The balancer stack over the route's targets.
     pub service: BoxCloneSyncService<ChatRequest, ChatReply, Error>,
     /// Kong key-auth: when set, only callers with a consumer's key get in.

@@ -33,7 +33,9 @@ use tower::util::BoxCloneSyncService;
 use crate::drivers::{DriverRegistry, TargetContext};
 use crate::frontend::grpc::GrpcFront;
 use crate::limit::ShedOverLimit;
-use crate::{KeyAuth, Route, RouteLimits, RoutePlugins, RouteTable, SharedRoutes, status};
+use crate::{
+    KeyAuth, Route, RouteLimits, RouteOverview, RoutePlugins, RouteTable, SharedRoutes, status,
+};
 
 /// The whole app as one router: every request gets the server span, then its front end,
 /// whose handlers go through admission into the route's stack. The operator's endpoints
@@ -156,6 +158,7 @@ async fn build_route(
         max_request_body_size: ai.max_request_body_size,
         hash_on_header: hash_on_header(&ai.balancer)?,
         balancer: state,
+        overview: RouteOverview::new(route, options),
         service: BoxCloneSyncService::new(stack),
         key_auth: route.key_auth.as_ref().map(KeyAuth::new),
         plugins: RoutePlugins::new(route)?,

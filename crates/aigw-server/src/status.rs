@@ -1,8 +1,10 @@
 //! The operator's endpoints, on their own listener (Kong's status API convention): `GET
-//! /health`, `GET /metrics`, and `GET /status/targets` with each route's targets and their
-//! live balancer state, so an operator can see why traffic goes where it goes. They name
-//! routes, models and token counts, so they stay off the data port, where only `/health`
-//! answers, for load balancers.
+//! /health`, `GET /metrics`, `GET /status/targets` with each route's targets and their
+//! live balancer state, so an operator can see why traffic goes where it goes, and `GET
+//! /status/overview` with the build version, the start time, the last errors answered to
+//! clients and the running configuration, redacted. They name routes, models and token
+//! counts, so they stay off the data port, where only `/health` answers, for load
+//! balancers.
 
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use serde_json::{Value, json};
 
 use aigw_core::{Error, ErrorKind};
 
+use crate::recent::RecentError;
 use crate::{ApiError, SharedRoutes};
 
 /// The health probe's path, on both listeners.
@@ -22,6 +25,9 @@ pub(crate) const HEALTH_PATH: &str = "/health";
 
 /// Where the targets' status is served.
 const TARGETS_PATH: &str = "/status/targets";
+
+/// Where the version, recent errors and redacted configuration are served.
+const OVERVIEW_PATH: &str = "/status/overview";
 
 /// Where the Prometheus exposition is served.
 const METRICS_PATH: &str = "/metrics";
@@ -31,6 +37,7 @@ pub(crate) fn router(routes: SharedRoutes) -> Router {
     Router::new()
         .route(HEALTH_PATH, get(health))
         .route(TARGETS_PATH, get(targets))
+        .route(OVERVIEW_PATH, get(overview))
         .route(METRICS_PATH, get(metrics))
         .merge(crate::status_page::routes())
         .method_not_allowed_fallback(get_only)
@@ -43,7 +50,7 @@ async fn not_here(uri: http::Uri) -> Response {
     ApiError(Error::new(
         ErrorKind::RouteNotFound,
         format!(
-            "no endpoint {}; this is the status listener, serving GET {HEALTH_PATH}, {METRICS_PATH} and {TARGETS_PATH}",
+            "no endpoint {}; this is the status listener, serving GET {HEALTH_PATH}, {METRICS_PATH}, {TARGETS_PATH} and {OVERVIEW_PATH}",
             uri.path()
         ),
     ))
@@ -84,7 +91,8 @@ pub(crate) async fn public_health(State(routes): State<SharedRoutes>) -> Respons
     }
 }
 
-/// Every route's targets: health, in flight, moving latency, token counts.
+/// Every route's targets: health, in flight, failures by kind, moving latency and time to
+/// first token, token counts; and per route its algorithm and failovers.
 async fn targets(State(routes): State<SharedRoutes>) -> Response {
     let table = routes.load();
     let routes: Vec<Value> = table
@@ -94,6 +102,8 @@ async fn targets(State(routes): State<SharedRoutes>) -> Response {
             json!({
                 "name": route.name,
                 "paths": route.paths,
+                "algorithm": route.overview.algorithm,
+                "failovers": route.balancer.failovers(),
                 "targets": route
                     .balancer
                     .snapshot()
@@ -128,6 +138,66 @@ fn target(index: usize, t: &TargetStatus) -> Value {
             "total": t.usage.total_tokens,
         },
         "cost": t.cost,
+        "failures_by_kind": t
+            .failures_by_kind
+            .iter()
+            .map(|(kind, count)| (kind.as_str().to_owned(), Value::from(*count)))
+            .collect::<serde_json::Map<_, _>>(),
+        "ttft_ms": millis(t.ttft),
+    })
+}
+
+/// The build, the start time, the last errors answered to clients (newest first) and
+/// the running configuration, redacted: where credentials come from, never their values.
+async fn overview(State(routes): State<SharedRoutes>) -> Response {
+    let recent: Vec<Value> = routes
+        .recent_errors()
+        .newest_first()
+        .iter()
+        .map(recent_error)
+        .collect();
+    let table = routes.load();
+    let config: Vec<Value> = table
+        .routes()
+        .iter()
+        .map(|route| {
+            let overview = &route.overview;
+            json!({
+                "name": route.name,
+                "paths": route.paths,
+                "algorithm": overview.algorithm,
+                "plugins": overview.plugins,
+                "targets": overview
+                    .targets
+                    .iter()
+                    .map(|t| json!({
+                        "label": t.label,
+                        "weight": t.weight,
+                        "credentials": t.credentials,
+                    }))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at_ms": routes.started_at_ms(),
+        "recent_errors": recent,
+        "config": { "routes": config },
+    }))
+    .into_response()
+}
+
+fn recent_error(e: &RecentError) -> Value {
+    json!({
+        "at_ms": e.at_ms,
+        "route": e.route,
+        "target": e.target,
+        "status": e.status,
+        "grpc_code": e.grpc_code,
+        "code": e.code,
+        "message": e.message,
+        "mid_stream": e.mid_stream,
     })
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::ConfigError;
 use crate::enums::{Algorithm, Provider, ROUTE_TYPES, TokensCountStrategy};
 use crate::model::{
-    AiProxyConfig, BalancerConfig, BedrockOptions, ModelConfig, ModelOptions, TargetAuth,
-    TargetConfig, TargetLogging,
+    AiProxyConfig, BalancerConfig, BedrockOptions, ModelConfig, ModelOptions, SecretSource,
+    TargetAuth, TargetConfig, TargetLogging,
 };
 use crate::path::FieldPath;
 use crate::raw::{AiProxyRaw, AuthRaw, BalancerRaw, Int, Num, OptionsRaw, PluginRaw, TargetRaw};
@@ -251,6 +251,27 @@ impl Cx<'_> {
 
     fn auth(&self, base: &FieldPath, raw: AuthRaw) -> Result<TargetAuth, ConfigError> {
         let secret = |key: &str, value: Option<String>| self.dereference(&base.key(key), value);
+        let source = |key: &'static str, value: &Option<String>| {
+            let value = value.as_deref()?;
+            let path = base.key(key);
+            let source = match crate::env::vault_variable(value) {
+                Some(variable) => SecretSource::Vault(variable),
+                None => match self.references.iter().find(|(p, _)| *p == path) {
+                    Some((_, variables)) => SecretSource::DeckEnv(variables.clone()),
+                    None => SecretSource::Literal,
+                },
+            };
+            Some((key, source))
+        };
+        let sources = [
+            source("aws_access_key_id", &raw.aws_access_key_id),
+            source("aws_secret_access_key", &raw.aws_secret_access_key),
+            source("header_value", &raw.header_value),
+            source("param_value", &raw.param_value),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let auth = TargetAuth {
             allow_override: raw.allow_override.unwrap_or(false),
             aws_access_key_id: secret("aws_access_key_id", raw.aws_access_key_id)?,
@@ -260,6 +281,7 @@ impl Cx<'_> {
             param_name: secret("param_name", raw.param_name)?,
             param_value: secret("param_value", raw.param_value)?,
             param_location: raw.param_location,
+            sources,
         };
         // Kong's `mutually_required` checks: half a credential is a mistake, not a default.
         let groups: [&[(&str, bool)]; 3] = [

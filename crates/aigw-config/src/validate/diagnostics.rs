@@ -30,6 +30,8 @@ pub(crate) struct Cx<'a> {
     yaml: &'a str,
     warnings: Vec<String>,
     located_warnings: usize,
+    /// Fields whose values came from decK references, and the variables they read.
+    pub(crate) references: crate::env::References,
 }
 
 impl<'a> Cx<'a> {
@@ -40,6 +42,7 @@ impl<'a> Cx<'a> {
             yaml,
             warnings: Vec::new(),
             located_warnings: 0,
+            references: Vec::new(),
         }
     }
 }

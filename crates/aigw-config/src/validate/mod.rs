@@ -28,7 +28,7 @@ pub(crate) fn parse(file: &str, yaml: &str) -> Result<GatewayConfig, ConfigError
     cx.check_yaml()?;
     let mut tree: Value = serde_yaml::from_str(yaml)
         .map_err(|err| cx.invalid(&FieldPath::root(), format!("invalid YAML: {err}")))?;
-    env::resolve_tree(&mut tree, &FieldPath::root())
+    cx.references = env::resolve_tree(&mut tree, &FieldPath::root())
         .map_err(|(path, message)| cx.invalid(&path, message))?;
     // Straight from the tree: going through a second Figment would clone the whole tree
     // at every level of nesting, a peak of ~70 KB per route that the allocator keeps.

@@ -27,6 +27,7 @@ use tower::Service;
 use tracing::Instrument;
 
 use crate::admission::{Admission, Admitted, Answering, Caller, MODEL_HEADER, PeerAddr, RouteKey};
+use crate::recent::{Answered, StreamBreak};
 use crate::{SharedRoutes, grpc_status};
 
 /// `ChatService` over the route table, behind the checks a call's head allows: key-auth
@@ -63,11 +64,17 @@ impl Service<http::Request<tonic::body::Body>> for GrpcFront {
         let limit = match self.chat.routes.load().body_limit_for(request.headers()) {
             Ok(limit) => limit,
             Err(refused) => {
+                self.chat
+                    .routes
+                    .recent_errors()
+                    .record(&refused, None, Answered::Grpc);
                 let response = grpc_status(&refused).into_http();
                 return Box::pin(std::future::ready(Ok(response)));
             }
         };
-        let request = request.map(|body| tonic::body::Body::new(MessageLimit::new(body, limit)));
+        let routes = self.chat.routes.clone();
+        let request = request
+            .map(|body| tonic::body::Body::new(MessageLimit::new(body, limit, Some(routes))));
         // tonic's own bound covers what MessageLimit cannot see: a compressed message's
         // decoded size. Without it tonic would cap every message at its 4 MiB default.
         ChatServiceServer::from_arc(self.chat.clone())
@@ -86,19 +93,22 @@ struct MessageLimit {
     prefix_read: usize,
     /// Bytes of the current message still to pass through.
     message_left: usize,
+    /// Where a refusal is recorded.
+    routes: Option<SharedRoutes>,
 }
 
 /// A gRPC message's prefix: one byte of compression flag, four of big-endian length.
 const PREFIX_LEN: usize = 5;
 
 impl MessageLimit {
-    fn new(inner: tonic::body::Body, limit: usize) -> Self {
+    fn new(inner: tonic::body::Body, limit: usize, routes: Option<SharedRoutes>) -> Self {
         MessageLimit {
             inner,
             limit,
             prefix: [0; PREFIX_LEN],
             prefix_read: 0,
             message_left: 0,
+            routes,
         }
     }
 
@@ -151,6 +161,9 @@ impl HttpBody for MessageLimit {
             _ => None,
         };
         if let Some(Err(error)) = data.map(|data| self.inspect(data)) {
+            if let Some(routes) = &self.routes {
+                routes.recent_errors().record(&error, None, Answered::Grpc);
+            }
             return Poll::Ready(Some(Err(grpc_status(&error))));
         }
         Poll::Ready(frame)
@@ -185,12 +198,13 @@ const ANSWERING: Answering = Answering {
 
 impl GrpcChat {
     /// Admits `request`, asking for a stream or a whole answer, and encodes what comes back
-    /// with `encode`, the serving model in the answer's metadata.
+    /// with `encode`, the serving model in the answer's metadata. `encode` also gets what
+    /// records the error that may break a stream off later.
     async fn answer<T>(
         &self,
         request: tonic::Request<pb::ChatRequest>,
         stream: bool,
-        encode: impl FnOnce(Admitted) -> Result<T, Error>,
+        encode: impl FnOnce(Admitted, StreamBreak) -> Result<T, Error>,
     ) -> Result<tonic::Response<T>, tonic::Status> {
         let (metadata, extensions, wire) = request.into_parts();
         let caller = Caller {
@@ -198,17 +212,33 @@ impl GrpcChat {
             query: None,
             peer: PeerAddr::of(&extensions),
         };
+        let mut routed = None;
         let admitted = async {
             let admission = Admission::new(&self.routes);
-            let route = admission.route(RouteKey::NameOrPath(&wire.route), caller)?;
+            let key = RouteKey::NameOrPath(&wire.route);
+            let route = admission
+                .route(key, caller)
+                .inspect_err(|_| routed = admission.named(key))?;
+            routed = Some(route.clone());
             let body_len = wire.encoded_len();
             let mut request = decode_request(wire)?;
             request.stream = stream;
             let admitted = Admission::call(&route, caller, ANSWERING, request, body_len).await?;
             let model_header = admitted.model_header.clone();
-            Ok((encode(admitted)?, model_header))
+            let broken = StreamBreak::new(
+                &self.routes,
+                route,
+                admitted.reply.served_by.clone(),
+                Answered::GrpcStream,
+            );
+            Ok((encode(admitted, broken)?, model_header))
         };
-        let (message, model_header) = admitted.await.map_err(|e: Error| grpc_status(&e))?;
+        let (message, model_header) = admitted.await.map_err(|e: Error| {
+            self.routes
+                .recent_errors()
+                .record(&e, routed.as_deref(), Answered::Grpc);
+            grpc_status(&e)
+        })?;
         let mut response = tonic::Response::new(message);
         if let Some(value) = model_header.and_then(|v| MetadataValue::try_from(v.as_bytes()).ok()) {
             response.metadata_mut().insert(MODEL_HEADER, value);
@@ -223,7 +253,7 @@ impl pb::chat_service_server::ChatService for GrpcChat {
         &self,
         request: tonic::Request<pb::ChatRequest>,
     ) -> Result<tonic::Response<pb::ChatResponse>, tonic::Status> {
-        self.answer(request, false, |admitted| {
+        self.answer(request, false, |admitted, _| {
             Ok(encode_response(admitted.into_whole()?))
         })
         .await
@@ -235,8 +265,9 @@ impl pb::chat_service_server::ChatService for GrpcChat {
         &self,
         request: tonic::Request<pb::ChatRequest>,
     ) -> Result<tonic::Response<Self::ChatStreamStream>, tonic::Status> {
-        self.answer(request, true, |admitted| {
-            let chunks: Self::ChatStreamStream = Box::pin(pump(admitted.into_stream()?));
+        self.answer(request, true, |admitted, broken| {
+            let chunks: Self::ChatStreamStream =
+                Box::pin(pump(admitted.into_stream()?, Some(broken)));
             Ok(chunks)
         })
         .await
@@ -248,8 +279,9 @@ impl pb::chat_service_server::ChatService for GrpcChat {
 /// A task does the driving so the server notices a client going away: tonic drops the
 /// receiver, `closed()` fires even while the upstream is between tokens, and dropping
 /// `chunks` cancels the upstream call at once. At most [`STREAM_BUFFER`] chunks wait for a
-/// slow client; beyond that the task stops reading the upstream.
-fn pump(mut chunks: ChunkStream) -> ReceiverStream<ChunkResult> {
+/// slow client; beyond that the task stops reading the upstream. A break is recorded with
+/// `broken`.
+fn pump(mut chunks: ChunkStream, broken: Option<StreamBreak>) -> ReceiverStream<ChunkResult> {
     let (sender, receiver) = mpsc::channel::<ChunkResult>(STREAM_BUFFER);
     let pumping = async move {
         loop {
@@ -263,6 +295,9 @@ fn pump(mut chunks: ChunkStream) -> ReceiverStream<ChunkResult> {
             let Some(item) = item else { break };
             let item = item.map(encode_chunk).map_err(|e| {
                 tracing::warn!(kind = %e.kind(), error = %e, "upstream stream broke off; ending the client's stream with an error status");
+                if let Some(broken) = &broken {
+                    broken.record(&e);
+                }
                 grpc_status(&e)
             });
             let is_error = item.is_err();
@@ -381,7 +416,7 @@ mod tests {
             counter.fetch_add(1, Ordering::SeqCst);
             Ok(chunk("word"))
         }));
-        let mut receiver = pump(endless);
+        let mut receiver = pump(endless, None);
         tokio::time::sleep(Duration::from_millis(100)).await;
         // The channel's capacity, plus the one chunk waiting for room.
         let held = pulled.load(Ordering::SeqCst);
@@ -404,7 +439,7 @@ mod tests {
                 }),
             ),
         );
-        let mut receiver = pump(slow);
+        let mut receiver = pump(slow, None);
         receiver.next().await.expect("first chunk").expect("ok");
         drop(receiver);
         tokio::time::timeout(Duration::from_secs(5), async {
@@ -429,18 +464,18 @@ mod tests {
         let mut body = [message(10), message(3), message(11)].concat();
         // Every cut through the first two messages and into the third one's prefix.
         for cut in 1..body.len() {
-            let mut limit = MessageLimit::new(tonic::body::Body::empty(), 10);
+            let mut limit = MessageLimit::new(tonic::body::Body::empty(), 10, None);
             let first = limit.inspect(&body[..cut]);
             let refused = first.is_err() || limit.inspect(&body[cut..]).is_err();
             assert!(refused, "cut at {cut}: the 11-byte message got through");
         }
         body.truncate(PREFIX_LEN * 2 + 13);
         for cut in 0..body.len() {
-            let mut limit = MessageLimit::new(tonic::body::Body::empty(), 10);
+            let mut limit = MessageLimit::new(tonic::body::Body::empty(), 10, None);
             assert!(limit.inspect(&body[..cut]).is_ok());
             assert!(limit.inspect(&body[cut..]).is_ok(), "cut at {cut}");
         }
-        let mut limit = MessageLimit::new(tonic::body::Body::empty(), 10);
+        let mut limit = MessageLimit::new(tonic::body::Body::empty(), 10, None);
         let refused = limit.inspect(&message(11)[..PREFIX_LEN]).expect_err("over");
         assert_eq!(refused.kind(), ErrorKind::PayloadTooLarge);
         assert!(refused.message().contains("10 bytes"), "{refused}");
@@ -453,7 +488,7 @@ mod tests {
             Err(Error::new(aigw_core::ErrorKind::UpstreamProtocol, "cut")),
             Ok(chunk("never")),
         ]));
-        let items: Vec<_> = pump(broken).collect().await;
+        let items: Vec<_> = pump(broken, None).collect().await;
         assert_eq!(items.len(), 2);
         let status = items[1].as_ref().expect_err("ends with the error");
         assert_eq!(status.code(), tonic::Code::Unavailable);

@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, PeerAddr, RouteKey, too_large};
 use crate::front_door::BodyTimeout;
-use crate::{ApiError, SharedRoutes, error::grpc_response};
+use crate::recent::{Answered, StreamBreak};
+use crate::{ApiError, Route, SharedRoutes, error::grpc_response};
 
 /// OpenAI's own chat path, so OpenAI SDKs work with only `base_url` pointed at aigw.
 pub(crate) const OPENAI_CHAT_PATH: &str = "/v1/chat/completions";
@@ -44,15 +45,23 @@ pub(crate) async fn route_path(State(routes): State<SharedRoutes>, request: Requ
             ErrorKind::MethodNotAllowed,
             format!("no gRPC method {path}"),
         );
+        routes.recent_errors().record(&error, None, Answered::Grpc);
         return grpc_response(&error);
     }
     let (parts, body) = request.into_parts();
     let mut body = Some(body);
-    match chat(&Admission::new(&routes), &parts, &mut body).await {
+    let mut routed = None;
+    match chat(&routes, &parts, &mut body, &mut routed).await {
         Ok(response) => response,
         Err(refused) => {
             if let Some(unread) = body {
                 discard(&parts, unread).await;
+            }
+            // Nobody reads the answer of a client that left.
+            if !refused.client_left {
+                routes
+                    .recent_errors()
+                    .record(&refused.error, routed.as_deref(), Answered::Http);
             }
             let wrong_method = refused.error.kind() == ErrorKind::MethodNotAllowed;
             let mut response = ApiError(refused.error).into_response();
@@ -94,12 +103,15 @@ impl From<Error> for Refused {
 
 /// One chat request, in the order a client's mistakes are best reported: unknown path,
 /// missing key, wrong method, wrong media type or encoding, then the body, which is taken
-/// out of `body` only once all of those passed.
+/// out of `body` only once all of those passed. The route, once known, is left in
+/// `routed` for the record of a refusal.
 async fn chat(
-    admission: &Admission,
+    routes: &SharedRoutes,
     parts: &http::request::Parts,
     body: &mut Option<Body>,
+    routed: &mut Option<Arc<Route>>,
 ) -> Result<Response, Refused> {
+    let admission = &Admission::new(routes);
     let caller = Caller {
         headers: &parts.headers,
         query: parts.uri.query(),
@@ -110,8 +122,14 @@ async fn chat(
     let route = if path == OPENAI_CHAT_PATH && !admission.serves_path(path) {
         None
     } else {
-        Some(admission.route(RouteKey::Path(path), caller)?)
+        let key = RouteKey::Path(path);
+        Some(
+            admission
+                .route(key, caller)
+                .inspect_err(|_| *routed = admission.named(key))?,
+        )
     };
+    routed.clone_from(&route);
     if parts.method != Method::POST {
         return Err(Error::new(
             ErrorKind::MethodNotAllowed,
@@ -135,10 +153,22 @@ async fn chat(
     let request = ChatRequest::try_from(wire)?;
     let route = match route {
         Some(route) => route,
-        None => admission.route(RouteKey::Model(model.as_deref()), caller)?,
+        None => {
+            let key = RouteKey::Model(model.as_deref());
+            admission
+                .route(key, caller)
+                .inspect_err(|_| *routed = admission.named(key))?
+        }
     };
+    *routed = Some(route.clone());
     let admitted = Admission::call(&route, caller, ANSWERING, request, body.len()).await?;
-    let mut response = encode_reply(admitted.reply, include_usage);
+    let broken = StreamBreak::new(
+        routes,
+        route,
+        admitted.reply.served_by.clone(),
+        Answered::HttpStream,
+    );
+    let mut response = encode_reply(admitted.reply, include_usage, Some(broken));
     if let Some(value) = admitted.model_header {
         response.headers_mut().insert(MODEL_HEADER, value);
     }
@@ -453,11 +483,11 @@ fn encode_complete(answer: &ChatCompletion) -> Response {
     axum::Json(wire).into_response()
 }
 
-fn encode_reply(reply: ChatReply, include_usage: bool) -> Response {
+fn encode_reply(reply: ChatReply, include_usage: bool, broken: Option<StreamBreak>) -> Response {
     match reply.body {
         ReplyBody::Complete(answer) => encode_complete(&answer),
         ReplyBody::Stream(chunks) => {
-            let mut response = Sse::new(sse_events(chunks, include_usage)).into_response();
+            let mut response = Sse::new(sse_events(chunks, include_usage, broken)).into_response();
             // Reverse proxies such as nginx buffer responses unless told not to, which would
             // hold every token back until the answer is complete.
             response
@@ -537,17 +567,19 @@ fn chunk_json(chunk: &ChatChunk, include_usage: bool) -> Option<String> {
 /// OpenAI's SSE framing: one `data:` event per chunk, pulled from upstream only as fast as
 /// the client takes them (nothing is read ahead or buffered here), then `data: [DONE]`
 /// after a clean end. If the upstream breaks, the last event is an OpenAI error body and
-/// `[DONE]` is never sent, so SDKs raise instead of returning a truncated answer.
+/// `[DONE]` is never sent, so SDKs raise instead of returning a truncated answer; the
+/// break is recorded with `broken`.
 fn sse_events(
     chunks: aigw_core::ChunkStream,
     include_usage: bool,
+    broken: Option<StreamBreak>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     enum State {
-        Streaming(aigw_core::ChunkStream),
+        Streaming(aigw_core::ChunkStream, Option<StreamBreak>),
         Done,
     }
-    futures_util::stream::unfold(State::Streaming(chunks), move |state| async move {
-        let State::Streaming(mut chunks) = state else {
+    futures_util::stream::unfold(State::Streaming(chunks, broken), move |state| async move {
+        let State::Streaming(mut chunks, broken) = state else {
             return None;
         };
         loop {
@@ -555,13 +587,16 @@ fn sse_events(
                 Some(Ok(chunk)) => {
                     if let Some(json) = chunk_json(&chunk, include_usage) {
                         let event = Event::default().data(json);
-                        return Some((Ok(event), State::Streaming(chunks)));
+                        return Some((Ok(event), State::Streaming(chunks, broken)));
                     }
                 }
                 Some(Err(error)) => {
                     // The response went out as a 200 long ago, so no error-logging layer
                     // sees this failure; it is logged here or nowhere.
                     tracing::warn!(kind = %error.kind(), %error, "upstream stream broke off; ending the client's stream with an error event");
+                    if let Some(broken) = &broken {
+                        broken.record(&error);
+                    }
                     let body = ApiError(error).body().to_string();
                     return Some((Ok(Event::default().data(body)), State::Done));
                 }
@@ -655,7 +690,7 @@ mod tests {
                     ..chunk()
                 })
             }));
-        let mut events = std::pin::pin!(sse_events(endless, false));
+        let mut events = std::pin::pin!(sse_events(endless, false, None));
         for taken in 1..=3 {
             let _event = events.next().await.expect("an event");
             // Nothing is read ahead of what the client has taken.
@@ -672,7 +707,7 @@ mod tests {
             }),
             Err(Error::new(ErrorKind::UpstreamProtocol, "cut")),
         ]));
-        let events: Vec<_> = sse_events(broken, true).collect().await;
+        let events: Vec<_> = sse_events(broken, true, None).collect().await;
         assert_eq!(events.len(), 2, "the content, then the error, then nothing");
     }
 }
