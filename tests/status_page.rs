@@ -19,7 +19,8 @@ const LLAMA: &str = "us.meta.llama3-3-70b-instruct-v1:0";
 const PHASE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// The seed deck with passive health checks on: two throttled answers take a target out
-/// for 3 s, and a 429 fails over to the other target so clients never see it.
+/// for 3 s, and a 429 (already sent, hence `non_idempotent`) fails over to the other
+/// target so clients never see it.
 fn deck() -> aigw_config::GatewayConfig {
     let yaml = seed_yaml();
     let from = "          algorithm: round-robin\n";
@@ -27,7 +28,7 @@ fn deck() -> aigw_config::GatewayConfig {
     config_from(&yaml.replace(
         from,
         "          algorithm: round-robin\n          max_fails: 2\n          fail_timeout: 3000\n          \
-         failover_criteria: [error, timeout, http_429]\n",
+         failover_criteria: [error, timeout, http_429, non_idempotent]\n",
     ))
 }
 
@@ -163,6 +164,15 @@ async fn the_status_page_shows_a_target_go_out_of_rotation_and_come_back() {
 
     expect_line(&mut lines, "SERVING").await;
     knobs.set_model(NOVA, ModelKnobs::with_fault(Fault::throttling(), None));
+    // The throttling fails over unseen by clients; a malformed request gives the recent
+    // errors table a row.
+    let refused = reqwest::Client::new()
+        .post(stack.url("/bedrock-route"))
+        .json(&json!({"messages": "not a list"}))
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(refused.status(), 400);
     tell(&mut stdin, "THROTTLED");
     let out = expect_line(&mut lines, "UNHEALTHY ").await;
     assert_eq!(

@@ -123,6 +123,27 @@ try {
   await until(page, `failures by kind (${kinds.join(', ')}) of ${out.target}`, (rs) =>
     rs.find((r) => r.target === out.target && kinds.every((kind) => r.text.includes(kind))),
   );
+  // What /status/overview reports, when the gateway serves it: the version, the recent
+  // errors (the Rust side sent one malformed request), the running configuration.
+  const overview = await context.request.get(`${origin}/status/overview`);
+  if (overview.ok()) {
+    const ov = await overview.json();
+    const deadline = Date.now() + PHASE_TIMEOUT_MS;
+    while ((await page.$$('#errors tbody tr')).length < ov.recent_errors.length && Date.now() < deadline) {
+      await page.waitForTimeout(200);
+    }
+    const errorRows = await page.$$eval('#errors tbody tr', (trs) => trs.map((tr) => tr.innerText));
+    if (ov.recent_errors.length === 0 || errorRows.length === 0) throw new Error(`no recent errors shown: ${errorRows}`);
+    if (!errorRows.some((row) => row.includes('400'))) throw new Error(`the 400 is not shown: ${errorRows}`);
+    const version = await page.textContent('#version');
+    if (!version.includes(ov.version)) throw new Error(`version ${ov.version} not shown: ${version}`);
+    const config = await page.textContent('#config');
+    for (const r of ov.config.routes) {
+      if (!config.includes(r.name) || !r.targets.every((t) => config.includes(t.label))) {
+        throw new Error(`the configuration of ${r.name} is not shown: ${config}`);
+      }
+    }
+  }
   const summary = await page.textContent('#summary');
   if (!summary.includes(out.target)) throw new Error(`the summary does not name ${out.target}: ${summary}`);
   // Let the history and the error table fill for the picture (longer for the docs' one).

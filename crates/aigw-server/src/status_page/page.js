@@ -135,7 +135,7 @@ function record(key, t, now) {
 }
 
 function drawChart(canvas, samples, now) {
-  const w = 240;
+  const w = 200;
   const h = 52;
   const ratio = window.devicePixelRatio || 1;
   if (canvas.width !== w * ratio) {
