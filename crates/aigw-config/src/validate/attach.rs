@@ -17,8 +17,9 @@ use crate::raw::{DeckRaw, EntityRef, PluginRaw, RouteRaw, ServiceRaw};
 use super::Cx;
 use super::ai_proxy::AI_PROXY_ADVANCED;
 
-/// Paths the gateway answers itself, ahead of any route.
-const RESERVED_PATHS: &[&str] = &["/health", "/metrics", "/status/targets"];
+/// Paths the gateway answers itself on the data port, ahead of any route. (`/metrics` and
+/// `/status/*` are on the status listener, so routes may use those paths.)
+const RESERVED_PATHS: &[&str] = &["/health"];
 
 /// Path prefixes of the gateway's own gRPC services (chat, health, reflection).
 const RESERVED_PREFIXES: &[&str] = &["/aigw.v1.ChatService/", "/grpc."];
