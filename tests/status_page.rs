@@ -54,6 +54,18 @@ fn browser_prerequisites() -> std::path::PathBuf {
     browser_dir
 }
 
+/// The node driver, killed (with its browser) if the test fails before it ends.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// The driver's stdout, line by line, read on a thread of its own.
 fn lines_of(child: &mut Child) -> UnboundedReceiver<String> {
     let stdout = child.stdout.take().expect("piped stdout");
@@ -149,18 +161,20 @@ async fn the_status_page_shows_a_target_go_out_of_rotation_and_come_back() {
     let traffic = keep_traffic_flowing(&stack);
     let shots = workspace_file("target");
     std::fs::create_dir_all(&shots).expect("target/ exists");
-    let mut driver = Command::new("node")
-        .arg(browser_dir.join("status_page.mjs"))
-        .arg(&page_url)
-        .arg(&shots)
-        .current_dir(&browser_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node starts");
-    let mut stdin = driver.stdin.take().expect("piped stdin");
-    let mut lines = lines_of(&mut driver);
+    let mut driver = Driver(
+        Command::new("node")
+            .arg(browser_dir.join("status_page.mjs"))
+            .arg(&page_url)
+            .arg(&shots)
+            .current_dir(&browser_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node starts"),
+    );
+    let mut stdin = driver.0.stdin.take().expect("piped stdin");
+    let mut lines = lines_of(&mut driver.0);
 
     expect_line(&mut lines, "SERVING").await;
     knobs.set_model(NOVA, ModelKnobs::with_fault(Fault::throttling(), None));
@@ -188,10 +202,12 @@ async fn the_status_page_shows_a_target_go_out_of_rotation_and_come_back() {
     traffic.abort();
     drop(stdin);
 
-    let status = tokio::task::spawn_blocking(move || driver.wait())
-        .await
-        .expect("joined")
-        .expect("node exits");
+    let status = loop {
+        if let Some(status) = driver.0.try_wait().expect("node's status") {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(status.success(), "the browser driver failed: {status}");
     assert!(shots.join("status-page.png").is_file());
     let served = stack.emulator.requests();
