@@ -23,6 +23,7 @@ mod routes;
 mod serve;
 mod stack;
 mod status;
+mod status_page;
 
 pub use admission::PeerAddr;
 pub use auth::KeyAuth;

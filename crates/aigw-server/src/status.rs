@@ -2,7 +2,8 @@
 //! /health`, `GET /metrics`, `GET /status/targets` with each route's targets and their
 //! live balancer state, so an operator can see why traffic goes where it goes, and `GET
 //! /status/overview` with the build version, the start time, the last errors answered to
-//! clients and the running configuration, redacted. They name routes, models and token
+//! clients and the running configuration, redacted; `GET /` is a page showing them live
+//! ([`crate::status_page`]). They name routes, models and token
 //! counts, so they stay off the data port, where only `/health` answers, for load
 //! balancers.
 
@@ -39,6 +40,7 @@ pub(crate) fn router(routes: SharedRoutes) -> Router {
         .route(TARGETS_PATH, get(targets))
         .route(OVERVIEW_PATH, get(overview))
         .route(METRICS_PATH, get(metrics))
+        .merge(crate::status_page::routes())
         .method_not_allowed_fallback(get_only)
         .fallback(not_here)
         .with_state(routes)
