@@ -245,8 +245,12 @@ async fn demo(settings: &Settings) -> Result<()> {
     // The operator's endpoints are on their own listener, as Kong's status API is.
     let (status, scrape) = match settings.status_listen {
         StatusListen::At(addr) => (
-            format!("status (/metrics, /status/targets) on {addr}"),
-            format!("  curl -s localhost:{}/status/targets\n\n", addr.port()),
+            format!("status page, /metrics and /status/* on {addr}"),
+            format!(
+                "  open http://{addr}/ (the status page), or in a terminal: aigw top --status http://{addr}\n\n  \
+                 curl -s localhost:{}/status/targets\n\n",
+                addr.port()
+            ),
         ),
         StatusListen::Off => ("status listener off".to_owned(), String::new()),
     };
