@@ -2,7 +2,7 @@
 //! with a consumer's key, over HTTP and gRPC, and never echoes a key back.
 
 use aigw_tests::{
-    Stack, config_from, grpc_client, grpc_question, polish_writer_question,
+    Stack, config_from, grpc_client, grpc_question, key_consumer_deck_head, polish_writer_question,
     post_question_with_header,
 };
 use serde_json::Value;
@@ -12,16 +12,7 @@ const KEY: &str = "alice-key-7f3a9c";
 
 fn protected_config() -> aigw_config::GatewayConfig {
     config_from(&format!(
-        r#"
-_format_version: "3.0"
-consumers:
-- username: alice
-  keyauth_credentials:
-  - key: {KEY}
-services:
-- name: svc
-  routes:
-  - name: open
+        r#"{head}  - name: open
     paths: [/open]
   - name: locked
     paths: [/locked]
@@ -35,7 +26,8 @@ plugins:
     targets:
     - model: {{provider: bedrock, name: "us.amazon.nova-micro-v1:0", options: {{bedrock: {{aws_region: us-west-2}}}}}}
       route_type: llm/v1/chat
-"#
+"#,
+        head = key_consumer_deck_head(KEY)
     ))
 }
 

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use aigw_tests::{Stack, config_from, grpc_client, grpc_question};
+use aigw_tests::{Stack, config_from, grpc_client, grpc_question, key_consumer_deck_head};
 use http_body::Frame;
 use tonic::codegen::Bytes;
 use tonic::metadata::MetadataValue;
@@ -24,16 +24,7 @@ fn config(with_open_route: bool) -> aigw_config::GatewayConfig {
         ""
     };
     config_from(&format!(
-        r#"
-_format_version: "3.0"
-consumers:
-- username: alice
-  keyauth_credentials:
-  - key: {KEY}
-services:
-- name: svc
-  routes:
-{open}  - name: small-locked
+        r#"{head}{open}  - name: small-locked
     paths: [/small]
     plugins:
     - name: key-auth
@@ -53,7 +44,8 @@ plugins:
     targets:
     - model: {{provider: bedrock, name: "us.amazon.nova-micro-v1:0", options: {{bedrock: {{aws_region: us-west-2}}}}}}
       route_type: llm/v1/chat
-"#
+"#,
+        head = key_consumer_deck_head(KEY)
     ))
 }
 

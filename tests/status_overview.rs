@@ -4,7 +4,7 @@
 //! target's credentials come from, never their values, nor a key a client presented.
 
 use aigw_emulator::{Fault, ModelKnobs};
-use aigw_tests::{Stack, config_from, grpc_client, grpc_question};
+use aigw_tests::{Stack, config_from, grpc_client, grpc_question, key_consumer_deck_head};
 use serde_json::{Value, json};
 
 const KEY: &str = "overview-consumer-key-5f1c";
@@ -17,16 +17,7 @@ const LITERAL_SECRET: &str = "literal-secret-0c77";
 /// change the process environment.
 fn deck() -> String {
     format!(
-        r#"
-_format_version: "3.0"
-consumers:
-- username: alice
-  keyauth_credentials:
-  - key: {KEY}
-services:
-- name: svc
-  routes:
-  - name: open-route
+        r#"{head}  - name: open-route
     paths: [/open]
     plugins:
     - name: ai-proxy-advanced
@@ -59,7 +50,8 @@ services:
         targets:
         - model: {{provider: bedrock, name: good-model, options: {{bedrock: {{aws_region: us-west-2}}}}}}
           route_type: llm/v1/chat
-"#
+"#,
+        head = key_consumer_deck_head(KEY)
     )
 }
 

@@ -252,6 +252,14 @@ pub async fn post_polish_question(client: &reqwest::Client, url: &str) -> reqwes
         .expect("the gateway answers")
 }
 
+/// The opening of a decK file with one consumer, alice, holding key-auth key `key`, and one
+/// service whose routes follow (each `  - name: …` at two spaces).
+pub fn key_consumer_deck_head(key: &str) -> String {
+    format!(
+        "\n_format_version: \"3.0\"\nconsumers:\n- username: alice\n  keyauth_credentials:\n  - key: {key}\nservices:\n- name: svc\n  routes:\n"
+    )
+}
+
 /// POSTs the Polish-writer question to `url` as JSON, with one more header if given: the
 /// status, the headers and the body text, for tests of who is let in.
 pub async fn post_question_with_header(
