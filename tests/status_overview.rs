@@ -226,7 +226,21 @@ async fn successes_leave_no_trace_and_the_ring_keeps_the_last_fifty() {
         assert_eq!(status, 200, "{body}");
     }
     assert_eq!(overview(&stack).await["recent_errors"], json!([]));
+    // Refusals on a route: request n names an unknown role in its message n.
     for n in 0..55 {
+        let mut messages = vec![json!({"role": "user", "content": "hi"}); n];
+        messages.push(json!({"role": "robot", "content": "hi"}));
+        let response = client
+            .post(stack.url("/open"))
+            .json(&json!({ "messages": messages }))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 400);
+    }
+    // Probes of paths no route serves, as scanners send, are not kept: they would push
+    // the errors above out of the ring.
+    for n in 0..5 {
         let response = client
             .post(stack.url(&format!("/missing-{n}")))
             .json(&aigw_tests::polish_writer_question())
@@ -241,14 +255,14 @@ async fn successes_leave_no_trace_and_the_ring_keeps_the_last_fifty() {
     assert!(
         errors[0]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("/missing-54")),
+            .is_some_and(|m| m.contains("messages[54]")),
         "newest first: {}",
         errors[0]
     );
     assert!(
         errors[49]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("/missing-5")),
+            .is_some_and(|m| m.contains("messages[5]")),
         "{}",
         errors[49]
     );

@@ -60,6 +60,19 @@ pub(crate) struct RecentError {
     pub(crate) mid_stream: bool,
 }
 
+/// Whether `error` answered an HTTP request for a path no route serves (or with a method no
+/// endpoint takes). Scanners probe such paths by the thousand, and their 404s would push
+/// the errors an operator looks for out of a ring this small; a gRPC call naming an unknown
+/// route is a real client's mistake and is kept.
+fn is_probe(error: &Error, route: Option<&Route>, answered: Answered) -> bool {
+    route.is_none()
+        && answered == Answered::Http
+        && matches!(
+            error.kind(),
+            ErrorKind::RouteNotFound | ErrorKind::MethodNotAllowed
+        )
+}
+
 /// The ring of recent errors of one gateway.
 #[derive(Debug, Default)]
 pub(crate) struct RecentErrors {
@@ -81,6 +94,9 @@ impl RecentErrors {
         target: Option<String>,
         answered: Answered,
     ) {
+        if is_probe(error, route, answered) {
+            return;
+        }
         let wire = crate::error::wire_status(error);
         let mid_stream = matches!(answered, Answered::HttpStream | Answered::GrpcStream);
         let entry = RecentError {
@@ -229,6 +245,18 @@ mod tests {
         );
         let upstream = Error::new(ErrorKind::UpstreamError, "x".repeat(2_000));
         assert!(safe_message(&upstream).len() <= MESSAGE_CAP + '…'.len_utf8());
+    }
+
+    #[test]
+    fn unrouted_http_probes_are_not_kept_but_grpc_unknown_routes_are() {
+        let ring = RecentErrors::default();
+        let unknown = Error::new(ErrorKind::RouteNotFound, "no route for path /wp-login.php");
+        ring.record(&unknown, None, Answered::Http);
+        let method = Error::new(ErrorKind::MethodNotAllowed, "method GET is not allowed");
+        ring.record(&method, None, Answered::Http);
+        assert!(ring.newest_first().is_empty());
+        ring.record(&unknown, None, Answered::Grpc);
+        assert_eq!(ring.newest_first().len(), 1);
     }
 
     #[test]
