@@ -308,6 +308,27 @@ async fn request_size_limiting_refuses_large_bodies() {
         "Request size limit exceeded"
     );
 
+    // A chunked body declares no length: refused while being read, in the same words.
+    let chunks = polish_writer_question()
+        .to_string()
+        .into_bytes()
+        .chunks(16)
+        .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+        .collect::<Vec<_>>();
+    let response = reqwest::Client::new()
+        .post(stack.url("/small"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(tokio_stream::iter(chunks)))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 413);
+    let body = response.text().await.expect("a body");
+    assert_eq!(
+        json(&body)["error"]["message"],
+        "Request size limit exceeded"
+    );
+
     // At OpenAI's path the route is known only from the body, so it is refused after.
     let response = reqwest::Client::new()
         .post(stack.url("/v1/chat/completions"))

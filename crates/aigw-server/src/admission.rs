@@ -139,6 +139,14 @@ impl Admission {
         route.map_or_else(|| self.table.largest_body_limit(), Route::body_limit)
     }
 
+    /// The refusal of a body over [`body_limit`](Self::body_limit) for `route`.
+    pub(crate) fn body_too_large(&self, route: Option<&Route>) -> Error {
+        route.map_or_else(
+            || too_large(self.table.largest_body_limit()),
+            Route::body_too_large,
+        )
+    }
+
     /// The route `key` names, whether or not its caller gets in: for the record of a
     /// refusal.
     pub(crate) fn named(&self, key: RouteKey<'_>) -> Option<Arc<Route>> {

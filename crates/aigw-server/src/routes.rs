@@ -57,6 +57,17 @@ impl Route {
             })
     }
 
+    /// The refusal of a body over [`body_limit`](Self::body_limit), in the words of the
+    /// limit that binds: Kong's request-size-limiting message, or max_request_body_size.
+    pub fn body_too_large(&self) -> Error {
+        match self.plugins.body_limit() {
+            Some(limit) if limit < self.max_request_body_size => {
+                crate::plugins::size_limit_exceeded()
+            }
+            _ => crate::admission::too_large(self.max_request_body_size),
+        }
+    }
+
     /// The request's consistent-hashing key from its headers, when the route hashes.
     pub fn hash_key(&self, headers: &http::HeaderMap) -> Option<Arc<str>> {
         let name = self.hash_on_header.as_ref()?;

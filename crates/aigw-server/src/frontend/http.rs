@@ -20,7 +20,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
-use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, PeerAddr, RouteKey, too_large};
+use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, PeerAddr, RouteKey};
 use crate::front_door::BodyTimeout;
 use crate::recent::{Answered, StreamBreak};
 use crate::{ApiError, Route, SharedRoutes, error::grpc_response};
@@ -143,7 +143,8 @@ async fn chat(
     require_json(&parts.headers)?;
     require_identity(&parts.headers)?;
     let limit = admission.body_limit(route.as_deref());
-    let body = read_body(body.take().unwrap_or_default(), limit).await?;
+    let over = || admission.body_too_large(route.as_deref());
+    let body = read_body(body.take().unwrap_or_default(), limit, over).await?;
     let wire: WireRequest = decode_json(&body)?;
     let model = wire.model.clone();
     let include_usage = wire
@@ -178,11 +179,15 @@ async fn chat(
 /// Reads a whole request body of at most `limit` bytes. Only a body that is really over the
 /// limit is a 413: a client that stops sending is a 408, a malformed body (a bad chunk
 /// size) a 400, and a client that left a 400 nobody reads, counted as 499.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Refused> {
+async fn read_body(
+    body: Body,
+    limit: usize,
+    too_large: impl Fn() -> Error,
+) -> Result<Bytes, Refused> {
     let declared = body.size_hint().lower();
     // A Content-Length over the limit is refused before reading a byte of it.
     if usize::try_from(declared).map_or(true, |n| n > limit) {
-        return Err(too_large(limit).into());
+        return Err(too_large().into());
     }
     let mut body = std::pin::pin!(body);
     let mut read = BytesMut::with_capacity(usize::try_from(declared).unwrap_or(0));
@@ -190,7 +195,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Refused> {
         let frame = frame.map_err(body_read_error)?;
         if let Ok(data) = frame.into_data() {
             if read.len() + data.len() > limit {
-                return Err(too_large(limit).into());
+                return Err(too_large().into());
             }
             read.extend_from_slice(&data);
         }
