@@ -163,6 +163,9 @@ fn check(path: &Path) -> Result<()> {
                 auth.key_names.join(" / "),
             );
         }
+        for line in plugin_lines(route) {
+            println!("  {line}");
+        }
         for (index, target) in ai.targets.iter().enumerate() {
             let region = match target.model.provider {
                 aigw_config::Provider::Bedrock => format!(
@@ -357,4 +360,56 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// What `aigw check` says of a route's other enforced plugins: who gets in and what is
+/// refused, never a credential.
+fn plugin_lines(route: &aigw_config::RouteConfig) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(basic) = &route.basic_auth {
+        lines.push(format!(
+            "basic-auth: {} consumer credential(s), realm {:?}",
+            basic.credentials.len(),
+            basic.realm
+        ));
+    }
+    if let Some(jwt) = &route.jwt {
+        lines.push(format!(
+            "jwt: {} consumer secret(s), key claim {:?}, token in header {} or query {}",
+            jwt.credentials.len(),
+            jwt.key_claim_name,
+            jwt.header_names.join(" / "),
+            jwt.uri_param_names.join(" / ")
+        ));
+    }
+    if let Some(ip) = &route.ip_restriction {
+        lines.push(format!(
+            "ip-restriction: {} allowed, {} denied address range(s); refused with {}",
+            ip.allow.len(),
+            ip.deny.len(),
+            ip.status
+        ));
+    }
+    if let Some(size) = &route.request_size_limiting {
+        lines.push(format!(
+            "request-size-limiting: bodies up to {} bytes{}",
+            size.max_bytes,
+            if size.require_content_length {
+                ", Content-Length required"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(termination) = &route.request_termination {
+        let which = match &termination.trigger {
+            Some(trigger) => format!("requests carrying {trigger}"),
+            None => "every request".to_owned(),
+        };
+        lines.push(format!(
+            "request-termination: {which} answered {} without reaching a target",
+            termination.status
+        ));
+    }
+    lines
 }
