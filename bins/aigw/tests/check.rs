@@ -78,11 +78,7 @@ services:
     - name: request-termination
       config: {status_code: 503, message: maintenance}
 plugins:
-- name: ai-proxy-advanced
-  config:
-    targets:
-    - model: {provider: bedrock, name: "us.amazon.nova-micro-v1:0", options: {bedrock: {aws_region: us-west-2}}}
-      route_type: llm/v1/chat
+- {name: ai-proxy-advanced, config: {targets: [{route_type: llm/v1/chat, model: {provider: bedrock, name: "us.amazon.nova-micro-v1:0", options: {bedrock: {aws_region: us-west-2}}}}]}}
 "#,
     )
     .expect("writes the deck");
