@@ -49,21 +49,17 @@ pub(crate) struct Caller<'a> {
     pub(crate) headers: &'a HeaderMap,
     /// The URL's query string, where the front end has one.
     pub(crate) query: Option<&'a str>,
-    /// The TCP peer's address (from [`PeerAddr`]); `None` when the server could not tell,
+    /// The TCP peer's address (see [`peer_ip`]); `None` when the server could not tell,
     /// which ip-restriction refuses.
     pub(crate) peer: Option<IpAddr>,
 }
 
-/// The TCP peer of a request's connection, put in each request's extensions by the server
-/// (HTTP and gRPC alike), for ip-restriction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
-
-impl PeerAddr {
-    /// The peer's IP address, from a request's extensions.
-    pub(crate) fn of(extensions: &http::Extensions) -> Option<IpAddr> {
-        extensions.get::<PeerAddr>().map(|peer| peer.0.ip())
-    }
+/// The TCP peer's IP address, from the `ConnectInfo` the server's front door puts in each
+/// request's extensions (HTTP and gRPC alike), for ip-restriction.
+pub(crate) fn peer_ip(extensions: &http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|peer| peer.0.ip())
 }
 
 /// What a front end can send back, which decides how a route's `response_streaming`

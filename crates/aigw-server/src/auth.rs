@@ -30,6 +30,16 @@ impl std::fmt::Debug for KeyAuth {
     }
 }
 
+/// Whether `presented` is one of the `known` digests, compared in constant time against
+/// every one of them, so timing tells neither whether nor which one matched.
+pub(crate) fn matches_any(known: &[[u8; 32]], presented: &[u8; 32]) -> bool {
+    let mut matched = Choice::from(0);
+    for digest in known {
+        matched |= digest.ct_eq(presented);
+    }
+    bool::from(matched)
+}
+
 fn digest(key: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(Sha256::digest(key).as_slice());
@@ -64,12 +74,7 @@ impl KeyAuth {
                 ),
             ));
         };
-        let presented = digest(&presented);
-        let mut matched = Choice::from(0);
-        for known in &self.digests {
-            matched |= known.ct_eq(&presented);
-        }
-        if bool::from(matched) {
+        if matches_any(&self.digests, &digest(&presented)) {
             Ok(())
         } else {
             Err(Error::new(ErrorKind::Unauthorized, "invalid API key"))

@@ -100,8 +100,6 @@ where
         // look for it.
         if let Some(peer) = self.connection.remote_addr {
             parts.extensions.insert(ConnectInfo(peer));
-            // What admission's ip-restriction reads.
-            parts.extensions.insert(crate::PeerAddr(peer));
         }
         parts.extensions.insert(self.connection.clone());
         let body = Body::new(ReadBody {

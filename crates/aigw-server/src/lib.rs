@@ -25,7 +25,6 @@ mod stack;
 mod status;
 mod status_page;
 
-pub use admission::PeerAddr;
 pub use auth::KeyAuth;
 pub use error::{ApiError, grpc_status};
 pub use limit::{DEFAULT_MAX_CONCURRENT_REQUESTS, RouteLimits};

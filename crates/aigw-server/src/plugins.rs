@@ -13,7 +13,6 @@ use aigw_config::{
 use aigw_core::{Error, ErrorKind, ErrorReply};
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH};
-use subtle::{Choice, ConstantTimeEq};
 
 use crate::admission::Caller;
 use crate::jwt::JwtAuth;
@@ -173,11 +172,7 @@ impl BasicAuth {
             return Err(self.refuse("invalid authentication credentials"));
         };
         let presented = BasicCredential::digest(&decoded[..colon], &decoded[colon + 1..]);
-        let mut matched = Choice::from(0);
-        for known in &self.digests {
-            matched |= known.ct_eq(&presented);
-        }
-        if bool::from(matched) {
+        if crate::auth::matches_any(&self.digests, &presented) {
             Ok(())
         } else {
             Err(self.refuse("invalid authentication credentials"))

@@ -26,7 +26,7 @@ use tonic::server::NamedService;
 use tower::Service;
 use tracing::Instrument;
 
-use crate::admission::{Admission, Admitted, Answering, Caller, MODEL_HEADER, PeerAddr, RouteKey};
+use crate::admission::{Admission, Admitted, Answering, Caller, MODEL_HEADER, RouteKey, peer_ip};
 use crate::recent::{Answered, StreamBreak};
 use crate::{SharedRoutes, grpc_status};
 
@@ -210,7 +210,7 @@ impl GrpcChat {
         let caller = Caller {
             headers: metadata.as_ref(),
             query: None,
-            peer: PeerAddr::of(&extensions),
+            peer: peer_ip(&extensions),
         };
         let mut routed = None;
         let admitted = async {

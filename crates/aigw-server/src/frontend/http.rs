@@ -20,7 +20,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
-use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, PeerAddr, RouteKey};
+use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, RouteKey, peer_ip};
 use crate::front_door::BodyTimeout;
 use crate::recent::{Answered, StreamBreak};
 use crate::{ApiError, Route, SharedRoutes, error::grpc_response};
@@ -115,7 +115,7 @@ async fn chat(
     let caller = Caller {
         headers: &parts.headers,
         query: parts.uri.query(),
-        peer: PeerAddr::of(&parts.extensions),
+        peer: peer_ip(&parts.extensions),
     };
     let path = parts.uri.path();
     // At OpenAI's path the route, and so its key-auth, is known only from the body.
