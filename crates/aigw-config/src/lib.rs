@@ -2,7 +2,8 @@
 //! settings that say how to run.
 //!
 //! A decK file written for Kong's `ai-proxy-advanced` plugin loads unchanged:
-//! [`load_deck`] reads it with figment into plain serde types that mirror the file, then
+//! [`load_deck`] reads the YAML once into figment's value tree (resolving vault and decK
+//! environment references there), deserializes plain serde types that mirror the file, then
 //! validates those once into the runtime types ([`GatewayConfig`] and below) with every
 //! Kong default applied. Kong fields aigw has no use for are accepted and skipped;
 //! observe-only plugins, plugins on routes aigw does not serve, disabled plugins, and

@@ -2,6 +2,11 @@
 //! `aigw.v1.ChatService`, on one port) that only decode and encode, one admission path
 //! they all share, and the per-route tower stacks behind it, so one request gets the same
 //! answer whichever way it came in. `stack.rs` shows the whole pipeline in order.
+//!
+//! Around that path: the per-connection front door (`front_door.rs`: Host checks, the peer
+//! address, the body read timeout), the Kong plugins admission enforces (`auth.rs`,
+//! `plugins.rs`, `jwt.rs`), and the status listener, a port of its own for `/metrics`,
+//! `/status/*` and the status page (`status.rs`, `status_page/`).
 #![forbid(unsafe_code)]
 
 mod accepted;
