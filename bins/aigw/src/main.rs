@@ -401,6 +401,22 @@ fn plugin_lines(route: &aigw_config::RouteConfig) -> Vec<String> {
             }
         ));
     }
+    if let Some(acl) = &route.acl {
+        let (verb, groups) = if acl.allow.is_empty() {
+            ("denies", &acl.deny)
+        } else {
+            ("allows", &acl.allow)
+        };
+        lines.push(format!(
+            "acl: {verb} consumers in group(s) {}{}; others refused with 403",
+            groups.join(", "),
+            if acl.include_consumer_groups {
+                " (consumer groups count)"
+            } else {
+                ""
+            }
+        ));
+    }
     if let Some(termination) = &route.request_termination {
         let which = match &termination.trigger {
             Some(trigger) => format!("requests carrying {trigger}"),

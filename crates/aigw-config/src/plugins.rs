@@ -13,10 +13,11 @@ use std::net::IpAddr;
 use sha2::{Digest, Sha256};
 
 use crate::ConfigError;
+use crate::consumers::{ACL, AclConfig};
 use crate::path::FieldPath;
 use crate::raw::{
-    BasicAuthRaw, ConsumerRaw, Int, IpRestrictionRaw, JwtRaw, PluginRaw, RequestSizeLimitingRaw,
-    RequestTerminationRaw,
+    AclRaw, BasicAuthRaw, ConsumerRaw, Int, IpRestrictionRaw, JwtRaw, PluginRaw,
+    RequestSizeLimitingRaw, RequestTerminationRaw,
 };
 use crate::validate::Cx;
 
@@ -47,6 +48,7 @@ pub const ENFORCED_PLUGINS: &[&str] = &[
     IP_RESTRICTION,
     REQUEST_TERMINATION,
     REQUEST_SIZE_LIMITING,
+    ACL,
 ];
 
 /// Plugins that only observe traffic or add response headers a browser checks: leaving
@@ -259,6 +261,7 @@ pub(crate) enum Policy {
     IpRestriction(IpRestrictionConfig),
     Termination(RequestTerminationConfig),
     SizeLimit(RequestSizeLimitConfig),
+    Acl(AclConfig),
 }
 
 impl Cx<'_> {
@@ -312,6 +315,7 @@ impl Cx<'_> {
             REQUEST_SIZE_LIMITING => {
                 Policy::SizeLimit(self.size_limit(&config_path, raw!(RequestSizeLimitingRaw))?)
             }
+            ACL => Policy::Acl(self.acl(&config_path, value, raw!(AclRaw))?),
             other => {
                 return Err(self.invalid(
                     &path.key("name"),

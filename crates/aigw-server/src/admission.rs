@@ -7,7 +7,7 @@
 //! 1. [`Admission::route`]: find the route, name it in the request's telemetry record,
 //!    check the caller's key (Kong's key-auth), then the route's other plugins
 //!    (`plugins.rs`: basic-auth, ip-restriction, request-size-limiting by Content-Length,
-//!    request-termination);
+//!    acl over the consumer the auth plugins named, request-termination);
 //! 2. [`Admission::call`]: the route's body limit, its `response_streaming` policy, the
 //!    consistent-hashing key, the call into the route's stack (see `stack.rs`), and the
 //!    serving model's name for `x-aigw-llm-model`.
@@ -154,8 +154,8 @@ impl Admission {
         let route = self.lookup(key)?;
         // Named before key-auth, so refused requests still carry their route in logs.
         aigw_telemetry::record_route(&route.name);
-        route.authorize(caller.headers, caller.query)?;
-        route.plugins.admit(caller)?;
+        let key_consumer = route.authorize(caller.headers, caller.query)?;
+        route.plugins.admit(caller, key_consumer)?;
         Ok(route.clone())
     }
 

@@ -43,6 +43,7 @@ impl RouteOverview {
                 "request-size-limiting",
                 route.request_size_limiting.is_some(),
             ),
+            ("acl", route.acl.is_some()),
             ("request-termination", route.request_termination.is_some()),
         ];
         RouteOverview {

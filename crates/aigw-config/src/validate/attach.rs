@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use crate::ConfigError;
+use crate::consumers::{ACL, ConsumerConfig};
 use crate::key_auth::{KEY_AUTH, KeyAuthConfig};
 use crate::model::{AiProxyConfig, RouteConfig};
 use crate::path::FieldPath;
@@ -106,7 +107,10 @@ struct Served<'e, 'd> {
 
 impl Cx<'_> {
     /// Every served route, with the plugins that apply to it.
-    pub(super) fn build(&mut self, deck: &DeckRaw) -> Result<Vec<RouteConfig>, ConfigError> {
+    pub(super) fn build(
+        &mut self,
+        deck: &DeckRaw,
+    ) -> Result<(Vec<RouteConfig>, Vec<ConsumerConfig>), ConfigError> {
         let root = FieldPath::root();
         let services: &[ServiceRaw] = deck.services.as_deref().unwrap_or_default();
         let routes = self.collect_routes(deck, services)?;
@@ -117,6 +121,8 @@ impl Cx<'_> {
             unenforced,
         } = self.collect_plugins(deck, services, &routes)?;
         let consumers = deck.consumers.as_deref().unwrap_or_default();
+        let consumer_groups = deck.consumer_groups.as_deref().unwrap_or_default();
+        let consumer_configs = self.consumers(consumers, consumer_groups)?;
         let credentials = self.consumer_keys(consumers)?;
         if credentials.is_empty() && !key_auth.is_empty() {
             let first = key_auth[0].path.clone();
@@ -211,6 +217,24 @@ impl Cx<'_> {
                 Some(Policy::Termination(config)) => Some(config.clone()),
                 _ => None,
             };
+            let acl = match policy(ACL) {
+                Some(Policy::Acl(config)) => Some(config.clone()),
+                _ => None,
+            };
+            if acl.is_some() && key_auth.is_none() && basic_auth.is_none() && jwt.is_none() {
+                let at = policies
+                    .iter()
+                    .find(|c| c.name == ACL)
+                    .map(|c| c.path.clone())
+                    .unwrap_or_else(|| route.path.clone());
+                self.warn(
+                    &at,
+                    format!(
+                        "acl applies to route {} but no key-auth, basic-auth or jwt names a consumer there; every request to it gets 401",
+                        route.name
+                    ),
+                );
+            }
             served.push(Served {
                 index,
                 entry: route,
@@ -226,6 +250,7 @@ impl Cx<'_> {
                     ip_restriction,
                     request_size_limiting,
                     request_termination,
+                    acl,
                 },
             });
         }
@@ -254,7 +279,8 @@ impl Cx<'_> {
                 );
             }
         }
-        Ok(served.into_iter().map(|served| served.route).collect())
+        let routes = served.into_iter().map(|served| served.route).collect();
+        Ok((routes, consumer_configs))
     }
 
     fn collect_routes<'d>(
@@ -432,6 +458,7 @@ impl Cx<'_> {
                         IP_RESTRICTION,
                         REQUEST_SIZE_LIMITING,
                         REQUEST_TERMINATION,
+                        ACL,
                     ]
                     .iter()
                     .find(|known| **known == name)
