@@ -42,6 +42,7 @@ mod locate;
 mod model;
 mod path;
 mod plugins;
+mod rate_limit;
 mod raw;
 mod schema;
 mod settings;
@@ -64,6 +65,10 @@ pub use plugins::{
     BasicAuthConfig, BasicCredential, ENFORCED_PLUGINS, IpNet, IpRestrictionConfig, JWT_ALGORITHMS,
     JwtConfig, JwtCredential, OBSERVE_ONLY_PLUGINS, RequestSizeLimitConfig,
     RequestTerminationConfig,
+};
+pub use rate_limit::{
+    AiRateLimitConfig, Identifier, MatchKind, PolicyMatch, RateLimitPolicy, RedisConfig, Strategy,
+    TokenCount, WindowLimit, WindowType,
 };
 pub use settings::{SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides, StatusListen};
 

@@ -16,6 +16,7 @@ use crate::plugins::{
     BasicAuthConfig, IpRestrictionConfig, JwtConfig, RequestSizeLimitConfig,
     RequestTerminationConfig,
 };
+use crate::rate_limit::AiRateLimitConfig;
 
 /// Everything aigw serves, from one decK file.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +63,8 @@ pub struct RouteConfig {
     /// The acl plugin that applies to the route, if any: then only consumers its groups
     /// allow get through, once an auth plugin has named them.
     pub acl: Option<AclConfig>,
+    /// The ai-rate-limiting-advanced plugin that applies to the route, if any.
+    pub ai_rate_limit: Option<AiRateLimitConfig>,
 }
 
 /// An ai-proxy-advanced plugin's config, with Kong's defaults applied.

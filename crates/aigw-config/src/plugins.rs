@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::ConfigError;
 use crate::consumers::{ACL, AclConfig};
 use crate::path::FieldPath;
+use crate::rate_limit::{AI_RATE_LIMITING, AiRateLimitConfig};
 use crate::raw::{
     AclRaw, BasicAuthRaw, ConsumerRaw, Int, IpRestrictionRaw, JwtRaw, PluginRaw,
     RequestSizeLimitingRaw, RequestTerminationRaw,
@@ -49,6 +50,7 @@ pub const ENFORCED_PLUGINS: &[&str] = &[
     REQUEST_TERMINATION,
     REQUEST_SIZE_LIMITING,
     ACL,
+    AI_RATE_LIMITING,
 ];
 
 /// Plugins that only observe traffic or add response headers a browser checks: leaving
@@ -262,6 +264,7 @@ pub(crate) enum Policy {
     Termination(RequestTerminationConfig),
     SizeLimit(RequestSizeLimitConfig),
     Acl(AclConfig),
+    AiRateLimit(Box<AiRateLimitConfig>),
 }
 
 impl Cx<'_> {
@@ -316,6 +319,9 @@ impl Cx<'_> {
                 Policy::SizeLimit(self.size_limit(&config_path, raw!(RequestSizeLimitingRaw))?)
             }
             ACL => Policy::Acl(self.acl(&config_path, value, raw!(AclRaw))?),
+            AI_RATE_LIMITING => {
+                Policy::AiRateLimit(Box::new(self.ai_rate_limit(&config_path, value, path)?))
+            }
             other => {
                 return Err(self.invalid(
                     &path.key("name"),

@@ -34,6 +34,9 @@ pub struct Route {
     /// The route's other Kong plugins: basic-auth, ip-restriction, request-size-limiting,
     /// request-termination.
     pub plugins: RoutePlugins,
+    /// Kong ai-rate-limiting-advanced: token limits checked before the stack, charged
+    /// when the answer ends.
+    pub rate_limit: Option<Arc<crate::AiRateLimiter>>,
 }
 
 impl Route {

@@ -164,6 +164,7 @@ async fn build_route(
         service: BoxCloneSyncService::new(stack),
         key_auth: route.key_auth.as_ref().map(KeyAuth::new),
         plugins: RoutePlugins::new(route, consumers)?,
+        rate_limit: crate::AiRateLimiter::new(route),
     })
 }
 

@@ -13,6 +13,7 @@ use crate::plugins::{
     BASIC_AUTH, BasicAuthConfig, ENFORCED_PLUGINS, IP_RESTRICTION, JWT, JwtConfig,
     OBSERVE_ONLY_PLUGINS, Policy, REQUEST_SIZE_LIMITING, REQUEST_TERMINATION,
 };
+use crate::rate_limit::AI_RATE_LIMITING;
 use crate::raw::{DeckRaw, EntityRef, PluginRaw, RouteRaw, ServiceRaw};
 
 use super::Cx;
@@ -217,6 +218,10 @@ impl Cx<'_> {
                 Some(Policy::Termination(config)) => Some(config.clone()),
                 _ => None,
             };
+            let ai_rate_limit = match policy(AI_RATE_LIMITING) {
+                Some(Policy::AiRateLimit(config)) => Some((**config).clone()),
+                _ => None,
+            };
             let acl = match policy(ACL) {
                 Some(Policy::Acl(config)) => Some(config.clone()),
                 _ => None,
@@ -251,6 +256,7 @@ impl Cx<'_> {
                     request_size_limiting,
                     request_termination,
                     acl,
+                    ai_rate_limit,
                 },
             });
         }
@@ -459,6 +465,7 @@ impl Cx<'_> {
                         REQUEST_SIZE_LIMITING,
                         REQUEST_TERMINATION,
                         ACL,
+                        AI_RATE_LIMITING,
                     ]
                     .iter()
                     .find(|known| **known == name)
