@@ -247,7 +247,7 @@ impl Admission {
                 peer: caller.peer,
                 path: path.to_owned(),
             };
-            reply = grant.charge_on_end(reply, facts);
+            reply = grant.charge_on_end(reply, facts).await;
         }
         let model_header = route
             .model_name_header

@@ -413,7 +413,7 @@ impl Grant {
     /// Charges the answer's usage once it is known: at once for a whole answer, when the
     /// stream ends (or is dropped) for a stream. Facts are re-read from the grant, since
     /// the request's head is gone by then.
-    pub(crate) fn charge_on_end(self, reply: ChatReply, facts: OwnedFacts) -> ChatReply {
+    pub(crate) async fn charge_on_end(self, reply: ChatReply, facts: OwnedFacts) -> ChatReply {
         let target = self
             .limiter
             .targets
@@ -430,7 +430,16 @@ impl Grant {
             ReplyBody::Complete(answer) => {
                 let mut charge = charge;
                 charge.usage = Some(answer.usage);
-                drop(charge);
+                // Kong's sync_rate 0 is synchronous: the shared counters hold this answer
+                // before the client sees it, so its next request (to any replica) counts it.
+                if let Some((limiter, keys, amount)) = charge.settle() {
+                    match &limiter.store {
+                        Store::Redis(redis) if redis.is_synchronous() => {
+                            redis.add_now(keys, amount, now_secs_f64()).await;
+                        }
+                        _ => limiter.store_add(keys, amount),
+                    }
+                }
                 ChatReply {
                     served_by: reply.served_by,
                     body: ReplyBody::Complete(answer),
@@ -476,15 +485,36 @@ struct Charge {
 
 impl Drop for Charge {
     fn drop(&mut self) {
+        if let Some((limiter, keys, amount)) = self.settle() {
+            limiter.store_add(keys, amount);
+        }
+    }
+}
+
+impl AiRateLimiter {
+    /// Adds `amount` to `keys` now; a Redis write goes from a task.
+    fn store_add(&self, keys: Vec<CounterKey>, amount: f64) {
+        let now = now_secs_f64();
+        match &self.store {
+            Store::Local(local) => local.add(&keys, amount, now),
+            Store::Redis(redis) => redis.add(keys, amount, now),
+        }
+    }
+}
+
+impl Charge {
+    /// What this charge adds and where, once: `None` when there is nothing to charge
+    /// (no usage, an unknown target, or already settled).
+    fn settle(&mut self) -> Option<(Arc<AiRateLimiter>, Vec<CounterKey>, f64)> {
         let (Some(grant), Some(target), Some(usage)) =
             (self.grant.take(), &self.target, self.usage)
         else {
-            return;
+            return None;
         };
         let limiter = &grant.limiter;
         let amount = limiter.amount(usage, target);
         if amount <= 0.0 {
-            return;
+            return None;
         }
         let facts = Facts {
             consumer: self.facts.consumer.as_deref(),
@@ -510,11 +540,7 @@ impl Drop for Charge {
                 });
             }
         }
-        let now = now_secs_f64();
-        match &limiter.store {
-            Store::Local(local) => local.add(&keys, amount, now),
-            Store::Redis(redis) => redis.add(keys, amount, now),
-        }
+        Some((grant.limiter.clone(), keys, amount))
     }
 }
 

@@ -3,10 +3,13 @@
 //! Each window of each counter is one Redis key, `aigw:rl:<counter>:<window index>`, that
 //! expires by itself two windows after it began. A check reads the current and previous
 //! windows of every counter the request may use with one `MGET`: the only Redis round trip
-//! on the request path. Charges happen after the answer ended, off the request path, each
-//! one Lua script (`INCRBYFLOAT` and `EXPIRE` for every key, atomically, so replicas never
-//! lose each other's updates); with `sync_rate` above 0 they are summed in memory and sent
-//! in one script every `sync_rate` seconds, as Kong batches them.
+//! before the request goes upstream. A charge is one Lua script (`INCRBYFLOAT` and `EXPIRE`
+//! for every key, atomically, so replicas never lose each other's updates), made once the
+//! answer is complete: with `sync_rate: 0` (Kong's "synchronous") a whole answer is
+//! released only once Redis holds its charge, so the client's next request counts it on any
+//! replica; a stream's charge goes from a task when it ends. With `sync_rate` above 0 charges
+//! are summed in memory and sent in one script every `sync_rate` seconds, as Kong batches
+//! them, and nothing waits on them.
 //!
 //! While Redis cannot be reached the limit keeps working on this replica's own counters
 //! (which every charge also updates), each failure is logged and counted as
@@ -196,16 +199,31 @@ impl RedisCounters {
             .collect()
     }
 
-    /// Adds `amount` to `keys` at `now`: locally at once, in Redis from a task.
-    pub(crate) fn add(self: &Arc<Self>, keys: Vec<CounterKey>, amount: f64, now: f64) {
+    /// Whether charges are written as they happen (`sync_rate: 0`), not batched.
+    pub(crate) fn is_synchronous(&self) -> bool {
+        self.sync_rate <= 0.0
+    }
+
+    /// Adds `amount` to `keys` at `now`, locally and in Redis, returning once Redis has it
+    /// (or failed).
+    pub(crate) async fn add_now(&self, keys: Vec<CounterKey>, amount: f64, now: f64) {
         self.local.add(&keys, amount, now);
-        let charges: Vec<(String, f64, u64)> = keys
-            .iter()
+        self.send(Self::charges(&keys, amount, now)).await;
+    }
+
+    fn charges(keys: &[CounterKey], amount: f64, now: f64) -> Vec<(String, f64, u64)> {
+        keys.iter()
             .map(|key| {
                 let name = Self::redis_key(key, index(now, key.window));
                 (name, amount, key.window.saturating_mul(2).saturating_add(1))
             })
-            .collect();
+            .collect()
+    }
+
+    /// Adds `amount` to `keys` at `now`: locally at once, in Redis from a task.
+    pub(crate) fn add(self: &Arc<Self>, keys: Vec<CounterKey>, amount: f64, now: f64) {
+        self.local.add(&keys, amount, now);
+        let charges = Self::charges(&keys, amount, now);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
