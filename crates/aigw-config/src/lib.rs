@@ -70,7 +70,9 @@ pub use rate_limit::{
     AiRateLimitConfig, Identifier, MatchKind, PolicyMatch, RateLimitPolicy, RedisConfig, Strategy,
     TokenCount, WindowLimit, WindowType,
 };
-pub use settings::{SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides, StatusListen};
+pub use settings::{
+    ENV_KEYS, SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides, StatusListen,
+};
 
 /// The largest decK file aigw reads, in bytes (8 MiB). Parsing holds the file several
 /// times over (YAML events, figment values, the typed mirror); a bound keeps a runaway
