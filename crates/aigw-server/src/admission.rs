@@ -9,7 +9,8 @@
 //!    (`plugins.rs`: basic-auth, ip-restriction, request-size-limiting by Content-Length,
 //!    acl over the consumer the auth plugins named, request-termination);
 //! 2. [`Admission::call`]: the route's body limit, its `response_streaming` policy, the
-//!    consistent-hashing key, the call into the route's stack (see `stack.rs`), and the
+//!    consistent-hashing key, the token rate limit (`ratelimit/`: checked here, charged
+//!    when the answer ends), the call into the route's stack (see `stack.rs`), and the
 //!    serving model's name for `x-aigw-llm-model`.
 //!
 //! Step 1 comes before a body is read wherever the route is known from the request's head,

@@ -5,7 +5,8 @@
 //!
 //! Around that path: the per-connection front door (`front_door.rs`: Host checks, the peer
 //! address, the body read timeout), the Kong plugins admission enforces (`auth.rs`,
-//! `plugins.rs`, `jwt.rs`), and the status listener, a port of its own for `/metrics`,
+//! `plugins.rs`, `jwt.rs`, and `ratelimit/` for ai-rate-limiting-advanced, local or in
+//! Redis), and the status listener, a port of its own for `/metrics`,
 //! `/status/*` and the status page (`status.rs`, `status_page/`).
 #![forbid(unsafe_code)]
 

@@ -44,8 +44,8 @@ impl RouteOverview {
                 route.request_size_limiting.is_some(),
             ),
             ("acl", route.acl.is_some()),
-            ("ai-rate-limiting-advanced", route.ai_rate_limit.is_some()),
             ("request-termination", route.request_termination.is_some()),
+            ("ai-rate-limiting-advanced", route.ai_rate_limit.is_some()),
         ];
         RouteOverview {
             algorithm: route.ai.balancer.algorithm.as_str(),
