@@ -220,3 +220,28 @@ async fn streams_are_charged_when_they_end() {
         "the stream's tokens were counted: {remaining}"
     );
 }
+
+#[tokio::test]
+async fn cost_counts_each_token_at_the_serving_targets_price() {
+    // 1 per prompt token and 2 per completion token (costs are per million tokens):
+    // the question costs 7 + 2 × 24 = 55.
+    let yaml = deck("    window_type: fixed\n    tokens_count_strategy: cost\n    llm_providers:\n    - {name: bedrock, limit: [100], window_size: [3600]}\n")
+        .replace(
+            "options: {bedrock: {aws_region: us-west-2}}",
+            "options: {input_cost: 1000000, output_cost: 2000000, bedrock: {aws_region: us-west-2}}",
+        );
+    let stack = Stack::start(&config_from(&yaml)).await;
+    let url = stack.url("/chat");
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let (status, headers, body) = post(&url, Some(("apikey", "key-alice"))).await;
+        assert_eq!(status, 200, "{body}");
+        seen.push(header_text(
+            &headers,
+            "x-ai-ratelimit-remaining-3600-bedrock",
+        ));
+    }
+    assert_eq!(seen, [Some("100".to_owned()), Some("45".to_owned())]);
+    let (status, _, _) = post(&url, Some(("apikey", "key-alice"))).await;
+    assert_eq!(status, 429);
+}

@@ -298,3 +298,61 @@ async fn three_replicas_share_one_limit_through_redis() {
     );
     let _ = std::fs::remove_file(&config);
 }
+
+/// With `sync_rate` above 0 a replica sends its charges in batches: another replica sees
+/// them once the batch went out, while the replica itself counts them at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_charges_reach_the_other_replicas() {
+    let redis = Redis::start();
+    let emulator = aigw_emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("emulator starts");
+    let deck = deck(redis.port).replace(
+        "        window_type: fixed\n",
+        "        window_type: fixed\n        sync_rate: 1\n",
+    );
+    let config =
+        std::env::temp_dir().join(format!("aigw-batched-limits-{}.yaml", std::process::id()));
+    std::fs::write(&config, deck).expect("writes the deck");
+    let replicas: Vec<Replica> = (0..2)
+        .map(|_| start_replica(&config, &emulator.endpoint_url()))
+        .collect();
+    let client = reqwest::Client::new();
+    for replica in &replicas {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client
+            .get(format!("{}/health", replica.data))
+            .send()
+            .await
+            .map_or(true, |r| !r.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "a replica did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // The first replica counts its own answers before any batch is sent.
+    assert_eq!(ask(&client, &replicas[0], "count").await, (200, Some(300)));
+    assert_eq!(
+        ask(&client, &replicas[0], "count").await,
+        (200, Some(300 - TOKENS))
+    );
+    // The second sees them once the first replica's batch reached Redis (its own answers
+    // count for it at once too).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut own = 0;
+    loop {
+        let (status, remaining) = ask(&client, &replicas[1], "count").await;
+        assert_eq!(status, 200);
+        if remaining == Some(300 - 2 * TOKENS - own * TOKENS) {
+            break;
+        }
+        own += 1;
+        assert!(
+            Instant::now() < deadline,
+            "the first replica's batch never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(redis);
+    let _ = std::fs::remove_file(&config);
+}
