@@ -4,7 +4,7 @@
 //! load; when Redis goes away each keeps serving under its own local counters and counts
 //! the errors, and when Redis is back the shared counting resumes.
 //!
-//! Needs `redis-server` on the PATH (`.ci/run` installs Debian's `redis-server`).
+//! Needs `redis-server` and `openssl` on the PATH (`.ci/run` installs Debian's).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,14 +35,42 @@ impl Drop for Running {
 struct Redis {
     port: u16,
     process: Option<Running>,
+    /// With TLS: the certificate and key files it serves with.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Redis {
     fn start() -> Redis {
-        let port = free_port().port();
+        Redis::start_with(None)
+    }
+
+    /// A Redis that speaks only TLS, with a self-signed certificate made by `openssl`.
+    fn start_tls() -> Redis {
+        let dir = std::env::temp_dir();
+        let stem = format!("aigw-redis-{}", std::process::id());
+        let cert = dir.join(format!("{stem}.crt"));
+        let key = dir.join(format!("{stem}.key"));
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(made.success(), "openssl made a certificate");
+        Redis::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(PathBuf, PathBuf)>) -> Redis {
         let mut redis = Redis {
-            port,
+            port: free_port().port(),
             process: None,
+            tls,
         };
         redis.resume();
         redis
@@ -50,24 +78,32 @@ impl Redis {
 
     /// Starts (again) on the same port, empty.
     fn resume(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port"])
-            .arg(self.port.to_string())
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        match &self.tls {
+            None => {
+                command.arg("--port").arg(self.port.to_string());
+            }
+            Some((cert, key)) => {
+                command
+                    .args(["--port", "0", "--tls-port"])
+                    .arg(self.port.to_string())
+                    .arg("--tls-cert-file")
+                    .arg(cert)
+                    .arg("--tls-key-file")
+                    .arg(key)
+                    .args(["--tls-auth-clients", "no"]);
+            }
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs (install Debian's redis-server; .ci/run does)");
         self.process = Some(Running(child));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.answers_ping() {
+        // A TLS port cannot be pinged in plain text; listening is enough there.
+        while !(self.answers_ping() || self.tls.is_some() && self.listens()) {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -75,6 +111,10 @@ impl Redis {
 
     fn stop(&mut self) {
         self.process = None;
+    }
+
+    fn listens(&self) -> bool {
+        std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
     }
 
     fn answers_ping(&self) -> bool {
@@ -86,6 +126,16 @@ impl Redis {
         stream.write_all(b"PING\r\n").is_ok()
             && stream.read_exact(&mut reply).is_ok()
             && &reply == b"+PONG\r\n"
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.process = None;
+        if let Some((cert, key)) = &self.tls {
+            let _ = std::fs::remove_file(cert);
+            let _ = std::fs::remove_file(key);
+        }
     }
 }
 
@@ -352,6 +402,50 @@ async fn batched_charges_reach_the_other_replicas() {
             "the first replica's batch never arrived"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(redis);
+    let _ = std::fs::remove_file(&config);
+}
+
+/// `ssl: true` reaches a Redis that speaks only TLS (with Kong's default `ssl_verify:
+/// false`, a self-signed certificate is taken): two replicas share the count through it and
+/// no Redis call fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls() {
+    let redis = Redis::start_tls();
+    let emulator = aigw_emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("emulator starts");
+    let deck = deck(redis.port).replace("timeout: 500}", "timeout: 500, ssl: true}");
+    let config = std::env::temp_dir().join(format!("aigw-tls-limits-{}.yaml", std::process::id()));
+    std::fs::write(&config, deck).expect("writes the deck");
+    let replicas: Vec<Replica> = (0..2)
+        .map(|_| start_replica(&config, &emulator.endpoint_url()))
+        .collect();
+    let client = reqwest::Client::new();
+    for replica in &replicas {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client
+            .get(format!("{}/health", replica.data))
+            .send()
+            .await
+            .map_or(true, |r| !r.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "a replica did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(ask(&client, &replicas[0], "count").await, (200, Some(300)));
+    assert_eq!(
+        ask(&client, &replicas[1], "count").await,
+        (200, Some(300 - TOKENS))
+    );
+    for replica in &replicas {
+        assert_eq!(
+            redis_errors(&client, replica).await,
+            0,
+            "every Redis call succeeded"
+        );
     }
     drop(redis);
     let _ = std::fs::remove_file(&config);

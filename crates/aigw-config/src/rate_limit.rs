@@ -188,7 +188,8 @@ pub struct RedisConfig {
     pub password: Option<String>,
     /// `ssl` (default false).
     pub tls: bool,
-    /// `ssl_verify` (default false, as Kong).
+    /// `ssl_verify` (default false, as Kong): check the server's certificate against the
+    /// system's roots and its name against `host`.
     pub tls_verify: bool,
     /// `connect_timeout` (default `timeout`, 2000 ms).
     pub connect_timeout: Duration,
@@ -271,6 +272,7 @@ struct RedisRaw {
     password: Option<String>,
     ssl: Option<bool>,
     ssl_verify: Option<bool>,
+    server_name: Option<String>,
     timeout: Option<Int>,
     connect_timeout: Option<Int>,
     send_timeout: Option<Int>,
@@ -634,10 +636,10 @@ impl Cx<'_> {
         };
         let read = ms("read_timeout", raw.read_timeout)?;
         let send = ms("send_timeout", raw.send_timeout)?;
-        if raw.ssl == Some(true) {
+        if let Some(name) = raw.server_name.as_deref().filter(|n| *n != host) {
             return Err(self.invalid(
-                &base.key("ssl"),
-                "ssl: true (TLS to Redis) is not supported by aigw yet; reach Redis over a private network or a TLS sidecar",
+                &base.key("server_name"),
+                format!("a TLS name ({name:?}) other than host is not supported by aigw; set host to the name the certificate carries"),
             ));
         }
         let password = self.dereference(&base.key("password"), raw.password)?;

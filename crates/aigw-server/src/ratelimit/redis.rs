@@ -123,7 +123,17 @@ impl RedisCounters {
                 if let Some(password) = &self.config.password {
                     settings = settings.set_password(password);
                 }
-                let addr = redis::ConnectionAddr::Tcp(self.config.host.clone(), self.config.port);
+                let (host, port) = (self.config.host.clone(), self.config.port);
+                let addr = if self.config.tls {
+                    redis::ConnectionAddr::TcpTls {
+                        host,
+                        port,
+                        insecure: !self.config.tls_verify,
+                        tls_params: None,
+                    }
+                } else {
+                    redis::ConnectionAddr::Tcp(host, port)
+                };
                 let info = redis::IntoConnectionInfo::into_connection_info(addr)?
                     .set_redis_settings(settings);
                 let client = redis::Client::open(info)?;
@@ -276,24 +286,40 @@ impl RedisCounters {
 
 /// Sends the summed charges every `period` while the counters live.
 async fn flush_every(counters: Weak<RedisCounters>, period: Duration) {
-    let mut ticks = tokio::time::interval(period);
+    // The first batch goes a whole period after the first charge, not at once.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let Some(counters) = counters.upgrade() else {
             return;
         };
-        let batch: Vec<(String, f64, u64)> = {
-            let mut pending = counters
+        let lock = || {
+            counters
                 .pending
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            pending
-                .drain()
-                .map(|(name, (amount, ttl))| (name, amount, ttl))
-                .collect()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
-        // A batch Redis refused is dropped: this replica's local counters still hold it.
-        counters.send(batch).await;
+        // Amounts stay pending (and counted by this replica's checks) until Redis has
+        // them: a check between the two then counts them twice, never not at all.
+        let batch: Vec<(String, f64, u64)> = lock()
+            .iter()
+            .map(|(name, (amount, ttl))| (name.clone(), *amount, *ttl))
+            .collect();
+        let sent = counters.send(batch.clone()).await;
+        let mut pending = lock();
+        for (name, amount, _) in batch {
+            if !sent {
+                // Redis refused the batch; this replica's local counters still hold it.
+                pending.remove(&name);
+                continue;
+            }
+            if let Some(entry) = pending.get_mut(&name) {
+                entry.0 -= amount;
+                if entry.0 <= f64::EPSILON {
+                    pending.remove(&name);
+                }
+            }
+        }
     }
 }
