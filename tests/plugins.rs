@@ -361,28 +361,28 @@ async fn request_size_limiting_refuses_large_bodies() {
 #[tokio::test]
 async fn a_reload_with_an_unenforced_plugin_is_refused() {
     let stack = Stack::start(&config_from(&deck())).await;
-    let with_acl = deck().replace(
+    let with_other = deck().replace(
         "  - name: open\n    paths: [/open]\n",
-        "  - name: open\n    paths: [/open]\n    plugins:\n    - name: acl\n      config: {allow: [admins]}\n",
+        "  - name: open\n    paths: [/open]\n    plugins:\n    - name: ai-prompt-guard\n      config: {deny_patterns: [secret]}\n",
     );
-    let path = std::env::temp_dir().join(format!("aigw-plugins-{}-acl.yaml", std::process::id()));
-    std::fs::write(&path, &with_acl).expect("writes the temp config");
+    let path = std::env::temp_dir().join(format!("aigw-plugins-{}-guard.yaml", std::process::id()));
+    std::fs::write(&path, &with_other).expect("writes the temp config");
     let options = Stack::options_for(&stack.emulator, RouteLimits::default());
     let error = stack
         .gateway
         .routes()
         .reload_from(&path, &options)
         .await
-        .expect_err("acl is not enforced, so the file is refused")
+        .expect_err("ai-prompt-guard is not enforced, so the file is refused")
         .to_string();
     let _ = std::fs::remove_file(&path);
-    let line = with_acl
+    let line = with_other
         .lines()
-        .position(|l| l.contains("name: acl"))
-        .expect("acl line")
+        .position(|l| l.contains("name: ai-prompt-guard"))
+        .expect("plugin line")
         + 1;
     assert!(
-        error.contains(&format!(".yaml:{line}:13: services[0].routes[0].plugins[0].name: plugin \"acl\" applies to route open")),
+        error.contains(&format!(".yaml:{line}:13: services[0].routes[0].plugins[0].name: plugin \"ai-prompt-guard\" applies to route open")),
         "{error}"
     );
     still_serving(&stack).await;

@@ -3,7 +3,10 @@
 //! process over HTTP and gRPC, unary and streaming, with open-loop load at fixed rates and a
 //! closed-loop run at 64 connections. It reports latency percentiles, the latency added over
 //! the direct call, errors, the gateway's CPU per 1 000 requests and its memory, as a table
-//! and as JSON (`target/aigw-bench/report.json`).
+//! and as JSON (`target/aigw-bench/report.json`). With `redis-server` installed, the
+//! `limit` phase also measures a second gateway whose route counts tokens in Redis
+//! (ai-rate-limiting-advanced, `strategy: redis`): its `http+redis-limit` row against the
+//! `http` row at the same rate is the added latency of a Redis-backed limit.
 #![forbid(unsafe_code)]
 
 mod load;
@@ -53,7 +56,8 @@ struct Args {
     #[arg(long)]
     seconds: Option<u64>,
     /// Only these phases (a faster A/B run): `open` (unary at fixed rates), `closed`
-    /// (64 connections), `stream` (time to first token) [default: all].
+    /// (64 connections), `stream` (time to first token), `limit` (a Redis-backed token
+    /// limit at the first rate) [default: all].
     #[arg(long, value_delimiter = ',', value_enum)]
     only: Vec<Phase>,
     /// Run the emulator inside the benchmark's process instead of its own: the direct path
@@ -74,6 +78,7 @@ enum Phase {
     Open,
     Closed,
     Stream,
+    Limit,
 }
 
 struct Plan {
@@ -195,6 +200,12 @@ async fn run(args: Args) -> Result<()> {
         rows.extend(take_turns(&paths, rounds, round, closed).await);
     }
 
+    if runs(Phase::Limit) {
+        rows.extend(
+            redis_limit_phase(&args, &plan, &emulator, &callers, &gateway, rounds, round).await?,
+        );
+    }
+
     // Streaming with model-like pacing: added time to first token.
     emulator
         .set_default_knobs(ModelKnobs {
@@ -269,6 +280,48 @@ async fn run(args: Args) -> Result<()> {
         .with_context(|| format!("writing {}", out.display()))?;
     println!("report: {}", out.display());
     Ok(())
+}
+
+/// The `http` path against the same route with a Redis-backed ai-rate-limiting-advanced
+/// plugin, taking turns at the first open-loop rate; only the limited path's sample is
+/// new. Skipped, with a message, without `redis-server`.
+async fn redis_limit_phase(
+    args: &Args,
+    plan: &Plan,
+    emulator: &Upstream,
+    callers: &[Arc<Caller>],
+    gateway: &Gateway,
+    rounds: u32,
+    round: Duration,
+) -> Result<Vec<Sample>> {
+    let Some((mut redis, port)) = process::start_redis().await? else {
+        println!(
+            "redis-server is not installed (apt-get install redis-server); skipping the Redis-backed limit"
+        );
+        return Ok(Vec::new());
+    };
+    let config = process::seed_with_redis_limit(port)?;
+    let limited =
+        Gateway::start_with_config(&emulator.endpoint_url(), &config, &args.gateway_env).await?;
+    let plain = callers
+        .iter()
+        .find(|c| c.kind() == Kind::Http)
+        .cloned()
+        .context("the http path")?;
+    let with_limit = Arc::new(Caller::http_redis_limit(&limited.url()));
+    warm_up(&with_limit).await;
+    let pair = [(plain, gateway), (with_limit, &limited)];
+    let rate = plan.rates[0];
+    let at_rate = |caller, duration| open_loop(caller, false, rate, duration);
+    let samples = take_turns(&pair, rounds, round, at_rate).await;
+    drop(limited);
+    let _ = redis.kill();
+    let _ = redis.wait();
+    let _ = std::fs::remove_file(&config);
+    Ok(samples
+        .into_iter()
+        .filter(|s| s.kind == Kind::HttpRedisLimit)
+        .collect())
 }
 
 fn parse_env_pair(pair: &str) -> Result<(String, String), String> {

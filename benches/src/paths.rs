@@ -27,6 +27,9 @@ pub enum Kind {
     /// The AWS SDK through a tokio/hyper proxy with nothing in it: what one hop through
     /// aigw's own stack costs, before aigw does anything.
     Bare,
+    /// OpenAI-style HTTP to a second aigw whose route has an ai-rate-limiting-advanced
+    /// plugin counting in Redis (never refusing): `http` plus the limit's cost.
+    HttpRedisLimit,
 }
 
 impl Kind {
@@ -38,6 +41,7 @@ impl Kind {
             Kind::LiteLlm => "litellm",
             Kind::Nginx => "nginx",
             Kind::Bare => "bare",
+            Kind::HttpRedisLimit => "http+redis-limit",
         }
     }
 }
@@ -89,6 +93,16 @@ impl Caller {
 
     pub fn http(gateway: &str) -> Caller {
         Caller::openai_json(Kind::Http, format!("{gateway}/bedrock-route"), None, None)
+    }
+
+    /// Like [`Caller::http`], to the gateway with the Redis-backed limit.
+    pub fn http_redis_limit(gateway: &str) -> Caller {
+        Caller::openai_json(
+            Kind::HttpRedisLimit,
+            format!("{gateway}/bedrock-route"),
+            None,
+            None,
+        )
     }
 
     /// A LiteLLM proxy serving the same two models under the name `bedrock-route`.

@@ -337,6 +337,45 @@ pub fn spawn_quiet(command: &mut Command, binary: &Path) -> Result<Child> {
         .with_context(|| format!("starting {}", binary.display()))
 }
 
+/// A `redis-server` of the benchmark's own on a free loopback port, without persistence;
+/// `None` when Redis is not installed (`apt-get install redis-server`).
+pub async fn start_redis() -> Result<Option<(Child, u16)>> {
+    let port = free_port()?.port();
+    let child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn();
+    let Ok(child) = child else { return Ok(None) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("redis-server did not listen on {port}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(Some((child, port)))
+}
+
+/// The seed decK file with an ai-rate-limiting-advanced plugin on its route counting
+/// total tokens per client in the Redis at `port`, with a limit no run reaches: every
+/// request pays the check (one `MGET`) and the synchronous charge (one script).
+pub fn seed_with_redis_limit(port: u16) -> Result<PathBuf> {
+    let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/ai-proxy-advanced.yaml");
+    let yaml = std::fs::read_to_string(&seed).context("reading the seed config")?;
+    let plugin = format!(
+        "    plugins:\n    - name: ai-rate-limiting-advanced\n      config:\n        strategy: redis\n        sync_rate: 0\n        redis: {{host: 127.0.0.1, port: {port}}}\n        llm_providers:\n        - {{name: bedrock, limit: [1000000000000], window_size: [3600]}}\n"
+    );
+    let limited = yaml.replacen("    plugins:\n", &plugin, 1);
+    if limited == yaml {
+        bail!("the seed config has no route plugins to extend");
+    }
+    let path = std::env::temp_dir().join(format!("aigw-bench-redis-limit-{port}.yaml"));
+    std::fs::write(&path, limited).context("writing the limited config")?;
+    Ok(path)
+}
+
 pub fn free_port() -> Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?)

@@ -401,6 +401,52 @@ fn plugin_lines(route: &aigw_config::RouteConfig) -> Vec<String> {
             }
         ));
     }
+    if let Some(acl) = &route.acl {
+        let (verb, groups) = if acl.allow.is_empty() {
+            ("denies", &acl.deny)
+        } else {
+            ("allows", &acl.allow)
+        };
+        lines.push(format!(
+            "acl: {verb} consumers in group(s) {}{}; others refused with 403",
+            groups.join(", "),
+            if acl.include_consumer_groups {
+                " (consumer groups count)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(limit) = &route.ai_rate_limit {
+        let store = match &limit.strategy {
+            aigw_config::Strategy::Local => "in this process".to_owned(),
+            aigw_config::Strategy::Redis(redis) => {
+                format!(
+                    "in Redis at {}:{} (sync_rate {})",
+                    redis.host, redis.port, limit.sync_rate
+                )
+            }
+        };
+        let policies: Vec<String> = limit
+            .policies
+            .iter()
+            .map(|p| {
+                let limits: Vec<String> = p
+                    .limits
+                    .iter()
+                    .map(|l| format!("{}/{}s", l.limit, l.window))
+                    .collect();
+                format!("{} {}", p.name, limits.join(" "))
+            })
+            .collect();
+        lines.push(format!(
+            "ai-rate-limiting-advanced: {} per {}, {} window, counted {store}: {}",
+            limit.tokens_count_strategy.as_str(),
+            limit.identifier.as_str(),
+            limit.window_type.as_str(),
+            policies.join("; ")
+        ));
+    }
     if let Some(termination) = &route.request_termination {
         let which = match &termination.trigger {
             Some(trigger) => format!("requests carrying {trigger}"),

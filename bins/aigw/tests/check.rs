@@ -61,6 +61,8 @@ consumers:
 - username: alice
   basicauth_credentials:
   - {username: alice, password: hunter2-very-secret}
+  acls:
+  - group: staff
 services:
 - name: svc
   routes:
@@ -72,6 +74,8 @@ services:
       config: {allow: [10.0.0.0/8, 192.168.1.1]}
     - name: request-size-limiting
       config: {allowed_payload_size: 2, require_content_length: true}
+    - name: acl
+      config: {allow: [staff, admins]}
   - name: closed
     paths: [/closed]
     plugins:
@@ -101,6 +105,7 @@ plugins:
         "ip-restriction: 2 allowed, 0 denied address range(s); refused with 403",
         "request-size-limiting: bodies up to 2097152 bytes, Content-Length required",
         "request-termination: every request answered 503 without reaching a target",
+        "acl: allows consumers in group(s) staff, admins; others refused with 403",
     ] {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
     }

@@ -66,7 +66,7 @@ pub struct RouteState {
 
 /// Every error kind, in the order of [`kind_index`]: the per-target failure counters are
 /// a fixed array indexed by kind, so counting a failure allocates nothing.
-const KINDS: [ErrorKind; 18] = [
+const KINDS: [ErrorKind; 19] = [
     ErrorKind::InvalidRequest,
     ErrorKind::RouteNotFound,
     ErrorKind::Unauthorized,
@@ -85,6 +85,7 @@ const KINDS: [ErrorKind; 18] = [
     ErrorKind::NoHealthyTarget,
     ErrorKind::Overloaded,
     ErrorKind::Internal,
+    ErrorKind::RateLimited,
 ];
 
 /// `kind`'s slot in [`KINDS`]; exhaustive, so a new kind cannot go uncounted unnoticed.
@@ -108,6 +109,7 @@ const fn kind_index(kind: ErrorKind) -> usize {
         ErrorKind::NoHealthyTarget => 15,
         ErrorKind::Overloaded => 16,
         ErrorKind::Internal => 17,
+        ErrorKind::RateLimited => 18,
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A route is protected when a key-auth plugin applies to it (its own, its service's, or a
 //! global one, the most specific winning, as for ai-proxy-advanced). Every consumer's key
-//! opens every protected route: aigw has no ACL plugin, so it does not scope keys further.
+//! opens every protected route unless an `acl` plugin there scopes it by the consumer's groups.
 
 use std::collections::HashMap;
 use std::fmt;

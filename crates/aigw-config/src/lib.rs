@@ -24,7 +24,7 @@
 //!
 //! Kong's `key-auth` plugin, attached the same way, protects a route with the keys of the
 //! file's `consumers[].keyauth_credentials[]` ([`RouteConfig::key_auth`]); `basic-auth`, `jwt`,
-//! `ip-restriction`, `request-size-limiting` and `request-termination` attach the same way
+//! `ip-restriction`, `request-size-limiting`, `acl` (over the consumers' groups) and `request-termination` attach the same way
 //! too. A gateway must fail closed: any other plugin that applies to a served route (on
 //! it, its service, or globally) is refused with its file, line and name, except the
 //! [`OBSERVE_ONLY_PLUGINS`], which cannot let a request through and load with a warning.
@@ -33,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+mod consumers;
 mod enums;
 mod env;
 mod error;
@@ -41,6 +42,7 @@ mod locate;
 mod model;
 mod path;
 mod plugins;
+mod rate_limit;
 mod raw;
 mod schema;
 mod settings;
@@ -48,6 +50,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use consumers::{AclConfig, ConsumerConfig, ConsumerGroupRef};
 pub use enums::{
     Algorithm, FailoverCriterion, LatencyStrategy, LogFormat, ParamLocation, Provider, ROUTE_TYPES,
     ResponseStreaming, TokensCountStrategy, UnknownValue,
@@ -63,7 +66,13 @@ pub use plugins::{
     JwtConfig, JwtCredential, OBSERVE_ONLY_PLUGINS, RequestSizeLimitConfig,
     RequestTerminationConfig,
 };
-pub use settings::{SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides, StatusListen};
+pub use rate_limit::{
+    AiRateLimitConfig, Identifier, MatchKind, PolicyMatch, RateLimitPolicy, RedisConfig, Strategy,
+    TokenCount, WindowLimit, WindowType,
+};
+pub use settings::{
+    ENV_KEYS, SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides, StatusListen,
+};
 
 /// The largest decK file aigw reads, in bytes (8 MiB). Parsing holds the file several
 /// times over (YAML events, figment values, the typed mirror); a bound keeps a runaway

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::consumers::{AclConfig, ConsumerConfig};
 use crate::enums::{
     Algorithm, FailoverCriterion, LatencyStrategy, ParamLocation, Provider, ResponseStreaming,
     TokensCountStrategy,
@@ -15,12 +16,15 @@ use crate::plugins::{
     BasicAuthConfig, IpRestrictionConfig, JwtConfig, RequestSizeLimitConfig,
     RequestTerminationConfig,
 };
+use crate::rate_limit::AiRateLimitConfig;
 
 /// Everything aigw serves, from one decK file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatewayConfig {
     /// Every route with an enabled ai-proxy-advanced plugin, in file order.
     pub routes: Vec<RouteConfig>,
+    /// Every consumer in the file, with its ACL and consumer groups.
+    pub consumers: Vec<ConsumerConfig>,
     /// What was accepted but will not be acted on (other plugins, unknown fields,
     /// disabled plugins, routes without an AI plugin), one line each, led by the file,
     /// line and field path, for `aigw check` to print.
@@ -56,6 +60,11 @@ pub struct RouteConfig {
     /// The request-termination plugin that applies to the route, if any: the route then
     /// answers (authenticated) requests itself.
     pub request_termination: Option<RequestTerminationConfig>,
+    /// The acl plugin that applies to the route, if any: then only consumers its groups
+    /// allow get through, once an auth plugin has named them.
+    pub acl: Option<AclConfig>,
+    /// The ai-rate-limiting-advanced plugin that applies to the route, if any.
+    pub ai_rate_limit: Option<AiRateLimitConfig>,
 }
 
 /// An ai-proxy-advanced plugin's config, with Kong's defaults applied.

@@ -13,10 +13,12 @@ use std::net::IpAddr;
 use sha2::{Digest, Sha256};
 
 use crate::ConfigError;
+use crate::consumers::{ACL, AclConfig};
 use crate::path::FieldPath;
+use crate::rate_limit::{AI_RATE_LIMITING, AiRateLimitConfig};
 use crate::raw::{
-    BasicAuthRaw, ConsumerRaw, Int, IpRestrictionRaw, JwtRaw, PluginRaw, RequestSizeLimitingRaw,
-    RequestTerminationRaw,
+    AclRaw, BasicAuthRaw, ConsumerRaw, Int, IpRestrictionRaw, JwtRaw, PluginRaw,
+    RequestSizeLimitingRaw, RequestTerminationRaw,
 };
 use crate::validate::Cx;
 
@@ -47,6 +49,8 @@ pub const ENFORCED_PLUGINS: &[&str] = &[
     IP_RESTRICTION,
     REQUEST_TERMINATION,
     REQUEST_SIZE_LIMITING,
+    ACL,
+    AI_RATE_LIMITING,
 ];
 
 /// Plugins that only observe traffic or add response headers a browser checks: leaving
@@ -259,6 +263,8 @@ pub(crate) enum Policy {
     IpRestriction(IpRestrictionConfig),
     Termination(RequestTerminationConfig),
     SizeLimit(RequestSizeLimitConfig),
+    Acl(AclConfig),
+    AiRateLimit(Box<AiRateLimitConfig>),
 }
 
 impl Cx<'_> {
@@ -311,6 +317,10 @@ impl Cx<'_> {
             }
             REQUEST_SIZE_LIMITING => {
                 Policy::SizeLimit(self.size_limit(&config_path, raw!(RequestSizeLimitingRaw))?)
+            }
+            ACL => Policy::Acl(self.acl(&config_path, value, raw!(AclRaw))?),
+            AI_RATE_LIMITING => {
+                Policy::AiRateLimit(Box::new(self.ai_rate_limit(&config_path, value, path)?))
             }
             other => {
                 return Err(self.invalid(

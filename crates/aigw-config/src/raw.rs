@@ -27,6 +27,48 @@ pub(crate) struct DeckRaw {
     pub routes: Option<Vec<RouteRaw>>,
     pub plugins: Option<Vec<PluginRaw>>,
     pub consumers: Option<Vec<ConsumerRaw>>,
+    pub consumer_groups: Option<Vec<ConsumerGroupRaw>>,
+}
+
+/// `consumer_groups[]`: named groups of consumers, for acl (`include_consumer_groups`) and
+/// ai-rate-limiting-advanced's `consumer_group` match.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct ConsumerGroupRaw {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// decK writes a group's members here (`- username: alice`).
+    pub consumers: Option<Vec<ConsumerRefRaw>>,
+    /// Plugins scoped to the group: refused, since aigw does not run per-group plugins.
+    pub plugins: Option<Vec<IgnoredAny>>,
+}
+
+/// A reference to a consumer inside `consumer_groups[].consumers[]`.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct ConsumerRefRaw {
+    pub id: Option<String>,
+    pub username: Option<String>,
+    pub custom_id: Option<String>,
+}
+
+/// `consumers[].acls[]`: one ACL group a consumer belongs to.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct AclGroupRaw {
+    pub group: Option<String>,
+}
+
+/// An acl plugin's `config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(crate) struct AclRaw {
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub include_consumer_groups: Option<bool>,
+    // `hide_groups_header` and `always_use_authenticated_groups` are allowed by the
+    // schema check and moot: no groups header goes upstream, and there are no
+    // authenticated groups without a consumer.
 }
 
 /// `consumers[]`: who may call key-auth protected routes.
@@ -39,6 +81,9 @@ pub(crate) struct ConsumerRaw {
     pub keyauth_credentials: Option<Vec<KeyAuthCredentialRaw>>,
     pub basicauth_credentials: Option<Vec<BasicAuthCredentialRaw>>,
     pub jwt_secrets: Option<Vec<JwtSecretRaw>>,
+    pub acls: Option<Vec<AclGroupRaw>>,
+    /// The consumer groups it belongs to, by name or id.
+    pub groups: Option<Vec<EntityRef>>,
 }
 
 impl ConsumerRaw {

@@ -21,7 +21,7 @@ pub const SETTINGS_FILE: &str = "aigw.toml";
 pub const SETTINGS_ENV: &str = "AIGW_SETTINGS";
 
 /// The keys `AIGW_*` environment variables may set.
-const ENV_KEYS: &[&str] = &[
+pub const ENV_KEYS: &[&str] = &[
     "listen",
     "status_listen",
     "config",

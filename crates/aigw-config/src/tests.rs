@@ -222,9 +222,9 @@ fn an_unenforced_plugin_on_a_served_route_refuses_the_file() {
         "{err}"
     );
 
-    // Globally, on a route, and acl (until aigw has consumers' groups) alike.
+    // Globally and on a route alike.
     for (name, at) in [
-        ("acl", "global"),
+        ("ai-semantic-cache", "global"),
         ("request-transformer", "route"),
         ("rate-limiting", "global"),
     ] {

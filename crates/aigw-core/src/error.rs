@@ -31,6 +31,9 @@ pub enum ErrorKind {
     UpstreamRejected,
     /// The upstream throttled us (HTTP 429 or a throttling exception).
     Throttled,
+    /// The caller spent a window of the route's own token limit (Kong's
+    /// ai-rate-limiting-advanced); no target was called.
+    RateLimited,
     /// The upstream answered with a server error (5xx).
     UpstreamError,
     /// The upstream could not be reached; nothing was sent.
@@ -62,6 +65,7 @@ impl ErrorKind {
             ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::UpstreamRejected => "upstream_rejected",
             ErrorKind::Throttled => "rate_limited",
+            ErrorKind::RateLimited => "rate_limit_exceeded",
             ErrorKind::UpstreamError => "upstream_error",
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
@@ -116,6 +120,9 @@ pub struct ErrorReply {
     pub body: Option<(String, String)>,
     /// The `WWW-Authenticate` challenge of a 401.
     pub challenge: Option<String>,
+    /// More response headers (gRPC: metadata), such as a rate limit's figures; names
+    /// lower-case.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Error {

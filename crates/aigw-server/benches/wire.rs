@@ -97,6 +97,7 @@ fn router(runtime: &tokio::runtime::Runtime) -> axum::Router {
         service: BoxCloneSyncService::new(stack),
         key_auth: None,
         plugins: Default::default(),
+        rate_limit: None,
     };
     runtime
         .block_on(Gateway::new(RouteTable::new(vec![route])).router())

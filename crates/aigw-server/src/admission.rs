@@ -7,9 +7,10 @@
 //! 1. [`Admission::route`]: find the route, name it in the request's telemetry record,
 //!    check the caller's key (Kong's key-auth), then the route's other plugins
 //!    (`plugins.rs`: basic-auth, ip-restriction, request-size-limiting by Content-Length,
-//!    request-termination);
+//!    acl over the consumer the auth plugins named, request-termination);
 //! 2. [`Admission::call`]: the route's body limit, its `response_streaming` policy, the
-//!    consistent-hashing key, the call into the route's stack (see `stack.rs`), and the
+//!    consistent-hashing key, the token rate limit (`ratelimit/`: checked here, charged
+//!    when the answer ends), the call into the route's stack (see `stack.rs`), and the
 //!    serving model's name for `x-aigw-llm-model`.
 //!
 //! Step 1 comes before a body is read wherever the route is known from the request's head,
@@ -18,7 +19,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use aigw_config::ResponseStreaming;
+use aigw_config::{ConsumerConfig, ResponseStreaming};
 use aigw_core::{ChatCompletion, ChatReply, ChatRequest, ChunkStream, Error, ErrorKind, ReplyBody};
 use http::{HeaderMap, HeaderValue};
 use tower::ServiceExt;
@@ -52,6 +53,15 @@ pub(crate) struct Caller<'a> {
     /// The TCP peer's address (see [`peer_ip`]); `None` when the server could not tell,
     /// which ip-restriction refuses.
     pub(crate) peer: Option<IpAddr>,
+    /// The HTTP path; `None` for gRPC, where rate limits see the route's first path.
+    pub(crate) path: Option<&'a str>,
+}
+
+/// A route a caller was let into, and the consumer it was let in as.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) route: Arc<Route>,
+    pub(crate) consumer: Option<Arc<ConsumerConfig>>,
 }
 
 /// The TCP peer's IP address, from the `ConnectInfo` the server's front door puts in each
@@ -81,6 +91,8 @@ pub(crate) struct Admitted {
     /// The serving target's name for [`MODEL_HEADER`], when the route's
     /// `model_name_header` asks for it.
     pub(crate) model_header: Option<HeaderValue>,
+    /// More headers (gRPC: metadata) for the answer: a rate limit's figures.
+    pub(crate) headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 impl Admitted {
@@ -150,13 +162,16 @@ impl Admission {
     }
 
     /// The route `key` names, once `caller` is let in by it.
-    pub(crate) fn route(&self, key: RouteKey<'_>, caller: Caller<'_>) -> Result<Arc<Route>, Error> {
+    pub(crate) fn route(&self, key: RouteKey<'_>, caller: Caller<'_>) -> Result<Entry, Error> {
         let route = self.lookup(key)?;
         // Named before key-auth, so refused requests still carry their route in logs.
         aigw_telemetry::record_route(&route.name);
-        route.authorize(caller.headers, caller.query)?;
-        route.plugins.admit(caller)?;
-        Ok(route.clone())
+        let key_consumer = route.authorize(caller.headers, caller.query)?;
+        let consumer = route.plugins.admit(caller, key_consumer)?;
+        Ok(Entry {
+            route: route.clone(),
+            consumer,
+        })
     }
 
     fn lookup(&self, key: RouteKey<'_>) -> Result<&Arc<Route>, Error> {
@@ -174,12 +189,13 @@ impl Admission {
 
     /// Runs `request` (whose wire form took `body_len` bytes) through `route`'s stack.
     pub(crate) async fn call(
-        route: &Route,
+        entry: &Entry,
         caller: Caller<'_>,
         answering: Answering,
         mut request: ChatRequest,
         body_len: usize,
     ) -> Result<Admitted, Error> {
+        let route = &*entry.route;
         if body_len > route.max_request_body_size {
             return Err(too_large(route.max_request_body_size));
         }
@@ -201,10 +217,39 @@ impl Admission {
             (_, asked) => asked,
         };
         request.hash_key = route.hash_key(caller.headers);
+        let path = caller
+            .path
+            .or_else(|| route.paths.first().map(String::as_str))
+            .unwrap_or_default();
+        // Last before the stack, so a request refused for any other reason spends nothing;
+        // tokens are charged when the answer ends.
+        let grant = match &route.rate_limit {
+            Some(limiter) => {
+                let facts = crate::ratelimit::Facts {
+                    consumer: entry.consumer.as_deref(),
+                    headers: caller.headers,
+                    peer: caller.peer,
+                    path,
+                };
+                Some(limiter.check(&facts).await?)
+            }
+            None => None,
+        };
         // Failover happens inside this call and nowhere after it: a stream is handed back
         // only once its first event arrived, and from then on its bytes may already be the
         // client's.
-        let reply = route.service.clone().oneshot(request).await?;
+        let mut reply = route.service.clone().oneshot(request).await?;
+        let mut headers = Vec::new();
+        if let Some(mut grant) = grant {
+            headers = std::mem::take(&mut grant.headers);
+            let facts = crate::ratelimit::OwnedFacts {
+                consumer: entry.consumer.clone(),
+                headers: caller.headers.clone(),
+                peer: caller.peer,
+                path: path.to_owned(),
+            };
+            reply = grant.charge_on_end(reply, facts).await;
+        }
         let model_header = route
             .model_name_header
             .then(|| HeaderValue::from_str(&reply.served_by.to_string()).ok())
@@ -212,6 +257,7 @@ impl Admission {
         Ok(Admitted {
             reply,
             model_header,
+            headers,
         })
     }
 }

@@ -5,12 +5,14 @@
 //! configured key, so neither the length of a key nor which key matched shows in timing.
 //! The key a client sent is never logged and never forwarded upstream.
 
+use std::sync::Arc;
+
 use aigw_config::KeyAuthConfig;
 use aigw_core::{Error, ErrorKind};
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use sha2::{Digest, Sha256};
-use subtle::{Choice, ConstantTimeEq};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 /// The keys one route accepts and where it looks for them.
 pub struct KeyAuth {
@@ -19,6 +21,8 @@ pub struct KeyAuth {
     in_header: bool,
     in_query: bool,
     digests: Vec<[u8; 32]>,
+    /// The consumer owning each digest, by index.
+    consumers: Vec<Arc<str>>,
 }
 
 impl std::fmt::Debug for KeyAuth {
@@ -30,14 +34,17 @@ impl std::fmt::Debug for KeyAuth {
     }
 }
 
-/// Whether `presented` is one of the `known` digests, compared in constant time against
-/// every one of them, so timing tells neither whether nor which one matched.
-pub(crate) fn matches_any(known: &[[u8; 32]], presented: &[u8; 32]) -> bool {
+/// Which of the `known` digests `presented` is, compared in constant time against every
+/// one of them, so timing tells neither whether nor which one matched.
+pub(crate) fn match_index(known: &[[u8; 32]], presented: &[u8; 32]) -> Option<usize> {
     let mut matched = Choice::from(0);
-    for digest in known {
-        matched |= digest.ct_eq(presented);
+    let mut index = 0u64;
+    for (i, digest) in known.iter().enumerate() {
+        let equal = digest.ct_eq(presented);
+        index = u64::conditional_select(&index, &(i as u64), equal);
+        matched |= equal;
     }
-    bool::from(matched)
+    bool::from(matched).then(|| usize::try_from(index).unwrap_or(usize::MAX))
 }
 
 fn digest(key: &[u8]) -> [u8; 32] {
@@ -58,13 +65,18 @@ impl KeyAuth {
                 .iter()
                 .map(|c| digest(c.key.as_bytes()))
                 .collect(),
+            consumers: config
+                .credentials
+                .iter()
+                .map(|c| Arc::from(c.consumer.as_str()))
+                .collect(),
         }
     }
 
     /// Lets the request in if it carries a configured key: in a `key_names` header (HTTP
     /// header or gRPC metadata), as `Authorization: Bearer <key>`, or in a `key_names`
-    /// query parameter.
-    pub fn check(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), Error> {
+    /// query parameter. Answers the consumer the key belongs to.
+    pub fn check(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Arc<str>, Error> {
         let Some(presented) = self.presented(headers, query)? else {
             return Err(Error::new(
                 ErrorKind::Unauthorized,
@@ -74,10 +86,9 @@ impl KeyAuth {
                 ),
             ));
         };
-        if matches_any(&self.digests, &digest(&presented)) {
-            Ok(())
-        } else {
-            Err(Error::new(ErrorKind::Unauthorized, "invalid API key"))
+        match match_index(&self.digests, &digest(&presented)) {
+            Some(index) => Ok(self.consumers[index].clone()),
+            None => Err(Error::new(ErrorKind::Unauthorized, "invalid API key")),
         }
     }
 

@@ -71,7 +71,7 @@ fn wire(kind: ErrorKind, upstream_status: Option<u16>) -> WireError {
             tonic::Code::FailedPrecondition,
             "invalid_request_error",
         ),
-        ErrorKind::Throttled => (
+        ErrorKind::Throttled | ErrorKind::RateLimited => (
             StatusCode::TOO_MANY_REQUESTS,
             tonic::Code::ResourceExhausted,
             "rate_limit_error",
@@ -191,6 +191,14 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(http::header::WWW_AUTHENTICATE, challenge);
         }
+        for (name, value) in reply.map(|r| r.headers.as_slice()).unwrap_or_default() {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::try_from(name.as_str()),
+                http::HeaderValue::try_from(value.as_str()),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
         if let Some(after) = self.0.retry_after() {
             response.headers_mut().insert(
                 http::header::RETRY_AFTER,
@@ -204,7 +212,21 @@ impl IntoResponse for ApiError {
 /// The gRPC status for an error.
 pub fn grpc_status(error: &Error) -> tonic::Status {
     let wire = wire_for(error);
-    tonic::Status::new(wire.grpc, error.message())
+    let mut status = tonic::Status::new(wire.grpc, error.message());
+    // The figures go in the trailers, which a trailers-only answer also is.
+    for (name, value) in error
+        .reply()
+        .map(|r| r.headers.as_slice())
+        .unwrap_or_default()
+    {
+        if let (Ok(name), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(name.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value.as_str()),
+        ) {
+            status.metadata_mut().insert(name, value);
+        }
+    }
+    status
 }
 
 /// `error` as a whole gRPC answer ("trailers-only"), for the few gRPC calls refused before

@@ -5,6 +5,7 @@
 //! Signatures are verified by `jsonwebtoken`; the token is never logged or forwarded.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aigw_config::JwtConfig;
 use aigw_core::{Error, ErrorKind, ErrorReply};
@@ -20,7 +21,8 @@ pub(crate) struct JwtAuth {
     key_claim_name: String,
     maximum_expiration: u64,
     validation: HashMap<Algorithm, Validation>,
-    keys: HashMap<String, (Algorithm, DecodingKey)>,
+    /// By the secret's `key`: its algorithm, its key, and the consumer owning it.
+    keys: HashMap<String, (Algorithm, DecodingKey, Arc<str>)>,
 }
 
 impl std::fmt::Debug for JwtAuth {
@@ -68,7 +70,10 @@ impl JwtAuth {
             validation
                 .entry(algorithm)
                 .or_insert_with(|| validation_for(algorithm, config));
-            keys.insert(credential.key.clone(), (algorithm, key));
+            keys.insert(
+                credential.key.clone(),
+                (algorithm, key, Arc::from(credential.consumer.as_str())),
+            );
         }
         Ok(JwtAuth {
             uri_param_names: config.uri_param_names.clone(),
@@ -88,8 +93,13 @@ impl JwtAuth {
         })
     }
 
-    /// Lets the request in if it carries exactly one valid token.
-    pub(crate) fn check(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), Error> {
+    /// Lets the request in if it carries exactly one valid token; answers the consumer
+    /// whose secret signed it.
+    pub(crate) fn check(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Arc<str>, Error> {
         let tokens = self.tokens(headers, query);
         let token = match tokens.as_slice() {
             [] => {
@@ -111,7 +121,7 @@ impl JwtAuth {
         let Some(key) = unverified.claims.get(claim).and_then(|v| v.as_str()) else {
             return Err(Self::refuse(format!("no mandatory {claim:?} in claims")));
         };
-        let Some((algorithm, decoding_key)) = self.keys.get(key) else {
+        let Some((algorithm, decoding_key, consumer)) = self.keys.get(key) else {
             return Err(Self::refuse(format!(
                 "no credentials found for given {claim:?}"
             )));
@@ -152,7 +162,7 @@ impl JwtAuth {
                 ));
             }
         }
-        Ok(())
+        Ok(consumer.clone())
     }
 
     /// Every token the request carries, in Kong's order: query parameters, cookies, then

@@ -5,7 +5,8 @@
 //!
 //! Around that path: the per-connection front door (`front_door.rs`: Host checks, the peer
 //! address, the body read timeout), the Kong plugins admission enforces (`auth.rs`,
-//! `plugins.rs`, `jwt.rs`), and the status listener, a port of its own for `/metrics`,
+//! `plugins.rs`, `jwt.rs`, and `ratelimit/` for ai-rate-limiting-advanced, local or in
+//! Redis), and the status listener, a port of its own for `/metrics`,
 //! `/status/*` and the status page (`status.rs`, `status_page/`).
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,7 @@ mod limit;
 mod local_streams;
 mod overview;
 mod plugins;
+mod ratelimit;
 mod recent;
 mod reload;
 mod repoll;
@@ -35,6 +37,7 @@ pub use error::{ApiError, grpc_status};
 pub use limit::{DEFAULT_MAX_CONCURRENT_REQUESTS, RouteLimits};
 pub use overview::{RouteOverview, TargetOverview};
 pub use plugins::RoutePlugins;
+pub use ratelimit::{AiRateLimiter, redis_errors_total};
 pub use reload::{ReloadError, SharedRoutes};
 pub use routes::{Route, RouteTable};
 pub use serve::{Gateway, GatewayHandle, ServeOptions};

@@ -43,7 +43,9 @@ impl RouteOverview {
                 "request-size-limiting",
                 route.request_size_limiting.is_some(),
             ),
+            ("acl", route.acl.is_some()),
             ("request-termination", route.request_termination.is_some()),
+            ("ai-rate-limiting-advanced", route.ai_rate_limit.is_some()),
         ];
         RouteOverview {
             algorithm: route.ai.balancer.algorithm.as_str(),

@@ -1,14 +1,18 @@
 //! The Kong plugins a route enforces in admission besides key-auth, in Kong's order
 //! (its plugin priorities): jwt and basic-auth, ip-restriction, request-size-limiting,
-//! then request-termination. So an unauthenticated caller gets 401 before a refused address
-//! gets 403, and a terminated route still asks for credentials first, as in Kong.
+//! acl, then request-termination. So an unauthenticated caller gets 401 before a refused
+//! address or consumer gets 403, and a terminated route still asks for credentials first,
+//! as in Kong.
 //!
 //! Everything here reads only the request's head (headers or gRPC metadata, query, the
 //! TCP peer), so a refusal costs no body read.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use aigw_config::{
-    BasicAuthConfig, BasicCredential, IpRestrictionConfig, RequestSizeLimitConfig,
-    RequestTerminationConfig, RouteConfig,
+    AclConfig, BasicAuthConfig, BasicCredential, ConsumerConfig, IpRestrictionConfig,
+    RequestSizeLimitConfig, RequestTerminationConfig, RouteConfig,
 };
 use aigw_core::{Error, ErrorKind, ErrorReply};
 use http::HeaderMap;
@@ -25,17 +29,37 @@ pub struct RoutePlugins {
     ip_restriction: Option<IpRestrictionConfig>,
     size_limit: Option<RequestSizeLimitConfig>,
     termination: Option<RequestTerminationConfig>,
+    acl: Option<AclConfig>,
+    consumers: Consumers,
 }
+
+/// Every consumer of the file by the name authentication reports, shared by all routes.
+pub type Consumers = Arc<HashMap<String, Arc<ConsumerConfig>>>;
+
+/// The table of `consumers`, by name.
+pub fn consumer_table(consumers: &[ConsumerConfig]) -> Consumers {
+    Arc::new(
+        consumers
+            .iter()
+            .map(|c| (c.name.clone(), Arc::new(c.clone())))
+            .collect(),
+    )
+}
+
+/// Kong acl's refusal of a consumer its groups do not allow.
+const ACL_REFUSAL: &str = "You cannot consume this service";
 
 impl RoutePlugins {
     /// The runtime form of a route's plugins; fails on a jwt secret that is not a key.
-    pub fn new(route: &RouteConfig) -> Result<Self, Error> {
+    pub fn new(route: &RouteConfig, consumers: &Consumers) -> Result<Self, Error> {
         Ok(RoutePlugins {
             jwt: route.jwt.as_ref().map(JwtAuth::new).transpose()?,
             basic_auth: route.basic_auth.as_ref().map(BasicAuth::new),
             ip_restriction: route.ip_restriction.clone(),
             size_limit: route.request_size_limiting,
             termination: route.request_termination.clone(),
+            acl: route.acl.clone(),
+            consumers: consumers.clone(),
         })
     }
 
@@ -45,14 +69,23 @@ impl RoutePlugins {
             .map(|s| usize::try_from(s.max_bytes).unwrap_or(usize::MAX))
     }
 
-    /// Lets a request in, or answers for the route as its plugins say.
-    pub(crate) fn admit(&self, head: Caller<'_>) -> Result<(), Error> {
+    /// Lets a request in, or answers for the route as its plugins say. `key_consumer` is
+    /// whom key-auth let in; the answer is the consumer the request runs as, if any: the
+    /// last auth plugin to run in Kong's order (jwt, key-auth, basic-auth) names it.
+    pub(crate) fn admit(
+        &self,
+        head: Caller<'_>,
+        key_consumer: Option<Arc<str>>,
+    ) -> Result<Option<Arc<ConsumerConfig>>, Error> {
+        let mut named = None;
         if let Some(jwt) = &self.jwt {
-            jwt.check(head.headers, head.query)?;
+            named = Some(jwt.check(head.headers, head.query)?);
         }
+        named = key_consumer.or(named);
         if let Some(auth) = &self.basic_auth {
-            auth.check(head.headers)?;
+            named = Some(auth.check(head.headers)?);
         }
+        let consumer = named.and_then(|name| self.consumers.get(&*name).cloned());
         if let Some(ip) = &self.ip_restriction {
             let allowed = head.peer.is_some_and(|peer| ip.allows(peer));
             if !allowed {
@@ -67,6 +100,9 @@ impl RoutePlugins {
         if let Some(limit) = &self.size_limit {
             check_content_length(limit, head.headers)?;
         }
+        if let Some(acl) = &self.acl {
+            check_acl(acl, consumer.as_deref())?;
+        }
         if let Some(stop) = &self.termination {
             if triggered(stop, head) {
                 return Err(
@@ -80,7 +116,23 @@ impl RoutePlugins {
                 );
             }
         }
+        Ok(consumer)
+    }
+}
+
+/// Kong's acl: a route needs an authenticated consumer (401 without one) whose groups
+/// it allows (403 otherwise).
+fn check_acl(acl: &AclConfig, consumer: Option<&ConsumerConfig>) -> Result<(), Error> {
+    let Some(consumer) = consumer else {
+        return Err(Error::new(
+            ErrorKind::Unauthorized,
+            "Unauthorized: this route's acl needs an authenticated consumer",
+        ));
+    };
+    if acl.allows(consumer.acl_groups(acl.include_consumer_groups)) {
         Ok(())
+    } else {
+        Err(Error::new(ErrorKind::Forbidden, ACL_REFUSAL))
     }
 }
 
@@ -128,6 +180,8 @@ fn triggered(stop: &RequestTerminationConfig, head: Caller<'_>) -> bool {
 /// exists nor how much of a password was right.
 struct BasicAuth {
     digests: Vec<[u8; 32]>,
+    /// The consumer owning each digest, by index.
+    consumers: Vec<Arc<str>>,
     challenge: String,
 }
 
@@ -143,6 +197,11 @@ impl BasicAuth {
     fn new(config: &BasicAuthConfig) -> Self {
         BasicAuth {
             digests: config.credentials.iter().map(|c| c.digest).collect(),
+            consumers: config
+                .credentials
+                .iter()
+                .map(|c| Arc::from(c.consumer.as_str()))
+                .collect(),
             challenge: format!("Basic realm=\"{}\"", config.realm),
         }
     }
@@ -154,7 +213,7 @@ impl BasicAuth {
         })
     }
 
-    fn check(&self, headers: &HeaderMap) -> Result<(), Error> {
+    fn check(&self, headers: &HeaderMap) -> Result<Arc<str>, Error> {
         let encoded = headers.get(AUTHORIZATION).and_then(|value| {
             let value = value.as_bytes();
             (value.len() > 6 && value[..6].eq_ignore_ascii_case(b"basic "))
@@ -172,10 +231,9 @@ impl BasicAuth {
             return Err(self.refuse("invalid authentication credentials"));
         };
         let presented = BasicCredential::digest(&decoded[..colon], &decoded[colon + 1..]);
-        if crate::auth::matches_any(&self.digests, &presented) {
-            Ok(())
-        } else {
-            Err(self.refuse("invalid authentication credentials"))
+        match crate::auth::match_index(&self.digests, &presented) {
+            Some(index) => Ok(self.consumers[index].clone()),
+            None => Err(self.refuse("invalid authentication credentials")),
         }
     }
 }

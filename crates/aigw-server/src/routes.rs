@@ -34,14 +34,22 @@ pub struct Route {
     /// The route's other Kong plugins: basic-auth, ip-restriction, request-size-limiting,
     /// request-termination.
     pub plugins: RoutePlugins,
+    /// Kong ai-rate-limiting-advanced: token limits checked before the stack, charged
+    /// when the answer ends.
+    pub rate_limit: Option<Arc<crate::AiRateLimiter>>,
 }
 
 impl Route {
     /// Lets a request in, or says why not; routes without key-auth let everyone in.
-    pub fn authorize(&self, headers: &http::HeaderMap, query: Option<&str>) -> Result<(), Error> {
+    /// Answers the consumer whose key it was, when key-auth named one.
+    pub fn authorize(
+        &self,
+        headers: &http::HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Option<Arc<str>>, Error> {
         match &self.key_auth {
-            Some(auth) => auth.check(headers, query),
-            None => Ok(()),
+            Some(auth) => auth.check(headers, query).map(Some),
+            None => Ok(None),
         }
     }
 }
@@ -177,7 +185,7 @@ impl RouteTable {
         for &index in &self.by_body_limit {
             let route = &self.routes[index];
             match route.authorize(headers, None) {
-                Ok(()) => return Ok(route.max_request_body_size),
+                Ok(_) => return Ok(route.max_request_body_size),
                 Err(error) => {
                     refusal.get_or_insert(error);
                 }

@@ -91,10 +91,11 @@ pub async fn build_routes(
     options: &BuildOptions,
 ) -> Result<RouteTable, Error> {
     let registry = DriverRegistry::new();
+    let consumers = crate::plugins::consumer_table(&config.consumers);
     let mut routes = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
         routes.push(
-            build_route(route, &registry, options)
+            build_route(route, &registry, options, &consumers)
                 .await
                 .map_err(|e| e.context(format_args!("route {}", route.name)))?,
         );
@@ -107,6 +108,7 @@ async fn build_route(
     route: &RouteConfig,
     registry: &DriverRegistry,
     options: &BuildOptions,
+    consumers: &crate::plugins::Consumers,
 ) -> Result<Route, Error> {
     let ai: &AiProxyConfig = &route.ai;
     let mut drivers = Vec::with_capacity(ai.targets.len());
@@ -161,7 +163,8 @@ async fn build_route(
         overview: RouteOverview::new(route, options),
         service: BoxCloneSyncService::new(stack),
         key_auth: route.key_auth.as_ref().map(KeyAuth::new),
-        plugins: RoutePlugins::new(route)?,
+        plugins: RoutePlugins::new(route, consumers)?,
+        rate_limit: crate::AiRateLimiter::new(route),
     })
 }
 

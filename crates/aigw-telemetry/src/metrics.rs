@@ -185,6 +185,7 @@ pub struct Metrics {
     pub(crate) tokens: Family<TokenLabels, Counter>,
     pub(crate) failovers: Family<RouteLabels, Counter>,
     accept_errors: Counter,
+    ratelimit_redis_errors: Counter,
     live: Arc<LiveGauges>,
 }
 
@@ -245,11 +246,18 @@ impl Metrics {
             "Connections the listener failed to accept (out of file descriptors, aborted)",
             accept_errors.clone(),
         );
+        let ratelimit_redis_errors = Counter::default();
+        registry.register(
+            "ratelimit_redis_errors",
+            "Redis calls of ai-rate-limiting-advanced that failed; the limit then counts locally",
+            ratelimit_redis_errors.clone(),
+        );
         let live = Arc::new(LiveGauges::default());
         registry.register_collector(Box::new(live.clone()));
         Metrics {
             live,
             accept_errors,
+            ratelimit_redis_errors,
             registry,
             requests,
             request_duration,
@@ -275,6 +283,12 @@ impl Metrics {
     /// Counts one failed `accept` on the listener, as `aigw_accept_errors_total`.
     pub fn count_accept_error(&self) {
         self.accept_errors.inc();
+    }
+
+    /// Counts one failed Redis call of a rate limit, as
+    /// `aigw_ratelimit_redis_errors_total`.
+    pub fn count_ratelimit_redis_error(&self) {
+        self.ratelimit_redis_errors.inc();
     }
 
     /// The OpenMetrics text exposition of every series, as [`CONTENT_TYPE`].

@@ -319,7 +319,7 @@ impl Cx<'_> {
         Ok(auth)
     }
 
-    fn ranged<T>(
+    pub(crate) fn ranged<T>(
         &self,
         path: &FieldPath,
         value: Option<Int>,
@@ -333,7 +333,7 @@ impl Cx<'_> {
         Ok(self.ranged_opt(path, value, min, max)?.unwrap_or(default))
     }
 
-    fn ranged_opt<T>(
+    pub(crate) fn ranged_opt<T>(
         &self,
         path: &FieldPath,
         value: Option<Int>,

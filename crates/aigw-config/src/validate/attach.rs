@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use crate::ConfigError;
+use crate::consumers::{ACL, ConsumerConfig};
 use crate::key_auth::{KEY_AUTH, KeyAuthConfig};
 use crate::model::{AiProxyConfig, RouteConfig};
 use crate::path::FieldPath;
@@ -12,6 +13,7 @@ use crate::plugins::{
     BASIC_AUTH, BasicAuthConfig, ENFORCED_PLUGINS, IP_RESTRICTION, JWT, JwtConfig,
     OBSERVE_ONLY_PLUGINS, Policy, REQUEST_SIZE_LIMITING, REQUEST_TERMINATION,
 };
+use crate::rate_limit::AI_RATE_LIMITING;
 use crate::raw::{DeckRaw, EntityRef, PluginRaw, RouteRaw, ServiceRaw};
 
 use super::Cx;
@@ -106,7 +108,10 @@ struct Served<'e, 'd> {
 
 impl Cx<'_> {
     /// Every served route, with the plugins that apply to it.
-    pub(super) fn build(&mut self, deck: &DeckRaw) -> Result<Vec<RouteConfig>, ConfigError> {
+    pub(super) fn build(
+        &mut self,
+        deck: &DeckRaw,
+    ) -> Result<(Vec<RouteConfig>, Vec<ConsumerConfig>), ConfigError> {
         let root = FieldPath::root();
         let services: &[ServiceRaw] = deck.services.as_deref().unwrap_or_default();
         let routes = self.collect_routes(deck, services)?;
@@ -117,6 +122,8 @@ impl Cx<'_> {
             unenforced,
         } = self.collect_plugins(deck, services, &routes)?;
         let consumers = deck.consumers.as_deref().unwrap_or_default();
+        let consumer_groups = deck.consumer_groups.as_deref().unwrap_or_default();
+        let consumer_configs = self.consumers(consumers, consumer_groups)?;
         let credentials = self.consumer_keys(consumers)?;
         if credentials.is_empty() && !key_auth.is_empty() {
             let first = key_auth[0].path.clone();
@@ -211,6 +218,28 @@ impl Cx<'_> {
                 Some(Policy::Termination(config)) => Some(config.clone()),
                 _ => None,
             };
+            let ai_rate_limit = match policy(AI_RATE_LIMITING) {
+                Some(Policy::AiRateLimit(config)) => Some((**config).clone()),
+                _ => None,
+            };
+            let acl = match policy(ACL) {
+                Some(Policy::Acl(config)) => Some(config.clone()),
+                _ => None,
+            };
+            if acl.is_some() && key_auth.is_none() && basic_auth.is_none() && jwt.is_none() {
+                let at = policies
+                    .iter()
+                    .find(|c| c.name == ACL)
+                    .map(|c| c.path.clone())
+                    .unwrap_or_else(|| route.path.clone());
+                self.warn(
+                    &at,
+                    format!(
+                        "acl applies to route {} but no key-auth, basic-auth or jwt names a consumer there; every request to it gets 401",
+                        route.name
+                    ),
+                );
+            }
             served.push(Served {
                 index,
                 entry: route,
@@ -226,6 +255,8 @@ impl Cx<'_> {
                     ip_restriction,
                     request_size_limiting,
                     request_termination,
+                    acl,
+                    ai_rate_limit,
                 },
             });
         }
@@ -254,7 +285,8 @@ impl Cx<'_> {
                 );
             }
         }
-        Ok(served.into_iter().map(|served| served.route).collect())
+        let routes = served.into_iter().map(|served| served.route).collect();
+        Ok((routes, consumer_configs))
     }
 
     fn collect_routes<'d>(
@@ -432,6 +464,8 @@ impl Cx<'_> {
                         IP_RESTRICTION,
                         REQUEST_SIZE_LIMITING,
                         REQUEST_TERMINATION,
+                        ACL,
+                        AI_RATE_LIMITING,
                     ]
                     .iter()
                     .find(|known| **known == name)

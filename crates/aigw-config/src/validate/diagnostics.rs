@@ -66,6 +66,16 @@ impl Cx<'_> {
         }
     }
 
+    /// An error about a key that should not be there, located at the key itself.
+    pub(crate) fn invalid_key(&self, path: &FieldPath, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            location: locate_key(self.yaml, path),
+            path: path.to_string(),
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn warn(&mut self, path: &FieldPath, message: impl Into<String>) {
         self.push_warning(path, message.into(), false);
     }

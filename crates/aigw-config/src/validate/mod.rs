@@ -36,7 +36,7 @@ pub(crate) fn parse(file: &str, yaml: &str) -> Result<GatewayConfig, ConfigError
         .deserialize()
         .map_err(|err| cx.figment_error(&FieldPath::root(), err))?;
     check_format_version(&cx, &deck)?;
-    let routes = cx.build(&deck)?;
+    let (routes, consumers) = cx.build(&deck)?;
     if routes.is_empty() {
         return Err(ConfigError::NoAiRoutes {
             file: file.to_owned(),
@@ -44,6 +44,7 @@ pub(crate) fn parse(file: &str, yaml: &str) -> Result<GatewayConfig, ConfigError
     }
     Ok(GatewayConfig {
         routes,
+        consumers,
         warnings: cx.into_warnings(),
     })
 }

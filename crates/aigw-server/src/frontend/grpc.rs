@@ -211,6 +211,7 @@ impl GrpcChat {
             headers: metadata.as_ref(),
             query: None,
             peer: peer_ip(&extensions),
+            path: None,
         };
         let mut routed = None;
         let admitted = async {
@@ -219,21 +220,22 @@ impl GrpcChat {
             let route = admission
                 .route(key, caller)
                 .inspect_err(|_| routed = admission.named(key))?;
-            routed = Some(route.clone());
+            routed = Some(route.route.clone());
             let body_len = wire.encoded_len();
             let mut request = decode_request(wire)?;
             request.stream = stream;
             let admitted = Admission::call(&route, caller, ANSWERING, request, body_len).await?;
             let model_header = admitted.model_header.clone();
+            let headers = admitted.headers.clone();
             let broken = StreamBreak::new(
                 &self.routes,
-                route,
+                route.route,
                 admitted.reply.served_by.clone(),
                 Answered::GrpcStream,
             );
-            Ok((encode(admitted, broken)?, model_header))
+            Ok((encode(admitted, broken)?, model_header, headers))
         };
-        let (message, model_header) = admitted.await.map_err(|e: Error| {
+        let (message, model_header, headers) = admitted.await.map_err(|e: Error| {
             self.routes
                 .recent_errors()
                 .record(&e, routed.as_deref(), Answered::Grpc);
@@ -242,6 +244,14 @@ impl GrpcChat {
         let mut response = tonic::Response::new(message);
         if let Some(value) = model_header.and_then(|v| MetadataValue::try_from(v.as_bytes()).ok()) {
             response.metadata_mut().insert(MODEL_HEADER, value);
+        }
+        for (name, value) in headers {
+            if let (Ok(name), Ok(value)) = (
+                tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()),
+                MetadataValue::try_from(value.as_bytes()),
+            ) {
+                response.metadata_mut().insert(name, value);
+            }
         }
         Ok(response)
     }

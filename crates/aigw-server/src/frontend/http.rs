@@ -116,6 +116,7 @@ async fn chat(
         headers: &parts.headers,
         query: parts.uri.query(),
         peer: peer_ip(&parts.extensions),
+        path: Some(parts.uri.path()),
     };
     let path = parts.uri.path();
     // At OpenAI's path the route, and so its key-auth, is known only from the body.
@@ -129,7 +130,7 @@ async fn chat(
                 .inspect_err(|_| *routed = admission.named(key))?,
         )
     };
-    routed.clone_from(&route);
+    routed.clone_from(&route.as_ref().map(|entry| entry.route.clone()));
     if parts.method != Method::POST {
         return Err(Error::new(
             ErrorKind::MethodNotAllowed,
@@ -142,8 +143,8 @@ async fn chat(
     }
     require_json(&parts.headers)?;
     require_identity(&parts.headers)?;
-    let limit = admission.body_limit(route.as_deref());
-    let over = || admission.body_too_large(route.as_deref());
+    let limit = admission.body_limit(route.as_ref().map(|e| &*e.route));
+    let over = || admission.body_too_large(route.as_ref().map(|e| &*e.route));
     let body = read_body(body.take().unwrap_or_default(), limit, over).await?;
     let wire: WireRequest = decode_json(&body)?;
     let model = wire.model.clone();
@@ -161,11 +162,11 @@ async fn chat(
                 .inspect_err(|_| *routed = admission.named(key))?
         }
     };
-    *routed = Some(route.clone());
+    *routed = Some(route.route.clone());
     let admitted = Admission::call(&route, caller, ANSWERING, request, body.len()).await?;
     let broken = StreamBreak::new(
         routes,
-        route,
+        route.route,
         admitted.reply.served_by.clone(),
         Answered::HttpStream,
     );
@@ -173,6 +174,7 @@ async fn chat(
     if let Some(value) = admitted.model_header {
         response.headers_mut().insert(MODEL_HEADER, value);
     }
+    response.headers_mut().extend(admitted.headers);
     Ok(response)
 }
 
