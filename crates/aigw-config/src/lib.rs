@@ -42,6 +42,7 @@ mod model;
 mod path;
 mod plugins;
 mod raw;
+mod routing;
 mod schema;
 mod settings;
 mod validate;
@@ -62,6 +63,10 @@ pub use plugins::{
     BasicAuthConfig, BasicCredential, ENFORCED_PLUGINS, IpNet, IpRestrictionConfig, JWT_ALGORITHMS,
     JwtConfig, JwtCredential, OBSERVE_ONLY_PLUGINS, RequestSizeLimitConfig,
     RequestTerminationConfig,
+};
+pub use routing::{
+    HeaderRule, HeaderValueMatch, HostKind, HostPattern, PathHandling, PathPattern, Pattern,
+    RouteMatch,
 };
 pub use settings::{SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides, StatusListen};
 

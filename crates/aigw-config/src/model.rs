@@ -15,6 +15,7 @@ use crate::plugins::{
     BasicAuthConfig, IpRestrictionConfig, JwtConfig, RequestSizeLimitConfig,
     RequestTerminationConfig,
 };
+use crate::routing::RouteMatch;
 
 /// Everything aigw serves, from one decK file.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +38,8 @@ pub struct RouteConfig {
     pub service: Option<String>,
     /// The request paths the route answers, each starting with `/`.
     pub paths: Vec<String>,
+    /// What requests the route takes, by Kong's router: paths, methods, hosts, headers.
+    pub matching: RouteMatch,
     /// The ai-proxy-advanced plugin that applies to the route (its own, else its
     /// service's, else a global one).
     pub ai: AiProxyConfig,

@@ -485,12 +485,53 @@ fn route_rules_are_located() {
         "{err}"
     );
 
-    // A path that does not start with "/".
-    let yaml = deck("", "").replace("- /chat", "- ~/chat$");
-    let (line, col) = position(&yaml, "~/chat$");
-    assert!(
-        error(&yaml).starts_with(&format!("x.yaml:{line}:{col}: services[0].routes[0].paths[0]: path \"~/chat$\" must start with \"/\"")),
-    );
+    // A path that starts with neither "/" nor "~".
+    let yaml = deck("", "").replace("- /chat", "- chat");
+    let (line, col) = position(&yaml, "- chat");
+    assert!(error(&yaml).starts_with(&format!(
+        "x.yaml:{line}:{}: services[0].routes[0].paths[0]: path \"chat\" must start with \"/\"",
+        col + 2
+    )),);
+
+    // Kong's router attributes, each refused where it is wrong: a regex path the regex
+    // crate cannot compile, a lowercase method, a misplaced wildcard, a header regex, an
+    // unknown path_handling.
+    for (replacement, at, field, says) in [
+        ("- ~/chat(", "~/chat(", "paths[0]", "does not compile"),
+        (
+            "- /chat\n    methods: [post]",
+            "post",
+            "methods[0]",
+            "uppercase",
+        ),
+        (
+            "- /chat\n    hosts: [a.*.com]",
+            "a.*.com",
+            "hosts[0]",
+            "wildcard",
+        ),
+        (
+            "- /chat\n    headers: {x-team: [\"~*(\"]}",
+            "\"~*(\"",
+            "headers.x-team[0]",
+            "does not compile",
+        ),
+        (
+            "- /chat\n    path_handling: v9",
+            "v9",
+            "path_handling",
+            "v0, v1",
+        ),
+    ] {
+        let yaml = deck("", "").replace("- /chat", replacement);
+        let (line, col) = position(&yaml, at);
+        let err = error(&yaml);
+        let want = format!("x.yaml:{line}:{col}: services[0].routes[0].{field}: ");
+        assert!(
+            err.starts_with(&want) && err.contains(says),
+            "{replacement}: {err}"
+        );
+    }
 
     // No targets.
     let yaml = format!(

@@ -4,7 +4,7 @@
 //! core [`ChatRequest`], and encodes the [`Admitted`] answer back; everything between is
 //! here, in this order:
 //!
-//! 1. [`Admission::route`]: find the route, name it in the request's telemetry record,
+//! 1. [`Admission::route`]: find the route (HTTP requests by Kong's router, `router.rs`), name it in the request's telemetry record,
 //!    check the caller's key (Kong's key-auth), then the route's other plugins
 //!    (`plugins.rs`: basic-auth, ip-restriction, request-size-limiting by Content-Length,
 //!    request-termination);
@@ -23,6 +23,7 @@ use aigw_core::{ChatCompletion, ChatReply, ChatRequest, ChunkStream, Error, Erro
 use http::{HeaderMap, HeaderValue};
 use tower::ServiceExt;
 
+use crate::router::RequestHead;
 use crate::{Route, RouteTable, SharedRoutes};
 
 /// Header (or gRPC metadata key) naming the target that served an answer, like Kong's
@@ -32,8 +33,8 @@ pub(crate) const MODEL_HEADER: &str = "x-aigw-llm-model";
 /// How a request names its route.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum RouteKey<'a> {
-    /// An HTTP path, matched exactly against the routes' `paths`.
-    Path(&'a str),
+    /// An HTTP request's head, matched by Kong's router (see `router.rs`).
+    Http(RequestHead<'a>),
     /// A route's name or one of its paths (gRPC's `route` field); empty for the first route.
     NameOrPath(&'a str),
     /// The `model` of a request at OpenAI's own path: a route's name or path, else the
@@ -124,9 +125,9 @@ impl Admission {
         }
     }
 
-    /// Whether a route claims `path` itself.
-    pub(crate) fn serves_path(&self, path: &str) -> bool {
-        self.table.by_path(path).is_some()
+    /// Whether some route takes the HTTP request `head`.
+    pub(crate) fn serves(&self, head: &RequestHead<'_>) -> bool {
+        self.table.by_head(head).is_some()
     }
 
     /// The most body bytes worth reading for `route`; before the route is known, the
@@ -161,10 +162,11 @@ impl Admission {
 
     fn lookup(&self, key: RouteKey<'_>) -> Result<&Arc<Route>, Error> {
         Ok(match key {
-            RouteKey::Path(path) => self.table.by_path(path).ok_or_else(|| {
+            // Kong's words, which clients of a Kong gateway may already look for.
+            RouteKey::Http(head) => self.table.by_head(&head).ok_or_else(|| {
                 Error::new(
                     ErrorKind::RouteNotFound,
-                    format!("no route for path {path}"),
+                    "no Route matched with those values",
                 )
             })?,
             RouteKey::NameOrPath(name) => self.table.select(name)?,

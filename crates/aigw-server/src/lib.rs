@@ -24,6 +24,7 @@ mod plugins;
 mod recent;
 mod reload;
 mod repoll;
+mod router;
 mod routes;
 mod serve;
 mod stack;

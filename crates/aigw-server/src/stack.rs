@@ -153,6 +153,7 @@ async fn build_route(
     Ok(Route {
         name: route.name.clone(),
         paths: route.paths.clone(),
+        matching: route.matching.clone(),
         model_name_header: ai.model_name_header,
         response_streaming: ai.response_streaming,
         max_request_body_size: ai.max_request_body_size,
