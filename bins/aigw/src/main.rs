@@ -401,6 +401,25 @@ fn plugin_lines(route: &aigw_config::RouteConfig) -> Vec<String> {
             }
         ));
     }
+    if let Some(decorator) = &route.prompt_decorator {
+        lines.push(format!(
+            "ai-prompt-decorator: {} message(s) prepended, {} appended",
+            decorator.prepend.len(),
+            decorator.append.len()
+        ));
+    }
+    if let Some(guard) = &route.prompt_guard {
+        lines.push(format!(
+            "ai-prompt-guard: {} deny and {} allow pattern(s) over {}; refused with 400",
+            guard.deny_patterns.len(),
+            guard.allow_patterns.len(),
+            match (guard.allow_all_conversation_history, guard.match_all_roles) {
+                (true, _) => "the last user message",
+                (false, true) => "every message",
+                (false, false) => "every user message",
+            }
+        ));
+    }
     if let Some(termination) = &route.request_termination {
         let which = match &termination.trigger {
             Some(trigger) => format!("requests carrying {trigger}"),

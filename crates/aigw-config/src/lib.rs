@@ -41,6 +41,7 @@ mod locate;
 mod model;
 mod path;
 mod plugins;
+mod prompt;
 mod raw;
 mod routing;
 mod schema;
@@ -64,6 +65,7 @@ pub use plugins::{
     JwtConfig, JwtCredential, OBSERVE_ONLY_PLUGINS, RequestSizeLimitConfig,
     RequestTerminationConfig,
 };
+pub use prompt::{BytePattern, DecoratorPrompt, PromptDecoratorConfig, PromptGuardConfig};
 pub use routing::{
     HeaderRule, HeaderValueMatch, HostKind, HostPattern, PathHandling, PathPattern, Pattern,
     RouteMatch,

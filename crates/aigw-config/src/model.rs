@@ -15,6 +15,7 @@ use crate::plugins::{
     BasicAuthConfig, IpRestrictionConfig, JwtConfig, RequestSizeLimitConfig,
     RequestTerminationConfig,
 };
+use crate::prompt::{PromptDecoratorConfig, PromptGuardConfig};
 use crate::routing::RouteMatch;
 
 /// Everything aigw serves, from one decK file.
@@ -59,6 +60,10 @@ pub struct RouteConfig {
     /// The request-termination plugin that applies to the route, if any: the route then
     /// answers (authenticated) requests itself.
     pub request_termination: Option<RequestTerminationConfig>,
+    /// The ai-prompt-guard plugin that applies to the route, if any.
+    pub prompt_guard: Option<PromptGuardConfig>,
+    /// The ai-prompt-decorator plugin that applies to the route, if any.
+    pub prompt_decorator: Option<PromptDecoratorConfig>,
 }
 
 /// An ai-proxy-advanced plugin's config, with Kong's defaults applied.

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ConfigError;
 use crate::path::FieldPath;
+use crate::prompt::{AI_PROMPT_DECORATOR, AI_PROMPT_GUARD, PromptDecoratorRaw, PromptGuardRaw};
 use crate::raw::{
     BasicAuthRaw, ConsumerRaw, Int, IpRestrictionRaw, JwtRaw, PluginRaw, RequestSizeLimitingRaw,
     RequestTerminationRaw,
@@ -47,6 +48,8 @@ pub const ENFORCED_PLUGINS: &[&str] = &[
     IP_RESTRICTION,
     REQUEST_TERMINATION,
     REQUEST_SIZE_LIMITING,
+    AI_PROMPT_GUARD,
+    AI_PROMPT_DECORATOR,
 ];
 
 /// Plugins that only observe traffic or add response headers a browser checks: leaving
@@ -259,6 +262,8 @@ pub(crate) enum Policy {
     IpRestriction(IpRestrictionConfig),
     Termination(RequestTerminationConfig),
     SizeLimit(RequestSizeLimitConfig),
+    PromptGuard(crate::prompt::PromptGuardConfig),
+    PromptDecorator(crate::prompt::PromptDecoratorConfig),
 }
 
 impl Cx<'_> {
@@ -312,6 +317,12 @@ impl Cx<'_> {
             REQUEST_SIZE_LIMITING => {
                 Policy::SizeLimit(self.size_limit(&config_path, raw!(RequestSizeLimitingRaw))?)
             }
+            AI_PROMPT_GUARD => {
+                Policy::PromptGuard(self.prompt_guard(&config_path, raw!(PromptGuardRaw))?)
+            }
+            AI_PROMPT_DECORATOR => Policy::PromptDecorator(
+                self.prompt_decorator(&config_path, raw!(PromptDecoratorRaw))?,
+            ),
             other => {
                 return Err(self.invalid(
                     &path.key("name"),

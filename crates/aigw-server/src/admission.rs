@@ -8,7 +8,8 @@
 //!    check the caller's key (Kong's key-auth), then the route's other plugins
 //!    (`plugins.rs`: basic-auth, ip-restriction, request-size-limiting by Content-Length,
 //!    request-termination);
-//! 2. [`Admission::call`]: the route's body limit, its `response_streaming` policy, the
+//! 2. [`Admission::call`]: the route's body limit, ai-prompt-decorator and ai-prompt-guard,
+//!    its `response_streaming` policy, the
 //!    consistent-hashing key, the call into the route's stack (see `stack.rs`), and the
 //!    serving model's name for `x-aigw-llm-model`.
 //!
@@ -192,6 +193,8 @@ impl Admission {
         {
             return Err(crate::plugins::size_limit_exceeded());
         }
+        // Kong's ai-prompt-decorator, then ai-prompt-guard (`prompt.rs`).
+        route.prompt.apply(&mut request, body_len)?;
         request.stream = match (route.response_streaming, request.stream) {
             (ResponseStreaming::Deny, true) => {
                 return Err(Error::invalid_request(format!(

@@ -44,6 +44,8 @@ impl RouteOverview {
                 route.request_size_limiting.is_some(),
             ),
             ("request-termination", route.request_termination.is_some()),
+            ("ai-prompt-decorator", route.prompt_decorator.is_some()),
+            ("ai-prompt-guard", route.prompt_guard.is_some()),
         ];
         RouteOverview {
             algorithm: route.ai.balancer.algorithm.as_str(),

@@ -37,6 +37,8 @@ pub struct Route {
     /// The route's other Kong plugins: basic-auth, ip-restriction, request-size-limiting,
     /// request-termination.
     pub plugins: RoutePlugins,
+    /// Kong's ai-prompt-decorator and ai-prompt-guard, when they apply.
+    pub prompt: crate::PromptPlugins,
 }
 
 impl Route {

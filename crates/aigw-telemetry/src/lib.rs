@@ -25,8 +25,8 @@ mod test_log;
 
 pub use attempt::{AttemptSpan, AttemptSpanLayer, TargetDescriptor};
 pub use metrics::{
-    CONTENT_TYPE as METRICS_CONTENT_TYPE, LiveTargets, Metrics, Protocol, PublishedRoutes,
-    RouteGauges, Status, metrics,
+    CONTENT_TYPE as METRICS_CONTENT_TYPE, EventCounter, LiveTargets, Metrics, Protocol,
+    PublishedRoutes, RouteGauges, Status, metrics,
 };
 pub use opentelemetry_sdk::trace::SdkTracerProvider;
 pub use record::record_route;

@@ -184,6 +184,7 @@ pub struct Metrics {
     pub(crate) time_to_first_token: Histograms<TargetLabels>,
     pub(crate) tokens: Family<TokenLabels, Counter>,
     pub(crate) failovers: Family<RouteLabels, Counter>,
+    prompt_guard_denials: Family<RouteLabels, Counter>,
     accept_errors: Counter,
     live: Arc<LiveGauges>,
 }
@@ -239,6 +240,12 @@ impl Metrics {
             "Attempts that followed a failed attempt of the same request",
             failovers.clone(),
         );
+        let prompt_guard_denials = Family::default();
+        registry.register(
+            "prompt_guard_denials",
+            "Requests Kong's ai-prompt-guard refused (400), by route",
+            prompt_guard_denials.clone(),
+        );
         let accept_errors = Counter::default();
         registry.register(
             "accept_errors",
@@ -258,7 +265,20 @@ impl Metrics {
             time_to_first_token,
             tokens,
             failovers,
+            prompt_guard_denials,
         }
+    }
+
+    /// `route`'s count of requests ai-prompt-guard refused, as
+    /// `aigw_prompt_guard_denials_total`; asking for it makes the series (at 0).
+    pub fn prompt_guard_denials(&self, route: &str) -> EventCounter {
+        EventCounter(
+            self.prompt_guard_denials
+                .get_or_create(&RouteLabels {
+                    route: Arc::from(route),
+                })
+                .clone(),
+        )
     }
 
     /// A new, empty set of published routes, for one route table: what it
@@ -283,6 +303,23 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// One series of a counter of events, shared with the registry: counting it shows at
+/// `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct EventCounter(Counter);
+
+impl EventCounter {
+    /// Counts one event.
+    pub fn inc(&self) {
+        self.0.inc();
+    }
+
+    /// The count so far.
+    pub fn get(&self) -> u64 {
+        self.0.get()
     }
 }
 

@@ -12,6 +12,7 @@ use crate::plugins::{
     BASIC_AUTH, BasicAuthConfig, ENFORCED_PLUGINS, IP_RESTRICTION, JWT, JwtConfig,
     OBSERVE_ONLY_PLUGINS, Policy, REQUEST_SIZE_LIMITING, REQUEST_TERMINATION,
 };
+use crate::prompt::{AI_PROMPT_DECORATOR, AI_PROMPT_GUARD};
 use crate::raw::{DeckRaw, EntityRef, PluginRaw, RouteRaw, ServiceRaw};
 use crate::routing::{HeaderRule, PathHandling, RouteMatch};
 
@@ -216,6 +217,14 @@ impl Cx<'_> {
                 Some(Policy::Termination(config)) => Some(config.clone()),
                 _ => None,
             };
+            let prompt_guard = match policy(AI_PROMPT_GUARD) {
+                Some(Policy::PromptGuard(config)) => Some(config.clone()),
+                _ => None,
+            };
+            let prompt_decorator = match policy(AI_PROMPT_DECORATOR) {
+                Some(Policy::PromptDecorator(config)) => Some(config.clone()),
+                _ => None,
+            };
             served.push(Served {
                 index,
                 entry: route,
@@ -232,6 +241,8 @@ impl Cx<'_> {
                     ip_restriction,
                     request_size_limiting,
                     request_termination,
+                    prompt_guard,
+                    prompt_decorator,
                 },
             });
         }
@@ -438,6 +449,8 @@ impl Cx<'_> {
                         IP_RESTRICTION,
                         REQUEST_SIZE_LIMITING,
                         REQUEST_TERMINATION,
+                        AI_PROMPT_GUARD,
+                        AI_PROMPT_DECORATOR,
                     ]
                     .iter()
                     .find(|known| **known == name)
