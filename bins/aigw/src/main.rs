@@ -163,6 +163,25 @@ fn check(path: &Path) -> Result<()> {
                 auth.key_names.join(" / "),
             );
         }
+        if let Some(semantic) = &ai.semantic {
+            let catchall = ai
+                .targets
+                .iter()
+                .find(|t| t.description.as_deref() == Some(aigw_config::CATCHALL))
+                .map_or_else(|| "none".to_owned(), |t| t.label());
+            println!(
+                "  semantic: prompts embedded by {}/{} ({} dimensions), nearest description by {} distance within {}; \
+                 catch-all target {catchall}; vectordb.strategy {} accepted, but the description vectors are kept \
+                 in memory and searched exactly (no {} connection is made)",
+                semantic.provider.as_str(),
+                semantic.model,
+                semantic.dimensions,
+                semantic.distance_metric.as_str(),
+                semantic.threshold,
+                semantic.strategy,
+                semantic.strategy,
+            );
+        }
         for line in plugin_lines(route) {
             println!("  {line}");
         }

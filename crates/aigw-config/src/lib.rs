@@ -45,6 +45,7 @@ mod prompt;
 mod raw;
 mod routing;
 mod schema;
+mod semantic;
 mod settings;
 mod validate;
 
@@ -70,6 +71,7 @@ pub use routing::{
     HeaderRule, HeaderValueMatch, HostKind, HostPattern, PathHandling, PathPattern, Pattern,
     RouteMatch,
 };
+pub use semantic::{CATCHALL, DistanceMetric, SemanticConfig};
 pub use settings::{SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides, StatusListen};
 
 /// The largest decK file aigw reads, in bytes (8 MiB). Parsing holds the file several

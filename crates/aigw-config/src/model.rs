@@ -17,6 +17,7 @@ use crate::plugins::{
 };
 use crate::prompt::{PromptDecoratorConfig, PromptGuardConfig};
 use crate::routing::RouteMatch;
+use crate::semantic::SemanticConfig;
 
 /// Everything aigw serves, from one decK file.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +74,8 @@ pub struct AiProxyConfig {
     pub instance_name: Option<String>,
     /// How targets are picked and failed over.
     pub balancer: BalancerConfig,
+    /// `embeddings` and `vectordb`, when the algorithm is `semantic`.
+    pub semantic: Option<SemanticConfig>,
     /// The models requests are balanced over; never empty.
     pub targets: Vec<TargetConfig>,
     /// `response_streaming` (default `allow`).

@@ -269,6 +269,8 @@ pub(crate) struct AiProxyRaw {
     pub model_name_header: Option<bool>,
     pub max_request_body_size: Option<Int>,
     pub llm_format: Option<String>,
+    pub embeddings: Option<crate::semantic::EmbeddingsRaw>,
+    pub vectordb: Option<crate::semantic::VectordbRaw>,
 }
 
 /// `config.balancer`.

@@ -27,6 +27,7 @@ mod reload;
 mod repoll;
 mod router;
 mod routes;
+mod semantic;
 mod serve;
 mod stack;
 mod status;

@@ -185,6 +185,7 @@ pub struct Metrics {
     pub(crate) tokens: Family<TokenLabels, Counter>,
     pub(crate) failovers: Family<RouteLabels, Counter>,
     prompt_guard_denials: Family<RouteLabels, Counter>,
+    semantic_embedding_failures: Family<RouteLabels, Counter>,
     accept_errors: Counter,
     live: Arc<LiveGauges>,
 }
@@ -246,6 +247,12 @@ impl Metrics {
             "Requests Kong's ai-prompt-guard refused (400), by route",
             prompt_guard_denials.clone(),
         );
+        let semantic_embedding_failures = Family::default();
+        registry.register(
+            "semantic_embedding_failures",
+            "Prompts the semantic algorithm could not embed (error or timeout), which fell back, by route",
+            semantic_embedding_failures.clone(),
+        );
         let accept_errors = Counter::default();
         registry.register(
             "accept_errors",
@@ -266,7 +273,20 @@ impl Metrics {
             tokens,
             failovers,
             prompt_guard_denials,
+            semantic_embedding_failures,
         }
+    }
+
+    /// `route`'s count of prompts the semantic algorithm could not embed, as
+    /// `aigw_semantic_embedding_failures_total`; asking for it makes the series (at 0).
+    pub fn semantic_embedding_failures(&self, route: &str) -> EventCounter {
+        EventCounter(
+            self.semantic_embedding_failures
+                .get_or_create(&RouteLabels {
+                    route: Arc::from(route),
+                })
+                .clone(),
+        )
     }
 
     /// `route`'s count of requests ai-prompt-guard refused, as
