@@ -12,7 +12,21 @@ const BREAD: &str = "us.amazon.nova-lite-v1:0";
 const WEATHER: &str = "us.meta.llama3-3-70b-instruct-v1:0";
 const FALLBACK: &str = "us.amazon.nova-pro-v1:0";
 
-fn deck(embeddings_url: &str) -> aigw_config::GatewayConfig {
+/// Titan embeddings from the emulator at `url`.
+fn titan(url: &str) -> String {
+    format!(
+        "    embeddings:\n      model:\n        provider: bedrock\n        name: amazon.titan-embed-text-v2:0\n        options:\n          upstream_url: {url}\n          bedrock: {{aws_region: us-west-2}}\n    vectordb:\n      strategy: redis\n      dimensions: 1024\n"
+    )
+}
+
+/// OpenAI-compatible embeddings from the emulator at `url`, with a key.
+fn openai(url: &str) -> String {
+    format!(
+        "    embeddings:\n      auth: {{header_name: Authorization, header_value: Bearer sk-test}}\n      model:\n        provider: openai\n        name: text-embedding-3-small\n        options: {{upstream_url: \"{url}/v1/embeddings\"}}\n    vectordb:\n      strategy: pgvector\n      dimensions: 1536\n"
+    )
+}
+
+fn deck(embeddings: &str) -> aigw_config::GatewayConfig {
     let target = |model: &str, description: &str| {
         format!(
             "    - model: {{provider: bedrock, name: \"{model}\", options: {{bedrock: {{aws_region: us-west-2}}}}}}\n      route_type: llm/v1/chat\n      description: {description}\n"
@@ -31,17 +45,7 @@ plugins:
   config:
     balancer:
       algorithm: semantic
-    embeddings:
-      model:
-        provider: bedrock
-        name: amazon.titan-embed-text-v2:0
-        options:
-          upstream_url: {embeddings_url}
-          bedrock: {{aws_region: us-west-2}}
-    vectordb:
-      strategy: redis
-      dimensions: 1024
-      distance_metric: cosine
+{embeddings}      distance_metric: cosine
       threshold: 0.7
       redis: {{host: redis.invalid, port: 6379}}
     targets:
@@ -94,7 +98,7 @@ async fn failures(stack: &Stack) -> u64 {
 #[tokio::test]
 async fn prompts_land_on_the_nearest_description_and_the_rest_on_the_catchall() {
     let embeddings = aigw_emulator::start(loopback()).await.expect("emulator");
-    let stack = Stack::start(&deck(&embeddings.endpoint_url())).await;
+    let stack = Stack::start(&deck(&titan(&embeddings.endpoint_url()))).await;
 
     // The last user message decides, as in Kong, not the older turn about bread.
     for (prompt, target) in [
@@ -114,6 +118,20 @@ async fn prompts_land_on_the_nearest_description_and_the_rest_on_the_catchall() 
     assert_eq!(served_by(&stack, "Compile this rust code").await, FALLBACK);
     assert_eq!(served_by(&stack, "Bake some bread").await, FALLBACK);
     assert_eq!(failures(&stack).await, 2);
+}
+
+#[tokio::test]
+async fn openai_compatible_embeddings_route_the_same_way() {
+    let embeddings = aigw_emulator::start(loopback()).await.expect("emulator");
+    let stack = Stack::start(&deck(&openai(&embeddings.endpoint_url()))).await;
+    assert_eq!(
+        served_by(&stack, "Any bread recipes for baking?").await,
+        BREAD
+    );
+    assert_eq!(
+        served_by(&stack, "Tell me a joke about cats").await,
+        FALLBACK
+    );
 }
 
 #[test]

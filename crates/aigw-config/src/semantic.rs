@@ -98,11 +98,11 @@ impl Cx<'_> {
         let provider = model
             .provider
             .ok_or_else(|| self.invalid(&model_at.key("provider"), "required field missing"))?;
-        if provider != Provider::Bedrock {
+        if !matches!(provider, Provider::Bedrock | Provider::OpenAi) {
             return Err(self.invalid(
                 &model_at.key("provider"),
                 format!(
-                    "{:?} embeddings are not supported yet (supported: bedrock)",
+                    "{:?} embeddings are not supported yet (supported: bedrock, openai)",
                     provider.as_str()
                 ),
             ));

@@ -1,4 +1,4 @@
-//! `InvokeModel` for Bedrock's embeddings families, answered deterministically so tests
+//! `InvokeModel` for Bedrock's embeddings families (and OpenAI's `POST /v1/embeddings`), answered deterministically so tests
 //! can steer a semantic router: a text's vector is a hashed bag of its words (lowercased,
 //! three letters or more), normalized, so texts that share words land near each other
 //! and texts that share none are orthogonal.
@@ -100,6 +100,48 @@ pub(crate) fn embed(text: &str, dimensions: usize) -> Vec<f32> {
         vector.iter_mut().for_each(|x| *x /= norm);
     }
     vector
+}
+
+/// text-embedding-3-small's vector length, the default of `POST /v1/embeddings`.
+const OPENAI_DIMENSIONS: usize = 1536;
+
+/// `POST /v1/embeddings`, OpenAI's API: `input` one text or a list, `dimensions`
+/// optional; the same vectors as for Bedrock.
+pub(crate) async fn openai_embeddings(body: Result<Bytes, BytesRejection>) -> Response {
+    let invalid = |message: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": null}})),
+        )
+            .into_response()
+    };
+    let body: Value = match body.as_deref().map(serde_json::from_slice) {
+        Ok(Ok(body)) => body,
+        _ => return invalid("We could not parse the JSON body of your request."),
+    };
+    let texts: Vec<&str> = match &body["input"] {
+        Value::String(text) => vec![text.as_str()],
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        _ => return invalid("'input' is a required property"),
+    };
+    let dimensions = body["dimensions"]
+        .as_u64()
+        .map_or(OPENAI_DIMENSIONS, |d| d as usize);
+    if dimensions == 0 || dimensions > OPENAI_DIMENSIONS {
+        return invalid("'dimensions' must be between 1 and 1536");
+    }
+    let tokens: usize = texts.iter().map(|t| words(t).count()).sum();
+    Json(json!({
+        "object": "list",
+        "model": body["model"],
+        "data": texts.iter().enumerate().map(|(index, text)| json!({
+            "object": "embedding",
+            "index": index,
+            "embedding": embed(text, dimensions),
+        })).collect::<Vec<_>>(),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+    .into_response()
 }
 
 #[cfg(test)]

@@ -240,6 +240,15 @@ async fn embedder(config: &SemanticConfig, options: &BuildOptions) -> Result<Emb
             };
             aigw_bedrock::BedrockProvider::new().embeddings(spec).await
         }
+        Provider::OpenAi => {
+            let spec = aigw_openai::OpenAiTargetSpec {
+                model: config.model.clone(),
+                upstream_url: config.options.upstream_url.clone(),
+                auth: crate::drivers::openai_credentials(&config.auth),
+                connect_timeout: EMBED_TIMEOUT,
+            };
+            aigw_openai::OpenAiProvider::new().embeddings(spec).await
+        }
         other => Err(Error::new(
             ErrorKind::Internal,
             format!("{} embeddings are not supported yet", other.as_str()),
