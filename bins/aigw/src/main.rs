@@ -163,6 +163,9 @@ fn check(path: &Path) -> Result<()> {
                 auth.key_names.join(" / "),
             );
         }
+        if let Some(line) = match_line(&route.matching) {
+            println!("  {line}");
+        }
         if let Some(semantic) = &ai.semantic {
             let catchall = ai
                 .targets
@@ -379,6 +382,40 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// What `aigw check` says of a route's router attributes beyond its paths, if any.
+fn match_line(matching: &aigw_config::RouteMatch) -> Option<String> {
+    let mut parts = Vec::new();
+    if !matching.methods.is_empty() {
+        parts.push(format!("methods {}", matching.methods.join(" ")));
+    }
+    if !matching.hosts.is_empty() {
+        let hosts: Vec<String> = matching
+            .hosts
+            .iter()
+            .map(|h| {
+                let name = match h.kind {
+                    aigw_config::HostKind::Exact => h.name.clone(),
+                    aigw_config::HostKind::Suffix => format!("*{}", h.name),
+                    aigw_config::HostKind::Prefix => format!("{}*", h.name),
+                };
+                match h.port {
+                    Some(port) => format!("{name}:{port}"),
+                    None => name,
+                }
+            })
+            .collect();
+        parts.push(format!("hosts {}", hosts.join(" ")));
+    }
+    if !matching.headers.is_empty() {
+        let names: Vec<&str> = matching.headers.iter().map(|h| h.name.as_str()).collect();
+        parts.push(format!("headers {}", names.join(" ")));
+    }
+    if matching.regex_priority != 0 {
+        parts.push(format!("regex_priority {}", matching.regex_priority));
+    }
+    (!parts.is_empty()).then(|| format!("matches only: {}", parts.join("; ")))
 }
 
 /// What `aigw check` says of a route's other enforced plugins: who gets in and what is
