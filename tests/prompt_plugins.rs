@@ -3,7 +3,7 @@
 //! messages reach the model, and a route's own plugin wins over its service's and the
 //! global one.
 
-use aigw_tests::{Stack, config_from, grpc_client, grpc_question};
+use aigw_tests::{Stack, config_from, counter_value, grpc_client, grpc_question};
 use serde_json::{Value, json};
 
 const NOVA: &str = "us.amazon.nova-micro-v1:0";
@@ -76,18 +76,11 @@ async fn post(stack: &Stack, path: &str, body: &Value) -> (u16, Value) {
 }
 
 async fn denials(stack: &Stack, route: &str) -> u64 {
-    let scrape = reqwest::get(stack.status_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let series = format!("aigw_prompt_guard_denials_total{{route=\"{route}\"}} ");
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(series.as_str()))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{series} not in {scrape}"))
+    counter_value(
+        stack,
+        &format!("aigw_prompt_guard_denials_total{{route=\"{route}\"}}"),
+    )
+    .await
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //! the embeddings service goes away, requests still succeed (on the catch-all), and the
 //! failures are counted.
 
-use aigw_tests::{Stack, config_from, loopback};
+use aigw_tests::{Stack, config_from, counter_value, loopback};
 use serde_json::json;
 
 const RUST: &str = "us.amazon.nova-micro-v1:0";
@@ -81,18 +81,11 @@ async fn served_by(stack: &Stack, prompt: &str) -> String {
 }
 
 async fn failures(stack: &Stack) -> u64 {
-    let scrape = reqwest::get(stack.status_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let series = "aigw_semantic_embedding_failures_total{route=\"semantic\"} ";
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{series} not in {scrape}"))
+    counter_value(
+        stack,
+        "aigw_semantic_embedding_failures_total{route=\"semantic\"}",
+    )
+    .await
 }
 
 #[tokio::test]
