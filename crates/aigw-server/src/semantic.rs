@@ -144,9 +144,12 @@ impl SemanticRouter {
         if let Some(vector) = self.cache.get(prompt) {
             return Ok(vector);
         }
+        // Exported whatever the log filter, as every span of a request is.
         let span = tracing::info_span!(
+            target: aigw_telemetry::SPAN_TARGET,
             "embeddings",
             otel.name = %format_args!("embeddings {}", self.model),
+            otel.kind = "client",
             gen_ai.operation.name = "embeddings",
             gen_ai.request.model = %self.model,
             aigw.route = %self.route,
