@@ -613,7 +613,8 @@ async fn a_reload_that_drops_a_route_removes_its_gauges() {
 }
 
 /// The semantic algorithm's prompt embedding is a client span of its own, in the request's
-/// trace, before the attempt; a cached prompt makes no second one.
+/// trace, before the attempt; a cached prompt makes no second one. Server spans carry the
+/// matched route path, whatever path the request used.
 #[tokio::test]
 async fn the_prompt_embedding_is_a_span_of_its_own() {
     let receiver = Receiver::start().await;
@@ -635,8 +636,9 @@ async fn the_prompt_embedding_is_a_span_of_its_own() {
             "route_type: \"llm/v1/chat\"\n          description: polish writers literature",
         );
     let stack = Stack::start(&config_from(&yaml)).await;
-    for _ in 0..2 {
-        let (status, body) = post(&stack.url("/bedrock-route"), &question(), None).await;
+    // The second by a longer path, which the route's prefix takes too.
+    for path in ["/bedrock-route", "/bedrock-route/v1/chat/123"] {
+        let (status, body) = post(&stack.url(path), &question(), None).await;
         assert_eq!(status, 200, "{body}");
     }
     let spans = tracing.flush_until(&receiver, 2, 2).await;
@@ -660,4 +662,9 @@ async fn the_prompt_embedding_is_a_span_of_its_own() {
         span.parent_span_id, server.span_id,
         "child of the server span"
     );
+    // Server spans are named by the route path the config wrote, not the request's path.
+    for server in server_spans(&spans) {
+        assert_eq!(server.name, "POST /bedrock-route");
+        assert_eq!(str_attribute(server, "http.route"), Some("/bedrock-route"));
+    }
 }

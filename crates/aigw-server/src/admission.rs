@@ -164,12 +164,19 @@ impl Admission {
     fn lookup(&self, key: RouteKey<'_>) -> Result<&Arc<Route>, Error> {
         Ok(match key {
             // Kong's words, which clients of a Kong gateway may already look for.
-            RouteKey::Http(head) => self.table.by_head(&head).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::RouteNotFound,
-                    "no Route matched with those values",
-                )
-            })?,
+            RouteKey::Http(head) => {
+                let (route, path) = self.table.by_head(&head).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::RouteNotFound,
+                        "no Route matched with those values",
+                    )
+                })?;
+                // The span's `http.route` is the config's path, not the request's.
+                if let Some(path) = path {
+                    aigw_telemetry::record_http_route(path);
+                }
+                route
+            }
             RouteKey::NameOrPath(name) => self.table.select(name)?,
             RouteKey::Model(model) => self.table.for_model(model)?,
         })

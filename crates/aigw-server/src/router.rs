@@ -135,8 +135,9 @@ impl Router {
         Router { routes, candidates }
     }
 
-    /// The index of the route `head` reaches, if any.
-    pub(crate) fn find(&self, head: &RequestHead<'_>) -> Option<usize> {
+    /// The index of the route `head` reaches, if any, and which of its paths matched
+    /// (none for a route without paths).
+    pub(crate) fn find(&self, head: &RequestHead<'_>) -> Option<(usize, Option<usize>)> {
         let path = normalize(head.path);
         let (host, port) = split_host(head.host.unwrap_or(""));
         self.candidates
@@ -169,7 +170,7 @@ impl Router {
                             })
                     })
             })
-            .map(|c| c.route)
+            .map(|c| (c.route, c.path))
     }
 }
 
@@ -325,7 +326,7 @@ mod tests {
                 headers: &map,
             })
             // 1-based, as the Kong spec numbers its use cases.
-            .map(|i| i + 1)
+            .map(|(i, _)| i + 1)
     }
 
     /// The use cases of `describe("select()")` in Kong's `spec/01-unit/08-router_spec.lua`,

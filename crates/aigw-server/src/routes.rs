@@ -124,9 +124,16 @@ impl RouteTable {
         }
     }
 
-    /// The route an HTTP request reaches by Kong's router.
-    pub(crate) fn by_head(&self, head: &RequestHead<'_>) -> Option<&Arc<Route>> {
-        self.router.find(head).map(|i| &self.routes[i])
+    /// The route an HTTP request reaches by Kong's router, and the route path (as
+    /// written) that matched.
+    pub(crate) fn by_head(&self, head: &RequestHead<'_>) -> Option<(&Arc<Route>, Option<&str>)> {
+        self.router.find(head).map(|(i, p)| {
+            let route = &self.routes[i];
+            (
+                route,
+                p.and_then(|p| route.paths.get(p)).map(String::as_str),
+            )
+        })
     }
 
     /// The route a gRPC request names (by route name or path); the first when unnamed.
