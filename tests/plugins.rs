@@ -363,7 +363,7 @@ async fn a_reload_with_an_unenforced_plugin_is_refused() {
     let stack = Stack::start(&config_from(&deck())).await;
     let with_other = deck().replace(
         "  - name: open\n    paths: [/open]\n",
-        "  - name: open\n    paths: [/open]\n    plugins:\n    - name: ai-prompt-guard\n      config: {deny_patterns: [secret]}\n",
+        "  - name: open\n    paths: [/open]\n    plugins:\n    - name: ai-semantic-prompt-guard\n      config: {rules: {deny_prompts: [secret]}}\n",
     );
     let path = std::env::temp_dir().join(format!("aigw-plugins-{}-guard.yaml", std::process::id()));
     std::fs::write(&path, &with_other).expect("writes the temp config");
@@ -373,16 +373,16 @@ async fn a_reload_with_an_unenforced_plugin_is_refused() {
         .routes()
         .reload_from(&path, &options)
         .await
-        .expect_err("ai-prompt-guard is not enforced, so the file is refused")
+        .expect_err("ai-semantic-prompt-guard is not enforced, so the file is refused")
         .to_string();
     let _ = std::fs::remove_file(&path);
     let line = with_other
         .lines()
-        .position(|l| l.contains("name: ai-prompt-guard"))
+        .position(|l| l.contains("name: ai-semantic-prompt-guard"))
         .expect("plugin line")
         + 1;
     assert!(
-        error.contains(&format!(".yaml:{line}:13: services[0].routes[0].plugins[0].name: plugin \"ai-prompt-guard\" applies to route open")),
+        error.contains(&format!(".yaml:{line}:13: services[0].routes[0].plugins[0].name: plugin \"ai-semantic-prompt-guard\" applies to route open")),
         "{error}"
     );
     still_serving(&stack).await;

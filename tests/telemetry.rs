@@ -611,3 +611,60 @@ async fn a_reload_that_drops_a_route_removes_its_gauges() {
         "{text}"
     );
 }
+
+/// The semantic algorithm's prompt embedding is a client span of its own, in the request's
+/// trace, before the attempt; a cached prompt makes no second one. Server spans carry the
+/// matched route path, whatever path the request used.
+#[tokio::test]
+async fn the_prompt_embedding_is_a_span_of_its_own() {
+    let receiver = Receiver::start().await;
+    let tracing = Tracing::to(&receiver.endpoint());
+    let embeddings = aigw_emulator::start(aigw_tests::loopback())
+        .await
+        .expect("emulator");
+    let yaml = seed_yaml()
+        .replace("- name: route1", "- name: semantic-traced")
+        .replace(
+            "algorithm: round-robin",
+            &format!(
+                "algorithm: semantic\n        embeddings:\n          model:\n            provider: bedrock\n            name: amazon.titan-embed-text-v2:0\n            options:\n              upstream_url: {}\n              bedrock: {{aws_region: us-west-2}}\n        vectordb: {{strategy: redis, dimensions: 1024, distance_metric: cosine, threshold: 0.9}}",
+                embeddings.endpoint_url()
+            ),
+        )
+        .replace(
+            "route_type: \"llm/v1/chat\"",
+            "route_type: \"llm/v1/chat\"\n          description: polish writers literature",
+        );
+    let stack = Stack::start(&config_from(&yaml)).await;
+    // The second by a longer path, which the route's prefix takes too.
+    for path in ["/bedrock-route", "/bedrock-route/v1/chat/123"] {
+        let (status, body) = post(&stack.url(path), &question(), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let spans = tracing.flush_until(&receiver, 2, 2).await;
+    let embedded: Vec<&Span> = spans
+        .iter()
+        .filter(|s| str_attribute(s, "gen_ai.operation.name") == Some("embeddings"))
+        .collect();
+    assert_eq!(
+        embedded.len(),
+        1,
+        "the second, identical prompt is cached: {spans:#?}"
+    );
+    let span = embedded[0];
+    assert_eq!(span.name, "embeddings amazon.titan-embed-text-v2:0");
+    assert_eq!(kind(span), SpanKind::Client);
+    let server = server_spans(&spans)
+        .into_iter()
+        .find(|s| s.trace_id == span.trace_id)
+        .expect("in a request's trace");
+    assert_eq!(
+        span.parent_span_id, server.span_id,
+        "child of the server span"
+    );
+    // Server spans are named by the route path the config wrote, not the request's path.
+    for server in server_spans(&spans) {
+        assert_eq!(server.name, "POST /bedrock-route");
+        assert_eq!(str_attribute(server, "http.route"), Some("/bedrock-route"));
+    }
+}

@@ -323,3 +323,20 @@ pub fn assert_error_message_names(body: &serde_json::Value, part: &str) {
     let message = body["error"]["message"].as_str().expect("message");
     assert!(message.contains(part), "{message:?} lacks {part:?}");
 }
+
+/// The value of the counter sample `series` (name and labels, as the exposition writes
+/// them, e.g. `aigw_x_total{route="r"}`) in a scrape of the status listener's `/metrics`.
+pub async fn counter_value(stack: &Stack, series: &str) -> u64 {
+    let scrape = reqwest::get(stack.status_url("/metrics"))
+        .await
+        .expect("the status listener answers")
+        .text()
+        .await
+        .expect("text");
+    let prefix = format!("{series} ");
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in {scrape}"))
+}

@@ -163,6 +163,28 @@ fn check(path: &Path) -> Result<()> {
                 auth.key_names.join(" / "),
             );
         }
+        if let Some(line) = match_line(&route.matching) {
+            println!("  {line}");
+        }
+        if let Some(semantic) = &ai.semantic {
+            let catchall = ai
+                .targets
+                .iter()
+                .find(|t| t.description.as_deref() == Some(aigw_config::CATCHALL))
+                .map_or_else(|| "none".to_owned(), |t| t.label());
+            println!(
+                "  semantic: prompts embedded by {}/{} ({} dimensions), nearest description by {} distance within {}; \
+                 catch-all target {catchall}; vectordb.strategy {} accepted, but the description vectors are kept \
+                 in memory and searched exactly (no {} connection is made)",
+                semantic.provider.as_str(),
+                semantic.model,
+                semantic.dimensions,
+                semantic.distance_metric.as_str(),
+                semantic.threshold,
+                semantic.strategy,
+                semantic.strategy,
+            );
+        }
         for line in plugin_lines(route) {
             println!("  {line}");
         }
@@ -362,6 +384,40 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// What `aigw check` says of a route's router attributes beyond its paths, if any.
+fn match_line(matching: &aigw_config::RouteMatch) -> Option<String> {
+    let mut parts = Vec::new();
+    if !matching.methods.is_empty() {
+        parts.push(format!("methods {}", matching.methods.join(" ")));
+    }
+    if !matching.hosts.is_empty() {
+        let hosts: Vec<String> = matching
+            .hosts
+            .iter()
+            .map(|h| {
+                let name = match h.kind {
+                    aigw_config::HostKind::Exact => h.name.clone(),
+                    aigw_config::HostKind::Suffix => format!("*{}", h.name),
+                    aigw_config::HostKind::Prefix => format!("{}*", h.name),
+                };
+                match h.port {
+                    Some(port) => format!("{name}:{port}"),
+                    None => name,
+                }
+            })
+            .collect();
+        parts.push(format!("hosts {}", hosts.join(" ")));
+    }
+    if !matching.headers.is_empty() {
+        let names: Vec<&str> = matching.headers.iter().map(|h| h.name.as_str()).collect();
+        parts.push(format!("headers {}", names.join(" ")));
+    }
+    if matching.regex_priority != 0 {
+        parts.push(format!("regex_priority {}", matching.regex_priority));
+    }
+    (!parts.is_empty()).then(|| format!("matches only: {}", parts.join("; ")))
+}
+
 /// What `aigw check` says of a route's other enforced plugins: who gets in and what is
 /// refused, never a credential.
 fn plugin_lines(route: &aigw_config::RouteConfig) -> Vec<String> {
@@ -445,6 +501,25 @@ fn plugin_lines(route: &aigw_config::RouteConfig) -> Vec<String> {
             limit.identifier.as_str(),
             limit.window_type.as_str(),
             policies.join("; ")
+        ));
+    }
+    if let Some(decorator) = &route.prompt_decorator {
+        lines.push(format!(
+            "ai-prompt-decorator: {} message(s) prepended, {} appended",
+            decorator.prepend.len(),
+            decorator.append.len()
+        ));
+    }
+    if let Some(guard) = &route.prompt_guard {
+        lines.push(format!(
+            "ai-prompt-guard: {} deny and {} allow pattern(s) over {}; refused with 400",
+            guard.deny_patterns.len(),
+            guard.allow_patterns.len(),
+            match (guard.allow_all_conversation_history, guard.match_all_roles) {
+                (true, _) => "the last user message",
+                (false, true) => "every message",
+                (false, false) => "every user message",
+            }
         ));
     }
     if let Some(termination) = &route.request_termination {

@@ -111,3 +111,61 @@ plugins:
     }
     assert!(!stdout.contains("hunter2"), "{stdout}");
 }
+
+/// `aigw check` says what a semantic route uses (in-memory search, not the named vector
+/// store), what the prompt plugins check, and a route's router attributes.
+#[test]
+fn semantic_prompt_plugins_and_router_attributes_are_described() {
+    let deck =
+        std::env::temp_dir().join(format!("aigw-check-semantic-{}.yaml", std::process::id()));
+    std::fs::write(
+        &deck,
+        r#"_format_version: "3.0"
+services:
+- name: svc
+  routes:
+  - name: sem
+    paths: ["~/v1/(chat|sem)$"]
+    hosts: ["*.example.com"]
+    methods: [POST]
+    plugins:
+    - name: ai-prompt-guard
+      config: {deny_patterns: [password], allow_all_conversation_history: true}
+    - name: ai-prompt-decorator
+      config: {prompts: {prepend: [{content: Be terse.}], append: [{role: user, content: In Polish.}]}}
+plugins:
+- name: ai-proxy-advanced
+  config:
+    balancer: {algorithm: semantic}
+    embeddings: {model: {provider: bedrock, name: "amazon.titan-embed-text-v2:0", options: {bedrock: {aws_region: us-west-2}}}}
+    vectordb: {strategy: redis, dimensions: 1024, distance_metric: cosine, threshold: 0.3, redis: {host: redis.internal, port: 6379}}
+    targets:
+    - {route_type: llm/v1/chat, description: rust code, model: {provider: bedrock, name: "us.amazon.nova-micro-v1:0", options: {bedrock: {aws_region: us-west-2}}}}
+    - {route_type: llm/v1/chat, description: CATCHALL, model: {provider: bedrock, name: "us.amazon.nova-lite-v1:0", options: {bedrock: {aws_region: us-west-2}}}}
+"#,
+    )
+    .expect("writes the deck");
+    let output = Command::new(env!("CARGO_BIN_EXE_aigw"))
+        .arg("check")
+        .arg("--config")
+        .arg(&deck)
+        .env_remove("AIGW_CONFIG")
+        .output()
+        .expect("aigw runs");
+    let _ = std::fs::remove_file(&deck);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in [
+        "matches only: methods POST; hosts *.example.com",
+        "semantic: prompts embedded by bedrock/amazon.titan-embed-text-v2:0 (1024 dimensions), nearest description by cosine distance within 0.3; catch-all target bedrock/us.amazon.nova-lite-v1:0",
+        "vectordb.strategy redis accepted, but the description vectors are kept in memory and searched exactly (no redis connection is made)",
+        "ai-prompt-decorator: 1 message(s) prepended, 1 appended",
+        "ai-prompt-guard: 1 deny and 0 allow pattern(s) over the last user message; refused with 400",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+}

@@ -31,7 +31,11 @@ services:
 
 #[test]
 fn check_refuses_an_unenforced_plugin_with_its_line_and_name() {
-    for plugin in ["rate-limiting", "request-transformer", "ai-prompt-guard"] {
+    for plugin in [
+        "rate-limiting",
+        "request-transformer",
+        "ai-semantic-prompt-guard",
+    ] {
         let yaml = deck(plugin);
         let path = std::env::temp_dir().join(format!(
             "aigw-fail-closed-{}-{plugin}.yaml",

@@ -1,5 +1,5 @@
-//! What the config allows but aigw cannot serve yet (`semantic` balancing, a provider
-//! without a driver) is refused by `aigw check` and at start alike, naming the file, line,
+//! What the config allows but aigw cannot serve (`semantic` balancing without its
+//! embeddings model, a provider without a driver) is refused by `aigw check` and at start alike, naming the file, line,
 //! column and Kong field, with a non-zero exit.
 
 use std::path::{Path, PathBuf};
@@ -82,14 +82,15 @@ fn assert_refused(output: &Output, deck: &TempDeck, at: (usize, usize), path: &s
     );
 }
 
-/// Asserts `output` refused the `semantic` algorithm of `yaml`, at its line and Kong path.
+/// Asserts `output` refused the `semantic` algorithm of `yaml` for its missing
+/// `embeddings`, at the plugin config's line and the Kong path.
 fn assert_semantic_refused(output: &Output, deck: &TempDeck, yaml: &str) {
     assert_refused(
         output,
         deck,
-        position(yaml, "semantic"),
-        "services[0].routes[0].plugins[0].config.balancer.algorithm",
-        "\"semantic\" is not supported yet",
+        position(yaml, "balancer:"),
+        "services[0].routes[0].plugins[0].config.embeddings",
+        "required field missing",
     );
 }
 

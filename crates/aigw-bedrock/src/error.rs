@@ -79,6 +79,11 @@ modeled_error!(ConverseStreamError:
     ServiceUnavailableException, ThrottlingException, ValidationException,
     ModelStreamErrorException,
 );
+modeled_error!(aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError:
+    AccessDeniedException, InternalServerException, ModelErrorException,
+    ModelNotReadyException, ModelTimeoutException, ResourceNotFoundException,
+    ServiceUnavailableException, ThrottlingException, ValidationException,
+);
 modeled_error!(ConverseStreamOutputError:
     InternalServerException, ModelStreamErrorException, ServiceUnavailableException,
     ThrottlingException, ValidationException,

@@ -14,6 +14,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod driver;
+mod embeddings;
 mod error;
 mod provider;
 mod request;
@@ -29,6 +30,7 @@ pub mod mapping {
 }
 
 pub use driver::{BedrockChat, BedrockDriver};
+pub use embeddings::{BedrockEmbeddings, EmbeddingFamily};
 pub use provider::BedrockProvider;
 pub use spec::BedrockTargetSpec;
 

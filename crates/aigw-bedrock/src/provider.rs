@@ -48,6 +48,14 @@ impl BedrockProvider {
     /// Fails with [`ErrorKind::Internal`] when the spec cannot work: no model id, an
     /// endpoint URL that is not an absolute http(s) URL, or no region anywhere.
     pub async fn target(&self, spec: BedrockTargetSpec) -> Result<BedrockDriver, Error> {
+        let model_id = spec.model_id.clone();
+        let client = self.client(spec).await?;
+        Ok(BedrockDriver::new(BedrockChat::new(client, &model_id)))
+    }
+
+    /// The SDK client for `spec`'s connection settings, shared with every target that has
+    /// the same ones.
+    pub(crate) async fn client(&self, spec: BedrockTargetSpec) -> Result<Client, Error> {
         if spec.model_id.trim().is_empty() {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -63,12 +71,10 @@ impl BedrockProvider {
             credentials: spec.static_credentials,
             connect_timeout: spec.connect_timeout,
         };
-        let client = self
-            .clients
+        self.clients
             .get_or_build(key, build_client)
             .await
-            .map_err(|err| err.context(format_args!("bedrock target {}", spec.model_id)))?;
-        Ok(BedrockDriver::new(BedrockChat::new(client, &spec.model_id)))
+            .map_err(|err| err.context(format_args!("bedrock target {}", spec.model_id)))
     }
 
     /// How many distinct SDK clients the provider built so far.

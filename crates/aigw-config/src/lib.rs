@@ -42,9 +42,12 @@ mod locate;
 mod model;
 mod path;
 mod plugins;
+mod prompt;
 mod rate_limit;
 mod raw;
+mod routing;
 mod schema;
+mod semantic;
 mod settings;
 mod validate;
 
@@ -66,10 +69,16 @@ pub use plugins::{
     JwtConfig, JwtCredential, OBSERVE_ONLY_PLUGINS, RequestSizeLimitConfig,
     RequestTerminationConfig,
 };
+pub use prompt::{BytePattern, DecoratorPrompt, PromptDecoratorConfig, PromptGuardConfig};
 pub use rate_limit::{
     AiRateLimitConfig, Identifier, MatchKind, PolicyMatch, RateLimitPolicy, RedisConfig, Strategy,
     TokenCount, WindowLimit, WindowType,
 };
+pub use routing::{
+    HeaderRule, HeaderValueMatch, HostKind, HostPattern, PathHandling, PathPattern, Pattern,
+    RouteMatch,
+};
+pub use semantic::{CATCHALL, DistanceMetric, SemanticConfig};
 pub use settings::{
     ENV_KEYS, SETTINGS_ENV, SETTINGS_FILE, Settings, SettingsOverrides, StatusListen,
 };

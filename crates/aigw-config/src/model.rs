@@ -16,7 +16,10 @@ use crate::plugins::{
     BasicAuthConfig, IpRestrictionConfig, JwtConfig, RequestSizeLimitConfig,
     RequestTerminationConfig,
 };
+use crate::prompt::{PromptDecoratorConfig, PromptGuardConfig};
 use crate::rate_limit::AiRateLimitConfig;
+use crate::routing::RouteMatch;
+use crate::semantic::SemanticConfig;
 
 /// Everything aigw serves, from one decK file.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +44,8 @@ pub struct RouteConfig {
     pub service: Option<String>,
     /// The request paths the route answers, each starting with `/`.
     pub paths: Vec<String>,
+    /// What requests the route takes, by Kong's router: paths, methods, hosts, headers.
+    pub matching: RouteMatch,
     /// The ai-proxy-advanced plugin that applies to the route (its own, else its
     /// service's, else a global one).
     pub ai: AiProxyConfig,
@@ -65,6 +70,10 @@ pub struct RouteConfig {
     pub acl: Option<AclConfig>,
     /// The ai-rate-limiting-advanced plugin that applies to the route, if any.
     pub ai_rate_limit: Option<AiRateLimitConfig>,
+    /// The ai-prompt-guard plugin that applies to the route, if any.
+    pub prompt_guard: Option<PromptGuardConfig>,
+    /// The ai-prompt-decorator plugin that applies to the route, if any.
+    pub prompt_decorator: Option<PromptDecoratorConfig>,
 }
 
 /// An ai-proxy-advanced plugin's config, with Kong's defaults applied.
@@ -74,6 +83,8 @@ pub struct AiProxyConfig {
     pub instance_name: Option<String>,
     /// How targets are picked and failed over.
     pub balancer: BalancerConfig,
+    /// `embeddings` and `vectordb`, when the algorithm is `semantic`.
+    pub semantic: Option<SemanticConfig>,
     /// The models requests are balanced over; never empty.
     pub targets: Vec<TargetConfig>,
     /// `response_streaming` (default `allow`).

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::ConfigError;
 use crate::consumers::{ACL, AclConfig};
 use crate::path::FieldPath;
+use crate::prompt::{AI_PROMPT_DECORATOR, AI_PROMPT_GUARD, PromptDecoratorRaw, PromptGuardRaw};
 use crate::rate_limit::{AI_RATE_LIMITING, AiRateLimitConfig};
 use crate::raw::{
     AclRaw, BasicAuthRaw, ConsumerRaw, Int, IpRestrictionRaw, JwtRaw, PluginRaw,
@@ -51,6 +52,8 @@ pub const ENFORCED_PLUGINS: &[&str] = &[
     REQUEST_SIZE_LIMITING,
     ACL,
     AI_RATE_LIMITING,
+    AI_PROMPT_GUARD,
+    AI_PROMPT_DECORATOR,
 ];
 
 /// Plugins that only observe traffic or add response headers a browser checks: leaving
@@ -265,6 +268,8 @@ pub(crate) enum Policy {
     SizeLimit(RequestSizeLimitConfig),
     Acl(AclConfig),
     AiRateLimit(Box<AiRateLimitConfig>),
+    PromptGuard(crate::prompt::PromptGuardConfig),
+    PromptDecorator(crate::prompt::PromptDecoratorConfig),
 }
 
 impl Cx<'_> {
@@ -322,6 +327,12 @@ impl Cx<'_> {
             AI_RATE_LIMITING => {
                 Policy::AiRateLimit(Box::new(self.ai_rate_limit(&config_path, value, path)?))
             }
+            AI_PROMPT_GUARD => {
+                Policy::PromptGuard(self.prompt_guard(&config_path, raw!(PromptGuardRaw))?)
+            }
+            AI_PROMPT_DECORATOR => Policy::PromptDecorator(
+                self.prompt_decorator(&config_path, raw!(PromptDecoratorRaw))?,
+            ),
             other => {
                 return Err(self.invalid(
                     &path.key("name"),

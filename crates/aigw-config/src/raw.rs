@@ -236,6 +236,15 @@ pub(crate) struct RouteRaw {
     pub id: Option<String>,
     pub name: Option<String>,
     pub paths: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
+    pub hosts: Option<Vec<String>>,
+    /// Header name to accepted values.
+    pub headers: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    pub protocols: Option<Vec<String>>,
+    pub snis: Option<Vec<String>>,
+    pub strip_path: Option<bool>,
+    pub path_handling: Option<String>,
+    pub regex_priority: Option<i64>,
     /// Only on top-level routes: the service they belong to.
     pub service: Option<EntityRef>,
     pub plugins: Option<Vec<PluginRaw>>,
@@ -305,6 +314,8 @@ pub(crate) struct AiProxyRaw {
     pub model_name_header: Option<bool>,
     pub max_request_body_size: Option<Int>,
     pub llm_format: Option<String>,
+    pub embeddings: Option<crate::semantic::EmbeddingsRaw>,
+    pub vectordb: Option<crate::semantic::VectordbRaw>,
 }
 
 /// `config.balancer`.

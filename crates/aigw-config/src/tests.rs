@@ -342,16 +342,15 @@ fn other_enum_values_are_checked_the_same_way() {
 
 #[test]
 fn what_aigw_cannot_serve_yet_is_refused_with_line_and_path() {
+    // semantic needs its embeddings model (and vectordb), as in Kong.
     let yaml = deck("", "").replace("algorithm: round-robin", "algorithm: semantic");
-    let (line, col) = position(&yaml, "semantic");
-    assert_eq!(
-        error(&yaml),
-        format!(
-            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.balancer.algorithm: \
-             \"semantic\" is not supported yet: it needs embeddings, which aigw does not compute; \
-             choose round-robin, priority, lowest-latency, lowest-usage, least-connections or \
-             consistent-hashing"
-        )
+    let err = error(&yaml);
+    assert!(
+        err.starts_with("x.yaml:")
+            && err.contains(
+                "services[0].routes[0].plugins[0].config.embeddings: required field missing"
+            ),
+        "{err}"
     );
 
     let yaml = deck("", "").replace("provider: bedrock", "provider: anthropic");
@@ -485,12 +484,53 @@ fn route_rules_are_located() {
         "{err}"
     );
 
-    // A path that does not start with "/".
-    let yaml = deck("", "").replace("- /chat", "- ~/chat$");
-    let (line, col) = position(&yaml, "~/chat$");
-    assert!(
-        error(&yaml).starts_with(&format!("x.yaml:{line}:{col}: services[0].routes[0].paths[0]: path \"~/chat$\" must start with \"/\"")),
-    );
+    // A path that starts with neither "/" nor "~".
+    let yaml = deck("", "").replace("- /chat", "- chat");
+    let (line, col) = position(&yaml, "- chat");
+    assert!(error(&yaml).starts_with(&format!(
+        "x.yaml:{line}:{}: services[0].routes[0].paths[0]: path \"chat\" must start with \"/\"",
+        col + 2
+    )),);
+
+    // Kong's router attributes, each refused where it is wrong: a regex path the regex
+    // crate cannot compile, a lowercase method, a misplaced wildcard, a header regex, an
+    // unknown path_handling.
+    for (replacement, at, field, says) in [
+        ("- ~/chat(", "~/chat(", "paths[0]", "does not compile"),
+        (
+            "- /chat\n    methods: [post]",
+            "post",
+            "methods[0]",
+            "uppercase",
+        ),
+        (
+            "- /chat\n    hosts: [a.*.com]",
+            "a.*.com",
+            "hosts[0]",
+            "wildcard",
+        ),
+        (
+            "- /chat\n    headers: {x-team: [\"~*(\"]}",
+            "\"~*(\"",
+            "headers.x-team[0]",
+            "does not compile",
+        ),
+        (
+            "- /chat\n    path_handling: v9",
+            "v9",
+            "path_handling",
+            "v0, v1",
+        ),
+    ] {
+        let yaml = deck("", "").replace("- /chat", replacement);
+        let (line, col) = position(&yaml, at);
+        let err = error(&yaml);
+        let want = format!("x.yaml:{line}:{col}: services[0].routes[0].{field}: ");
+        assert!(
+            err.starts_with(&want) && err.contains(says),
+            "{replacement}: {err}"
+        );
+    }
 
     // No targets.
     let yaml = format!(

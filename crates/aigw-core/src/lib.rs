@@ -15,6 +15,7 @@ mod chat;
 mod client_cache;
 mod defaults;
 mod driver;
+mod embeddings;
 mod error;
 mod idle;
 mod ids;
@@ -30,5 +31,6 @@ pub use chat::{
 pub use client_cache::ClientCache;
 pub use defaults::RequestDefaults;
 pub use driver::{BoxDriver, Chat, Driver, DriverFuture};
+pub use embeddings::{EmbedFuture, EmbedPurpose, EmbedRequest, EmbedService, Embeddings};
 pub use error::{Error, ErrorKind, ErrorReply, error_chain};
 pub use ids::{completion_id, unix_now};

@@ -27,6 +27,7 @@
 
 mod answer;
 mod auth;
+mod embeddings;
 mod error;
 mod knobs;
 mod openai_upstream;

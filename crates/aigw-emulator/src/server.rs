@@ -119,6 +119,8 @@ pub fn router(emulator: Emulator) -> Router {
     Router::new()
         .route("/model/{model_id}/converse", post(converse))
         .route("/model/{model_id}/converse-stream", post(converse_stream))
+        .route("/model/{model_id}/invoke", post(crate::embeddings::invoke))
+        .route("/v1/embeddings", post(crate::embeddings::openai_embeddings))
         .route(
             "/v1/chat/completions",
             post(crate::openai_upstream::chat_completions),

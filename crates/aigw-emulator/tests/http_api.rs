@@ -116,7 +116,10 @@ async fn arn_model_ids_keep_their_encoding_in_the_raw_path() {
 async fn unknown_operation_is_an_aws_style_404() {
     let emu = emulator().await;
     let response = reqwest::Client::new()
-        .post(format!("{}/model/m/invoke", emu.endpoint_url()))
+        .post(format!(
+            "{}/model/m/invoke-with-response-stream",
+            emu.endpoint_url()
+        ))
         .header("authorization", SIGV4)
         .send()
         .await

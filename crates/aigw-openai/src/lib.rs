@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod driver;
+mod embeddings;
 mod error;
 mod provider;
 mod request;
@@ -25,6 +26,7 @@ mod sse;
 mod stream;
 
 pub use driver::{OpenAiChat, OpenAiDriver};
+pub use embeddings::OPENAI_EMBEDDINGS_URL;
 pub use provider::OpenAiProvider;
 pub use spec::{Auth, OPENAI_URL, OpenAiTargetSpec, ParamLocation};
 

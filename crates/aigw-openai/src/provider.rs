@@ -37,13 +37,35 @@ impl OpenAiProvider {
     /// URL that is not an absolute http(s) URL, or a credential that cannot be sent as a
     /// header. Messages name the offending field, never a credential's value.
     pub async fn target(&self, spec: OpenAiTargetSpec) -> Result<OpenAiDriver, Error> {
+        let Upstream {
+            client,
+            url,
+            headers,
+            body_params,
+        } = self.upstream(&spec, OPENAI_URL).await?;
+        Ok(OpenAiDriver::new(OpenAiChat {
+            client,
+            url,
+            headers,
+            body_params,
+            model: Arc::from(spec.model),
+        }))
+    }
+
+    /// Where and how `spec`'s calls go: the URL (`default_url` unless the spec names
+    /// one), the credentials as headers, query or body parameters, and the pooled client.
+    pub(crate) async fn upstream(
+        &self,
+        spec: &OpenAiTargetSpec,
+        default_url: &str,
+    ) -> Result<Upstream, Error> {
         if spec.model.trim().is_empty() {
             return Err(internal("openai target has an empty model name"));
         }
-        let mut url = parse_url(spec.upstream_url.as_deref().unwrap_or(OPENAI_URL))?;
+        let mut url = parse_url(spec.upstream_url.as_deref().unwrap_or(default_url))?;
         let mut headers = HeaderMap::new();
         let mut body_params = Vec::new();
-        for auth in spec.auth {
+        for auth in spec.auth.iter().cloned() {
             match auth {
                 Auth::Header { name, value } => {
                     let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -75,19 +97,26 @@ impl OpenAiProvider {
             .clients
             .get_or_build(spec.connect_timeout, build_client)
             .await?;
-        Ok(OpenAiDriver::new(OpenAiChat {
+        Ok(Upstream {
             client,
             url,
             headers,
             body_params,
-            model: Arc::from(spec.model),
-        }))
+        })
     }
 
     /// How many distinct HTTP clients the provider built so far.
     pub async fn client_count(&self) -> usize {
         self.clients.len().await
     }
+}
+
+/// What every call to one OpenAI-compatible upstream carries.
+pub(crate) struct Upstream {
+    pub(crate) client: reqwest::Client,
+    pub(crate) url: reqwest::Url,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body_params: Vec<(String, String)>,
 }
 
 async fn build_client(connect_timeout: &Duration) -> Result<reqwest::Client, Error> {

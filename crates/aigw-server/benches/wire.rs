@@ -88,6 +88,11 @@ fn router(runtime: &tokio::runtime::Runtime) -> axum::Router {
     let route = Route {
         name: "bench".into(),
         paths: vec!["/bench".into()],
+        matching: aigw_config::RouteMatch {
+            paths: vec![aigw_config::PathPattern::Prefix("/bench".into())],
+            protocols: vec!["http".into()],
+            ..Default::default()
+        },
         model_name_header: true,
         response_streaming: ResponseStreaming::Allow,
         max_request_body_size: 8192,
@@ -98,6 +103,7 @@ fn router(runtime: &tokio::runtime::Runtime) -> axum::Router {
         key_auth: None,
         plugins: Default::default(),
         rate_limit: None,
+        prompt: Default::default(),
     };
     runtime
         .block_on(Gateway::new(RouteTable::new(vec![route])).router())

@@ -4,14 +4,14 @@
 //! core [`ChatRequest`], and encodes the [`Admitted`] answer back; everything between is
 //! here, in this order:
 //!
-//! 1. [`Admission::route`]: find the route, name it in the request's telemetry record,
-//!    check the caller's key (Kong's key-auth), then the route's other plugins
+//! 1. [`Admission::route`]: find the route (HTTP requests by Kong's router, `router.rs`),
+//!    name it in the request's telemetry record, check the caller's key (Kong's key-auth), then the route's other plugins
 //!    (`plugins.rs`: basic-auth, ip-restriction, request-size-limiting by Content-Length,
 //!    acl over the consumer the auth plugins named, request-termination);
-//! 2. [`Admission::call`]: the route's body limit, its `response_streaming` policy, the
-//!    consistent-hashing key, the token rate limit (`ratelimit/`: checked here, charged
-//!    when the answer ends), the call into the route's stack (see `stack.rs`), and the
-//!    serving model's name for `x-aigw-llm-model`.
+//! 2. [`Admission::call`]: the route's body limit, ai-prompt-decorator and ai-prompt-guard,
+//!    its `response_streaming` policy, the consistent-hashing key, the token rate limit
+//!    (`ratelimit/`: checked here, charged when the answer ends), the call into the route's
+//!    stack (see `stack.rs`), and the serving model's name for `x-aigw-llm-model`.
 //!
 //! Step 1 comes before a body is read wherever the route is known from the request's head,
 //! so an unknown path or a missing key costs no body read.
@@ -24,6 +24,7 @@ use aigw_core::{ChatCompletion, ChatReply, ChatRequest, ChunkStream, Error, Erro
 use http::{HeaderMap, HeaderValue};
 use tower::ServiceExt;
 
+use crate::router::RequestHead;
 use crate::{Route, RouteTable, SharedRoutes};
 
 /// Header (or gRPC metadata key) naming the target that served an answer, like Kong's
@@ -33,8 +34,8 @@ pub(crate) const MODEL_HEADER: &str = "x-aigw-llm-model";
 /// How a request names its route.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum RouteKey<'a> {
-    /// An HTTP path, matched exactly against the routes' `paths`.
-    Path(&'a str),
+    /// An HTTP request's head, matched by Kong's router (see `router.rs`).
+    Http(RequestHead<'a>),
     /// A route's name or one of its paths (gRPC's `route` field); empty for the first route.
     NameOrPath(&'a str),
     /// The `model` of a request at OpenAI's own path: a route's name or path, else the
@@ -136,9 +137,9 @@ impl Admission {
         }
     }
 
-    /// Whether a route claims `path` itself.
-    pub(crate) fn serves_path(&self, path: &str) -> bool {
-        self.table.by_path(path).is_some()
+    /// Whether some route takes the HTTP request `head`.
+    pub(crate) fn serves(&self, head: &RequestHead<'_>) -> bool {
+        self.table.by_head(head).is_some()
     }
 
     /// The most body bytes worth reading for `route`; before the route is known, the
@@ -176,12 +177,20 @@ impl Admission {
 
     fn lookup(&self, key: RouteKey<'_>) -> Result<&Arc<Route>, Error> {
         Ok(match key {
-            RouteKey::Path(path) => self.table.by_path(path).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::RouteNotFound,
-                    format!("no route for path {path}"),
-                )
-            })?,
+            // Kong's words, which clients of a Kong gateway may already look for.
+            RouteKey::Http(head) => {
+                let (route, path) = self.table.by_head(&head).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::RouteNotFound,
+                        "no Route matched with those values",
+                    )
+                })?;
+                // The span's `http.route` is the config's path, not the request's.
+                if let Some(path) = path {
+                    aigw_telemetry::record_http_route(path);
+                }
+                route
+            }
             RouteKey::NameOrPath(name) => self.table.select(name)?,
             RouteKey::Model(model) => self.table.for_model(model)?,
         })
@@ -206,6 +215,8 @@ impl Admission {
         {
             return Err(crate::plugins::size_limit_exceeded());
         }
+        // Kong's ai-prompt-decorator, then ai-prompt-guard (`prompt.rs`).
+        route.prompt.apply(&mut request, body_len)?;
         request.stream = match (route.response_streaming, request.stream) {
             (ResponseStreaming::Deny, true) => {
                 return Err(Error::invalid_request(format!(

@@ -128,26 +128,7 @@ impl DriverFactory for OpenAiFactory {
         cx: &'a TargetContext<'a>,
     ) -> BoxFuture<'a, Result<BoxDriver, Error>> {
         Box::pin(async move {
-            let auth = &target.auth;
-            let mut credentials = Vec::new();
-            if let (Some(name), Some(value)) = (&auth.header_name, &auth.header_value) {
-                credentials.push(aigw_openai::Auth::Header {
-                    name: name.clone(),
-                    value: value.clone(),
-                });
-            }
-            if let (Some(name), Some(value), Some(location)) =
-                (&auth.param_name, &auth.param_value, auth.param_location)
-            {
-                credentials.push(aigw_openai::Auth::Param {
-                    name: name.clone(),
-                    value: value.clone(),
-                    location: match location {
-                        aigw_config::ParamLocation::Query => aigw_openai::ParamLocation::Query,
-                        aigw_config::ParamLocation::Body => aigw_openai::ParamLocation::Body,
-                    },
-                });
-            }
+            let credentials = openai_credentials(&target.auth);
             let model_options = &target.model.options;
             let spec = OpenAiTargetSpec {
                 model: target.model.name.clone(),
@@ -158,6 +139,31 @@ impl DriverFactory for OpenAiFactory {
             Ok(shell(self.provider.target(spec).await?, target, cx))
         })
     }
+}
+
+/// Kong's `auth` for an OpenAI-compatible upstream: a header and/or a query or body
+/// parameter.
+pub(crate) fn openai_credentials(auth: &aigw_config::TargetAuth) -> Vec<aigw_openai::Auth> {
+    let mut credentials = Vec::new();
+    if let (Some(name), Some(value)) = (&auth.header_name, &auth.header_value) {
+        credentials.push(aigw_openai::Auth::Header {
+            name: name.clone(),
+            value: value.clone(),
+        });
+    }
+    if let (Some(name), Some(value), Some(location)) =
+        (&auth.param_name, &auth.param_value, auth.param_location)
+    {
+        credentials.push(aigw_openai::Auth::Param {
+            name: name.clone(),
+            value: value.clone(),
+            location: match location {
+                aigw_config::ParamLocation::Query => aigw_openai::ParamLocation::Query,
+                aigw_config::ParamLocation::Body => aigw_openai::ParamLocation::Body,
+            },
+        });
+    }
+    credentials
 }
 
 /// What every provider's target gets alike from its config, in core's driver shell.

@@ -46,6 +46,8 @@ impl RouteOverview {
             ("acl", route.acl.is_some()),
             ("request-termination", route.request_termination.is_some()),
             ("ai-rate-limiting-advanced", route.ai_rate_limit.is_some()),
+            ("ai-prompt-decorator", route.prompt_decorator.is_some()),
+            ("ai-prompt-guard", route.prompt_guard.is_some()),
         ];
         RouteOverview {
             algorithm: route.ai.balancer.algorithm.as_str(),

@@ -6,14 +6,17 @@ use aigw_config::ResponseStreaming;
 use aigw_core::{ChatReply, ChatRequest, Error, ErrorKind};
 use tower::util::BoxCloneSyncService;
 
+use crate::router::{RequestHead, Router};
 use crate::{KeyAuth, RouteOverview, RoutePlugins};
 
 /// One configured route: its settings and its tower stack.
 pub struct Route {
     /// The route's name from the config.
     pub name: String,
-    /// The HTTP paths it answers on.
+    /// The route's `paths` as written, by which gRPC callers may name it.
     pub paths: Vec<String>,
+    /// What HTTP requests reach it, by Kong's router.
+    pub matching: aigw_config::RouteMatch,
     /// Whether answers name the serving model in `x-aigw-llm-model`.
     pub model_name_header: bool,
     /// Kong's `response_streaming`.
@@ -37,6 +40,8 @@ pub struct Route {
     /// Kong ai-rate-limiting-advanced: token limits checked before the stack, charged
     /// when the answer ends.
     pub rate_limit: Option<Arc<crate::AiRateLimiter>>,
+    /// Kong's ai-prompt-decorator and ai-prompt-guard, when they apply.
+    pub prompt: crate::PromptPlugins,
 }
 
 impl Route {
@@ -88,6 +93,8 @@ impl Route {
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
     by_key: HashMap<String, usize>,
+    /// Kong's router over the routes' matching attributes, for HTTP requests.
+    router: Router,
     /// Route indices, largest `max_request_body_size` first, so the first route a caller
     /// gets into bounds what it may send.
     by_body_limit: Vec<usize>,
@@ -115,7 +122,9 @@ impl RouteTable {
             )
         });
         let protected = routes.iter().any(|r| r.key_auth.is_some());
+        let router = Router::new(routes.iter().map(|r| r.matching.clone()).collect());
         RouteTable {
+            router,
             routes: routes.into_iter().map(Arc::new).collect(),
             by_key,
             by_body_limit,
@@ -123,12 +132,16 @@ impl RouteTable {
         }
     }
 
-    /// The route serving an HTTP path.
-    pub fn by_path(&self, path: &str) -> Option<&Arc<Route>> {
-        self.by_key
-            .get(path)
-            .map(|i| &self.routes[*i])
-            .filter(|r| r.paths.iter().any(|p| p == path))
+    /// The route an HTTP request reaches by Kong's router, and the route path (as
+    /// written) that matched.
+    pub(crate) fn by_head(&self, head: &RequestHead<'_>) -> Option<(&Arc<Route>, Option<&str>)> {
+        self.router.find(head).map(|(i, p)| {
+            let route = &self.routes[i];
+            (
+                route,
+                p.and_then(|p| route.paths.get(p)).map(String::as_str),
+            )
+        })
     }
 
     /// The route a gRPC request names (by route name or path); the first when unnamed.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use aigw_balancer::pick::{
     ConsistentHashing, LatencyStrategy, LeastConnections, LowestLatency, LowestUsage, Pick,
-    Priority, RoundRobin, UsageMeasure,
+    Priority, RoundRobin, Semantic, UsageMeasure,
 };
 use aigw_balancer::{
     AttemptTimeout, Dispatch, FailoverLayer, FailoverPolicy, HealthPolicy, PickLayer, Record,
@@ -33,6 +33,7 @@ use tower::util::BoxCloneSyncService;
 use crate::drivers::{DriverRegistry, TargetContext};
 use crate::frontend::grpc::GrpcFront;
 use crate::limit::ShedOverLimit;
+use crate::semantic::{SemanticLayer, SemanticRouter};
 use crate::{
     KeyAuth, Route, RouteLimits, RouteOverview, RoutePlugins, RouteTable, SharedRoutes, status,
 };
@@ -131,11 +132,22 @@ async fn build_route(
         });
     }
     let picker = picker(&ai.balancer, &infos)?;
+    // Every route's series exists (at 0), as its failovers' do, so dashboards see it.
+    aigw_telemetry::metrics().semantic_embedding_failures(&route.name);
+    let semantic = match &ai.semantic {
+        Some(config) => Some(SemanticLayer::new(Arc::new(
+            SemanticRouter::build(route, config, options).await?,
+        ))),
+        None => None,
+    };
     let state = Arc::new(RouteState::new(infos, health_policy(&ai.balancer)));
 
     let stack = ServiceBuilder::new()
         // Outermost, so a request over the route's limit costs nothing further down.
         .layer(ShedOverLimit::layer(options.limits))
+        // `semantic` only: embeds the prompt and names its target for the pick below;
+        // once per request, so failover's retries do not embed again.
+        .option_layer(semantic)
         // Retries per Kong's retries/failover_criteria; each retry is picked anew below.
         .layer(FailoverLayer::new(
             failover_policy(&ai.balancer),
@@ -155,6 +167,7 @@ async fn build_route(
     Ok(Route {
         name: route.name.clone(),
         paths: route.paths.clone(),
+        matching: route.matching.clone(),
         model_name_header: ai.model_name_header,
         response_streaming: ai.response_streaming,
         max_request_body_size: ai.max_request_body_size,
@@ -165,6 +178,7 @@ async fn build_route(
         key_auth: route.key_auth.as_ref().map(KeyAuth::new),
         plugins: RoutePlugins::new(route, consumers)?,
         rate_limit: crate::AiRateLimiter::new(route),
+        prompt: crate::PromptPlugins::new(route),
     })
 }
 
@@ -204,12 +218,8 @@ fn picker(balancer: &BalancerConfig, targets: &[TargetInfo]) -> Result<Box<dyn P
             &weights,
         )),
         Algorithm::ConsistentHashing => Box::new(ConsistentHashing::new(targets, balancer.slots)),
-        Algorithm::Semantic => {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                "balancer.algorithm \"semantic\" is not supported yet",
-            ));
-        }
+        // The prompt's target comes from the SemanticLayer above the balancer.
+        Algorithm::Semantic => Box::new(Semantic::new(&weights)),
     })
 }
 

@@ -25,11 +25,11 @@ mod test_log;
 
 pub use attempt::{AttemptSpan, AttemptSpanLayer, TargetDescriptor};
 pub use metrics::{
-    CONTENT_TYPE as METRICS_CONTENT_TYPE, LiveTargets, Metrics, Protocol, PublishedRoutes,
-    RouteGauges, Status, metrics,
+    CONTENT_TYPE as METRICS_CONTENT_TYPE, EventCounter, LiveTargets, Metrics, Protocol,
+    PublishedRoutes, RouteGauges, Status, metrics,
 };
 pub use opentelemetry_sdk::trace::SdkTracerProvider;
-pub use record::record_route;
+pub use record::{record_http_route, record_route};
 pub use server::{ClientLeft, ServerFuture, ServerSpan, ServerSpanLayer};
 pub use setup::{
     LogStyle, Telemetry, TelemetryError, dispatch, dispatch_to, otlp_endpoint, tracer_provider,

@@ -184,6 +184,8 @@ pub struct Metrics {
     pub(crate) time_to_first_token: Histograms<TargetLabels>,
     pub(crate) tokens: Family<TokenLabels, Counter>,
     pub(crate) failovers: Family<RouteLabels, Counter>,
+    prompt_guard_denials: Family<RouteLabels, Counter>,
+    semantic_embedding_failures: Family<RouteLabels, Counter>,
     accept_errors: Counter,
     ratelimit_redis_errors: Counter,
     live: Arc<LiveGauges>,
@@ -240,6 +242,18 @@ impl Metrics {
             "Attempts that followed a failed attempt of the same request",
             failovers.clone(),
         );
+        let prompt_guard_denials = Family::default();
+        registry.register(
+            "prompt_guard_denials",
+            "Requests Kong's ai-prompt-guard refused (400), by route",
+            prompt_guard_denials.clone(),
+        );
+        let semantic_embedding_failures = Family::default();
+        registry.register(
+            "semantic_embedding_failures",
+            "Prompts the semantic algorithm could not embed (error or timeout), which fell back, by route",
+            semantic_embedding_failures.clone(),
+        );
         let accept_errors = Counter::default();
         registry.register(
             "accept_errors",
@@ -266,7 +280,33 @@ impl Metrics {
             time_to_first_token,
             tokens,
             failovers,
+            prompt_guard_denials,
+            semantic_embedding_failures,
         }
+    }
+
+    /// `route`'s count of prompts the semantic algorithm could not embed, as
+    /// `aigw_semantic_embedding_failures_total`; asking for it makes the series (at 0).
+    pub fn semantic_embedding_failures(&self, route: &str) -> EventCounter {
+        EventCounter(
+            self.semantic_embedding_failures
+                .get_or_create(&RouteLabels {
+                    route: Arc::from(route),
+                })
+                .clone(),
+        )
+    }
+
+    /// `route`'s count of requests ai-prompt-guard refused, as
+    /// `aigw_prompt_guard_denials_total`; asking for it makes the series (at 0).
+    pub fn prompt_guard_denials(&self, route: &str) -> EventCounter {
+        EventCounter(
+            self.prompt_guard_denials
+                .get_or_create(&RouteLabels {
+                    route: Arc::from(route),
+                })
+                .clone(),
+        )
     }
 
     /// A new, empty set of published routes, for one route table: what it
@@ -297,6 +337,23 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// One series of a counter of events, shared with the registry: counting it shows at
+/// `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct EventCounter(Counter);
+
+impl EventCounter {
+    /// Counts one event.
+    pub fn inc(&self) {
+        self.0.inc();
+    }
+
+    /// The count so far.
+    pub fn get(&self) -> u64 {
+        self.0.get()
     }
 }
 

@@ -20,6 +20,8 @@ pub(crate) struct RequestRecord {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Recorded {
     pub(crate) route: Option<Arc<str>>,
+    /// The route path (as the config writes it) an HTTP request matched, for `http.route`.
+    pub(crate) http_route: Option<Arc<str>>,
     /// The target of the last attempt (the serving one when the request succeeded).
     pub(crate) target: Option<Arc<str>>,
     pub(crate) model: Option<Arc<str>>,
@@ -56,6 +58,13 @@ pub(crate) fn scope<F: std::future::Future>(
 /// Applies `change` to the current request's record, if the caller runs inside one.
 pub(crate) fn update(change: impl FnOnce(&mut Recorded)) {
     let _ = CURRENT.try_with(|record| record.update(change));
+}
+
+/// Names the route path (as the config writes it: a prefix, or `~` and a regex) the
+/// current HTTP request matched, so the server span's `http.route` and name stay as few
+/// as the config's paths, whatever the request's own path.
+pub fn record_http_route(path: &str) {
+    update(|r| r.http_route = Some(Arc::from(path)));
 }
 
 /// Names the route serving the current request, for its log line, span and metrics. Front

@@ -236,11 +236,12 @@ impl Finish {
         if let Some(route) = &seen.route {
             span.record("aigw.route", &**route);
             if self.protocol == Protocol::Http && !span.is_disabled() {
-                span.record("http.route", self.path.as_str());
+                let route = seen.http_route.as_deref().unwrap_or(self.path.as_str());
+                span.record("http.route", route);
                 // The exported span has started, so `otel.name` would no longer rename it.
                 span.context()
                     .span()
-                    .update_name(format!("{} {}", self.method, self.path));
+                    .update_name(format!("{} {route}", self.method));
             }
         }
         if let Some(target) = &seen.target {

@@ -8,6 +8,7 @@ mod lowest_latency;
 mod lowest_usage;
 mod priority;
 mod round_robin;
+mod semantic;
 
 use std::sync::atomic::Ordering;
 
@@ -17,6 +18,7 @@ pub use lowest_latency::{LatencyStrategy, LowestLatency};
 pub use lowest_usage::{LowestUsage, UsageMeasure};
 pub use priority::Priority;
 pub use round_robin::RoundRobin;
+pub use semantic::Semantic;
 
 use crate::state::TargetState;
 use crate::{RouteState, Tried};

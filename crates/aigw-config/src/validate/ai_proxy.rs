@@ -105,8 +105,18 @@ impl Cx<'_> {
             1,
             u32::MAX,
         )?;
+        // Both blocks missing is refused only where the plugin is served
+        // (`check_supported`): a plugin no route runs needs nothing.
+        let semantic = if balancer.algorithm == Algorithm::Semantic
+            && (raw.embeddings.is_some() || raw.vectordb.is_some())
+        {
+            Some(self.semantic(base, raw.embeddings, raw.vectordb)?)
+        } else {
+            None
+        };
         Ok(AiProxyConfig {
             instance_name,
+            semantic,
             balancer,
             targets,
             response_streaming: raw.response_streaming.unwrap_or_default(),
@@ -217,7 +227,11 @@ impl Cx<'_> {
         })
     }
 
-    fn options(&self, base: &FieldPath, raw: OptionsRaw) -> Result<ModelOptions, ConfigError> {
+    pub(crate) fn options(
+        &self,
+        base: &FieldPath,
+        raw: OptionsRaw,
+    ) -> Result<ModelOptions, ConfigError> {
         let upstream_url = match raw.upstream_url {
             Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
                 return Err(self.invalid(
@@ -249,7 +263,7 @@ impl Cx<'_> {
         })
     }
 
-    fn auth(&self, base: &FieldPath, raw: AuthRaw) -> Result<TargetAuth, ConfigError> {
+    pub(crate) fn auth(&self, base: &FieldPath, raw: AuthRaw) -> Result<TargetAuth, ConfigError> {
         let secret = |key: &str, value: Option<String>| self.dereference(&base.key(key), value);
         let source = |key: &'static str, value: &Option<String>| {
             let value = value.as_deref()?;
@@ -409,12 +423,19 @@ impl Cx<'_> {
     ) -> Result<(), ConfigError> {
         let balancer = &ai.balancer;
         let balancer_path = base.key("balancer");
-        if balancer.algorithm == Algorithm::Semantic {
+        if balancer.algorithm == Algorithm::Semantic && ai.semantic.is_none() {
+            return Err(self.invalid(
+                &base.key("embeddings"),
+                "required field missing: the semantic algorithm embeds prompts and the \
+                 targets' descriptions with this model (and needs vectordb too)",
+            ));
+        }
+        if balancer.algorithm == Algorithm::Semantic
+            && !ai.targets.iter().any(|t| t.description.is_some())
+        {
             return Err(self.invalid(
                 &balancer_path.key("algorithm"),
-                "\"semantic\" is not supported yet: it needs embeddings, which aigw does not \
-                 compute; choose round-robin, priority, lowest-latency, lowest-usage, \
-                 least-connections or consistent-hashing",
+                "\"semantic\" picks targets by their description, and no target has one",
             ));
         }
         for (index, target) in ai.targets.iter().enumerate() {

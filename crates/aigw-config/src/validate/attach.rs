@@ -13,8 +13,10 @@ use crate::plugins::{
     BASIC_AUTH, BasicAuthConfig, ENFORCED_PLUGINS, IP_RESTRICTION, JWT, JwtConfig,
     OBSERVE_ONLY_PLUGINS, Policy, REQUEST_SIZE_LIMITING, REQUEST_TERMINATION,
 };
+use crate::prompt::{AI_PROMPT_DECORATOR, AI_PROMPT_GUARD};
 use crate::rate_limit::AI_RATE_LIMITING;
 use crate::raw::{DeckRaw, EntityRef, PluginRaw, RouteRaw, ServiceRaw};
+use crate::routing::{HeaderRule, PathHandling, RouteMatch};
 
 use super::Cx;
 use super::ai_proxy::AI_PROXY_ADVANCED;
@@ -25,6 +27,10 @@ const RESERVED_PATHS: &[&str] = &["/health"];
 
 /// Path prefixes of the gateway's own gRPC services (chat, health, reflection).
 const RESERVED_PREFIXES: &[&str] = &["/aigw.v1.ChatService/", "/grpc."];
+
+/// Kong's route protocols that can carry an AI route. (aigw terminates no TLS: `https`
+/// routes are served over plain HTTP, for a TLS proxy in front.)
+const ROUTE_PROTOCOLS: &[&str] = &["http", "https", "grpc", "grpcs"];
 
 /// How specific a plugin's attachment is; Kong runs the most specific one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -174,7 +180,7 @@ impl Cx<'_> {
                 );
                 continue;
             };
-            let paths = self.route_paths(route)?;
+            let (paths, matching) = self.route_match(route)?;
             let key_auth = key_auth
                 .iter()
                 .filter(|c| applies(c.scope, c.route, c.service, index, route.service))
@@ -240,6 +246,14 @@ impl Cx<'_> {
                     ),
                 );
             }
+            let prompt_guard = match policy(AI_PROMPT_GUARD) {
+                Some(Policy::PromptGuard(config)) => Some(config.clone()),
+                _ => None,
+            };
+            let prompt_decorator = match policy(AI_PROMPT_DECORATOR) {
+                Some(Policy::PromptDecorator(config)) => Some(config.clone()),
+                _ => None,
+            };
             served.push(Served {
                 index,
                 entry: route,
@@ -248,6 +262,7 @@ impl Cx<'_> {
                     name: route.name.clone(),
                     service: route.service.and_then(|si| services[si].name.clone()),
                     paths,
+                    matching,
                     ai: chosen.config.clone(),
                     key_auth,
                     basic_auth,
@@ -257,6 +272,8 @@ impl Cx<'_> {
                     request_termination,
                     acl,
                     ai_rate_limit,
+                    prompt_guard,
+                    prompt_decorator,
                 },
             });
         }
@@ -466,6 +483,8 @@ impl Cx<'_> {
                         REQUEST_TERMINATION,
                         ACL,
                         AI_RATE_LIMITING,
+                        AI_PROMPT_GUARD,
+                        AI_PROMPT_DECORATOR,
                     ]
                     .iter()
                     .find(|known| **known == name)
@@ -639,25 +658,29 @@ impl Cx<'_> {
         Ok(())
     }
 
-    fn route_paths(&self, route: &RouteEntry<'_>) -> Result<Vec<String>, ConfigError> {
+    /// The route's `paths` as written (gRPC callers name routes by them) and its Kong
+    /// matching attributes, validated: at least one of `paths`, `methods`, `hosts`,
+    /// `headers` or `snis`, as Kong requires of an HTTP route.
+    fn route_match(
+        &self,
+        route: &RouteEntry<'_>,
+    ) -> Result<(Vec<String>, RouteMatch), ConfigError> {
+        let raw = route.raw;
         let path = route.path.key("paths");
-        let paths = route.raw.paths.clone().unwrap_or_default();
-        if paths.is_empty() {
-            return Err(self.invalid(
-                &path,
-                format!(
-                    "route {} has an ai-proxy-advanced plugin but no paths; at least one path starting with \"/\" is required",
-                    route.name
-                ),
-            ));
-        }
+        let paths = raw.paths.clone().unwrap_or_default();
+        let mut matching = RouteMatch {
+            strip_path: raw.strip_path.unwrap_or(true),
+            regex_priority: raw.regex_priority.unwrap_or(0),
+            id: raw.id.clone(),
+            protocols: raw
+                .protocols
+                .clone()
+                .unwrap_or_else(|| vec!["http".to_owned(), "https".to_owned()]),
+            snis: raw.snis.clone().unwrap_or_default(),
+            ..RouteMatch::default()
+        };
         for (i, p) in paths.iter().enumerate() {
-            if !p.starts_with('/') {
-                return Err(self.invalid(
-                    &path.index(i),
-                    format!("path {p:?} must start with \"/\" (regex paths are not supported)"),
-                ));
-            }
+            let pattern = RouteMatch::path(p).map_err(|m| self.invalid(&path.index(i), m))?;
             let reserved = RESERVED_PATHS.contains(&p.as_str())
                 || RESERVED_PREFIXES.iter().any(|prefix| p.starts_with(prefix));
             if reserved {
@@ -671,15 +694,85 @@ impl Cx<'_> {
                     ),
                 ));
             }
+            matching.paths.push(pattern);
         }
-        Ok(paths)
+        for (i, method) in raw.methods.iter().flatten().enumerate() {
+            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(self.invalid(
+                    &route.path.key("methods").index(i),
+                    format!("method {method:?} must be uppercase letters, as in \"POST\""),
+                ));
+            }
+            matching.methods.push(method.clone());
+        }
+        for (i, host) in raw.hosts.iter().flatten().enumerate() {
+            let host = RouteMatch::host(host)
+                .map_err(|m| self.invalid(&route.path.key("hosts").index(i), m))?;
+            matching.hosts.push(host);
+        }
+        for (name, values) in raw.headers.iter().flatten() {
+            let here = route.path.key("headers").key(name);
+            if name.eq_ignore_ascii_case("host") {
+                return Err(self.invalid(
+                    &here,
+                    "a route's headers cannot hold \"host\"; use its hosts",
+                ));
+            }
+            let mut rule = HeaderRule {
+                name: name.to_ascii_lowercase(),
+                values: Vec::new(),
+            };
+            for (i, value) in values.iter().enumerate() {
+                let value =
+                    RouteMatch::header_value(value).map_err(|m| self.invalid(&here.index(i), m))?;
+                rule.values.push(value);
+            }
+            matching.headers.push(rule);
+        }
+        for (i, protocol) in matching.protocols.iter().enumerate() {
+            if !ROUTE_PROTOCOLS.contains(&protocol.as_str()) {
+                return Err(self.invalid(
+                    &route.path.key("protocols").index(i),
+                    format!(
+                        "protocol {protocol:?} cannot carry an AI route; expected one of {}",
+                        ROUTE_PROTOCOLS.join(", ")
+                    ),
+                ));
+            }
+        }
+        matching.path_handling = match raw.path_handling.as_deref() {
+            None | Some("v0") => PathHandling::V0,
+            Some("v1") => PathHandling::V1,
+            Some(other) => {
+                return Err(self.invalid(
+                    &route.path.key("path_handling"),
+                    format!("unknown value {other:?}, expected one of v0, v1"),
+                ));
+            }
+        };
+        if matching.paths.is_empty()
+            && matching.methods.is_empty()
+            && matching.hosts.is_empty()
+            && matching.headers.is_empty()
+            && matching.snis.is_empty()
+        {
+            return Err(self.invalid(
+                &path,
+                format!(
+                    "route {} has an ai-proxy-advanced plugin but no paths; Kong needs at least one of paths, methods, hosts, headers or snis, usually a path starting with \"/\"",
+                    route.name
+                ),
+            ));
+        }
+        Ok((paths, matching))
     }
 
-    /// Route names and paths must be unique among served routes: requests are routed by
-    /// either, and a clash would make one route unreachable.
+    /// Route names must be unique among served routes (gRPC callers name routes), and so
+    /// must a path among routes that match nothing else differently: the later route
+    /// would never be reached on it.
     fn check_unique(&self, served: &[Served<'_, '_>]) -> Result<(), ConfigError> {
         let mut names: HashMap<&str, &FieldPath> = HashMap::new();
-        let mut paths: HashMap<&str, (&str, FieldPath)> = HashMap::new();
+        let mut paths: HashMap<(&str, String), (&str, FieldPath)> = HashMap::new();
         for Served { entry, route, .. } in served {
             if let Some(first) = names.insert(&route.name, &entry.path) {
                 return Err(self.invalid(
@@ -690,15 +783,18 @@ impl Cx<'_> {
                     ),
                 ));
             }
+            let m = &route.matching;
+            let rest = format!("{:?}", (&m.methods, &m.hosts, &m.headers, &m.protocols));
             for (i, p) in route.paths.iter().enumerate() {
                 let here = entry.path.key("paths").index(i);
-                if let Some((owner, first)) = paths.get(p.as_str()) {
+                let key = (p.as_str(), rest.clone());
+                if let Some((owner, first)) = paths.get(&key) {
                     return Err(self.invalid(
                         &here,
                         format!("duplicate path {p:?}: route {owner} already has it ({first})"),
                     ));
                 }
-                paths.insert(p, (&route.name, here));
+                paths.insert(key, (&route.name, here));
             }
         }
         Ok(())

@@ -19,8 +19,9 @@ use crate::path::FieldPath;
 use crate::raw::DeckRaw;
 use crate::{ConfigError, env};
 
-/// decK `_format_version`s we read: "3.0" (Kong 3.x) and "1.1" (Kong 2.x). Paths mean
-/// the same in both for aigw, which takes every path literally.
+/// decK `_format_version`s we read: "3.0" (Kong 3.x) and "1.1" (Kong 2.x). Paths are read
+/// as Kong 3 reads them in both: a regex path starts with `~` (Kong 2 guessed regexes
+/// from their characters; `deck convert` adds the `~`).
 const FORMAT_VERSIONS: &[&str] = &["3.0", "1.1"];
 
 pub(crate) fn parse(file: &str, yaml: &str) -> Result<GatewayConfig, ConfigError> {

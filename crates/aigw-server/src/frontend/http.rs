@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, RouteKey, peer_ip};
 use crate::front_door::BodyTimeout;
 use crate::recent::{Answered, StreamBreak};
+use crate::router::RequestHead;
 use crate::{ApiError, Route, SharedRoutes, error::grpc_response};
 
 /// OpenAI's own chat path, so OpenAI SDKs work with only `base_url` pointed at aigw.
@@ -34,7 +35,7 @@ const ANSWERING: Answering = Answering {
     ask_for_whole: "send \"stream\": false",
 };
 
-/// Serves a POST to any configured route path, and to [`OPENAI_CHAT_PATH`] (routed by the
+/// Serves a POST to any route Kong's router finds for it, and to [`OPENAI_CHAT_PATH`] (routed by the
 /// request's `model`) unless a route claims that path itself; every other path is an
 /// OpenAI-style 404.
 pub(crate) async fn route_path(State(routes): State<SharedRoutes>, request: Request) -> Response {
@@ -118,12 +119,14 @@ async fn chat(
         peer: peer_ip(&parts.extensions),
         path: Some(parts.uri.path()),
     };
-    let path = parts.uri.path();
-    // At OpenAI's path the route, and so its key-auth, is known only from the body.
-    let route = if path == OPENAI_CHAT_PATH && !admission.serves_path(path) {
+    let head = RequestHead::of(parts);
+    // At OpenAI's path the route, and so its key-auth, is known only from the body. The
+    // path is compared as Kong's router sees it, so `//v1/chat/completions` is that path.
+    let at_openai_path = crate::router::normalize(head.path) == OPENAI_CHAT_PATH;
+    let route = if at_openai_path && !admission.serves(&head) {
         None
     } else {
-        let key = RouteKey::Path(path);
+        let key = RouteKey::Http(head);
         Some(
             admission
                 .route(key, caller)

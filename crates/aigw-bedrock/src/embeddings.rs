@@ -1,0 +1,167 @@
+//! Bedrock embeddings through `InvokeModel`: Amazon Titan Text Embeddings (one text a
+//! call, so a batch is that many calls at once) and Cohere Embed (a batch a call). The
+//! model's family is known from its id at build time, so a request never guesses.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use aigw_core::{
+    EmbedFuture, EmbedPurpose, EmbedRequest, EmbedService, Embeddings, Error, ErrorKind,
+};
+use aws_sdk_bedrockruntime::Client;
+use aws_smithy_types::Blob;
+use futures_util::future::try_join_all;
+use serde_json::{Value, json};
+
+use crate::error::classify;
+use crate::{BedrockProvider, BedrockTargetSpec};
+
+/// Which request and answer shape an embeddings model speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddingFamily {
+    /// `amazon.titan-embed-text-*`: `{"inputText"}` → `{"embedding"}`.
+    Titan,
+    /// `cohere.embed-*`: `{"texts", "input_type"}` → `{"embeddings"}`.
+    Cohere,
+}
+
+impl EmbeddingFamily {
+    /// The family of a model or inference-profile id, if it is an embeddings model.
+    pub fn of(model_id: &str) -> Option<Self> {
+        if model_id.contains("titan-embed") {
+            Some(EmbeddingFamily::Titan)
+        } else if model_id.contains("cohere.embed") {
+            Some(EmbeddingFamily::Cohere)
+        } else {
+            None
+        }
+    }
+}
+
+/// One Bedrock embeddings model, as a `tower::Service`.
+#[derive(Clone)]
+pub struct BedrockEmbeddings {
+    client: Client,
+    model_id: Arc<str>,
+    family: EmbeddingFamily,
+}
+
+impl BedrockProvider {
+    /// The embeddings service for `spec`'s model, sharing the SDK client with chat
+    /// targets of the same connection settings. Fails on a model id of no known
+    /// embeddings family.
+    pub async fn embeddings(&self, spec: BedrockTargetSpec) -> Result<EmbedService, Error> {
+        let family = EmbeddingFamily::of(&spec.model_id).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "bedrock model {:?} is not an embeddings model aigw knows (amazon.titan-embed-text-*, cohere.embed-*)",
+                    spec.model_id
+                ),
+            )
+        })?;
+        let model_id: Arc<str> = Arc::from(spec.model_id.as_str());
+        let client = self.client(spec).await?;
+        Ok(EmbedService::new(BedrockEmbeddings {
+            client,
+            model_id,
+            family,
+        }))
+    }
+}
+
+impl tower::Service<EmbedRequest> for BedrockEmbeddings {
+    type Response = Embeddings;
+    type Error = Error;
+    type Future = EmbedFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // The SDK client pools connections itself; there is nothing to reserve.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: EmbedRequest) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            match this.family {
+                EmbeddingFamily::Titan => {
+                    let calls = request.inputs.iter().map(|text| {
+                        let mut body = json!({ "inputText": text, "normalize": true });
+                        if let Some(dimensions) = request.dimensions {
+                            body["dimensions"] = json!(dimensions);
+                        }
+                        this.invoke(body)
+                    });
+                    let answers = try_join_all(calls).await?;
+                    let mut out = Embeddings::default();
+                    for answer in answers {
+                        out.vectors.push(vector(&answer["embedding"])?);
+                        if let Some(tokens) = answer["inputTextTokenCount"].as_u64() {
+                            *out.input_tokens.get_or_insert(0) += tokens;
+                        }
+                    }
+                    Ok(out)
+                }
+                EmbeddingFamily::Cohere => {
+                    let input_type = match request.purpose {
+                        EmbedPurpose::Document => "search_document",
+                        EmbedPurpose::Query => "search_query",
+                    };
+                    let answer = this
+                        .invoke(json!({ "texts": request.inputs, "input_type": input_type }))
+                        .await?;
+                    let vectors = answer["embeddings"]
+                        .as_array()
+                        .ok_or_else(|| unreadable("no \"embeddings\" list"))?
+                        .iter()
+                        .map(vector)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if vectors.len() != request.inputs.len() {
+                        return Err(unreadable("a vector count other than the texts'"));
+                    }
+                    Ok(Embeddings {
+                        vectors,
+                        input_tokens: None,
+                    })
+                }
+            }
+        })
+    }
+}
+
+impl BedrockEmbeddings {
+    async fn invoke(&self, body: Value) -> Result<Value, Error> {
+        let answer = self
+            .client
+            .invoke_model()
+            .model_id(self.model_id.as_ref())
+            .content_type("application/json")
+            .accept("application/json")
+            .body(Blob::new(body.to_string()))
+            .send()
+            .await
+            .map_err(|err| classify(&err))?;
+        serde_json::from_slice(answer.body().as_ref())
+            .map_err(|err| unreadable(&format!("not JSON ({err})")))
+    }
+}
+
+fn vector(value: &Value) -> Result<Vec<f32>, Error> {
+    value
+        .as_array()
+        .ok_or_else(|| unreadable("an embedding that is not a list"))?
+        .iter()
+        .map(|n| {
+            n.as_f64()
+                .map(|n| n as f32)
+                .ok_or_else(|| unreadable("an embedding with a non-number"))
+        })
+        .collect()
+}
+
+fn unreadable(why: &str) -> Error {
+    Error::new(
+        ErrorKind::UpstreamProtocol,
+        format!("bedrock embeddings answer aigw could not read: {why}"),
+    )
+}
