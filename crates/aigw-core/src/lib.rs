@@ -24,8 +24,9 @@ pub mod test_support;
 pub use around::{Around, AroundLayer, AroundService};
 pub use attempt::Attempt;
 pub use chat::{
-    ChatChunk, ChatCompletion, ChatReply, ChatRequest, ChunkSequence, ChunkStream, FinishReason,
-    Message, ReplyBody, Role, ServedBy, Usage,
+    ChatChunk, ChatCompletion, ChatReply, ChatRequest, ChunkSequence, ChunkStream, Document,
+    FinishReason, Guardrail, Image, ImageFormat, Message, Part, Reasoning, ReasoningEffort,
+    ReplyBody, ResponseFormat, Role, ServedBy, Tool, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 pub use client_cache::ClientCache;
 pub use defaults::RequestDefaults;

@@ -30,6 +30,9 @@ pub struct ModelKnobs {
     pub fault: Option<Fault>,
     /// How many of the next requests for this model get `fault`; `None` means all of them.
     pub fault_count: Option<u32>,
+    /// A guardrail intervenes in every request that names one (`guardrailConfig`): the
+    /// answer is a refusal with stop reason `guardrail_intervened`.
+    pub guardrail_intervenes: bool,
 }
 
 impl Default for ModelKnobs {
@@ -40,6 +43,7 @@ impl Default for ModelKnobs {
             answer_words: DEFAULT_ANSWER_WORDS,
             fault: None,
             fault_count: None,
+            guardrail_intervenes: false,
         }
     }
 }

@@ -6,7 +6,9 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use aigw_core::{ChatChunk, ChunkSequence, ChunkStream, Error, ErrorKind, Usage};
+use aigw_core::{
+    ChatChunk, ChunkSequence, ChunkStream, Error, ErrorKind, Reasoning, ToolCallDelta, Usage,
+};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
@@ -59,6 +61,31 @@ impl ChunkMaker {
         if let Some(choice) = event.choices.into_iter().next() {
             if choice.delta.role.is_some() && !self.sequence.role_sent() {
                 out.push_back(self.sequence.chunk());
+            }
+            if let Some(text) = choice.delta.reasoning_content.filter(|t| !t.is_empty()) {
+                out.push_back(ChatChunk {
+                    reasoning: Some(Reasoning {
+                        text,
+                        signature: None,
+                    }),
+                    ..self.sequence.chunk()
+                });
+            }
+            for call in choice.delta.tool_calls {
+                let function = call.function;
+                let (name, arguments) = match function {
+                    Some(f) => (f.name, f.arguments.unwrap_or_default()),
+                    None => (None, String::new()),
+                };
+                out.push_back(ChatChunk {
+                    tool_call: Some(ToolCallDelta {
+                        index: call.index,
+                        id: call.id,
+                        name,
+                        arguments,
+                    }),
+                    ..self.sequence.chunk()
+                });
             }
             if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
                 out.push_back(ChatChunk {

@@ -36,8 +36,9 @@ pub(crate) fn role(index: usize, name: &str) -> Result<Role, Error> {
         "system" | "developer" => Ok(Role::System),
         "user" => Ok(Role::User),
         "assistant" => Ok(Role::Assistant),
+        "tool" => Ok(Role::Tool),
         other => Err(Error::invalid_request(format!(
-            "messages[{index}].role: unknown role {other:?}, expected one of system, developer, user, assistant"
+            "messages[{index}].role: unknown role {other:?}, expected one of system, developer, user, assistant, tool"
         ))),
     }
 }
