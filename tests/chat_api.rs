@@ -1,0 +1,350 @@
+//! The whole chat API through aigw over Bedrock (the emulator): tool calls, images,
+//! reasoning, prompt caching and guardrails, seen by the official OpenAI Python SDK, by
+//! plain HTTP and by gRPC's generated stubs.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use aigw_emulator::ModelKnobs;
+use aigw_proto::v1 as pb;
+use aigw_tests::{Stack, config_from, grpc_client, workspace_file};
+use serde_json::{Value, json};
+
+/// A Claude model id: it takes a thinking budget, so reasoning can be exercised.
+const CLAUDE: &str = "us.anthropic.claude-sonnet-4-20250514-v1:0";
+
+/// One route, `claude`, which clients name as their `model`.
+fn deck() -> String {
+    format!(
+        "_format_version: \"3.0\"\nservices:\n- name: svc\n  host: localhost\n  routes:\n  \
+         - name: claude\n    paths:\n    - /claude\n    plugins:\n    - name: ai-proxy-advanced\n      \
+         config:\n        targets:\n        - model:\n            provider: bedrock\n            \
+         name: \"{CLAUDE}\"\n            options:\n              bedrock:\n                \
+         aws_region: us-west-2\n          route_type: llm/v1/chat\n"
+    )
+}
+
+async fn stack() -> Stack {
+    Stack::start(&config_from(&deck())).await
+}
+
+/// The Python that has the pinned `openai` package: `AIGW_TEST_PYTHON`, else the venv
+/// `.ci/run` makes at the workspace root.
+fn python() -> PathBuf {
+    let python = std::env::var_os("AIGW_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_file(".venv-tests/bin/python"));
+    assert!(
+        python.exists(),
+        "no Python with the OpenAI SDK at {}: create it with `python3 -m venv .venv-tests && \
+         .venv-tests/bin/pip install -r tests/python/requirements.txt` (.ci/run does this), \
+         or point AIGW_TEST_PYTHON at one",
+        python.display()
+    );
+    python
+}
+
+/// Runs `scenario` of tests/python/chat_api.py against the stack's gateway; fails with
+/// the script's output unless it passed.
+async fn sdk(stack: &Stack, scenario: &str) {
+    let python = python();
+    let script = workspace_file("tests/python/chat_api.py");
+    let base_url = stack.url("/v1");
+    let scenario = scenario.to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .arg(base_url)
+            .arg("claude")
+            .arg(&scenario)
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .expect("the script's thread ends");
+    assert!(
+        output.status.success(),
+        "the OpenAI SDK scenario failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_sdk_runs_a_tool_loop_unary_and_streaming() {
+    sdk(&stack().await, "tool_loop").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_sdk_assembles_parallel_tool_calls() {
+    sdk(&stack().await, "parallel").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_sdk_sees_reasoning_and_sends_it_back() {
+    sdk(&stack().await, "reasoning").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_sdk_sees_cache_writes_then_cached_tokens() {
+    sdk(&stack().await, "cached_tokens").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_sdk_sees_a_guardrail_as_content_filter() {
+    let stack = stack().await;
+    stack.emulator.knobs().set_default(ModelKnobs {
+        guardrail_intervenes: true,
+        ..ModelKnobs::default()
+    });
+    sdk(&stack, "guardrail").await;
+    // The guardrail named in the body reached Bedrock as its guardrailConfig.
+    let seen = stack.emulator.requests();
+    assert!(
+        seen.iter()
+            .all(|r| r.body["guardrailConfig"]["guardrailIdentifier"] == "gr-test"),
+        "{:?}",
+        seen.iter()
+            .map(|r| &r.body["guardrailConfig"])
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_sdk_gets_a_400_naming_n() {
+    sdk(&stack().await, "two_choices").await;
+}
+
+/// POSTs `body` to `/v1/chat/completions`.
+async fn post(stack: &Stack, body: &Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(stack.url("/v1/chat/completions"))
+        .json(body)
+        .send()
+        .await
+        .expect("the gateway answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A tiny PNG (a 1×1 pixel), as base64.
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+
+#[tokio::test]
+async fn a_data_uri_image_reaches_bedrock_as_the_same_bytes() {
+    let stack = stack().await;
+    for (mime, format) in [
+        ("image/png", "png"),
+        ("image/jpeg", "jpeg"),
+        ("image/gif", "gif"),
+        ("image/webp", "webp"),
+    ] {
+        stack.emulator.clear_requests();
+        let body = json!({
+            "model": "claude",
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "What is in this picture?"},
+                {"type": "image_url", "image_url": {"url": format!("data:{mime};base64,{PNG}")}}
+            ]}]
+        });
+        let (status, answer) = post(&stack, &body).await;
+        assert_eq!(status, 200, "{answer}");
+        let seen = stack.emulator.requests();
+        let image = &seen[0].body["messages"][0]["content"][1]["image"];
+        assert_eq!(image["format"], format);
+        // The SDK sends the bytes base64-encoded on the JSON wire; the same text means the
+        // same bytes.
+        assert_eq!(image["source"]["bytes"], PNG);
+    }
+}
+
+#[tokio::test]
+async fn an_image_url_is_refused_by_default() {
+    let stack = stack().await;
+    let body = json!({
+        "model": "claude",
+        "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+        ]}]
+    });
+    let (status, answer) = post(&stack, &body).await;
+    assert_eq!(status, 400, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("messages[0].content[0].image_url") && message.contains("not fetched"),
+        "{message}"
+    );
+    assert!(
+        stack.emulator.requests().is_empty(),
+        "nothing reached bedrock"
+    );
+}
+
+#[tokio::test]
+async fn an_unsupported_image_type_is_a_400_naming_the_part() {
+    let stack = stack().await;
+    let body = json!({
+        "model": "claude",
+        "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": format!("data:image/bmp;base64,{PNG}")}}
+        ]}]
+    });
+    let (status, answer) = post(&stack, &body).await;
+    assert_eq!(status, 400, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("image/bmp"), "{message}");
+}
+
+#[tokio::test]
+async fn tool_arguments_that_are_not_json_are_a_400_naming_the_message() {
+    let stack = stack().await;
+    let body = json!({
+        "model": "claude",
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{city: Krakow"}}
+            ]},
+            {"role": "tool", "tool_call_id": "t1", "content": "sunny"}
+        ],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    });
+    let (status, answer) = post(&stack, &body).await;
+    assert_eq!(status, 400, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("messages[1].tool_calls[0].function.arguments"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn tool_choice_none_with_tool_turns_sends_them_as_text() {
+    let stack = stack().await;
+    let body = json!({
+        "model": "claude",
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Krakow\"}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "t1", "content": "sunny"}
+        ],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+        "tool_choice": "none"
+    });
+    let (status, answer) = post(&stack, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+    assert!(answer["choices"][0]["message"].get("tool_calls").is_none());
+    let seen = stack.emulator.requests();
+    assert!(seen[0].body.get("toolConfig").is_none(), "{}", seen[0].body);
+}
+
+#[tokio::test]
+async fn response_format_json_schema_is_answered_as_content() {
+    let stack = stack().await;
+    let body = json!({
+        "model": "claude",
+        "messages": [{"role": "user", "content": "A city, please."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
+            "required": ["name", "population"]
+        }}}
+    });
+    let (status, answer) = post(&stack, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let choice = &answer["choices"][0];
+    assert_eq!(choice["finish_reason"], "stop");
+    assert!(choice["message"].get("tool_calls").is_none());
+    let content: Value = serde_json::from_str(choice["message"]["content"].as_str().unwrap_or(""))
+        .expect("the content is JSON");
+    assert_eq!(content, json!({"name": "name-value", "population": 1}));
+}
+
+#[tokio::test]
+async fn grpc_runs_a_tool_loop_with_generated_stubs() {
+    let stack = stack().await;
+    let mut client = grpc_client(&stack.gateway).await;
+    let tool = pb::Tool {
+        name: "get_weather".into(),
+        description: Some("The weather in a city.".into()),
+        parameters_json: json!({
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"]
+        })
+        .to_string(),
+        cache_point: false,
+    };
+    let question = pb::Message {
+        role: "user".into(),
+        content: "What is the weather in Krakow?".into(),
+        ..pb::Message::default()
+    };
+    let request = pb::ChatRequest {
+        route: "claude".into(),
+        messages: vec![question.clone()],
+        tools: vec![tool.clone()],
+        ..pb::ChatRequest::default()
+    };
+    let first = client
+        .chat(request.clone())
+        .await
+        .expect("an answer")
+        .into_inner();
+    let choice = &first.choices[0];
+    assert_eq!(choice.finish_reason, "tool_calls");
+    let asked = choice.message.clone().expect("a message");
+    assert_eq!(asked.tool_calls.len(), 1);
+    let call = &asked.tool_calls[0];
+    assert_eq!(call.name, "get_weather");
+    let arguments: Value = serde_json::from_str(&call.arguments).expect("JSON arguments");
+    assert_eq!(arguments["city"], "city-value");
+
+    // The same call, streamed: assembled from the deltas it is the same.
+    let mut stream = client
+        .chat_stream(request.clone())
+        .await
+        .expect("a stream")
+        .into_inner();
+    let (mut id, mut name, mut streamed_args) = (String::new(), String::new(), String::new());
+    while let Some(chunk) = stream.message().await.expect("a chunk") {
+        for delta in chunk.choices.iter().filter_map(|c| c.delta.as_ref()) {
+            if let Some(piece) = &delta.tool_call {
+                assert_eq!(piece.index, 0);
+                id.push_str(piece.id.as_deref().unwrap_or(""));
+                name.push_str(piece.name.as_deref().unwrap_or(""));
+                streamed_args.push_str(&piece.arguments);
+            }
+        }
+    }
+    assert_eq!(
+        (id.as_str(), name.as_str()),
+        (call.id.as_str(), "get_weather")
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&streamed_args).expect("JSON"),
+        arguments
+    );
+
+    let result = pb::Message {
+        role: "tool".into(),
+        content: "sunny and 21 degrees".into(),
+        tool_call_id: Some(call.id.clone()),
+        ..pb::Message::default()
+    };
+    let last = client
+        .chat(pb::ChatRequest {
+            messages: vec![question, asked, result],
+            ..request
+        })
+        .await
+        .expect("an answer")
+        .into_inner();
+    let choice = &last.choices[0];
+    assert_eq!(choice.finish_reason, "stop");
+    let text = &choice.message.as_ref().expect("a message").content;
+    assert!(text.contains("sunny and 21 degrees"), "{text}");
+}
