@@ -348,3 +348,134 @@ async fn grpc_runs_a_tool_loop_with_generated_stubs() {
     let text = &choice.message.as_ref().expect("a message").content;
     assert!(text.contains("sunny and 21 degrees"), "{text}");
 }
+
+/// The [`deck`] with `tags` on the route.
+fn tagged_deck(tags: &[&str]) -> String {
+    let mut list = String::from("    tags:\n");
+    for tag in tags {
+        list.push_str(&format!("    - \"{tag}\"\n"));
+    }
+    deck().replace("    paths:\n", &format!("{list}    paths:\n"))
+}
+
+/// A loopback HTTP server answering every request with `body` as `content_type`; its URL.
+async fn image_server(body: Vec<u8>, content_type: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(aigw_tests::loopback())
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+                let _ = socket.write_all(&body).await;
+            });
+        }
+    });
+    format!("http://{addr}/cat.png")
+}
+
+fn png_bytes() -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(PNG)
+        .expect("the test PNG is base64")
+}
+
+fn image_question(url: &str) -> Value {
+    json!({
+        "model": "claude",
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": url}}
+        ]}]
+    })
+}
+
+#[tokio::test]
+async fn an_image_url_is_fetched_from_an_allowed_loopback_host() {
+    let url = image_server(png_bytes(), "image/png").await;
+    let stack = Stack::start(&config_from(&tagged_deck(&[
+        "aigw-image-url-fetch",
+        "aigw-image-url-fetch-allow=127.0.0.1",
+    ])))
+    .await;
+    let (status, answer) = post(&stack, &image_question(&url)).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = stack.emulator.requests();
+    let image = &seen[0].body["messages"][0]["content"][1]["image"];
+    assert_eq!(image["format"], "png");
+    assert_eq!(image["source"]["bytes"], PNG);
+}
+
+#[tokio::test]
+async fn fetching_refuses_loopback_hosts_not_listed_and_images_over_the_cap() {
+    let url = image_server(png_bytes(), "image/png").await;
+    let stack = Stack::start(&config_from(&tagged_deck(&["aigw-image-url-fetch"]))).await;
+    let (status, answer) = post(&stack, &image_question(&url)).await;
+    assert_eq!(status, 400, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("private or loopback address 127.0.0.1")
+            && message.contains("aigw-image-url-fetch-allow=127.0.0.1"),
+        "{message}"
+    );
+
+    let capped = Stack::start(&config_from(&tagged_deck(&[
+        "aigw-image-url-fetch",
+        "aigw-image-url-fetch-allow=127.0.0.1",
+        "aigw-image-url-fetch-max-bytes=16",
+    ])))
+    .await;
+    let (status, answer) = post(&capped, &image_question(&url)).await;
+    assert_eq!(status, 400, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("larger than 16 bytes"), "{message}");
+    assert!(capped.emulator.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_route_tagged_to_drop_unsupported_params_answers_n_2() {
+    let stack = Stack::start(&config_from(&tagged_deck(&[
+        "aigw-drop-unsupported-params",
+    ])))
+    .await;
+    let body = json!({
+        "model": "claude",
+        "messages": [{"role": "user", "content": "hi"}],
+        "n": 2,
+        "logprobs": true,
+        "seed": 7
+    });
+    let (status, answer) = post(&stack, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn an_unknown_aigw_tag_is_refused_with_its_line() {
+    let yaml = tagged_deck(&["aigw-drop-params"]);
+    let error = aigw_config::parse_deck("deck.yaml", &yaml).expect_err("an unknown aigw tag");
+    let text = error.to_string();
+    assert!(
+        text.contains("deck.yaml:8:")
+            && text.contains("tags[0]")
+            && text.contains("aigw-drop-params"),
+        "{text}"
+    );
+}

@@ -33,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+mod chat_tags;
 mod enums;
 mod env;
 mod error;
@@ -48,6 +49,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use chat_tags::{ChatOptions, ImageFetch};
 pub use enums::{
     Algorithm, FailoverCriterion, LatencyStrategy, LogFormat, ParamLocation, Provider, ROUTE_TYPES,
     ResponseStreaming, TokensCountStrategy, UnknownValue,

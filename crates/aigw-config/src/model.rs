@@ -56,6 +56,8 @@ pub struct RouteConfig {
     /// The request-termination plugin that applies to the route, if any: the route then
     /// answers (authenticated) requests itself.
     pub request_termination: Option<RequestTerminationConfig>,
+    /// aigw's chat options, from the route's `aigw-*` tags.
+    pub chat: crate::ChatOptions,
 }
 
 /// An ai-proxy-advanced plugin's config, with Kong's defaults applied.

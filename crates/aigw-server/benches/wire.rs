@@ -102,6 +102,7 @@ fn router(runtime: &tokio::runtime::Runtime) -> axum::Router {
         service: BoxCloneSyncService::new(stack),
         key_auth: None,
         plugins: Default::default(),
+        chat: Default::default(),
     };
     runtime
         .block_on(Gateway::new(RouteTable::new(vec![route])).router())

@@ -34,6 +34,8 @@ pub struct Route {
     /// The route's other Kong plugins: basic-auth, ip-restriction, request-size-limiting,
     /// request-termination.
     pub plugins: RoutePlugins,
+    /// aigw's chat options (the route's `aigw-*` tags).
+    pub chat: aigw_config::ChatOptions,
 }
 
 impl Route {

@@ -162,6 +162,7 @@ async fn build_route(
         service: BoxCloneSyncService::new(stack),
         key_auth: route.key_auth.as_ref().map(KeyAuth::new),
         plugins: RoutePlugins::new(route)?,
+        chat: route.chat.clone(),
     })
 }
 

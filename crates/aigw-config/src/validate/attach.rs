@@ -168,6 +168,10 @@ impl Cx<'_> {
                 continue;
             };
             let paths = self.route_paths(route)?;
+            let tags = route.raw.tags.as_deref().unwrap_or_default();
+            let chat = crate::chat_tags::parse(tags).map_err(|(index, message)| {
+                self.invalid(&route.path.key("tags").index(index), message)
+            })?;
             let key_auth = key_auth
                 .iter()
                 .filter(|c| applies(c.scope, c.route, c.service, index, route.service))
@@ -226,6 +230,7 @@ impl Cx<'_> {
                     ip_restriction,
                     request_size_limiting,
                     request_termination,
+                    chat,
                 },
             });
         }

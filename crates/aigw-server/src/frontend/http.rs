@@ -147,24 +147,26 @@ async fn chat(
     let limit = admission.body_limit(route.as_deref());
     let over = || admission.body_too_large(route.as_deref());
     let body = read_body(body.take().unwrap_or_default(), limit, over).await?;
-    let wire: WireRequest = decode_json(&body)?;
-    let model = wire.model.clone();
+    let mut wire: WireRequest = decode_json(&body)?;
     let include_usage = wire
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
-    wire.check_unsupported(false)?;
-    let request = ChatRequest::try_from(wire)?;
     let route = match route {
         Some(route) => route,
         None => {
-            let key = RouteKey::Model(model.as_deref());
+            let key = RouteKey::Model(wire.model.as_deref());
             admission
                 .route(key, caller)
                 .inspect_err(|_| *routed = admission.named(key))?
         }
     };
     *routed = Some(route.clone());
+    wire.check_unsupported(route.chat.drop_unsupported_params)?;
+    if let Some(fetch) = &route.chat.image_url_fetch {
+        wire.fetch_images(fetch).await?;
+    }
+    let request = ChatRequest::try_from(wire)?;
     let admitted = Admission::call(&route, caller, ANSWERING, request, body.len()).await?;
     let broken = StreamBreak::new(
         routes,
@@ -523,8 +525,29 @@ fn wants_cache(cache_control: Option<&Value>, at: &str) -> Result<bool, Error> {
 }
 
 impl WireRequest {
-    /// Refuses what Bedrock cannot honour, naming the field, unless `drop` says to leave
-    /// such fields out instead.
+    /// Replaces every `http(s)` image URL with the fetched image as a `data:` URI.
+    async fn fetch_images(&mut self, fetch: &aigw_config::ImageFetch) -> Result<(), Error> {
+        for (index, message) in self.messages.iter_mut().enumerate() {
+            let Some(Content::Parts(parts)) = &mut message.content else {
+                continue;
+            };
+            for (part_index, part) in parts.iter_mut().enumerate() {
+                let Some(WireImageUrl::Object { url } | WireImageUrl::Url(url)) =
+                    &mut part.image_url
+                else {
+                    continue;
+                };
+                if part.kind == "image_url" && !url.starts_with("data:") {
+                    let at = format!("messages[{index}].content[{part_index}]");
+                    *url = super::fetch::image_as_data_uri(url, fetch, &at).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses what Bedrock cannot honour, naming the field, unless `drop` (the route's
+    /// `aigw-drop-unsupported-params` tag) says to leave such fields out instead.
     fn check_unsupported(&self, drop: bool) -> Result<(), Error> {
         if drop {
             return Ok(());
@@ -832,7 +855,8 @@ fn image_part(at: &str, url: &str) -> Result<Part, Error> {
     }
     Err(Error::invalid_request(format!(
         "{at}.image_url: image URLs are not fetched on this route; send the image inline \
-         as a data: URI (data:image/png;base64,…), or enable image_url_fetch for the route"
+         as a data: URI (data:image/png;base64,…), or give the route the tag \
+         aigw-image-url-fetch"
     )))
 }
 
