@@ -479,3 +479,83 @@ fn an_unknown_aigw_tag_is_refused_with_its_line() {
         "{text}"
     );
 }
+
+async fn get(url: &str, key: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(key) = key {
+        request = request.header("apikey", key);
+    }
+    let response = request.send().await.expect("the gateway answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn models_lists_the_route_names_a_client_can_pass_as_model() {
+    let stack = stack().await;
+    let (status, list) = get(&stack.url("/v1/models"), None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["object"], "list");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["claude"]);
+    assert_eq!(list["data"][0]["object"], "model");
+
+    let (status, one) = get(&stack.url("/v1/models/claude"), None).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["id"], "claude");
+    let (status, missing) = get(&stack.url("/v1/models/gpt-9"), None).await;
+    assert_eq!(status, 404, "{missing}");
+    assert!(
+        missing["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("gpt-9")),
+        "{missing}"
+    );
+}
+
+#[tokio::test]
+async fn models_lists_only_what_the_callers_key_opens() {
+    const KEY: &str = "alice-key-models";
+    let deck = format!(
+        r#"{head}  - name: open
+    paths: [/open]
+  - name: locked
+    paths: [/locked]
+    plugins:
+    - name: key-auth
+      config:
+        key_names: [apikey]
+plugins:
+- name: ai-proxy-advanced
+  config:
+    targets:
+    - model: {{provider: bedrock, name: "{CLAUDE}", options: {{bedrock: {{aws_region: us-west-2}}}}}}
+      route_type: llm/v1/chat
+"#,
+        head = aigw_tests::key_consumer_deck_head(KEY)
+    );
+    let stack = Stack::start(&config_from(&deck)).await;
+    let ids = |list: &Value| -> Vec<String> {
+        list["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (status, list) = get(&stack.url("/v1/models"), None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(ids(&list), ["open"]);
+    let (status, list) = get(&stack.url("/v1/models"), Some(KEY)).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(ids(&list), ["open", "locked"]);
+    let (status, refused) = get(&stack.url("/v1/models/locked"), None).await;
+    assert_eq!(status, 401, "{refused}");
+    let (status, one) = get(&stack.url("/v1/models/locked"), Some(KEY)).await;
+    assert_eq!(status, 200, "{one}");
+}

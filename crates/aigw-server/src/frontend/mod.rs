@@ -4,7 +4,8 @@
 //!
 //! - `http`: OpenAI's chat-completions JSON and SSE, at route paths and at
 //!   `/v1/chat/completions`;
-//! - `grpc`: `aigw.v1.ChatService`.
+//! - `grpc`: `aigw.v1.ChatService`;
+//! - `models`: OpenAI's `GET /v1/models` over the route names.
 //!
 //! Adding a front end is one decoder and one encoder here; the helpers below are what
 //! every decoder shares.
@@ -12,6 +13,7 @@
 mod fetch;
 pub(crate) mod grpc;
 pub(crate) mod http;
+pub(crate) mod models;
 
 use std::sync::Arc;
 
