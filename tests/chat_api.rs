@@ -559,3 +559,166 @@ plugins:
     let (status, one) = get(&stack.url("/v1/models/locked"), Some(KEY)).await;
     assert_eq!(status, 200, "{one}");
 }
+
+mod property {
+    //! Any conversation the front end accepts becomes a Converse request the emulator's
+    //! validation (modelled on Bedrock's) accepts: a request that reaches Bedrock is never
+    //! refused there for its shape.
+
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use serde_json::{Value, json};
+
+    use super::{PNG, post, stack};
+
+    const IDS: [&str; 2] = ["call_a", "call_b"];
+
+    fn content() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(json!("hello there")),
+            Just(json!("")),
+            Just(json!("  ")),
+            Just(Value::Null),
+            Just(json!([{"type": "text", "text": "part one"}, {"type": "text", "text": "two"}])),
+            Just(json!([
+                {"type": "text", "text": "cache me", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "after"}
+            ])),
+            Just(json!([
+                {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG}")}},
+                {"type": "text", "text": "what is it?"}
+            ])),
+            Just(json!([{"type": "text", "text": "   "}])),
+        ]
+    }
+
+    fn tool_calls() -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(json!([{"id": IDS[0], "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Krakow\"}"}}]))),
+            Just(Some(json!([
+                {"id": IDS[0], "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+                {"id": IDS[1], "type": "function", "function": {"name": "get_time", "arguments": ""}}
+            ]))),
+        ]
+    }
+
+    fn message() -> impl Strategy<Value = Value> {
+        let role = prop_oneof![
+            Just("system"),
+            Just("developer"),
+            Just("user"),
+            Just("user"),
+            Just("assistant"),
+            Just("assistant"),
+            Just("tool"),
+        ];
+        (role, content(), tool_calls(), 0..IDS.len(), any::<bool>()).prop_map(
+            |(role, content, calls, id, cache)| {
+                let mut m = json!({"role": role, "content": content});
+                match role {
+                    "assistant" => {
+                        if let Some(calls) = calls {
+                            m["tool_calls"] = calls;
+                        }
+                    }
+                    "tool" => m["tool_call_id"] = json!(IDS[id]),
+                    _ => {}
+                }
+                if cache {
+                    m["cache_control"] = json!({"type": "ephemeral"});
+                }
+                m
+            },
+        )
+    }
+
+    fn request() -> impl Strategy<Value = Value> {
+        let tools = json!([
+            {"type": "function", "function": {"name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+            {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}},
+                "cache_control": {"type": "ephemeral"}}
+        ]);
+        let choice = prop_oneof![
+            Just(Value::Null),
+            Just(json!("auto")),
+            Just(json!("none")),
+            Just(json!("required")),
+            Just(json!({"type": "function", "function": {"name": "get_time"}})),
+        ];
+        let effort = prop_oneof![Just(Value::Null), Just(json!("low")), Just(json!("high"))];
+        (
+            prop::collection::vec(message(), 1..7),
+            any::<bool>(),
+            choice,
+            effort,
+            prop_oneof![
+                Just(Value::Null),
+                Just(json!(64)),
+                Just(json!(2000)),
+                Just(json!(40000))
+            ],
+        )
+            .prop_map(move |(messages, with_tools, choice, effort, max_tokens)| {
+                let mut body = json!({"model": "claude", "messages": messages});
+                if with_tools {
+                    body["tools"] = tools.clone();
+                }
+                if !choice.is_null() {
+                    body["tool_choice"] = choice;
+                }
+                if !effort.is_null() {
+                    body["reasoning_effort"] = effort;
+                }
+                if !max_tokens.is_null() {
+                    body["max_tokens"] = max_tokens;
+                }
+                body
+            })
+    }
+
+    #[test]
+    fn what_the_gateway_forwards_bedrock_accepts() {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let stack = runtime.block_on(stack());
+        // Bounded: each case is a real request through the gateway and the emulator.
+        let mut runner = TestRunner::new(Config {
+            cases: 160,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let forwarded = std::cell::Cell::new(0);
+        let refused = std::cell::Cell::new(0);
+        let result = runner.run(&request(), |body| {
+            stack.emulator.clear_requests();
+            let (status, answer) = runtime.block_on(post(&stack, &body));
+            let reached = !stack.emulator.requests().is_empty();
+            if reached {
+                forwarded.set(forwarded.get() + 1);
+                prop_assert_eq!(
+                    status,
+                    200,
+                    "bedrock refused what aigw sent: {}\nrequest: {}",
+                    answer,
+                    body
+                );
+            } else {
+                refused.set(refused.get() + 1);
+                prop_assert_eq!(status, 400, "{}", answer);
+                prop_assert!(answer["error"]["message"].is_string(), "{}", answer);
+            }
+            Ok(())
+        });
+        if let Err(failure) = result {
+            panic!("{failure}");
+        }
+        // Both sides of the property were exercised.
+        let (forwarded, refused) = (forwarded.get(), refused.get());
+        assert!(
+            forwarded > 10 && refused > 10,
+            "forwarded {forwarded}, refused {refused}"
+        );
+    }
+}

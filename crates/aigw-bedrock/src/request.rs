@@ -72,6 +72,8 @@ pub fn to_converse(request: &ChatRequest, model_id: &str) -> Result<ConversePart
     // several turns of one role in a row (and tool results as turns of their own); those
     // become one message with several blocks.
     let mut turns: Vec<(ConversationRole, Vec<ContentBlock>)> = Vec::new();
+    // The ids of the tool calls of the latest assistant turn, which tool results answer.
+    let mut open_calls: Vec<&str> = Vec::new();
     for (index, message) in request.messages.iter().enumerate() {
         let role = match message.role {
             Role::System => {
@@ -83,6 +85,9 @@ pub fn to_converse(request: &ChatRequest, model_id: &str) -> Result<ConversePart
             Role::Tool => ConversationRole::User,
         };
         let blocks = content_blocks(index, message, tool_blocks)?;
+        if tool_blocks {
+            answered_calls(index, message, &turns, &mut open_calls)?;
+        }
         match turns.last_mut() {
             Some((last_role, last)) if *last_role == role => last.extend(blocks),
             _ => turns.push((role, blocks)),
@@ -104,6 +109,7 @@ pub fn to_converse(request: &ChatRequest, model_id: &str) -> Result<ConversePart
         }
     }
 
+    unanswered_calls(&turns)?;
     let messages = turns
         .into_iter()
         .map(|(role, content)| {
@@ -140,6 +146,65 @@ pub fn to_converse(request: &ChatRequest, model_id: &str) -> Result<ConversePart
     })
 }
 
+/// Keeps `open_calls` as the calls of the latest assistant turn, and refuses a tool result
+/// that answers none of them: Bedrock requires each toolResult to answer a toolUse of the
+/// assistant turn just before.
+fn answered_calls<'m>(
+    index: usize,
+    message: &'m ChatMessage,
+    turns: &[(ConversationRole, Vec<ContentBlock>)],
+    open_calls: &mut Vec<&'m str>,
+) -> Result<(), Error> {
+    match message.role {
+        Role::Assistant => {
+            let continues = turns
+                .last()
+                .is_some_and(|(role, _)| *role == ConversationRole::Assistant);
+            if !continues {
+                open_calls.clear();
+            }
+            open_calls.extend(message.tool_calls.iter().map(|c| c.id.as_str()));
+        }
+        Role::Tool => {
+            let id = message.tool_call_id.as_deref().unwrap_or_default();
+            if !open_calls.contains(&id) {
+                return Err(Error::invalid_request(format!(
+                    "messages[{index}].tool_call_id {id:?} does not answer a tool call of the \
+                     assistant message before it"
+                )));
+            }
+        }
+        Role::User | Role::System => {}
+    }
+    Ok(())
+}
+
+/// Refuses an assistant turn whose tool calls the next turn does not all answer, as
+/// Bedrock (Anthropic models) does.
+fn unanswered_calls(turns: &[(ConversationRole, Vec<ContentBlock>)]) -> Result<(), Error> {
+    for pair in turns.windows(2) {
+        let [(_, asked), (_, next)] = pair else {
+            continue;
+        };
+        for block in asked {
+            let ContentBlock::ToolUse(call) = block else {
+                continue;
+            };
+            let answered = next.iter().any(|b| {
+                matches!(b, ContentBlock::ToolResult(r) if r.tool_use_id() == call.tool_use_id())
+            });
+            if !answered {
+                return Err(Error::invalid_request(format!(
+                    "the assistant's tool call {:?} is not answered by a tool message right \
+                     after it; bedrock needs a result for every call",
+                    call.tool_use_id()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn internal(err: impl std::fmt::Display) -> Error {
     Error::new(
         ErrorKind::Internal,
@@ -160,6 +225,8 @@ fn system_blocks(index: usize, message: &ChatMessage) -> Result<Vec<SystemConten
         match part {
             Part::Text(text) if text.trim().is_empty() => {}
             Part::Text(text) => blocks.push(SystemContentBlock::Text(text.clone())),
+            // A cache point needs something before it to cache.
+            Part::CachePoint if blocks.is_empty() => {}
             Part::CachePoint => blocks.push(SystemContentBlock::CachePoint(cache_point()?)),
             Part::Image(_) | Part::Document(_) => {
                 return Err(Error::invalid_request(format!(

@@ -160,6 +160,7 @@ pub(crate) fn parse_prompt<'a>(model_id: &str, body: &'a Value) -> Result<Prompt
         }
         input_tokens += texts.iter().map(|t| word_count(t)).sum::<u64>();
         if role == "user" {
+            extras.end_user_turn(&format!("messages.{}", i + 1))?;
             question = texts;
         }
     }

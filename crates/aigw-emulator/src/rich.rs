@@ -22,6 +22,8 @@ pub(crate) struct Extras {
     pub(crate) answered_tool: bool,
     /// The ids of toolUse blocks in the latest assistant turn.
     last_tool_uses: Vec<String>,
+    /// The ids the current user turn's toolResult blocks answer.
+    answered: Vec<String>,
     /// Words read so far, and a hash of them, for the prefix a cache point caches.
     words: u64,
     hasher: DefaultHasher,
@@ -49,9 +51,30 @@ impl Extras {
     pub(crate) fn turn(&mut self, role: &str) {
         if role == "user" {
             self.answered_tool = false;
+            self.answered.clear();
         } else {
             self.last_tool_uses.clear();
         }
+    }
+
+    /// A user turn at `at` ended: it must answer every toolUse of the assistant turn before
+    /// it, as Anthropic models on Bedrock require.
+    pub(crate) fn end_user_turn(&self, at: &str) -> Result<(), String> {
+        let missing: Vec<&str> = self
+            .last_tool_uses
+            .iter()
+            .filter(|id| !self.answered.contains(id))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "{at}: `tool_use` ids were found without `tool_result` blocks immediately after: \
+             {}. Each `tool_use` block must have a corresponding `tool_result` block in the \
+             next message.",
+            missing.join(", ")
+        ))
     }
 
     /// Checks one content block of a `role` message at `at`, collecting its text (and a tool
@@ -102,6 +125,7 @@ impl Extras {
                 ));
             }
             self.answered_tool = true;
+            self.answered.push(id.to_owned());
             if let Some(Value::Array(content)) = result.get("content") {
                 for (k, item) in content.iter().enumerate() {
                     if let Some(Value::String(text)) = item.get("text") {
