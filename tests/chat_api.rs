@@ -732,3 +732,31 @@ mod property {
         );
     }
 }
+
+#[tokio::test]
+async fn balancing_and_status_count_the_prompt_tokens_clients_see_cache_included() {
+    let stack = stack().await;
+    let body = json!({
+        "model": "claude",
+        "messages": [
+            {"role": "system", "content": [
+                {"type": "text", "text": "a long shared system prompt to cache",
+                 "cache_control": {"type": "ephemeral"}}
+            ]},
+            {"role": "user", "content": "hi"}
+        ]
+    });
+    let mut told = 0;
+    for _ in 0..2 {
+        let (status, answer) = post(&stack, &body).await;
+        assert_eq!(status, 200, "{answer}");
+        told += answer["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+    }
+    let status = aigw_tests::targets_status(&reqwest::Client::new(), &stack).await;
+    let counted = status["routes"][0]["targets"][0]["tokens"]["prompt"]
+        .as_u64()
+        .unwrap_or(0);
+    // 7 system words + 1 user word, twice: written to the cache once, read once.
+    assert_eq!(told, 16);
+    assert_eq!(counted, told, "{status}");
+}

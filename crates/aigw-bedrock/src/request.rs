@@ -738,6 +738,185 @@ mod tests {
         assert_eq!(inference.stop_sequences(), ["END"]);
     }
 
+    fn weather() -> aigw_core::Tool {
+        aigw_core::Tool {
+            name: "get_weather".into(),
+            description: Some("weather".into()),
+            parameters: serde_json::json!({"type": "object"}),
+            cache_point: true,
+        }
+    }
+
+    fn tool_loop() -> Vec<ChatMessage> {
+        let mut asked = msg(Role::Assistant, "");
+        asked.content.clear();
+        asked.tool_calls = vec![
+            aigw_core::ToolCall {
+                id: "t1".into(),
+                name: "get_weather".into(),
+                arguments: r#"{"city":"Krakow"}"#.into(),
+            },
+            aigw_core::ToolCall {
+                id: "t2".into(),
+                name: "get_weather".into(),
+                arguments: String::new(),
+            },
+        ];
+        let result = |id: &str, text: &str| {
+            let mut m = msg(Role::Tool, text);
+            m.tool_call_id = Some(id.into());
+            m
+        };
+        vec![
+            msg(Role::User, "weather?"),
+            asked,
+            result("t1", "sunny"),
+            result("t2", ""),
+            msg(Role::User, "thanks"),
+        ]
+    }
+
+    #[test]
+    fn tool_turns_become_tool_use_and_merged_tool_results() {
+        let req = ChatRequest {
+            tools: Arc::from([weather()]),
+            tool_choice: Some(ChatToolChoice::Required),
+            ..request(tool_loop())
+        };
+        let parts = to_converse(&req, "m").unwrap();
+        assert_eq!(parts.messages.len(), 3, "user, assistant, merged user");
+        let uses: Vec<_> = parts.messages[1]
+            .content()
+            .iter()
+            .filter_map(|b| b.as_tool_use().ok())
+            .map(|u| (u.tool_use_id(), crate::json::to_json(u.input())))
+            .collect();
+        assert_eq!(
+            uses,
+            [
+                ("t1", serde_json::json!({"city": "Krakow"})),
+                ("t2", serde_json::json!({}))
+            ]
+        );
+        let results: Vec<_> = parts.messages[2]
+            .content()
+            .iter()
+            .filter_map(|b| b.as_tool_result().ok())
+            .map(|r| r.tool_use_id())
+            .collect();
+        assert_eq!(results, ["t1", "t2"]);
+        assert_eq!(texts(&parts.messages[2]).last(), Some(&"thanks"));
+        let tools = parts.tools.unwrap();
+        assert!(tools.tool_choice().unwrap().is_any());
+        // The tool's cache_control is a cache point after it.
+        assert!(tools.tools()[1].is_cache_point());
+    }
+
+    #[test]
+    fn tool_choice_none_renders_tool_turns_as_text() {
+        let req = ChatRequest {
+            tools: Arc::from([weather()]),
+            tool_choice: Some(ChatToolChoice::None),
+            ..request(tool_loop())
+        };
+        let parts = to_converse(&req, "m").unwrap();
+        assert_eq!(parts.tools, None);
+        for message in &parts.messages {
+            for block in message.content() {
+                assert!(block.is_text(), "{block:?}");
+            }
+        }
+        assert!(texts(&parts.messages[1])[0].contains("called tool get_weather (call t1)"));
+        assert!(texts(&parts.messages[2])[0].starts_with("[result of tool call t1]\nsunny"));
+    }
+
+    #[test]
+    fn unanswered_or_unknown_tool_calls_are_refused() {
+        let mut messages = tool_loop();
+        messages.remove(3);
+        let req = ChatRequest {
+            tools: Arc::from([weather()]),
+            ..request(messages)
+        };
+        let err = to_converse(&req, "m").unwrap_err();
+        assert!(err.message().contains("\"t2\" is not answered"), "{err}");
+
+        let mut messages = tool_loop();
+        messages[2].tool_call_id = Some("t9".into());
+        let req = ChatRequest {
+            tools: Arc::from([weather()]),
+            ..request(messages)
+        };
+        let err = to_converse(&req, "m").unwrap_err();
+        assert!(
+            err.message().starts_with("messages[2].tool_call_id \"t9\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reasoning_effort_sets_claudes_thinking_budget() {
+        let claude = "us.anthropic.claude-sonnet-4-20250514-v1:0";
+        let req = ChatRequest {
+            reasoning_effort: Some(ReasoningEffort::Medium),
+            temperature: Some(0.2),
+            ..request(vec![msg(Role::User, "hi")])
+        };
+        let parts = to_converse(&req, claude).unwrap();
+        let json = crate::json::to_json(parts.additional.as_ref().unwrap());
+        assert_eq!(json["thinking"]["budget_tokens"], 4096);
+        let inference = parts.inference.unwrap();
+        assert_eq!(inference.max_tokens(), Some(4096 + 4096));
+        assert_eq!(
+            inference.temperature(),
+            None,
+            "Anthropic refuses it with thinking"
+        );
+
+        let small = ChatRequest {
+            max_tokens: Some(512),
+            ..req.clone()
+        };
+        assert!(to_converse(&small, claude).is_err());
+        let err = to_converse(&req, "us.amazon.nova-micro-v1:0").unwrap_err();
+        assert!(err.message().starts_with("reasoning_effort"), "{err}");
+        let r1 = to_converse(&req, "us.deepseek.r1-v1:0").unwrap();
+        assert_eq!(r1.additional, None);
+    }
+
+    #[test]
+    fn response_format_is_a_forced_tool() {
+        let req = ChatRequest {
+            response_format: Some(Arc::new(ResponseFormat::JsonObject)),
+            ..request(vec![msg(Role::User, "json please")])
+        };
+        let parts = to_converse(&req, "m").unwrap();
+        let tools = parts.tools.unwrap();
+        let forced = tools.tool_choice().unwrap().as_tool().unwrap();
+        assert_eq!(forced.name(), RESPONSE_FORMAT_TOOL);
+        assert!(parts.answer.json_via_tool);
+    }
+
+    #[test]
+    fn cache_control_and_images_become_blocks() {
+        let mut message = msg(Role::User, "look");
+        message.content.push(Part::CachePoint);
+        message.content.push(Part::Image(aigw_core::Image {
+            format: ImageFormat::Webp,
+            bytes: Arc::from(&b"RIFF"[..]),
+        }));
+        let parts = to_converse(&request(vec![message]), "m").unwrap();
+        let blocks = parts.messages[0].content();
+        assert!(blocks[0].is_text());
+        assert!(blocks[1].is_cache_point());
+        let image = blocks[2].as_image().unwrap();
+        assert_eq!(image.format(), &BedrockImageFormat::Webp);
+        assert_eq!(
+            image.source().unwrap().as_bytes().unwrap().as_ref(),
+            b"RIFF"
+        );
+    }
+
     #[test]
     fn huge_max_tokens_is_a_client_error() {
         let req = ChatRequest {

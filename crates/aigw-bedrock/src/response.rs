@@ -179,6 +179,57 @@ mod tests {
     }
 
     #[test]
+    fn tool_use_and_cache_counts_map_to_openai() {
+        let message = Message::builder()
+            .role(ConversationRole::Assistant)
+            .content(ContentBlock::Text("Calling.".into()))
+            .content(ContentBlock::ToolUse(
+                aws_sdk_bedrockruntime::types::ToolUseBlock::builder()
+                    .tool_use_id("t1")
+                    .name("get_weather")
+                    .input(crate::json::to_document(
+                        &serde_json::json!({"city": "Krakow"}),
+                    ))
+                    .build()
+                    .unwrap(),
+            ))
+            .build()
+            .unwrap();
+        let output = ConverseOutput::builder()
+            .output(ConverseOutputUnion::Message(message))
+            .stop_reason(StopReason::ToolUse)
+            .usage(
+                TokenUsage::builder()
+                    .input_tokens(5)
+                    .output_tokens(2)
+                    .total_tokens(57)
+                    .cache_read_input_tokens(40)
+                    .cache_write_input_tokens(10)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let answer = to_chat_completion(&output, &Arc::from("m"), AnswerShape::default()).unwrap();
+        // Text and tool calls in one answer are both kept.
+        assert_eq!(answer.content, "Calling.");
+        assert_eq!(answer.tool_calls.len(), 1);
+        assert_eq!(answer.tool_calls[0].id, "t1");
+        assert_eq!(answer.tool_calls[0].arguments, r#"{"city":"Krakow"}"#);
+        assert_eq!(answer.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(
+            answer.usage,
+            Usage {
+                prompt_tokens: 55,
+                completion_tokens: 2,
+                total_tokens: 57,
+                cache_read_tokens: 40,
+                cache_write_tokens: 10,
+            }
+        );
+    }
+
+    #[test]
     fn missing_output_is_a_protocol_error() {
         let output = ConverseOutput::builder()
             .stop_reason(StopReason::EndTurn)
