@@ -521,6 +521,26 @@ fn reasons_by_itself(model_id: &str) -> bool {
     model_id.to_ascii_lowercase().contains("deepseek.r1")
 }
 
+/// Whether the latest assistant turn (its consecutive assistant messages, merged into one
+/// turn) calls tools without starting with signed reasoning to send back.
+fn unsigned_tool_turn(request: &ChatRequest) -> bool {
+    let mut turn = request
+        .messages
+        .iter()
+        .rev()
+        .skip_while(|m| m.role != Role::Assistant)
+        .take_while(|m| matches!(m.role, Role::Assistant | Role::System))
+        .filter(|m| m.role == Role::Assistant)
+        .collect::<Vec<_>>();
+    turn.reverse();
+    let calls = turn.iter().any(|m| !m.tool_calls.is_empty());
+    let signed = turn
+        .first()
+        .and_then(|m| m.reasoning.as_ref())
+        .is_some_and(|r| r.signature.is_some());
+    calls && !signed
+}
+
 /// The inference settings and additional fields `reasoning_effort` needs for `model_id`.
 fn reasoning(
     request: &ChatRequest,
@@ -530,6 +550,12 @@ fn reasoning(
         return Ok((None, None));
     };
     if reasons_by_itself(model_id) {
+        return Ok((None, None));
+    }
+    if unsigned_tool_turn(request) {
+        // Claude with thinking on refuses a tool-use turn that does not start with its
+        // signed reasoning (a client that dropped it, or a turn from another model); such
+        // a request is answered without thinking rather than refused.
         return Ok((None, None));
     }
     if !takes_thinking_budget(model_id) {

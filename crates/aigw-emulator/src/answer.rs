@@ -162,6 +162,8 @@ pub(crate) fn parse_prompt<'a>(model_id: &str, body: &'a Value) -> Result<Prompt
         if role == "user" {
             extras.end_user_turn(&format!("messages.{}", i + 1))?;
             question = texts;
+        } else {
+            extras.end_assistant_turn(content, &format!("messages.{}", i + 1));
         }
     }
 
@@ -183,7 +185,7 @@ pub(crate) fn parse_prompt<'a>(model_id: &str, body: &'a Value) -> Result<Prompt
     };
 
     let tools = tool_config(body, &mut extras)?;
-    let reasoning = reasoning_wanted(model_id, body)?;
+    let reasoning = reasoning_wanted(model_id, body, &extras)?;
     let guardrail = match body.get("guardrailConfig") {
         None | Some(Value::Null) => false,
         Some(g)

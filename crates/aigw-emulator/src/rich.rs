@@ -24,6 +24,9 @@ pub(crate) struct Extras {
     last_tool_uses: Vec<String>,
     /// The ids the current user turn's toolResult blocks answer.
     answered: Vec<String>,
+    /// The latest assistant turn (its `messages.N` path) calls tools without starting
+    /// with a reasoning block, which Claude refuses when thinking is on.
+    pub(crate) unreasoned_tool_turn: Option<String>,
     /// Words read so far, and a hash of them, for the prefix a cache point caches.
     words: u64,
     hasher: DefaultHasher,
@@ -54,6 +57,18 @@ impl Extras {
             self.answered.clear();
         } else {
             self.last_tool_uses.clear();
+            self.unreasoned_tool_turn = None;
+        }
+    }
+
+    /// An assistant turn at `at` with `content` ended.
+    pub(crate) fn end_assistant_turn(&mut self, content: &[Value], at: &str) {
+        let calls = content.iter().any(|b| b.get("toolUse").is_some());
+        let reasoned = content
+            .first()
+            .is_some_and(|b| b.get("reasoningContent").is_some());
+        if calls && !reasoned {
+            self.unreasoned_tool_turn = Some(at.to_owned());
         }
     }
 
@@ -281,7 +296,11 @@ fn thinks_on_request(model_id: &str) -> bool {
 
 /// Whether the answer shows reasoning: a Claude model asked to think, or a model that always
 /// reasons (DeepSeek-R1). `thinking` on any other model is Bedrock's 400.
-pub(crate) fn reasoning_wanted(model_id: &str, body: &Map<String, Value>) -> Result<bool, String> {
+pub(crate) fn reasoning_wanted(
+    model_id: &str,
+    body: &Map<String, Value>,
+    extras: &Extras,
+) -> Result<bool, String> {
     let thinking = body
         .get("additionalModelRequestFields")
         .and_then(|f| f.get("thinking"));
@@ -297,6 +316,13 @@ pub(crate) fn reasoning_wanted(model_id: &str, body: &Map<String, Value>) -> Res
     }
     if thinking.get("type").and_then(Value::as_str) != Some("enabled") {
         return Ok(false);
+    }
+    if let Some(at) = &extras.unreasoned_tool_turn {
+        return Err(format!(
+            "The model returned the following errors: {at}.content.0.type: Expected \
+             `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is \
+             enabled, a final `assistant` message must start with a thinking block."
+        ));
     }
     let budget = thinking.get("budget_tokens").and_then(Value::as_u64);
     if budget.is_none_or(|b| b < 1024) {
