@@ -254,4 +254,56 @@ mod tests {
         let err = to_body(&ChatRequest::default(), "m", &[]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidRequest);
     }
+
+    #[test]
+    fn tools_tool_turns_images_and_reasoning_pass_through() {
+        let mut asked = Message::new(Role::Assistant, "");
+        asked.content.clear();
+        asked.tool_calls = vec![aigw_core::ToolCall {
+            id: "t1".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Krakow"}"#.into(),
+        }];
+        let mut result = Message::new(Role::Tool, "sunny");
+        result.tool_call_id = Some("t1".into());
+        let mut look = Message::new(Role::User, "look");
+        look.content.push(aigw_core::Part::CachePoint);
+        look.content.push(aigw_core::Part::Image(aigw_core::Image {
+            format: aigw_core::ImageFormat::Png,
+            bytes: Arc::from(&b"png"[..]),
+        }));
+        let request = ChatRequest {
+            messages: vec![look, asked, result].into(),
+            tools: Arc::from([aigw_core::Tool {
+                name: "get_weather".into(),
+                description: None,
+                parameters: json!({"type": "object"}),
+                cache_point: false,
+            }]),
+            tool_choice: Some(aigw_core::ToolChoice::Function("get_weather".into())),
+            parallel_tool_calls: Some(false),
+            reasoning_effort: Some(aigw_core::ReasoningEffort::High),
+            response_format: Some(Arc::new(aigw_core::ResponseFormat::JsonObject)),
+            ..ChatRequest::default()
+        };
+        let value = body(&request, &[]);
+        assert_eq!(
+            value["messages"][0]["content"],
+            json!([
+                {"type": "text", "text": "look", "cache_control": {"type": "ephemeral"}},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,cG5n"}}
+            ])
+        );
+        assert_eq!(value["messages"][1]["content"], Value::Null);
+        assert_eq!(
+            value["messages"][1]["tool_calls"][0]["function"]["arguments"],
+            r#"{"city":"Krakow"}"#
+        );
+        assert_eq!(value["messages"][2]["tool_call_id"], "t1");
+        assert_eq!(value["tools"][0]["function"]["name"], "get_weather");
+        assert_eq!(value["tool_choice"]["function"]["name"], "get_weather");
+        assert_eq!(value["parallel_tool_calls"], false);
+        assert_eq!(value["reasoning_effort"], "high");
+        assert_eq!(value["response_format"], json!({"type": "json_object"}));
+    }
 }

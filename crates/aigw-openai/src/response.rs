@@ -199,6 +199,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tool_calls_reasoning_and_cached_tokens_are_read() {
+        let completion: Completion = serde_json::from_value(serde_json::json!({
+            "id": "chatcmpl-x",
+            "choices": [{
+                "message": {
+                    "role": "assistant",
+                    "content": null,
+                    "reasoning_content": "thinking",
+                    "tool_calls": [{"id": "t1", "type": "function",
+                        "function": {"name": "f", "arguments": "{}"}}]
+                },
+                "finish_reason": "tool_calls"
+            }],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12,
+                "prompt_tokens_details": {"cached_tokens": 8}}
+        }))
+        .unwrap();
+        let answer = to_chat_completion(completion, &Arc::from("m")).unwrap();
+        assert_eq!(answer.content, "");
+        assert_eq!(answer.tool_calls[0].name, "f");
+        assert_eq!(answer.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(
+            answer.reasoning.map(|r| r.text).as_deref(),
+            Some("thinking")
+        );
+        assert_eq!(answer.usage.cache_read_tokens, 8);
+    }
+
+    #[test]
     fn completion_maps_to_response() {
         let completion: Completion = serde_json::from_str(
             r#"{"id":"chatcmpl-up","object":"chat.completion","created":1700000000,

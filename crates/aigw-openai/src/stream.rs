@@ -272,4 +272,27 @@ mod tests {
             assert!(items[..items.len() - 1].iter().all(Result::is_ok));
         }
     }
+
+    #[test]
+    fn tool_call_deltas_keep_their_index() {
+        let mut m = maker();
+        let mut out = VecDeque::new();
+        m.on_data(
+            r#"{"choices":[{"delta":{"role":"assistant","tool_calls":[{"index":1,"id":"t2","type":"function","function":{"name":"f","arguments":""}}]}}]}"#,
+            &mut out,
+        )
+        .unwrap();
+        m.on_data(
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{}"}}]}}]}"#,
+            &mut out,
+        )
+        .unwrap();
+        let calls: Vec<_> = out.iter().filter_map(|c| c.tool_call.clone()).collect();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].index, 1);
+        assert_eq!(calls[0].id.as_deref(), Some("t2"));
+        assert_eq!(calls[0].name.as_deref(), Some("f"));
+        assert_eq!((calls[1].index, calls[1].arguments.as_str()), (1, "{}"));
+        assert_eq!(out[0].role, Some(Role::Assistant));
+    }
 }
