@@ -13,8 +13,7 @@ use std::task::{Context, Poll};
 
 use aigw_core::{
     ChatChunk, ChatCompletion, ChatRequest, ChunkStream, Document, Error, ErrorKind, Image,
-    ImageFormat, Message, Part, Reasoning, ReasoningEffort, Role, Tool, ToolCall, ToolChoice,
-    Usage,
+    ImageFormat, Message, Part, Reasoning, Role, Tool, ToolCall, ToolChoice, Usage,
 };
 use aigw_proto::v1 as pb;
 use aigw_proto::v1::chat_service_server::ChatServiceServer;
@@ -338,27 +337,11 @@ fn decode_request(wire: pb::ChatRequest) -> Result<ChatRequest, Error> {
     let tool_choice = match wire.tool_choice.and_then(|c| c.choice) {
         None => None,
         Some(pb::tool_choice::Choice::Function(name)) => Some(ToolChoice::Function(name)),
-        Some(pb::tool_choice::Choice::Mode(mode)) => Some(match mode.as_str() {
-            "auto" => ToolChoice::Auto,
-            "none" => ToolChoice::None,
-            "required" => ToolChoice::Required,
-            other => {
-                return Err(Error::invalid_request(format!(
-                    "tool_choice.mode: unknown value {other:?}, expected auto, none or required"
-                )));
-            }
-        }),
+        Some(pb::tool_choice::Choice::Mode(mode)) => {
+            Some(super::tool_choice_mode(&mode, "tool_choice.mode")?)
+        }
     };
-    let reasoning_effort = wire
-        .reasoning_effort
-        .map(|e| {
-            ReasoningEffort::parse(&e).ok_or_else(|| {
-                Error::invalid_request(format!(
-                    "reasoning_effort: unknown value {e:?}, expected minimal, low, medium or high"
-                ))
-            })
-        })
-        .transpose()?;
+    let reasoning_effort = super::reasoning_effort(wire.reasoning_effort)?;
     Ok(ChatRequest {
         model: wire.model,
         messages,

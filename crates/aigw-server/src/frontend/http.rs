@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use aigw_core::{
     ChatChunk, ChatCompletion, ChatReply, ChatRequest, Document, Error, ErrorKind, Guardrail,
-    Image, ImageFormat, Message, Part, Reasoning, ReasoningEffort, ReplyBody, ResponseFormat, Role,
-    Tool, ToolCall, ToolChoice, Usage,
+    Image, ImageFormat, Message, Part, Reasoning, ReplyBody, ResponseFormat, Role, Tool, ToolCall,
+    ToolChoice, Usage,
 };
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -602,17 +602,9 @@ impl TryFrom<WireRequest> for ChatRequest {
                 .collect::<Result<Vec<_>, _>>()?;
         let tool_choice = match wire.tool_choice {
             None => None,
-            Some(WireToolChoice::Mode(mode)) => Some(match mode.as_str() {
-                "auto" => ToolChoice::Auto,
-                "none" => ToolChoice::None,
-                "required" => ToolChoice::Required,
-                other => {
-                    return Err(Error::invalid_request(format!(
-                        "tool_choice: unknown value {other:?}, expected auto, none, required \
-                         or {{\"type\": \"function\", \"function\": {{\"name\": …}}}}"
-                    )));
-                }
-            }),
+            Some(WireToolChoice::Mode(mode)) => {
+                Some(super::tool_choice_mode(&mode, "tool_choice")?)
+            }
             Some(WireToolChoice::Function { function }) => {
                 Some(ToolChoice::Function(function.name))
             }
@@ -626,16 +618,7 @@ impl TryFrom<WireRequest> for ChatRequest {
                 "tool_choice asks for a tool call, but the request has no tools",
             ));
         }
-        let reasoning_effort = wire
-            .reasoning_effort
-            .map(|e| {
-                ReasoningEffort::parse(&e).ok_or_else(|| {
-                    Error::invalid_request(format!(
-                        "reasoning_effort: unknown value {e:?}, expected minimal, low, medium or high"
-                    ))
-                })
-            })
-            .transpose()?;
+        let reasoning_effort = super::reasoning_effort(wire.reasoning_effort)?;
         let response_format = match wire.response_format {
             None => None,
             Some(f) => match f.kind.as_str() {
