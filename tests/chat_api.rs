@@ -760,3 +760,90 @@ async fn balancing_and_status_count_the_prompt_tokens_clients_see_cache_included
     assert_eq!(told, 16);
     assert_eq!(counted, told, "{status}");
 }
+
+/// Two Claude targets behind one route, `pair`, that fails over even after a target
+/// received the request (`non_idempotent`), so only the first answer byte stops it.
+fn pair_deck() -> String {
+    let target = |model: &str| {
+        format!(
+            "        - model:\n            provider: bedrock\n            name: \"{model}\"\n            \
+             options:\n              bedrock:\n                aws_region: us-west-2\n          \
+             route_type: llm/v1/chat\n"
+        )
+    };
+    format!(
+        "_format_version: \"3.0\"\nservices:\n- name: svc\n  host: localhost\n  routes:\n  \
+         - name: pair\n    paths:\n    - /pair\n    plugins:\n    - name: ai-proxy-advanced\n      \
+         config:\n        balancer:\n          failover_criteria: [error, timeout, non_idempotent]\n        \
+         targets:\n{}{}",
+        target(CLAUDE),
+        target("us.anthropic.claude-opus-4-20250514-v1:0")
+    )
+}
+
+/// Streams a forced tool call from `pair` and returns the SSE `data:` payloads.
+async fn stream_tool_call(stack: &Stack) -> Vec<String> {
+    let body = json!({
+        "model": "pair",
+        "stream": true,
+        "messages": [{"role": "user", "content": "weather?"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]
+        }}}],
+        "tool_choice": "required"
+    });
+    let text = reqwest::Client::new()
+        .post(stack.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("the gateway answers")
+        .text()
+        .await
+        .unwrap_or_default();
+    if !text.starts_with("data: ") {
+        return vec![format!("not a stream: {text}")];
+    }
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn failover_ends_once_a_tool_call_began_streaming() {
+    use aigw_emulator::Fault;
+    let stack = Stack::start(&config_from(&pair_deck())).await;
+    let exception = |after_deltas| {
+        ModelKnobs::with_fault(
+            Fault::StreamException {
+                after_deltas,
+                exception_type: "modelStreamErrorException".into(),
+            },
+            Some(1),
+        )
+    };
+
+    // Broken before the tool call's first byte: the other target answers.
+    stack.emulator.knobs().set_default(exception(0));
+    let data = stream_tool_call(&stack).await;
+    assert_eq!(stack.emulator.requests().len(), 2, "failed over: {data:?}");
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+
+    // Broken after the tool call started and one argument fragment went out: the client
+    // has those bytes, so the error is the client's and nothing is retried.
+    stack.emulator.clear_requests();
+    stack.emulator.knobs().set_default(exception(1));
+    let data = stream_tool_call(&stack).await;
+    assert_eq!(stack.emulator.requests().len(), 1, "no failover: {data:?}");
+    let events: Vec<Value> = data
+        .iter()
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let started = events
+        .iter()
+        .any(|e| e["choices"][0]["delta"]["tool_calls"][0]["id"].is_string());
+    assert!(started, "{data:?}");
+    let last = events.last().expect("events");
+    assert!(last["error"]["message"].is_string(), "{data:?}");
+}

@@ -96,7 +96,8 @@ pub enum Fault {
     InvalidJson,
     /// After this many deltas, send an event-stream exception frame and end the body.
     StreamException {
-        /// Deltas sent before the exception (capped at the answer's length).
+        /// Deltas (text deltas, then tool-input fragments) sent before the exception
+        /// (capped at the answer's length).
         after_deltas: usize,
         /// The `:exception-type`, e.g. `throttlingException`, `internalServerException`,
         /// `modelStreamErrorException`, `serviceUnavailableException`, `validationException`.

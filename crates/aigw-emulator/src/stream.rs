@@ -120,7 +120,9 @@ impl Frames {
                     let text = &self.plan.answer.text;
                     let piece = deltas(&text[self.cursor..]).next();
                     if let Some(fault) = &self.plan.fault {
-                        if self.sent >= fault.after() || piece.is_none() {
+                        // Past the text, a fault may still strike among the tool calls.
+                        let text_done = piece.is_none() && self.plan.answer.tool_uses.is_empty();
+                        if self.sent >= fault.after() || text_done {
                             self.strike();
                             continue;
                         }
@@ -165,7 +167,9 @@ impl Frames {
                         );
                         next_block += 1;
                     }
-                    self.tool_blocks(next_block);
+                    if self.tool_blocks(next_block) {
+                        continue;
+                    }
                     let stop = format!(
                         "{{\"stopReason\":\"{}\"}}",
                         self.plan.answer.stop_reason.as_str()
@@ -265,8 +269,9 @@ impl Frames {
     }
 
     /// Each tool call as its own block from `first` on: its start (id and name), its input
-    /// in several fragments, its stop.
-    fn tool_blocks(&mut self, first: usize) {
+    /// in several fragments, its stop. Input fragments count as deltas for an armed fault,
+    /// which strikes among them; `true` when it did.
+    fn tool_blocks(&mut self, first: usize) -> bool {
         let tools = std::mem::take(&mut self.plan.answer.tool_uses);
         for (k, tool) in tools.iter().enumerate() {
             let index = first + k;
@@ -286,6 +291,17 @@ impl Frames {
                         "delta": {"toolUse": {"input": piece}}
                     }),
                 );
+                self.sent += 1;
+                if self
+                    .plan
+                    .fault
+                    .as_ref()
+                    .is_some_and(|f| self.sent >= f.after())
+                {
+                    self.plan.answer.tool_uses = tools;
+                    self.strike();
+                    return true;
+                }
             }
             self.json_event(
                 "contentBlockStop",
@@ -293,6 +309,12 @@ impl Frames {
             );
         }
         self.plan.answer.tool_uses = tools;
+        if self.plan.fault.is_some() {
+            // Capped at the answer's length, as for text.
+            self.strike();
+            return true;
+        }
+        false
     }
 
     fn json_event(&mut self, event_type: &'static str, payload: &serde_json::Value) {
