@@ -362,8 +362,21 @@ struct WireRequest {
     /// A Bedrock guardrail, in Bedrock's own spelling (Kong passes it through likewise).
     #[serde(rename = "guardrailConfig")]
     guardrail_config: Option<WireGuardrail>,
-    #[serde(flatten)]
-    rest: serde_json::Map<String, Value>,
+    // Fields no Bedrock model honours (see [`UNSUPPORTED`]), read only to refuse them.
+    // Named rather than collected with `#[serde(flatten)]`, which would buffer the whole
+    // body (images included) once more.
+    logprobs: Option<Value>,
+    top_logprobs: Option<Value>,
+    logit_bias: Option<Value>,
+    presence_penalty: Option<Value>,
+    frequency_penalty: Option<Value>,
+    seed: Option<Value>,
+    audio: Option<Value>,
+    modalities: Option<Value>,
+    prediction: Option<Value>,
+    web_search_options: Option<Value>,
+    functions: Option<Value>,
+    function_call: Option<Value>,
 }
 
 /// Whether a field's value changes nothing.
@@ -371,7 +384,7 @@ type Harmless = fn(&Value) -> bool;
 
 /// Fields of OpenAI's API that no Bedrock model honours, with the value that changes
 /// nothing (sent by some SDKs by default) and so is let through.
-const UNSUPPORTED: &[(&str, Harmless)] = &[
+const UNSUPPORTED: [(&str, Harmless); 12] = [
     ("logprobs", |v| v == &Value::Bool(false)),
     ("top_logprobs", |v| v == &Value::from(0)),
     ("logit_bias", |v| {
@@ -558,8 +571,22 @@ impl WireRequest {
                  or leave n out"
             )));
         }
-        for (field, harmless) in UNSUPPORTED {
-            match self.rest.get(*field) {
+        let values = [
+            &self.logprobs,
+            &self.top_logprobs,
+            &self.logit_bias,
+            &self.presence_penalty,
+            &self.frequency_penalty,
+            &self.seed,
+            &self.audio,
+            &self.modalities,
+            &self.prediction,
+            &self.web_search_options,
+            &self.functions,
+            &self.function_call,
+        ];
+        for ((field, harmless), value) in UNSUPPORTED.iter().zip(values) {
+            match value {
                 None | Some(Value::Null) => {}
                 Some(v) if harmless(v) => {}
                 Some(_) => {
@@ -1186,6 +1213,27 @@ mod tests {
 
     fn json_of(chunk: &ChatChunk, include_usage: bool) -> Option<serde_json::Value> {
         chunk_json(chunk, include_usage).map(|j| serde_json::from_str(&j).expect("valid JSON"))
+    }
+
+    #[test]
+    fn each_unsupported_field_is_refused_by_its_own_name() {
+        for (field, harmless) in UNSUPPORTED {
+            let body = serde_json::json!({
+                "messages": [{"role": "user", "content": "hi"}],
+                field: "not harmless",
+            });
+            let wire: WireRequest = decode_json(body.to_string().as_bytes()).expect("decodes");
+            let error = wire.check_unsupported(false).expect_err(field);
+            assert!(error.message().starts_with(&format!("{field}:")), "{error}");
+            assert!(wire.check_unsupported(true).is_ok());
+            assert!(!harmless(&Value::from("not harmless")));
+        }
+        let harmless = serde_json::json!({
+            "messages": [{"role": "user", "content": "hi"}],
+            "logprobs": false, "presence_penalty": 0, "modalities": ["text"], "n": 1
+        });
+        let wire: WireRequest = decode_json(harmless.to_string().as_bytes()).expect("decodes");
+        assert!(wire.check_unsupported(false).is_ok());
     }
 
     #[test]
