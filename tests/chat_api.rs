@@ -847,3 +847,57 @@ async fn failover_ends_once_a_tool_call_began_streaming() {
     let last = events.last().expect("events");
     assert!(last["error"]["message"].is_string(), "{data:?}");
 }
+
+#[tokio::test]
+async fn grpc_image_parts_reach_bedrock_as_the_same_bytes() {
+    use base64::Engine;
+    let stack = stack().await;
+    let mut client = grpc_client(&stack.gateway).await;
+    let message = |format: &str| pb::Message {
+        role: "user".into(),
+        content: "What is this?".into(),
+        parts: vec![
+            pb::ContentPart {
+                part: Some(pb::content_part::Part::Image(pb::Image {
+                    format: format.into(),
+                    data: png_bytes(),
+                })),
+            },
+            pb::ContentPart {
+                part: Some(pb::content_part::Part::CachePoint(true)),
+            },
+        ],
+        ..pb::Message::default()
+    };
+    let request = |format: &str| pb::ChatRequest {
+        route: "claude".into(),
+        messages: vec![message(format)],
+        ..pb::ChatRequest::default()
+    };
+    let answer = client
+        .chat(request("png"))
+        .await
+        .expect("an answer")
+        .into_inner();
+    assert_eq!(answer.choices[0].finish_reason, "stop");
+    let seen = stack.emulator.requests();
+    let content = &seen[0].body["messages"][0]["content"];
+    assert_eq!(content[0]["text"], "What is this?");
+    assert_eq!(content[1]["image"]["format"], "png");
+    let sent = base64::engine::general_purpose::STANDARD.encode(png_bytes());
+    assert_eq!(content[1]["image"]["source"]["bytes"], sent.as_str());
+    assert!(content[2].get("cachePoint").is_some(), "{content}");
+
+    let refused = client
+        .chat(request("bmp"))
+        .await
+        .expect_err("bmp is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused
+            .message()
+            .contains("messages[0].parts[0].image.format"),
+        "{}",
+        refused.message()
+    );
+}
