@@ -901,3 +901,39 @@ async fn grpc_image_parts_reach_bedrock_as_the_same_bytes() {
         refused.message()
     );
 }
+
+#[tokio::test]
+async fn a_pdf_file_part_reaches_bedrock_as_a_document() {
+    use base64::Engine;
+    let stack = stack().await;
+    let pdf = base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.4 tiny");
+    let body = json!({
+        "model": "claude",
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Summarise this."},
+            {"type": "file", "file": {"filename": "q3 report.pdf",
+                "file_data": format!("data:application/pdf;base64,{pdf}")}}
+        ]}]
+    });
+    let (status, answer) = post(&stack, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = stack.emulator.requests();
+    let document = &seen[0].body["messages"][0]["content"][1]["document"];
+    assert_eq!(document["format"], "pdf");
+    assert_eq!(document["name"], "q3 report");
+    assert_eq!(document["source"]["bytes"], pdf.as_str());
+
+    let by_id = json!({
+        "model": "claude",
+        "messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"file_id": "file-123"}}
+        ]}]
+    });
+    let (status, answer) = post(&stack, &by_id).await;
+    assert_eq!(status, 400, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("messages[0].content[0].file.file_id"),
+        "{message}"
+    );
+}
