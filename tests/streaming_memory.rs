@@ -115,6 +115,7 @@ async fn a_client_that_stops_reading_does_not_make_the_gateway_buffer_the_answer
             messages: vec![Message {
                 role: "user".into(),
                 content: "hi".into(),
+                ..Message::default()
             }],
             max_tokens: Some(WORDS as u32),
             ..ChatRequest::default()

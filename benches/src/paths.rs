@@ -202,6 +202,7 @@ impl Caller {
                     messages: vec![aigw_proto::v1::Message {
                         role: "user".into(),
                         content: QUESTION.into(),
+                        ..aigw_proto::v1::Message::default()
                     }],
                     ..aigw_proto::v1::ChatRequest::default()
                 };

@@ -279,6 +279,7 @@ async fn grpc_unary(
         messages: vec![aigw_proto::v1::Message {
             role: "user".into(),
             content: "hi".into(),
+            ..aigw_proto::v1::Message::default()
         }],
         ..aigw_proto::v1::ChatRequest::default()
     };

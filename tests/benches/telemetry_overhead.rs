@@ -133,11 +133,14 @@ fn answer(target: usize) -> ChatReply {
             created: 0,
             model,
             content: "an answer".into(),
+            tool_calls: Vec::new(),
+            reasoning: None,
             finish_reason: FinishReason::Stop,
             usage: Usage {
                 prompt_tokens: 7,
                 completion_tokens: 24,
                 total_tokens: 31,
+                ..Usage::default()
             },
         }),
     }
@@ -188,10 +191,10 @@ fn layered_stack(bare: bool) -> HttpService {
             .service(targets),
     );
     let request = ChatRequest {
-        messages: Arc::from([Message {
-            role: Role::User,
-            content: "Who is considered the greatest Polish writer?".into(),
-        }]),
+        messages: Arc::from([Message::new(
+            Role::User,
+            "Who is considered the greatest Polish writer?",
+        )]),
         ..ChatRequest::default()
     };
     let handler = tower::service_fn(move |_: http::Request<()>| {

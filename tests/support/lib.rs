@@ -156,6 +156,7 @@ pub fn grpc_question(route: &str, content: &str) -> aigw_proto::v1::ChatRequest 
         messages: vec![aigw_proto::v1::Message {
             role: "user".into(),
             content: content.into(),
+            ..aigw_proto::v1::Message::default()
         }],
         ..aigw_proto::v1::ChatRequest::default()
     }

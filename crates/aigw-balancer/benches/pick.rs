@@ -35,6 +35,7 @@ fn route(n: usize) -> (Vec<TargetInfo>, RouteState) {
             prompt_tokens: 100 + t as u32,
             completion_tokens: 50 + (t as u32 * 7) % 31,
             total_tokens: 150 + t as u32 * 2,
+            ..Usage::default()
         };
         state.record_answer(
             t,

@@ -184,6 +184,8 @@ mod tests {
                 created: 0,
                 model,
                 content: String::new(),
+                tool_calls: Vec::new(),
+                reasoning: None,
                 finish_reason: FinishReason::Stop,
                 usage: Usage::default(),
             }),

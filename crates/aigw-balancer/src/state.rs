@@ -382,6 +382,7 @@ impl RouteState {
                         prompt_tokens: saturate(t.prompt_tokens.load(Ordering::Relaxed)),
                         completion_tokens: saturate(t.completion_tokens.load(Ordering::Relaxed)),
                         total_tokens: saturate(t.total_tokens.load(Ordering::Relaxed)),
+                        ..Usage::default()
                     },
                     cost: t.cost_nanos.load(Ordering::Relaxed) as f64 / 1e9,
                     failures_by_kind: KINDS
@@ -613,6 +614,7 @@ mod tests {
             prompt_tokens: 1_000,
             completion_tokens: 100,
             total_tokens: 1_100,
+            ..Usage::default()
         };
         s.record_answer(0, Duration::from_millis(200), Some(usage));
         s.record_answer(0, Duration::from_millis(200), Some(usage));

@@ -19,10 +19,7 @@ use aws_sdk_bedrockruntime::types::{
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn request() -> ChatRequest {
-    let turn = |role, content: &str| Message {
-        role,
-        content: content.to_owned(),
-    };
+    let turn = |role, content: &str| Message::new(role, content.to_owned());
     ChatRequest {
         messages: Arc::from([
             turn(Role::System, "You are a literature teacher. Be brief."),
@@ -66,12 +63,12 @@ fn answer() -> ConverseOutput {
 fn mapping(c: &mut Criterion) {
     let request = request();
     c.bench_function("OpenAI request -> Converse parts", |b| {
-        b.iter(|| to_converse(black_box(&request)).expect("maps"))
+        b.iter(|| to_converse(black_box(&request), "m").expect("maps"))
     });
     let output = answer();
     let model: Arc<str> = Arc::from("us.amazon.nova-micro-v1:0");
     c.bench_function("Converse answer (300 words) -> core answer", |b| {
-        b.iter(|| to_chat_completion(black_box(&output), &model).expect("maps"))
+        b.iter(|| to_chat_completion(black_box(&output), &model, Default::default()).expect("maps"))
     });
 }
 

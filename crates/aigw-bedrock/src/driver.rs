@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aigw_core::{Chat, ChatRequest, Driver, Error, ErrorKind, ReplyBody};
 use aws_sdk_bedrockruntime::Client;
-use aws_sdk_bedrockruntime::types::ConverseStreamOutput as StreamEvent;
+use aws_sdk_bedrockruntime::types::{ContentBlockStart, ConverseStreamOutput as StreamEvent};
 
 use crate::PROVIDER;
 use crate::error::{classify, classify_stream};
@@ -52,7 +52,7 @@ impl Chat for BedrockChat {
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<ReplyBody, Error> {
-        let parts = to_converse(&request)?;
+        let parts = to_converse(&request, &self.model)?;
         if request.stream {
             self.stream(parts).await
         } else {
@@ -70,12 +70,16 @@ impl BedrockChat {
             .set_messages(Some(parts.messages))
             .set_system(parts.system)
             .set_inference_config(parts.inference)
+            .set_tool_config(parts.tools)
+            .set_additional_model_request_fields(parts.additional)
+            .set_guardrail_config(parts.guardrail)
             .send()
             .await
             .map_err(|err| classify(&err))?;
         Ok(ReplyBody::Complete(to_chat_completion(
             &output,
             &self.model,
+            parts.answer,
         )?))
     }
 
@@ -87,6 +91,9 @@ impl BedrockChat {
             .set_messages(Some(parts.messages))
             .set_system(parts.system)
             .set_inference_config(parts.inference)
+            .set_tool_config(parts.tools)
+            .set_additional_model_request_fields(parts.additional)
+            .set_guardrail_config(parts.stream_guardrail)
             .send()
             .await
             .map_err(|err| classify(&err))?;
@@ -98,10 +105,14 @@ impl BedrockChat {
         loop {
             match output.stream.recv().await {
                 Ok(Some(event)) => {
-                    let carries_answer = !matches!(
-                        event,
-                        StreamEvent::MessageStart(_) | StreamEvent::ContentBlockStart(_)
-                    );
+                    // A tool call's start is answer: its id and name go to the client.
+                    let carries_answer = match &event {
+                        StreamEvent::MessageStart(_) => false,
+                        StreamEvent::ContentBlockStart(start) => {
+                            matches!(start.start, Some(ContentBlockStart::ToolUse(_)))
+                        }
+                        _ => true,
+                    };
                     head.push(event);
                     // A bound, so an upstream sending only empty events cannot make us buffer.
                     if carries_answer || head.len() >= MAX_HEAD_EVENTS {
@@ -121,6 +132,7 @@ impl BedrockChat {
             Arc::from(aigw_core::completion_id()),
             aigw_core::unix_now(),
             Arc::clone(&self.model),
+            parts.answer,
         );
         Ok(ReplyBody::Stream(chunk_stream(output.stream, head, chunks)))
     }

@@ -16,6 +16,7 @@
 mod driver;
 mod embeddings;
 mod error;
+mod json;
 mod provider;
 mod request;
 mod response;
@@ -25,7 +26,7 @@ mod stream;
 /// The pure OpenAI ↔ Converse translation the driver applies on every call, public so that
 /// it can be benchmarked and inspected on its own.
 pub mod mapping {
-    pub use crate::request::{ConverseParts, to_converse};
+    pub use crate::request::{AnswerShape, ConverseParts, to_converse};
     pub use crate::response::to_chat_completion;
 }
 

@@ -12,7 +12,7 @@ use super::to_converse;
 fn chat_message() -> impl Strategy<Value = ChatMessage> {
     let role = prop_oneof![Just(Role::System), Just(Role::User), Just(Role::Assistant)];
     let content = prop_oneof![any::<String>(), Just(String::new()), Just(" \n".to_owned())];
-    (role, content).prop_map(|(role, content)| ChatMessage { role, content })
+    (role, content).prop_map(|(role, content)| ChatMessage::new(role, content))
 }
 
 fn chat_request() -> impl Strategy<Value = ChatRequest> {
@@ -25,14 +25,12 @@ fn chat_request() -> impl Strategy<Value = ChatRequest> {
     )
         .prop_map(
             |(messages, max_tokens, temperature, top_p, stop)| ChatRequest {
-                model: None,
                 messages: messages.into(),
                 max_tokens,
                 temperature,
                 top_p,
                 stop: Arc::from(stop),
-                stream: false,
-                hash_key: None,
+                ..ChatRequest::default()
             },
         )
 }
@@ -45,7 +43,7 @@ proptest! {
     fn any_request_maps_or_fails_cleanly(mut request in chat_request(), max_tokens in any::<Option<u32>>()) {
         // As the driver shell hands it over: with the target's defaults filled in.
         RequestDefaults { max_tokens, temperature: None, top_p: None }.fill(&mut request);
-        match to_converse(&request) {
+        match to_converse(&request, "m") {
             Ok(parts) => {
                 // What Bedrock insists on: starts with a user turn, roles alternate, and
                 // no text block is blank.

@@ -51,18 +51,9 @@ async fn converse_returns_the_model_named_answer_with_usage() {
         });
     let request = ChatRequest {
         messages: vec![
-            Message {
-                role: Role::System,
-                content: "Be brief.".into(),
-            },
-            Message {
-                role: Role::User,
-                content: "What is".into(),
-            },
-            Message {
-                role: Role::User,
-                content: "the answer?".into(),
-            },
+            Message::new(Role::System, "Be brief."),
+            Message::new(Role::User, "What is"),
+            Message::new(Role::User, "the answer?"),
         ]
         .into(),
         ..ChatRequest::default()

@@ -70,11 +70,7 @@ fn closed_port_url() -> String {
 
 fn hello() -> ChatRequest {
     ChatRequest {
-        messages: vec![Message {
-            role: Role::User,
-            content: "hello".into(),
-        }]
-        .into(),
+        messages: vec![Message::new(Role::User, "hello")].into(),
         ..ChatRequest::default()
     }
 }

@@ -20,11 +20,7 @@ fn spec(endpoint_url: String) -> BedrockTargetSpec {
 
 fn hello(stream: bool) -> ChatRequest {
     ChatRequest {
-        messages: vec![Message {
-            role: Role::User,
-            content: "hello".into(),
-        }]
-        .into(),
+        messages: vec![Message::new(Role::User, "hello")].into(),
         stream,
         ..ChatRequest::default()
     }

@@ -33,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+mod chat_tags;
 mod consumers;
 mod enums;
 mod env;
@@ -53,6 +54,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use chat_tags::{ChatOptions, ImageFetch};
 pub use consumers::{AclConfig, ConsumerConfig, ConsumerGroupRef};
 pub use enums::{
     Algorithm, FailoverCriterion, LatencyStrategy, LogFormat, ParamLocation, Provider, ROUTE_TYPES,

@@ -74,6 +74,8 @@ pub struct RouteConfig {
     pub prompt_guard: Option<PromptGuardConfig>,
     /// The ai-prompt-decorator plugin that applies to the route, if any.
     pub prompt_decorator: Option<PromptDecoratorConfig>,
+    /// aigw's chat options, from the route's `aigw-*` tags.
+    pub chat: crate::ChatOptions,
 }
 
 /// An ai-proxy-advanced plugin's config, with Kong's defaults applied.

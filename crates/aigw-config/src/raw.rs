@@ -248,6 +248,8 @@ pub(crate) struct RouteRaw {
     /// Only on top-level routes: the service they belong to.
     pub service: Option<EntityRef>,
     pub plugins: Option<Vec<PluginRaw>>,
+    /// Kong's free-form tags; those starting with `aigw-` set aigw's chat options.
+    pub tags: Option<Vec<String>>,
 }
 
 /// `plugins[]` at any level.

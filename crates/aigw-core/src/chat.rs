@@ -17,6 +17,8 @@ pub enum Role {
     User,
     /// The model.
     Assistant,
+    /// The result of a tool the model asked to call (OpenAI's `role: "tool"`).
+    Tool,
 }
 
 impl Role {
@@ -26,6 +28,7 @@ impl Role {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
+            Role::Tool => "tool",
         }
     }
 }
@@ -41,8 +44,255 @@ impl fmt::Display for Role {
 pub struct Message {
     /// Who speaks.
     pub role: Role,
-    /// What is said, as text.
-    pub content: String,
+    /// What is said: text, images, documents and cache points, in order.
+    pub content: Vec<Part>,
+    /// The tools an assistant turn asked to call.
+    pub tool_calls: Vec<ToolCall>,
+    /// For a [`Role::Tool`] turn, the id of the call it answers.
+    pub tool_call_id: Option<String>,
+    /// The reasoning an assistant turn showed, sent back so the model can continue from it
+    /// (Anthropic models on Bedrock require it, signature included, in tool loops).
+    pub reasoning: Option<Reasoning>,
+}
+
+impl Message {
+    /// A turn holding one text part.
+    pub fn new(role: Role, text: impl Into<String>) -> Message {
+        Message {
+            role,
+            content: vec![Part::Text(text.into())],
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            reasoning: None,
+        }
+    }
+
+    /// The message's text parts joined, without copying when there is only one; what
+    /// policies that read prompts (guards, logs, token estimates) look at.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        let mut texts = self.content.iter().filter_map(Part::as_text);
+        match (texts.next(), texts.next()) {
+            (None, _) => std::borrow::Cow::Borrowed(""),
+            (Some(one), None) => std::borrow::Cow::Borrowed(one),
+            (Some(first), Some(second)) => {
+                let mut joined = String::from(first);
+                joined.push_str(second);
+                texts.for_each(|t| joined.push_str(t));
+                std::borrow::Cow::Owned(joined)
+            }
+        }
+    }
+}
+
+/// One piece of a message's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// Text.
+    Text(String),
+    /// An image, its bytes already decoded (from a `data:` URI or fetched).
+    Image(Image),
+    /// A document (a PDF from an OpenAI `file` part).
+    Document(Document),
+    /// The prompt up to here may be cached by the provider (Anthropic's
+    /// `cache_control: {"type": "ephemeral"}`, Bedrock's `cachePoint`).
+    CachePoint,
+}
+
+impl Part {
+    /// The text of a text part.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Part::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// An image's encoding, as the bytes are in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageFormat {
+    /// `image/png`.
+    Png,
+    /// `image/jpeg`.
+    Jpeg,
+    /// `image/gif`.
+    Gif,
+    /// `image/webp`.
+    Webp,
+}
+
+impl ImageFormat {
+    /// The format of the media type `mime` (`image/png`, …), if it is one of ours.
+    pub fn from_mime(mime: &str) -> Option<ImageFormat> {
+        match mime.trim().to_ascii_lowercase().as_str() {
+            "image/png" => Some(ImageFormat::Png),
+            "image/jpeg" | "image/jpg" => Some(ImageFormat::Jpeg),
+            "image/gif" => Some(ImageFormat::Gif),
+            "image/webp" => Some(ImageFormat::Webp),
+            _ => None,
+        }
+    }
+
+    /// The short name Bedrock uses (`png`, `jpeg`, `gif`, `webp`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageFormat::Png => "png",
+            ImageFormat::Jpeg => "jpeg",
+            ImageFormat::Gif => "gif",
+            ImageFormat::Webp => "webp",
+        }
+    }
+
+    /// The media type.
+    pub fn mime(self) -> &'static str {
+        match self {
+            ImageFormat::Png => "image/png",
+            ImageFormat::Jpeg => "image/jpeg",
+            ImageFormat::Gif => "image/gif",
+            ImageFormat::Webp => "image/webp",
+        }
+    }
+}
+
+/// An image in a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// How the bytes are encoded.
+    pub format: ImageFormat,
+    /// The image file's bytes, shared because failover sends them twice.
+    pub bytes: Arc<[u8]>,
+}
+
+/// A document in a message; only PDF is accepted by the front ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// The file name the client gave, or a neutral one; Bedrock requires a name.
+    pub name: String,
+    /// The file's bytes.
+    pub bytes: Arc<[u8]>,
+}
+
+/// A tool the model may call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool {
+    /// The function's name.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: Option<String>,
+    /// The JSON Schema of its arguments.
+    pub parameters: serde_json::Value,
+    /// The tool definitions up to this one may be cached (`cache_control` on the tool).
+    pub cache_point: bool,
+}
+
+/// Which tool, if any, the model must call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides.
+    Auto,
+    /// The model must not call a tool.
+    None,
+    /// The model must call some tool.
+    Required,
+    /// The model must call the named tool.
+    Function(String),
+}
+
+/// A call of a tool the model asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    /// The call's id, which the tool's result names.
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// The arguments as JSON text.
+    pub arguments: String,
+}
+
+/// A piece of a tool call in a stream: the first piece of a call has its id and name,
+/// later ones only more argument text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCallDelta {
+    /// Counts tool calls of the answer from 0 (not content blocks).
+    pub index: u32,
+    /// Set on the call's first piece.
+    pub id: Option<String>,
+    /// Set on the call's first piece.
+    pub name: Option<String>,
+    /// More argument JSON text (empty on a first piece that has none yet).
+    pub arguments: String,
+}
+
+/// A model's visible reasoning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reasoning {
+    /// The reasoning text.
+    pub text: String,
+    /// The provider's signature over it, which must come back with it in a later turn.
+    pub signature: Option<String>,
+}
+
+/// How hard a reasoning model should think (OpenAI's `reasoning_effort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReasoningEffort {
+    /// `minimal`.
+    Minimal,
+    /// `low`.
+    Low,
+    /// `medium`.
+    Medium,
+    /// `high`.
+    High,
+}
+
+impl ReasoningEffort {
+    /// The effort named `name`, as OpenAI spells it.
+    pub fn parse(name: &str) -> Option<ReasoningEffort> {
+        match name {
+            "minimal" => Some(ReasoningEffort::Minimal),
+            "low" => Some(ReasoningEffort::Low),
+            "medium" => Some(ReasoningEffort::Medium),
+            "high" => Some(ReasoningEffort::High),
+            _ => None,
+        }
+    }
+
+    /// OpenAI's name of the effort.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasoningEffort::Minimal => "minimal",
+            ReasoningEffort::Low => "low",
+            ReasoningEffort::Medium => "medium",
+            ReasoningEffort::High => "high",
+        }
+    }
+}
+
+/// The shape the answer must have (OpenAI's `response_format`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    /// Any JSON object.
+    JsonObject,
+    /// JSON that fits `schema`.
+    JsonSchema {
+        /// The schema's name.
+        name: String,
+        /// The JSON Schema.
+        schema: serde_json::Value,
+    },
+}
+
+/// A Bedrock guardrail to apply, passed through from the request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guardrail {
+    /// The guardrail's id or ARN.
+    pub identifier: String,
+    /// Its version (`DRAFT` or a number).
+    pub version: String,
+    /// `enabled` / `disabled` / `enabled_full`, when set.
+    pub trace: Option<String>,
+    /// `sync` / `async`, for streams, when set.
+    pub stream_processing_mode: Option<String>,
 }
 
 /// A chat request after the front end decoded it; what drivers translate to their provider.
@@ -68,6 +318,18 @@ pub struct ChatRequest {
     /// The value of the route's `hash_on_header` (HTTP header or gRPC metadata), which the
     /// consistent-hashing balancer keys on; `None` when absent or not hashing.
     pub hash_key: Option<Arc<str>>,
+    /// Tools the model may call.
+    pub tools: Arc<[Tool]>,
+    /// Which tool the model must call, if the client said.
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether the model may ask for several calls at once, if the client said.
+    pub parallel_tool_calls: Option<bool>,
+    /// How hard a reasoning model should think.
+    pub reasoning_effort: Option<ReasoningEffort>,
+    /// The shape the answer must have.
+    pub response_format: Option<Arc<ResponseFormat>>,
+    /// A provider guardrail to apply.
+    pub guardrail: Option<Arc<Guardrail>>,
 }
 
 /// Why the model stopped generating, in OpenAI's vocabulary.
@@ -104,6 +366,10 @@ pub struct Usage {
     pub completion_tokens: u32,
     /// Their sum, as the provider reports it.
     pub total_tokens: u32,
+    /// Of the prompt tokens, how many were read from the provider's prompt cache.
+    pub cache_read_tokens: u32,
+    /// Of the prompt tokens, how many were written to the provider's prompt cache.
+    pub cache_write_tokens: u32,
 }
 
 /// The target that served an answer, for the `x-aigw-llm-model` header and traces.
@@ -132,6 +398,10 @@ pub struct ChatCompletion {
     pub model: Arc<str>,
     /// The assistant's reply.
     pub content: String,
+    /// The tools the model asked to call, in order.
+    pub tool_calls: Vec<ToolCall>,
+    /// The model's reasoning, when it showed it.
+    pub reasoning: Option<Reasoning>,
     /// Why generation ended.
     pub finish_reason: FinishReason,
     /// Token accounting.
@@ -151,6 +421,10 @@ pub struct ChatChunk {
     pub role: Option<Role>,
     /// Newly generated text, if any.
     pub content: Option<String>,
+    /// A piece of a tool call, if any.
+    pub tool_call: Option<ToolCallDelta>,
+    /// A piece of reasoning (text, or the signature that ends it), if any.
+    pub reasoning: Option<Reasoning>,
     /// Set on the chunk that ends generation.
     pub finish_reason: Option<FinishReason>,
     /// Set once token counts are known, at the end.
@@ -162,7 +436,11 @@ impl ChatChunk {
     /// end); a chunk that only reports usage does not, and wire formats show it without a
     /// choice.
     pub fn has_choice(&self) -> bool {
-        self.role.is_some() || self.content.is_some() || self.finish_reason.is_some()
+        self.role.is_some()
+            || self.content.is_some()
+            || self.tool_call.is_some()
+            || self.reasoning.is_some()
+            || self.finish_reason.is_some()
     }
 }
 
@@ -198,6 +476,8 @@ impl ChunkSequence {
             model: Arc::clone(&self.model),
             role: None,
             content: None,
+            tool_call: None,
+            reasoning: None,
             finish_reason: None,
             usage: None,
         }
@@ -310,6 +590,8 @@ mod tests {
             model: Arc::from("m"),
             role: None,
             content: Some("x".into()),
+            tool_call: None,
+            reasoning: None,
             finish_reason: None,
             usage: None,
         }
@@ -325,6 +607,8 @@ mod tests {
                 created: 0,
                 model: Arc::from("m"),
                 content: String::new(),
+                tool_calls: Vec::new(),
+                reasoning: None,
                 finish_reason: FinishReason::Stop,
                 usage: Usage::default(),
             }),
@@ -352,5 +636,26 @@ mod tests {
         // A client leaving mid-stream drops the stream: the slot comes back.
         drop(chunks);
         assert_eq!(released.load(Ordering::SeqCst), 1);
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+
+    #[test]
+    fn text_joins_text_parts_and_skips_the_rest() {
+        let mut message = Message::new(Role::User, "look at ");
+        message.content.push(Part::Image(Image {
+            format: ImageFormat::Png,
+            bytes: Arc::from(&b"png"[..]),
+        }));
+        message.content.push(Part::CachePoint);
+        message.content.push(Part::Text("this".into()));
+        assert_eq!(message.text(), "look at this");
+        assert!(matches!(
+            Message::new(Role::User, "one").text(),
+            std::borrow::Cow::Borrowed("one")
+        ));
     }
 }

@@ -198,6 +198,8 @@ mod tests {
                     "{:?} {:?} {:?}",
                     request.max_tokens, request.temperature, request.top_p
                 ),
+                tool_calls: Vec::new(),
+                reasoning: None,
                 finish_reason: FinishReason::Stop,
                 usage: Usage::default(),
             }))

@@ -1,5 +1,7 @@
 //! Provider-neutral core of aigw: the chat request and answer types every front end and
-//! driver speaks, the one error type with its classification, and the driver contract.
+//! driver speaks (messages as content parts, tools and tool calls, reasoning, cache
+//! points, usage with cache counts), the one error type with its classification, and the
+//! driver contract.
 //!
 //! A driver is a [`tower::Service`] from [`ChatRequest`] to [`ChatReply`]; the balancer and
 //! the front ends only ever see these types, never a provider's or a wire format's. What
@@ -25,8 +27,9 @@ pub mod test_support;
 pub use around::{Around, AroundLayer, AroundService};
 pub use attempt::Attempt;
 pub use chat::{
-    ChatChunk, ChatCompletion, ChatReply, ChatRequest, ChunkSequence, ChunkStream, FinishReason,
-    Message, ReplyBody, Role, ServedBy, Usage,
+    ChatChunk, ChatCompletion, ChatReply, ChatRequest, ChunkSequence, ChunkStream, Document,
+    FinishReason, Guardrail, Image, ImageFormat, Message, Part, Reasoning, ReasoningEffort,
+    ReplyBody, ResponseFormat, Role, ServedBy, Tool, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 pub use client_cache::ClientCache;
 pub use defaults::RequestDefaults;

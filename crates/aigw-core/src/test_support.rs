@@ -16,11 +16,7 @@ const STREAM_LIMIT: Duration = Duration::from_secs(10);
 /// A one-message request from the user, streamed or not.
 pub fn ask(question: &str, stream: bool) -> ChatRequest {
     ChatRequest {
-        messages: vec![Message {
-            role: Role::User,
-            content: question.into(),
-        }]
-        .into(),
+        messages: vec![Message::new(Role::User, question)].into(),
         stream,
         ..ChatRequest::default()
     }

@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::rich::{Extras, ToolConfig, ToolUse, reasoning_wanted, tool_config};
+
 /// The parts of a Converse request the answer depends on, borrowed from the decoded body.
 #[derive(Debug)]
 pub(crate) struct Prompt<'a> {
@@ -11,6 +13,24 @@ pub(crate) struct Prompt<'a> {
     pub(crate) input_tokens: u64,
     max_tokens: Option<u64>,
     stop_sequences: Vec<&'a str>,
+    /// Tool results, images and cache points seen in the conversation.
+    pub(crate) extras: Extras,
+    /// The tools offered, if any.
+    pub(crate) tools: Option<ToolConfig<'a>>,
+    /// The answer shows reasoning.
+    pub(crate) reasoning: bool,
+    /// The request names a guardrail.
+    pub(crate) guardrail: bool,
+}
+
+impl Prompt<'_> {
+    /// How many words the question has.
+    pub(crate) fn question_words(&self) -> usize {
+        self.question
+            .iter()
+            .map(|t| t.split_whitespace().count())
+            .sum()
+    }
 }
 
 /// Why the answer ended, spelled as the Converse API spells it.
@@ -19,6 +39,8 @@ pub(crate) enum StopReason {
     EndTurn,
     MaxTokens,
     StopSequence,
+    ToolUse,
+    GuardrailIntervened,
 }
 
 impl StopReason {
@@ -27,6 +49,8 @@ impl StopReason {
             Self::EndTurn => "end_turn",
             Self::MaxTokens => "max_tokens",
             Self::StopSequence => "stop_sequence",
+            Self::ToolUse => "tool_use",
+            Self::GuardrailIntervened => "guardrail_intervened",
         }
     }
 }
@@ -38,11 +62,18 @@ pub(crate) struct Answer {
     pub(crate) stop_reason: StopReason,
     pub(crate) input_tokens: u64,
     pub(crate) output_tokens: u64,
+    /// Prompt tokens read from and written to the prompt cache.
+    pub(crate) cache_read: u64,
+    pub(crate) cache_write: u64,
+    /// Tool calls after the text.
+    pub(crate) tool_uses: Vec<ToolUse>,
+    /// Reasoning text and its signature, before the text.
+    pub(crate) reasoning: Option<(String, String)>,
 }
 
 /// Checks the body the way Bedrock's validation would and borrows what the answer needs.
 /// The error is the `ValidationException` message.
-pub(crate) fn parse_prompt(body: &Value) -> Result<Prompt<'_>, String> {
+pub(crate) fn parse_prompt<'a>(model_id: &str, body: &'a Value) -> Result<Prompt<'a>, String> {
     let body = body
         .as_object()
         .ok_or_else(|| "Malformed input request: the body must be a JSON object.".to_owned())?;
@@ -64,6 +95,19 @@ pub(crate) fn parse_prompt(body: &Value) -> Result<Prompt<'_>, String> {
 
     let mut input_tokens = 0u64;
     let mut question = Vec::new();
+    let mut extras = Extras::default();
+    let mut previous_role = "";
+    // The system prompt comes first in what a cache point caches.
+    if let Some(Value::Array(system)) = body.get("system") {
+        for block in system {
+            if let Some(Value::String(text)) = block.get("text") {
+                extras.read(text);
+            }
+            if block.get("cachePoint").is_some() {
+                extras.cache_point();
+            }
+        }
+    }
     for (i, message) in messages.iter().enumerate() {
         let at = |field: &str| format!("messages.{}.member.{field}", i + 1);
         let message = message
@@ -94,10 +138,32 @@ pub(crate) fn parse_prompt(body: &Value) -> Result<Prompt<'_>, String> {
                 "Member must not be null",
             ));
         };
-        let texts = text_blocks(content, &at("content"))?;
+        if role == previous_role {
+            return Err(
+                "A conversation must alternate between user and assistant roles. Make \
+                        sure the conversation alternates between user and assistant roles and \
+                        try again."
+                    .to_owned(),
+            );
+        }
+        previous_role = role;
+        extras.turn(role);
+        let mut texts = text_blocks(content, &at("content"))?;
+        for text in &texts {
+            extras.read(text);
+        }
+        for (j, block) in content.iter().enumerate() {
+            if let Some(block) = block.as_object() {
+                let at = format!("{}.{}", at("content"), j + 1);
+                extras.block(role, block, &at, &mut texts)?;
+            }
+        }
         input_tokens += texts.iter().map(|t| word_count(t)).sum::<u64>();
         if role == "user" {
+            extras.end_user_turn(&format!("messages.{}", i + 1))?;
             question = texts;
+        } else {
+            extras.end_assistant_turn(content, &format!("messages.{}", i + 1));
         }
     }
 
@@ -118,11 +184,31 @@ pub(crate) fn parse_prompt(body: &Value) -> Result<Prompt<'_>, String> {
         }
     };
 
+    let tools = tool_config(body, &mut extras)?;
+    let reasoning = reasoning_wanted(model_id, body, &extras)?;
+    let guardrail = match body.get("guardrailConfig") {
+        None | Some(Value::Null) => false,
+        Some(g)
+            if g.get("guardrailIdentifier").is_some() && g.get("guardrailVersion").is_some() =>
+        {
+            true
+        }
+        Some(_) => {
+            return Err(
+                "guardrailConfig needs a guardrailIdentifier and a guardrailVersion.".to_owned(),
+            );
+        }
+    };
+
     Ok(Prompt {
         question,
         input_tokens,
         max_tokens,
         stop_sequences,
+        extras,
+        tools,
+        reasoning,
+        guardrail,
     })
 }
 
@@ -205,6 +291,10 @@ pub(crate) fn parse_chat_prompt(body: &Value) -> Result<Prompt<'_>, String> {
         input_tokens,
         max_tokens,
         stop_sequences,
+        extras: Extras::default(),
+        tools: None,
+        reasoning: false,
+        guardrail: false,
     })
 }
 
@@ -366,6 +456,10 @@ pub(crate) fn answer(model_id: &str, prompt: &Prompt<'_>, answer_words: usize) -
         stop_reason,
         input_tokens: prompt.input_tokens,
         output_tokens,
+        cache_read: 0,
+        cache_write: 0,
+        tool_uses: Vec::new(),
+        reasoning: None,
     }
 }
 
@@ -438,7 +532,7 @@ mod tests {
     #[test]
     fn answer_names_model_and_echoes_question() {
         let body = body("what is  rust");
-        let prompt = parse_prompt(&body).expect("valid");
+        let prompt = parse_prompt("m", &body).expect("valid");
         let a = answer("m:0", &prompt, 24);
         assert!(
             a.text
@@ -454,7 +548,7 @@ mod tests {
     fn max_tokens_truncates() {
         let mut body = body("hi");
         body["inferenceConfig"] = json!({"maxTokens": 3});
-        let prompt = parse_prompt(&body).expect("valid");
+        let prompt = parse_prompt("m", &body).expect("valid");
         let a = answer("m", &prompt, 24);
         assert_eq!(a.text, "[m] You asked:");
         assert_eq!(a.output_tokens, 3);
@@ -465,7 +559,7 @@ mod tests {
     fn stop_sequence_truncates_before_it() {
         let mut body = body("hi");
         body["inferenceConfig"] = json!({"stopSequences": ["deterministic", "asked"]});
-        let prompt = parse_prompt(&body).expect("valid");
+        let prompt = parse_prompt("m", &body).expect("valid");
         let a = answer("m", &prompt, 24);
         assert_eq!(a.text, "[m] You ");
         assert_eq!(a.stop_reason, StopReason::StopSequence);
@@ -494,8 +588,23 @@ mod tests {
             json!({"messages": [{"role": "user", "content": [{"text": 1}]}]}),
             json!({"messages": [{"role": "user", "content": []}], "inferenceConfig": {"maxTokens": 0}}),
             json!({"messages": [{"role": "user", "content": []}], "inferenceConfig": {"temperature": 3}}),
+            // Roles must alternate.
+            json!({"messages": [
+                {"role": "user", "content": [{"text": "a"}]},
+                {"role": "user", "content": [{"text": "b"}]}
+            ]}),
+            // A toolResult needs a toolConfig.
+            json!({"messages": [
+                {"role": "user", "content": [{"text": "a"}]},
+                {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t", "name": "f", "input": {}}}]},
+                {"role": "user", "content": [{"toolResult": {"toolUseId": "t", "content": [{"text": "1"}]}}]}
+            ]}),
+            // Bitmaps are not among the image formats.
+            json!({"messages": [{"role": "user", "content": [
+                {"image": {"format": "bmp", "source": {"bytes": "AAAA"}}}
+            ]}]}),
         ] {
-            assert!(parse_prompt(&bad).is_err(), "accepted {bad}");
+            assert!(parse_prompt("m", &bad).is_err(), "accepted {bad}");
         }
     }
 }

@@ -30,6 +30,9 @@ pub struct ModelKnobs {
     pub fault: Option<Fault>,
     /// How many of the next requests for this model get `fault`; `None` means all of them.
     pub fault_count: Option<u32>,
+    /// A guardrail intervenes in every request that names one (`guardrailConfig`): the
+    /// answer is a refusal with stop reason `guardrail_intervened`.
+    pub guardrail_intervenes: bool,
 }
 
 impl Default for ModelKnobs {
@@ -40,6 +43,7 @@ impl Default for ModelKnobs {
             answer_words: DEFAULT_ANSWER_WORDS,
             fault: None,
             fault_count: None,
+            guardrail_intervenes: false,
         }
     }
 }
@@ -92,7 +96,8 @@ pub enum Fault {
     InvalidJson,
     /// After this many deltas, send an event-stream exception frame and end the body.
     StreamException {
-        /// Deltas sent before the exception (capped at the answer's length).
+        /// Deltas (text deltas, then tool-input fragments) sent before the exception
+        /// (capped at the answer's length).
         after_deltas: usize,
         /// The `:exception-type`, e.g. `throttlingException`, `internalServerException`,
         /// `modelStreamErrorException`, `serviceUnavailableException`, `validationException`.

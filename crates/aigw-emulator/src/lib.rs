@@ -32,6 +32,7 @@ mod error;
 mod knobs;
 mod openai_upstream;
 mod record;
+mod rich;
 mod server;
 mod stream;
 

@@ -253,6 +253,8 @@ fn finish_reason(reason: StopReason) -> &'static str {
     match reason {
         StopReason::MaxTokens => "length",
         StopReason::EndTurn | StopReason::StopSequence => "stop",
+        StopReason::ToolUse => "tool_calls",
+        StopReason::GuardrailIntervened => "content_filter",
     }
 }
 

@@ -11,7 +11,6 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -21,6 +20,7 @@ use crate::auth::Auth;
 use crate::error::AwsError;
 use crate::knobs::{Fault, KnobSet, Knobs, Lookup, Slot};
 use crate::record::{Operation, Recorder, SeenRequest};
+use crate::rich::{Caches, Dress, dress};
 use crate::stream::{self, StreamFault, StreamPlan};
 
 /// State shared by every request and every handle.
@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) requests: AtomicU64,
     pub(crate) cancelled_streams: AtomicU64,
     pub(crate) open_streams: AtomicU64,
+    /// Prompt prefixes cached by earlier requests with cache points.
+    pub(crate) caches: Caches,
     /// Flips to `true` when the emulator stops, releasing hung requests and open streams so
     /// a graceful shutdown does not wait on them forever.
     pub(crate) stop: watch::Sender<bool>,
@@ -44,6 +46,7 @@ impl Default for Shared {
             requests: AtomicU64::new(0),
             cancelled_streams: AtomicU64::new(0),
             open_streams: AtomicU64::new(0),
+            caches: Caches::default(),
             stop: watch::channel(false).0,
         }
     }
@@ -220,7 +223,7 @@ async fn handle(shared: Arc<Shared>, call: Call) -> Response {
             AwsError::validation("The model id is not valid percent-encoded UTF-8.")
         })?;
         let body = body.as_ref().map_err(Clone::clone)?;
-        let prompt = parse_prompt(body).map_err(AwsError::validation)?;
+        let prompt = parse_prompt(model, body).map_err(AwsError::validation)?;
         let slot = match shared.knobs.lookup(model) {
             Lookup::Allowed(slot) => slot,
             Lookup::UnknownModel => {
@@ -232,7 +235,16 @@ async fn handle(shared: Arc<Shared>, call: Call) -> Response {
             }
         };
         let fault = slot.take_fault().is_some();
-        let answer = answer(model, &prompt, slot.knobs.answer_words);
+        let mut answer = answer(model, &prompt, slot.knobs.answer_words);
+        dress(
+            &mut answer,
+            Dress {
+                model_id: model,
+                prompt: &prompt,
+                guardrail_knob: slot.knobs.guardrail_intervenes,
+                caches: &shared.caches,
+            },
+        );
         Ok(Plan {
             slot,
             fault,
@@ -336,63 +348,28 @@ fn stream_fault(fault: &Fault) -> Option<StreamFault> {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ConverseOutput<'a> {
-    output: OutputUnion<'a>,
-    stop_reason: &'static str,
-    usage: Usage,
-    metrics: Metrics,
-}
-
-#[derive(Serialize)]
-struct OutputUnion<'a> {
-    message: OutputMessage<'a>,
-}
-
-#[derive(Serialize)]
-struct OutputMessage<'a> {
-    role: &'static str,
-    content: [TextBlock<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct TextBlock<'a> {
-    text: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Usage {
-    input_tokens: u64,
-    output_tokens: u64,
-    total_tokens: u64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Metrics {
-    latency_ms: u64,
-}
-
+/// The Converse answer body.
 fn unary(answer: &Answer, started: Instant) -> Response {
-    let output = ConverseOutput {
-        output: OutputUnion {
-            message: OutputMessage {
-                role: "assistant",
-                content: [TextBlock { text: &answer.text }],
-            },
-        },
-        stop_reason: answer.stop_reason.as_str(),
-        usage: Usage {
-            input_tokens: answer.input_tokens,
-            output_tokens: answer.output_tokens,
-            total_tokens: answer.input_tokens + answer.output_tokens,
-        },
-        metrics: Metrics {
-            latency_ms: millis(started.elapsed()),
-        },
-    };
+    let mut content = Vec::new();
+    if let Some((text, signature)) = &answer.reasoning {
+        content.push(serde_json::json!({
+            "reasoningContent": {"reasoningText": {"text": text, "signature": signature}}
+        }));
+    }
+    if !answer.text.is_empty() || answer.tool_uses.is_empty() {
+        content.push(serde_json::json!({ "text": answer.text }));
+    }
+    for tool in &answer.tool_uses {
+        content.push(serde_json::json!({
+            "toolUse": {"toolUseId": tool.id, "name": tool.name, "input": tool.input}
+        }));
+    }
+    let output = serde_json::json!({
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": answer.stop_reason.as_str(),
+        "usage": usage_json(answer),
+        "metrics": {"latencyMs": millis(started.elapsed())},
+    });
     match serde_json::to_vec(&output) {
         Ok(json) => typed(Body::from(json), "application/json"),
         Err(e) => AwsError::new(
@@ -402,6 +379,22 @@ fn unary(answer: &Answer, started: Instant) -> Response {
         )
         .into_response(),
     }
+}
+
+/// The `usage` object of a Converse answer or a stream's `metadata` event; the cache
+/// counts only when a cache point was sent, as Bedrock leaves them out otherwise.
+pub(crate) fn usage_json(answer: &Answer) -> Value {
+    let total = answer.input_tokens + answer.output_tokens + answer.cache_read + answer.cache_write;
+    let mut usage = serde_json::json!({
+        "inputTokens": answer.input_tokens,
+        "outputTokens": answer.output_tokens,
+        "totalTokens": total,
+    });
+    if answer.cache_read + answer.cache_write > 0 {
+        usage["cacheReadInputTokens"] = answer.cache_read.into();
+        usage["cacheWriteInputTokens"] = answer.cache_write.into();
+    }
+    usage
 }
 
 /// A 200 whose body the SDK cannot decode: not JSON, or not an event stream.

@@ -13,7 +13,8 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use crate::answer::{Answer, deltas};
-use crate::server::{Inflight, stopped};
+use crate::rich::input_fragments;
+use crate::server::{Inflight, millis, stopped, usage_json};
 
 /// Buffered frames are handed to hyper once they reach this many bytes, wait or not.
 const FLUSH_AT: usize = 16 * 1024;
@@ -112,13 +113,16 @@ impl Frames {
                         "messageStart",
                         Bytes::from_static(b"{\"role\":\"assistant\"}"),
                     );
+                    self.reasoning_block();
                     self.phase = Phase::Deltas;
                 }
                 Phase::Deltas => {
                     let text = &self.plan.answer.text;
                     let piece = deltas(&text[self.cursor..]).next();
                     if let Some(fault) = &self.plan.fault {
-                        if self.sent >= fault.after() || piece.is_none() {
+                        // Past the text, a fault may still strike among the tool calls.
+                        let text_done = piece.is_none() && self.plan.answer.tool_uses.is_empty();
+                        if self.sent >= fault.after() || text_done {
                             self.strike();
                             continue;
                         }
@@ -142,7 +146,7 @@ impl Frames {
                         }
                         continue;
                     }
-                    let payload = delta_payload(piece);
+                    let payload = delta_payload(piece, self.text_index());
                     self.cursor += piece.len();
                     self.sent += 1;
                     self.waited = false;
@@ -155,25 +159,27 @@ impl Frames {
                     }
                 }
                 Phase::Finish => {
-                    self.event(
-                        "contentBlockStop",
-                        Bytes::from_static(b"{\"contentBlockIndex\":0}"),
-                    );
+                    let mut next_block = self.text_index();
+                    if !self.plan.answer.text.is_empty() {
+                        self.json_event(
+                            "contentBlockStop",
+                            &serde_json::json!({"contentBlockIndex": next_block}),
+                        );
+                        next_block += 1;
+                    }
+                    if self.tool_blocks(next_block) {
+                        continue;
+                    }
                     let stop = format!(
                         "{{\"stopReason\":\"{}\"}}",
                         self.plan.answer.stop_reason.as_str()
                     );
                     self.event("messageStop", Bytes::from(stop));
-                    let a = &self.plan.answer;
-                    let metadata = format!(
-                        "{{\"usage\":{{\"inputTokens\":{},\"outputTokens\":{},\"totalTokens\":{}}},\
-                         \"metrics\":{{\"latencyMs\":{}}}}}",
-                        a.input_tokens,
-                        a.output_tokens,
-                        a.input_tokens + a.output_tokens,
-                        self.plan.started.elapsed().as_millis()
-                    );
-                    self.event("metadata", Bytes::from(metadata));
+                    let metadata = serde_json::json!({
+                        "usage": usage_json(&self.plan.answer),
+                        "metrics": {"latencyMs": millis(self.plan.started.elapsed())},
+                    });
+                    self.json_event("metadata", &metadata);
                     self.inflight.complete();
                     self.phase = Phase::Done;
                 }
@@ -204,7 +210,7 @@ impl Frames {
             Some(StreamFault::BadCrc { .. }) => {
                 let text = &self.plan.answer.text;
                 let piece = deltas(&text[self.cursor..]).next().unwrap_or(" ");
-                self.event("contentBlockDelta", delta_payload(piece));
+                self.event("contentBlockDelta", delta_payload(piece, self.text_index()));
                 // The last four bytes are the message CRC; flipping them breaks only that.
                 let end = self.buf.len();
                 for b in &mut self.buf[end.saturating_sub(4)..] {
@@ -223,6 +229,98 @@ impl Frames {
                 let payload = Bytes::from_static(b"{\"message\":\"emulated stream exception\"}");
                 self.write(&Message::new_from_parts(headers, payload));
             }
+        }
+    }
+
+    /// The content block index of the answer's text: after the reasoning block, if any.
+    fn text_index(&self) -> usize {
+        usize::from(self.plan.answer.reasoning.is_some())
+    }
+
+    /// The reasoning block, as block 0: its text in two deltas, then its signature.
+    fn reasoning_block(&mut self) {
+        let Some((text, signature)) = self.plan.answer.reasoning.clone() else {
+            return;
+        };
+        let mut half = text.len() / 2;
+        while !text.is_char_boundary(half) {
+            half += 1;
+        }
+        for piece in [&text[..half], &text[half..]] {
+            self.json_event(
+                "contentBlockDelta",
+                &serde_json::json!({
+                    "contentBlockIndex": 0,
+                    "delta": {"reasoningContent": {"text": piece}}
+                }),
+            );
+        }
+        self.json_event(
+            "contentBlockDelta",
+            &serde_json::json!({
+                "contentBlockIndex": 0,
+                "delta": {"reasoningContent": {"signature": signature}}
+            }),
+        );
+        self.json_event(
+            "contentBlockStop",
+            &serde_json::json!({"contentBlockIndex": 0}),
+        );
+    }
+
+    /// Each tool call as its own block from `first` on: its start (id and name), its input
+    /// in several fragments, its stop. Input fragments count as deltas for an armed fault,
+    /// which strikes among them; `true` when it did.
+    fn tool_blocks(&mut self, first: usize) -> bool {
+        let tools = std::mem::take(&mut self.plan.answer.tool_uses);
+        for (k, tool) in tools.iter().enumerate() {
+            let index = first + k;
+            self.json_event(
+                "contentBlockStart",
+                &serde_json::json!({
+                    "contentBlockIndex": index,
+                    "start": {"toolUse": {"toolUseId": tool.id, "name": tool.name}}
+                }),
+            );
+            let input = tool.input.to_string();
+            for piece in input_fragments(&input) {
+                self.json_event(
+                    "contentBlockDelta",
+                    &serde_json::json!({
+                        "contentBlockIndex": index,
+                        "delta": {"toolUse": {"input": piece}}
+                    }),
+                );
+                self.sent += 1;
+                if self
+                    .plan
+                    .fault
+                    .as_ref()
+                    .is_some_and(|f| self.sent >= f.after())
+                {
+                    self.plan.answer.tool_uses = tools;
+                    self.strike();
+                    return true;
+                }
+            }
+            self.json_event(
+                "contentBlockStop",
+                &serde_json::json!({"contentBlockIndex": index}),
+            );
+        }
+        self.plan.answer.tool_uses = tools;
+        if self.plan.fault.is_some() {
+            // Capped at the answer's length, as for text.
+            self.strike();
+            return true;
+        }
+        false
+    }
+
+    fn json_event(&mut self, event_type: &'static str, payload: &serde_json::Value) {
+        match serde_json::to_vec(payload) {
+            Ok(json) => self.event(event_type, Bytes::from(json)),
+            Err(_) => self.broken = true,
         }
     }
 
@@ -265,9 +363,11 @@ fn str_value(s: &'static str) -> HeaderValue {
     HeaderValue::String(StrBytes::from(s))
 }
 
-fn delta_payload(piece: &str) -> Bytes {
+fn delta_payload(piece: &str, index: usize) -> Bytes {
     let mut json = Vec::with_capacity(piece.len() + 48);
-    json.extend_from_slice(b"{\"contentBlockIndex\":0,\"delta\":{\"text\":");
+    json.extend_from_slice(b"{\"contentBlockIndex\":");
+    json.extend_from_slice(index.to_string().as_bytes());
+    json.extend_from_slice(b",\"delta\":{\"text\":");
     // Writing a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut json, piece);
     json.extend_from_slice(b"}}");

@@ -2,14 +2,17 @@
 //!
 //! Pure and synchronous so it can be unit-tested without a client.
 
-use aigw_core::{ChatRequest, Error, ErrorKind};
+use aigw_core::{ChatRequest, Error, ErrorKind, Message, Part, ResponseFormat, ToolChoice};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 use serde::ser::SerializeMap;
+use serde_json::{Value, json};
 
 #[derive(Serialize)]
 struct Body<'a> {
     model: &'a str,
-    messages: Vec<WireMessage<'a>>,
+    messages: Vec<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -21,14 +24,78 @@ struct Body<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<Value>,
     #[serde(flatten)]
     params: Params<'a>,
 }
 
-#[derive(Serialize)]
-struct WireMessage<'a> {
-    role: &'static str,
-    content: &'a str,
+/// One message as OpenAI takes it: text alone as a string, anything richer as parts.
+fn wire_message(message: &Message) -> Value {
+    let mut out = json!({"role": message.role.as_str()});
+    let plain = message.content.iter().all(|p| matches!(p, Part::Text(_)));
+    out["content"] = if plain {
+        Value::String(message.text().into_owned())
+    } else {
+        let mut parts: Vec<Value> = Vec::new();
+        for part in &message.content {
+            match part {
+                Part::Text(text) => parts.push(json!({"type": "text", "text": text})),
+                Part::Image(image) => parts.push(json!({
+                    "type": "image_url",
+                    "image_url": {"url": format!(
+                        "data:{};base64,{}", image.format.mime(), STANDARD.encode(&image.bytes)
+                    )}
+                })),
+                Part::Document(doc) => parts.push(json!({
+                    "type": "file",
+                    "file": {
+                        "filename": doc.name,
+                        "file_data": format!("data:application/pdf;base64,{}", STANDARD.encode(&doc.bytes)),
+                    }
+                })),
+                // The convention of Anthropic-style clients, which compatible servers
+                // (LiteLLM, vLLM) read; OpenAI ignores it.
+                Part::CachePoint => {
+                    if let Some(last) = parts.last_mut() {
+                        last["cache_control"] = json!({"type": "ephemeral"});
+                    }
+                }
+            }
+        }
+        Value::Array(parts)
+    };
+    if !message.tool_calls.is_empty() {
+        out["tool_calls"] = message
+            .tool_calls
+            .iter()
+            .map(|c| {
+                json!({
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments}
+                })
+            })
+            .collect();
+        if plain && message.text().is_empty() {
+            out["content"] = Value::Null;
+        }
+    }
+    if let Some(id) = &message.tool_call_id {
+        out["tool_call_id"] = Value::String(id.clone());
+    }
+    if let Some(reasoning) = &message.reasoning {
+        out["reasoning_content"] = Value::String(reasoning.text.clone());
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -64,14 +131,7 @@ pub(crate) fn to_body(
     }
     let body = Body {
         model,
-        messages: request
-            .messages
-            .iter()
-            .map(|m| WireMessage {
-                role: m.role.as_str(),
-                content: &m.content,
-            })
-            .collect(),
+        messages: request.messages.iter().map(wire_message).collect(),
         max_tokens: request.max_tokens,
         temperature: request.temperature,
         top_p: request.top_p,
@@ -81,6 +141,32 @@ pub(crate) fn to_body(
         // ends with a usage chunk.
         stream_options: request.stream.then_some(StreamOptions {
             include_usage: true,
+        }),
+        tools: request
+            .tools
+            .iter()
+            .map(|t| {
+                let mut function = json!({"name": t.name, "parameters": t.parameters});
+                if let Some(d) = &t.description {
+                    function["description"] = Value::String(d.clone());
+                }
+                json!({"type": "function", "function": function})
+            })
+            .collect(),
+        tool_choice: request.tool_choice.as_ref().map(|c| match c {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::Function(name) => json!({"type": "function", "function": {"name": name}}),
+        }),
+        parallel_tool_calls: request.parallel_tool_calls,
+        reasoning_effort: request.reasoning_effort.map(|e| e.as_str()),
+        response_format: request.response_format.as_deref().map(|f| match f {
+            ResponseFormat::JsonObject => json!({"type": "json_object"}),
+            ResponseFormat::JsonSchema { name, schema } => json!({
+                "type": "json_schema",
+                "json_schema": {"name": name, "schema": schema}
+            }),
         }),
         params: Params(body_params),
     };
@@ -104,14 +190,8 @@ mod tests {
     fn request() -> ChatRequest {
         ChatRequest {
             messages: vec![
-                Message {
-                    role: Role::System,
-                    content: "be brief".into(),
-                },
-                Message {
-                    role: Role::User,
-                    content: "hi".into(),
-                },
+                Message::new(Role::System, "be brief"),
+                Message::new(Role::User, "hi"),
             ]
             .into(),
             ..ChatRequest::default()
@@ -173,5 +253,57 @@ mod tests {
     fn empty_conversation_is_a_client_error() {
         let err = to_body(&ChatRequest::default(), "m", &[]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn tools_tool_turns_images_and_reasoning_pass_through() {
+        let mut asked = Message::new(Role::Assistant, "");
+        asked.content.clear();
+        asked.tool_calls = vec![aigw_core::ToolCall {
+            id: "t1".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Krakow"}"#.into(),
+        }];
+        let mut result = Message::new(Role::Tool, "sunny");
+        result.tool_call_id = Some("t1".into());
+        let mut look = Message::new(Role::User, "look");
+        look.content.push(aigw_core::Part::CachePoint);
+        look.content.push(aigw_core::Part::Image(aigw_core::Image {
+            format: aigw_core::ImageFormat::Png,
+            bytes: Arc::from(&b"png"[..]),
+        }));
+        let request = ChatRequest {
+            messages: vec![look, asked, result].into(),
+            tools: Arc::from([aigw_core::Tool {
+                name: "get_weather".into(),
+                description: None,
+                parameters: json!({"type": "object"}),
+                cache_point: false,
+            }]),
+            tool_choice: Some(aigw_core::ToolChoice::Function("get_weather".into())),
+            parallel_tool_calls: Some(false),
+            reasoning_effort: Some(aigw_core::ReasoningEffort::High),
+            response_format: Some(Arc::new(aigw_core::ResponseFormat::JsonObject)),
+            ..ChatRequest::default()
+        };
+        let value = body(&request, &[]);
+        assert_eq!(
+            value["messages"][0]["content"],
+            json!([
+                {"type": "text", "text": "look", "cache_control": {"type": "ephemeral"}},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,cG5n"}}
+            ])
+        );
+        assert_eq!(value["messages"][1]["content"], Value::Null);
+        assert_eq!(
+            value["messages"][1]["tool_calls"][0]["function"]["arguments"],
+            r#"{"city":"Krakow"}"#
+        );
+        assert_eq!(value["messages"][2]["tool_call_id"], "t1");
+        assert_eq!(value["tools"][0]["function"]["name"], "get_weather");
+        assert_eq!(value["tool_choice"]["function"]["name"], "get_weather");
+        assert_eq!(value["parallel_tool_calls"], false);
+        assert_eq!(value["reasoning_effort"], "high");
+        assert_eq!(value["response_format"], json!({"type": "json_object"}));
     }
 }

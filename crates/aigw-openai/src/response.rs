@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use aigw_core::{ChatCompletion, Error, ErrorKind, FinishReason, Usage, completion_id, unix_now};
+use aigw_core::{
+    ChatCompletion, Error, ErrorKind, FinishReason, Reasoning, ToolCall, Usage, completion_id,
+    unix_now,
+};
 use serde::Deserialize;
 
 /// A whole chat completion, as far as aigw reads it; unknown fields are ignored.
@@ -24,6 +27,48 @@ struct Choice {
 #[derive(Debug, Deserialize)]
 struct ChoiceMessage {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireToolCall>,
+    reasoning_content: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    id: String,
+    function: WireFunction,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireFunction {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+/// A streamed piece of a tool call.
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireToolCallDelta {
+    #[serde(default)]
+    pub(crate) index: u32,
+    pub(crate) id: Option<String>,
+    pub(crate) function: Option<WireFunctionDelta>,
+}
+
+/// A streamed piece of a tool call's function.
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireFunctionDelta {
+    pub(crate) name: Option<String>,
+    pub(crate) arguments: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: u32,
+    #[serde(default)]
+    cache_write_tokens: u32,
 }
 
 /// Token counts as OpenAI reports them.
@@ -34,6 +79,7 @@ pub(crate) struct WireUsage {
     #[serde(default)]
     completion_tokens: u32,
     total_tokens: Option<u32>,
+    prompt_tokens_details: Option<PromptDetails>,
 }
 
 impl From<WireUsage> for Usage {
@@ -45,6 +91,10 @@ impl From<WireUsage> for Usage {
             total_tokens: wire
                 .total_tokens
                 .unwrap_or(wire.prompt_tokens.saturating_add(wire.completion_tokens)),
+            cache_read_tokens: wire.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+            cache_write_tokens: wire
+                .prompt_tokens_details
+                .map_or(0, |d| d.cache_write_tokens),
         }
     }
 }
@@ -72,6 +122,9 @@ pub(crate) struct DeltaChoice {
 pub(crate) struct Delta {
     pub(crate) role: Option<String>,
     pub(crate) content: Option<String>,
+    #[serde(default)]
+    pub(crate) tool_calls: Vec<WireToolCallDelta>,
+    pub(crate) reasoning_content: Option<String>,
 }
 
 /// OpenAI's error object, `{"error": {"message": …, "type": …, "code": …}}`.
@@ -100,6 +153,11 @@ pub(crate) fn to_chat_completion(
             "openai upstream answered without a choice",
         ));
     };
+    let message = choice.message.unwrap_or(ChoiceMessage {
+        content: None,
+        tool_calls: Vec::new(),
+        reasoning_content: None,
+    });
     Ok(ChatCompletion {
         id: completion
             .id
@@ -107,7 +165,20 @@ pub(crate) fn to_chat_completion(
             .unwrap_or_else(completion_id),
         created: completion.created.unwrap_or_else(unix_now),
         model: Arc::clone(model),
-        content: choice.message.and_then(|m| m.content).unwrap_or_default(),
+        content: message.content.unwrap_or_default(),
+        tool_calls: message
+            .tool_calls
+            .into_iter()
+            .map(|c| ToolCall {
+                id: c.id,
+                name: c.function.name,
+                arguments: c.function.arguments,
+            })
+            .collect(),
+        reasoning: message.reasoning_content.map(|text| Reasoning {
+            text,
+            signature: None,
+        }),
         finish_reason: finish_reason(choice.finish_reason.as_deref()),
         usage: completion.usage.map(Usage::from).unwrap_or_default(),
     })
@@ -126,6 +197,35 @@ pub(crate) fn finish_reason(reason: Option<&str>) -> FinishReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tool_calls_reasoning_and_cached_tokens_are_read() {
+        let completion: Completion = serde_json::from_value(serde_json::json!({
+            "id": "chatcmpl-x",
+            "choices": [{
+                "message": {
+                    "role": "assistant",
+                    "content": null,
+                    "reasoning_content": "thinking",
+                    "tool_calls": [{"id": "t1", "type": "function",
+                        "function": {"name": "f", "arguments": "{}"}}]
+                },
+                "finish_reason": "tool_calls"
+            }],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12,
+                "prompt_tokens_details": {"cached_tokens": 8}}
+        }))
+        .unwrap();
+        let answer = to_chat_completion(completion, &Arc::from("m")).unwrap();
+        assert_eq!(answer.content, "");
+        assert_eq!(answer.tool_calls[0].name, "f");
+        assert_eq!(answer.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(
+            answer.reasoning.map(|r| r.text).as_deref(),
+            Some("thinking")
+        );
+        assert_eq!(answer.usage.cache_read_tokens, 8);
+    }
 
     #[test]
     fn completion_maps_to_response() {
@@ -149,7 +249,8 @@ mod tests {
             Usage {
                 prompt_tokens: 5,
                 completion_tokens: 2,
-                total_tokens: 7
+                total_tokens: 7,
+                ..Usage::default()
             }
         );
     }

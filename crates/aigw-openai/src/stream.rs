@@ -6,7 +6,9 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use aigw_core::{ChatChunk, ChunkSequence, ChunkStream, Error, ErrorKind, Usage};
+use aigw_core::{
+    ChatChunk, ChunkSequence, ChunkStream, Error, ErrorKind, Reasoning, ToolCallDelta, Usage,
+};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
@@ -59,6 +61,31 @@ impl ChunkMaker {
         if let Some(choice) = event.choices.into_iter().next() {
             if choice.delta.role.is_some() && !self.sequence.role_sent() {
                 out.push_back(self.sequence.chunk());
+            }
+            if let Some(text) = choice.delta.reasoning_content.filter(|t| !t.is_empty()) {
+                out.push_back(ChatChunk {
+                    reasoning: Some(Reasoning {
+                        text,
+                        signature: None,
+                    }),
+                    ..self.sequence.chunk()
+                });
+            }
+            for call in choice.delta.tool_calls {
+                let function = call.function;
+                let (name, arguments) = match function {
+                    Some(f) => (f.name, f.arguments.unwrap_or_default()),
+                    None => (None, String::new()),
+                };
+                out.push_back(ChatChunk {
+                    tool_call: Some(ToolCallDelta {
+                        index: call.index,
+                        id: call.id,
+                        name,
+                        arguments,
+                    }),
+                    ..self.sequence.chunk()
+                });
             }
             if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
                 out.push_back(ChatChunk {
@@ -244,5 +271,28 @@ mod tests {
             assert_eq!(last.kind(), kind, "{parts:?}");
             assert!(items[..items.len() - 1].iter().all(Result::is_ok));
         }
+    }
+
+    #[test]
+    fn tool_call_deltas_keep_their_index() {
+        let mut m = maker();
+        let mut out = VecDeque::new();
+        m.on_data(
+            r#"{"choices":[{"delta":{"role":"assistant","tool_calls":[{"index":1,"id":"t2","type":"function","function":{"name":"f","arguments":""}}]}}]}"#,
+            &mut out,
+        )
+        .unwrap();
+        m.on_data(
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{}"}}]}}]}"#,
+            &mut out,
+        )
+        .unwrap();
+        let calls: Vec<_> = out.iter().filter_map(|c| c.tool_call.clone()).collect();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].index, 1);
+        assert_eq!(calls[0].id.as_deref(), Some("t2"));
+        assert_eq!(calls[0].name.as_deref(), Some("f"));
+        assert_eq!((calls[1].index, calls[1].arguments.as_str()), (1, "{}"));
+        assert_eq!(out[0].role, Some(Role::Assistant));
     }
 }

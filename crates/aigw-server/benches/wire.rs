@@ -30,6 +30,7 @@ fn answer(request: &ChatRequest, model: &Arc<str>) -> ReplyBody {
         prompt_tokens: 8,
         completion_tokens: ANSWER_WORDS as u32,
         total_tokens: 8 + ANSWER_WORDS as u32,
+        ..Usage::default()
     };
     if !request.stream {
         return ReplyBody::Complete(ChatCompletion {
@@ -37,6 +38,8 @@ fn answer(request: &ChatRequest, model: &Arc<str>) -> ReplyBody {
             created: 0,
             model: model.clone(),
             content: "word ".repeat(ANSWER_WORDS),
+            tool_calls: Vec::new(),
+            reasoning: None,
             finish_reason: FinishReason::Stop,
             usage,
         });
@@ -48,6 +51,8 @@ fn answer(request: &ChatRequest, model: &Arc<str>) -> ReplyBody {
         model: model.clone(),
         role,
         content: content.map(str::to_owned),
+        tool_call: None,
+        reasoning: None,
         finish_reason: finish,
         usage,
     };
@@ -104,6 +109,7 @@ fn router(runtime: &tokio::runtime::Runtime) -> axum::Router {
         plugins: Default::default(),
         rate_limit: None,
         prompt: Default::default(),
+        chat: Default::default(),
     };
     runtime
         .block_on(Gateway::new(RouteTable::new(vec![route])).router())

@@ -1,28 +1,14 @@
 //! Kong's `ai-prompt-decorator` and `ai-prompt-guard`, run in admission on the decoded
 //! conversation, so every front end gets them. In Kong's order (the decorator's plugin
 //! priority is higher): the decorator adds its messages, then the guard checks what the
-//! model would be sent.
-//!
-//! Message text is read and built only through [`message_text`] and [`text_message`].
+//! model would be sent. The guard reads a message's text parts (`Message::text`); images,
+//! documents and tool calls are not text Kong's patterns could match.
 
 use std::sync::Arc;
 
 use aigw_config::{DecoratorPrompt, PromptDecoratorConfig, PromptGuardConfig, RouteConfig};
 use aigw_core::{ChatRequest, Error, ErrorKind, Message, Role};
 use aigw_telemetry::EventCounter;
-
-/// The text of a message, for every plugin that reads prompts.
-pub(crate) fn message_text(message: &Message) -> &str {
-    &message.content
-}
-
-/// A text message, for every plugin that writes prompts.
-pub(crate) fn text_message(role: Role, text: &str) -> Message {
-    Message {
-        role,
-        content: text.to_owned(),
-    }
-}
 
 /// A route's prompt plugins.
 #[derive(Debug, Default)]
@@ -91,7 +77,7 @@ impl Decorator {
         let messages = |prompts: &[DecoratorPrompt]| {
             prompts
                 .iter()
-                .map(|p| text_message(role(&p.role), &p.content))
+                .map(|p| Message::new(role(&p.role), p.content.clone()))
                 .collect()
         };
         Decorator {
@@ -132,11 +118,10 @@ fn allows(guard: &PromptGuardConfig, messages: &[Message]) -> bool {
             .iter()
             .rev()
             .find(checked)
-            .map(message_text)
+            .map(|m| m.text().into_owned())
             .unwrap_or_default()
-            .to_owned()
     } else {
-        messages.iter().filter(checked).map(message_text).collect()
+        messages.iter().filter(checked).map(|m| m.text()).collect()
     };
     if guard.deny_patterns.iter().any(|p| p.is_match(&text)) {
         return false;
@@ -165,7 +150,7 @@ mod tests {
     }
 
     fn conversation(turns: &[(Role, &str)]) -> Vec<Message> {
-        turns.iter().map(|(r, t)| text_message(*r, t)).collect()
+        turns.iter().map(|(r, t)| Message::new(*r, *t)).collect()
     }
 
     #[test]

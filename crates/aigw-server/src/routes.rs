@@ -42,6 +42,8 @@ pub struct Route {
     pub rate_limit: Option<Arc<crate::AiRateLimiter>>,
     /// Kong's ai-prompt-decorator and ai-prompt-guard, when they apply.
     pub prompt: crate::PromptPlugins,
+    /// aigw's chat options (the route's `aigw-*` tags).
+    pub chat: aigw_config::ChatOptions,
 }
 
 impl Route {

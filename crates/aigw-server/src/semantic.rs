@@ -28,7 +28,6 @@ use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
 
 use crate::BuildOptions;
-use crate::prompt::message_text;
 
 /// The longest a prompt's embedding may take before the request falls back: the
 /// balancer's `read_timeout` when shorter.
@@ -129,8 +128,8 @@ impl SemanticRouter {
             .iter()
             .rev()
             .find(|m| m.role == Role::User)
-            .map(message_text)?;
-        match self.embed(prompt).await {
+            .map(|m| m.text())?;
+        match self.embed(&prompt).await {
             Ok(vector) => self.nearest(&vector).or(self.catchall),
             Err(error) => {
                 self.failures.inc();

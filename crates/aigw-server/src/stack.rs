@@ -32,6 +32,7 @@ use tower::util::BoxCloneSyncService;
 
 use crate::drivers::{DriverRegistry, TargetContext};
 use crate::frontend::grpc::GrpcFront;
+use crate::frontend::models;
 use crate::limit::ShedOverLimit;
 use crate::semantic::{SemanticLayer, SemanticRouter};
 use crate::{
@@ -57,6 +58,9 @@ pub(crate) async fn app(routes: SharedRoutes) -> std::io::Result<Router> {
     let http = Router::new()
         // For load balancers; it names routes only where no route needs a key.
         .route(status::HEALTH_PATH, get(status::public_health))
+        // OpenAI's model list: the route names a client can pass as `model`.
+        .route(models::MODELS_PATH, get(models::list))
+        .route("/v1/models/{id}", get(models::one))
         .method_not_allowed_fallback(status::get_only)
         // The HTTP/JSON front end. Route paths come from the config and may hold characters
         // axum's path syntax treats specially, so they are matched by exact lookup here.
@@ -179,6 +183,7 @@ async fn build_route(
         plugins: RoutePlugins::new(route, consumers)?,
         rate_limit: crate::AiRateLimiter::new(route),
         prompt: crate::PromptPlugins::new(route),
+        chat: route.chat.clone(),
     })
 }
 

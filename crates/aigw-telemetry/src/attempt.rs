@@ -369,7 +369,7 @@ fn input_messages(request: &aigw_core::ChatRequest) -> serde_json::Value {
         .map(|m| {
             serde_json::json!({
                 "role": m.role.as_str(),
-                "parts": [{"type": "text", "content": m.content}],
+                "parts": [{"type": "text", "content": m.text()}],
             })
         })
         .collect()

@@ -79,6 +79,7 @@ mod tests {
             prompt_tokens: 1,
             completion_tokens,
             total_tokens: completion_tokens + 1,
+            ..Usage::default()
         })
     }
 

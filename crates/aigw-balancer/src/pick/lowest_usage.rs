@@ -73,6 +73,7 @@ mod tests {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            ..Usage::default()
         };
         state.record_answer(target, Duration::from_millis(1), Some(usage));
     }

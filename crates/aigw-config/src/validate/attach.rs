@@ -181,6 +181,10 @@ impl Cx<'_> {
                 continue;
             };
             let (paths, matching) = self.route_match(route)?;
+            let tags = route.raw.tags.as_deref().unwrap_or_default();
+            let chat = crate::chat_tags::parse(tags).map_err(|(index, message)| {
+                self.invalid(&route.path.key("tags").index(index), message)
+            })?;
             let key_auth = key_auth
                 .iter()
                 .filter(|c| applies(c.scope, c.route, c.service, index, route.service))
@@ -274,6 +278,7 @@ impl Cx<'_> {
                     ai_rate_limit,
                     prompt_guard,
                     prompt_decorator,
+                    chat,
                 },
             });
         }

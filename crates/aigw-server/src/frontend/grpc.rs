@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use aigw_core::{
-    ChatChunk, ChatCompletion, ChatRequest, ChunkStream, Error, ErrorKind, Message, Usage,
+    ChatChunk, ChatCompletion, ChatRequest, ChunkStream, Document, Error, ErrorKind, Image,
+    ImageFormat, Message, Part, Reasoning, Role, Tool, ToolCall, ToolChoice, Usage,
 };
 use aigw_proto::v1 as pb;
 use aigw_proto::v1::chat_service_server::ChatServiceServer;
@@ -322,12 +323,35 @@ fn pump(mut chunks: ChunkStream, broken: Option<StreamBreak>) -> ReceiverStream<
 }
 
 fn decode_request(wire: pb::ChatRequest) -> Result<ChatRequest, Error> {
-    let messages = super::conversation(wire.messages, |(index, m)| {
-        Ok(Message {
-            role: super::role(index, &m.role)?,
-            content: m.content,
+    let messages = super::conversation(wire.messages, decode_message)?;
+    let tools = wire
+        .tools
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let parameters = if t.parameters_json.trim().is_empty() {
+                serde_json::json!({"type": "object", "properties": {}})
+            } else {
+                serde_json::from_str(&t.parameters_json).map_err(|e| {
+                    Error::invalid_request(format!("tools[{i}].parameters_json is not JSON: {e}"))
+                })?
+            };
+            Ok(Tool {
+                name: t.name,
+                description: t.description,
+                parameters,
+                cache_point: t.cache_point,
+            })
         })
-    })?;
+        .collect::<Result<Vec<_>, Error>>()?;
+    let tool_choice = match wire.tool_choice.and_then(|c| c.choice) {
+        None => None,
+        Some(pb::tool_choice::Choice::Function(name)) => Some(ToolChoice::Function(name)),
+        Some(pb::tool_choice::Choice::Mode(mode)) => {
+            Some(super::tool_choice_mode(&mode, "tool_choice.mode")?)
+        }
+    };
+    let reasoning_effort = super::reasoning_effort(wire.reasoning_effort)?;
     Ok(ChatRequest {
         model: wire.model,
         messages,
@@ -337,6 +361,95 @@ fn decode_request(wire: pb::ChatRequest) -> Result<ChatRequest, Error> {
         stop: wire.stop.into(),
         stream: false,
         hash_key: None,
+        tools: tools.into(),
+        tool_choice,
+        parallel_tool_calls: wire.parallel_tool_calls,
+        reasoning_effort,
+        response_format: None,
+        guardrail: None,
+    })
+}
+
+fn decode_message((index, m): (usize, pb::Message)) -> Result<Message, Error> {
+    let role = super::role(index, &m.role)?;
+    let mut content = Vec::new();
+    if !m.content.is_empty() || m.parts.is_empty() {
+        content.push(Part::Text(m.content));
+    }
+    for (part_index, part) in m.parts.into_iter().enumerate() {
+        let at = || format!("messages[{index}].parts[{part_index}]");
+        match part.part {
+            None => {
+                return Err(Error::invalid_request(format!("{}: empty part", at())));
+            }
+            Some(pb::content_part::Part::Text(text)) => content.push(Part::Text(text)),
+            Some(pb::content_part::Part::CachePoint(cache)) => {
+                if cache {
+                    content.push(Part::CachePoint);
+                }
+            }
+            Some(pb::content_part::Part::Image(image)) => {
+                let format = ImageFormat::from_mime(&format!("image/{}", image.format))
+                    .ok_or_else(|| {
+                        Error::invalid_request(format!(
+                            "{}.image.format: {:?} is not supported; png, jpeg, gif and webp are",
+                            at(),
+                            image.format
+                        ))
+                    })?;
+                content.push(Part::Image(Image {
+                    format,
+                    bytes: image.data.into(),
+                }));
+            }
+            Some(pb::content_part::Part::Document(document)) => {
+                content.push(Part::Document(Document {
+                    name: document.name,
+                    bytes: document.data.into(),
+                }));
+            }
+        }
+    }
+    if role == Role::Tool && m.tool_call_id.is_none() {
+        return Err(Error::invalid_request(format!(
+            "messages[{index}].tool_call_id is required in a tool message"
+        )));
+    }
+    let tool_calls = m
+        .tool_calls
+        .into_iter()
+        .enumerate()
+        .map(|(call_index, c)| {
+            if !c.arguments.trim().is_empty() {
+                serde_json::from_str::<serde_json::Value>(&c.arguments).map_err(|e| {
+                    Error::invalid_request(format!(
+                        "messages[{index}].tool_calls[{call_index}].arguments is not JSON: {e}"
+                    ))
+                })?;
+            }
+            Ok(ToolCall {
+                id: c.id,
+                name: c.name,
+                arguments: c.arguments,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    if content
+        .iter()
+        .all(|p| p.as_text().is_some_and(str::is_empty))
+        && !tool_calls.is_empty()
+    {
+        content.clear();
+    }
+    Ok(Message {
+        role,
+        content,
+        tool_calls,
+        tool_call_id: m.tool_call_id,
+        reasoning: m.reasoning.map(|r| Reasoning {
+            text: r.text,
+            signature: r.signature,
+        }),
     })
 }
 
@@ -345,6 +458,8 @@ fn encode_usage(u: Usage) -> pb::Usage {
         prompt_tokens: u.prompt_tokens,
         completion_tokens: u.completion_tokens,
         total_tokens: u.total_tokens,
+        cached_tokens: u.cache_read_tokens,
+        cache_write_tokens: u.cache_write_tokens,
     }
 }
 
@@ -359,6 +474,21 @@ fn encode_response(answer: ChatCompletion) -> pb::ChatResponse {
             message: Some(pb::Message {
                 role: "assistant".to_owned(),
                 content: answer.content,
+                parts: Vec::new(),
+                tool_calls: answer
+                    .tool_calls
+                    .into_iter()
+                    .map(|c| pb::ToolCall {
+                        id: c.id,
+                        name: c.name,
+                        arguments: c.arguments,
+                    })
+                    .collect(),
+                tool_call_id: None,
+                reasoning: answer.reasoning.map(|r| pb::Reasoning {
+                    text: r.text,
+                    signature: r.signature,
+                }),
             }),
             finish_reason: answer.finish_reason.as_str().to_owned(),
         }],
@@ -379,6 +509,18 @@ fn encode_chunk(chunk: ChatChunk) -> pb::ChatChunk {
                 delta: Some(pb::Delta {
                     role: chunk.role.map(|r| r.as_str().to_owned()),
                     content: chunk.content,
+                    tool_call: chunk.tool_call.map(|c| pb::ToolCallDelta {
+                        index: c.index,
+                        id: c.id,
+                        name: c.name,
+                        arguments: c.arguments,
+                    }),
+                    reasoning_content: chunk
+                        .reasoning
+                        .as_ref()
+                        .map(|r| r.text.clone())
+                        .filter(|t| !t.is_empty()),
+                    reasoning_signature: chunk.reasoning.and_then(|r| r.signature),
                 }),
                 finish_reason: chunk.finish_reason.map(|f| f.as_str().to_owned()),
             }]
@@ -404,6 +546,8 @@ mod tests {
             model: Arc::from("m"),
             role: None,
             content: Some(text.to_owned()),
+            tool_call: None,
+            reasoning: None,
             finish_reason: None,
             usage: None,
         }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aigw_core::{
-    ChatChunk, ChatCompletion, ChatReply, ChatRequest, Error, ErrorKind, Message, ReplyBody, Role,
-    Usage,
+    ChatChunk, ChatCompletion, ChatReply, ChatRequest, Document, Error, ErrorKind, Guardrail,
+    Image, ImageFormat, Message, Part, Reasoning, ReplyBody, ResponseFormat, Role, Tool, ToolCall,
+    ToolChoice, Usage,
 };
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -19,6 +20,7 @@ use http::{HeaderMap, HeaderValue, Method, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, RouteKey, peer_ip};
 use crate::front_door::BodyTimeout;
@@ -149,23 +151,26 @@ async fn chat(
     let limit = admission.body_limit(route.as_ref().map(|e| &*e.route));
     let over = || admission.body_too_large(route.as_ref().map(|e| &*e.route));
     let body = read_body(body.take().unwrap_or_default(), limit, over).await?;
-    let wire: WireRequest = decode_json(&body)?;
-    let model = wire.model.clone();
+    let mut wire: WireRequest = decode_json(&body)?;
     let include_usage = wire
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
-    let request = ChatRequest::try_from(wire)?;
     let route = match route {
         Some(route) => route,
         None => {
-            let key = RouteKey::Model(model.as_deref());
+            let key = RouteKey::Model(wire.model.as_deref());
             admission
                 .route(key, caller)
                 .inspect_err(|_| *routed = admission.named(key))?
         }
     };
     *routed = Some(route.route.clone());
+    wire.check_unsupported(route.route.chat.drop_unsupported_params)?;
+    if let Some(fetch) = &route.route.chat.image_url_fetch {
+        wire.fetch_images(fetch).await?;
+    }
+    let request = ChatRequest::try_from(wire)?;
     let admitted = Admission::call(&route, caller, ANSWERING, request, body.len()).await?;
     let broken = StreamBreak::new(
         routes,
@@ -339,6 +344,8 @@ fn decode_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
     Ok(value)
 }
 
+/// An OpenAI chat completions body. Fields aigw does not know are ignored; fields it
+/// knows but Bedrock cannot honour are refused (see [`UNSUPPORTED`]).
 #[derive(Deserialize)]
 struct WireRequest {
     model: Option<String>,
@@ -352,7 +359,52 @@ struct WireRequest {
     stream: bool,
     stream_options: Option<StreamOptions>,
     n: Option<u32>,
+    tools: Option<Vec<WireTool>>,
+    tool_choice: Option<WireToolChoice>,
+    parallel_tool_calls: Option<bool>,
+    reasoning_effort: Option<String>,
+    response_format: Option<WireResponseFormat>,
+    /// A Bedrock guardrail, in Bedrock's own spelling (Kong passes it through likewise).
+    #[serde(rename = "guardrailConfig")]
+    guardrail_config: Option<WireGuardrail>,
+    // Fields no Bedrock model honours (see [`UNSUPPORTED`]), read only to refuse them.
+    // Named rather than collected with `#[serde(flatten)]`, which would buffer the whole
+    // body (images included) once more.
+    logprobs: Option<Value>,
+    top_logprobs: Option<Value>,
+    logit_bias: Option<Value>,
+    presence_penalty: Option<Value>,
+    frequency_penalty: Option<Value>,
+    seed: Option<Value>,
+    audio: Option<Value>,
+    modalities: Option<Value>,
+    prediction: Option<Value>,
+    web_search_options: Option<Value>,
+    functions: Option<Value>,
+    function_call: Option<Value>,
 }
+
+/// Whether a field's value changes nothing.
+type Harmless = fn(&Value) -> bool;
+
+/// Fields of OpenAI's API that no Bedrock model honours, with the value that changes
+/// nothing (sent by some SDKs by default) and so is let through.
+const UNSUPPORTED: [(&str, Harmless); 12] = [
+    ("logprobs", |v| v == &Value::Bool(false)),
+    ("top_logprobs", |v| v == &Value::from(0)),
+    ("logit_bias", |v| {
+        v.as_object().is_some_and(|m| m.is_empty())
+    }),
+    ("presence_penalty", |v| v.as_f64() == Some(0.0)),
+    ("frequency_penalty", |v| v.as_f64() == Some(0.0)),
+    ("seed", |_| false),
+    ("audio", |_| false),
+    ("modalities", |v| v == &serde_json::json!(["text"])),
+    ("prediction", |_| false),
+    ("web_search_options", |_| false),
+    ("functions", |_| false),
+    ("function_call", |_| false),
+];
 
 #[derive(Deserialize)]
 struct StreamOptions {
@@ -370,7 +422,14 @@ enum Stop {
 #[derive(Deserialize)]
 struct WireMessage {
     role: String,
-    content: Content,
+    #[serde(default)]
+    content: Option<Content>,
+    tool_calls: Option<Vec<WireToolCall>>,
+    tool_call_id: Option<String>,
+    reasoning_content: Option<String>,
+    /// LiteLLM's way of sending reasoning back with its signature.
+    thinking_blocks: Option<Vec<WireThinkingBlock>>,
+    cache_control: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -385,6 +444,165 @@ struct ContentPart {
     #[serde(rename = "type")]
     kind: String,
     text: Option<String>,
+    image_url: Option<WireImageUrl>,
+    file: Option<WireFile>,
+    cache_control: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WireImageUrl {
+    Object { url: String },
+    Url(String),
+}
+
+#[derive(Deserialize)]
+struct WireFile {
+    file_data: Option<String>,
+    file_id: Option<String>,
+    filename: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    id: String,
+    function: WireFunctionCall,
+}
+
+#[derive(Deserialize)]
+struct WireFunctionCall {
+    name: String,
+    #[serde(default)]
+    arguments: Value,
+}
+
+#[derive(Deserialize)]
+struct WireThinkingBlock {
+    thinking: Option<String>,
+    signature: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireTool {
+    #[serde(rename = "type")]
+    kind: String,
+    function: WireFunction,
+    cache_control: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    description: Option<String>,
+    parameters: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WireToolChoice {
+    Mode(String),
+    Function { function: WireNamed },
+}
+
+#[derive(Deserialize)]
+struct WireNamed {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct WireResponseFormat {
+    #[serde(rename = "type")]
+    kind: String,
+    json_schema: Option<WireJsonSchema>,
+}
+
+#[derive(Deserialize)]
+struct WireJsonSchema {
+    name: Option<String>,
+    schema: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireGuardrail {
+    guardrail_identifier: String,
+    guardrail_version: String,
+    trace: Option<String>,
+    stream_processing_mode: Option<String>,
+}
+
+/// Whether `cache_control` asks for a cache point: Anthropic's `{"type": "ephemeral"}`.
+fn wants_cache(cache_control: Option<&Value>, at: &str) -> Result<bool, Error> {
+    match cache_control {
+        None | Some(Value::Null) => Ok(false),
+        Some(v) if v.get("type").and_then(Value::as_str) == Some("ephemeral") => Ok(true),
+        Some(other) => Err(Error::invalid_request(format!(
+            "{at}.cache_control: only {{\"type\": \"ephemeral\"}} is supported, got {other}"
+        ))),
+    }
+}
+
+impl WireRequest {
+    /// Replaces every `http(s)` image URL with the fetched image as a `data:` URI.
+    async fn fetch_images(&mut self, fetch: &aigw_config::ImageFetch) -> Result<(), Error> {
+        for (index, message) in self.messages.iter_mut().enumerate() {
+            let Some(Content::Parts(parts)) = &mut message.content else {
+                continue;
+            };
+            for (part_index, part) in parts.iter_mut().enumerate() {
+                let Some(WireImageUrl::Object { url } | WireImageUrl::Url(url)) =
+                    &mut part.image_url
+                else {
+                    continue;
+                };
+                if part.kind == "image_url" && !url.starts_with("data:") {
+                    let at = format!("messages[{index}].content[{part_index}]");
+                    *url = super::fetch::image_as_data_uri(url, fetch, &at).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses what Bedrock cannot honour, naming the field, unless `drop` (the route's
+    /// `aigw-drop-unsupported-params` tag) says to leave such fields out instead.
+    fn check_unsupported(&self, drop: bool) -> Result<(), Error> {
+        if drop {
+            return Ok(());
+        }
+        if let Some(n) = self.n.filter(|n| *n != 1) {
+            return Err(Error::invalid_request(format!(
+                "n: {n} choices were asked for, but bedrock answers with one; send n = 1 \
+                 or leave n out"
+            )));
+        }
+        let values = [
+            &self.logprobs,
+            &self.top_logprobs,
+            &self.logit_bias,
+            &self.presence_penalty,
+            &self.frequency_penalty,
+            &self.seed,
+            &self.audio,
+            &self.modalities,
+            &self.prediction,
+            &self.web_search_options,
+            &self.functions,
+            &self.function_call,
+        ];
+        for ((field, harmless), value) in UNSUPPORTED.iter().zip(values) {
+            match value {
+                None | Some(Value::Null) => {}
+                Some(v) if harmless(v) => {}
+                Some(_) => {
+                    return Err(Error::invalid_request(format!(
+                        "{field}: not supported on bedrock; leave {field} out"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl TryFrom<WireRequest> for ChatRequest {
@@ -392,9 +610,71 @@ impl TryFrom<WireRequest> for ChatRequest {
 
     fn try_from(wire: WireRequest) -> Result<Self, Error> {
         let messages = super::conversation(wire.messages, message)?;
-        if wire.n.is_some_and(|n| n != 1) {
-            return Err(Error::invalid_request("only n = 1 is supported"));
+        let tools =
+            wire.tools
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    if t.kind != "function" {
+                        return Err(Error::invalid_request(format!(
+                            "tools[{i}].type: only \"function\" tools are supported, got {:?}",
+                            t.kind
+                        )));
+                    }
+                    Ok(Tool {
+                        cache_point: wants_cache(t.cache_control.as_ref(), &format!("tools[{i}]"))?,
+                        name: t.function.name,
+                        description: t.function.description,
+                        parameters: t.function.parameters.unwrap_or_else(
+                            || serde_json::json!({"type": "object", "properties": {}}),
+                        ),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+        let tool_choice = match wire.tool_choice {
+            None => None,
+            Some(WireToolChoice::Mode(mode)) => {
+                Some(super::tool_choice_mode(&mode, "tool_choice")?)
+            }
+            Some(WireToolChoice::Function { function }) => {
+                Some(ToolChoice::Function(function.name))
+            }
+        };
+        if matches!(
+            tool_choice,
+            Some(ToolChoice::Required | ToolChoice::Function(_))
+        ) && tools.is_empty()
+        {
+            return Err(Error::invalid_request(
+                "tool_choice asks for a tool call, but the request has no tools",
+            ));
         }
+        let reasoning_effort = super::reasoning_effort(wire.reasoning_effort)?;
+        let response_format = match wire.response_format {
+            None => None,
+            Some(f) => match f.kind.as_str() {
+                "text" => None,
+                "json_object" => Some(Arc::new(ResponseFormat::JsonObject)),
+                "json_schema" => {
+                    let schema = f.json_schema.ok_or_else(|| {
+                        Error::invalid_request("response_format.json_schema is required")
+                    })?;
+                    Some(Arc::new(ResponseFormat::JsonSchema {
+                        name: schema.name.unwrap_or_else(|| "response".to_owned()),
+                        schema: schema
+                            .schema
+                            .unwrap_or_else(|| serde_json::json!({"type": "object"})),
+                    }))
+                }
+                other => {
+                    return Err(Error::invalid_request(format!(
+                        "response_format.type: unknown value {other:?}, expected text, \
+                         json_object or json_schema"
+                    )));
+                }
+            },
+        };
         Ok(ChatRequest {
             model: wire.model,
             messages,
@@ -408,30 +688,203 @@ impl TryFrom<WireRequest> for ChatRequest {
             },
             stream: wire.stream,
             hash_key: None,
+            tools: tools.into(),
+            tool_choice,
+            parallel_tool_calls: wire.parallel_tool_calls,
+            reasoning_effort,
+            response_format,
+            guardrail: wire.guardrail_config.map(|g| {
+                Arc::new(Guardrail {
+                    identifier: g.guardrail_identifier,
+                    version: g.guardrail_version,
+                    trace: g.trace,
+                    stream_processing_mode: g.stream_processing_mode,
+                })
+            }),
         })
     }
 }
 
 fn message((index, wire): (usize, WireMessage)) -> Result<Message, Error> {
     let role = super::role(index, &wire.role)?;
-    let content = match wire.content {
-        Content::Text(text) => text,
-        Content::Parts(parts) => {
-            let mut text = String::new();
+    let at = format!("messages[{index}]");
+    let mut content = Vec::new();
+    match wire.content {
+        None => {
+            if role != Role::Assistant {
+                return Err(Error::invalid_request(format!("{at}.content is required")));
+            }
+        }
+        Some(Content::Text(text)) => content.push(Part::Text(text)),
+        Some(Content::Parts(parts)) => {
             for (part_index, part) in parts.into_iter().enumerate() {
-                match (part.kind.as_str(), part.text) {
-                    ("text", Some(t)) => text.push_str(&t),
-                    (kind, _) => {
-                        return Err(Error::invalid_request(format!(
-                            "messages[{index}].content[{part_index}]: content part of type {kind:?} is not supported; only text parts are"
-                        )));
-                    }
+                let at = format!("{at}.content[{part_index}]");
+                content.push(content_part(
+                    &at,
+                    part.kind.as_str(),
+                    part.text,
+                    part.image_url,
+                    part.file,
+                )?);
+                if wants_cache(part.cache_control.as_ref(), &at)? {
+                    content.push(Part::CachePoint);
                 }
             }
-            text
         }
+    }
+    if wants_cache(wire.cache_control.as_ref(), &at)? {
+        content.push(Part::CachePoint);
+    }
+    let mut tool_calls = Vec::new();
+    for (call_index, call) in wire.tool_calls.unwrap_or_default().into_iter().enumerate() {
+        let at = format!("{at}.tool_calls[{call_index}].function.arguments");
+        // OpenAI sends arguments as a JSON string; some clients send the object itself.
+        let arguments = match call.function.arguments {
+            Value::Null => "{}".to_owned(),
+            Value::String(text) => {
+                if text.trim().is_empty() {
+                    "{}".to_owned()
+                } else {
+                    serde_json::from_str::<Value>(&text)
+                        .map_err(|e| Error::invalid_request(format!("{at} is not JSON: {e}")))?;
+                    text
+                }
+            }
+            other => other.to_string(),
+        };
+        tool_calls.push(ToolCall {
+            id: call.id,
+            name: call.function.name,
+            arguments,
+        });
+    }
+    if !tool_calls.is_empty() && role != Role::Assistant {
+        return Err(Error::invalid_request(format!(
+            "{at}.tool_calls: only assistant messages call tools"
+        )));
+    }
+    let tool_call_id = match (role, wire.tool_call_id) {
+        (Role::Tool, None) => {
+            return Err(Error::invalid_request(format!(
+                "{at}.tool_call_id is required in a tool message"
+            )));
+        }
+        (_, id) => id,
     };
-    Ok(Message { role, content })
+    let reasoning = match wire.thinking_blocks.and_then(|b| b.into_iter().next()) {
+        Some(block) => Some(Reasoning {
+            text: block
+                .thinking
+                .or(wire.reasoning_content)
+                .unwrap_or_default(),
+            signature: block.signature,
+        }),
+        None => wire.reasoning_content.map(|text| Reasoning {
+            text,
+            signature: None,
+        }),
+    };
+    if content.is_empty() && tool_calls.is_empty() {
+        // Kept so the driver names the blank message in its refusal.
+        content.push(Part::Text(String::new()));
+    }
+    Ok(Message {
+        role,
+        content,
+        tool_calls,
+        tool_call_id,
+        reasoning,
+    })
+}
+
+/// One content part at `at`.
+fn content_part(
+    at: &str,
+    kind: &str,
+    text: Option<String>,
+    image_url: Option<WireImageUrl>,
+    file: Option<WireFile>,
+) -> Result<Part, Error> {
+    match kind {
+        "text" => text
+            .map(Part::Text)
+            .ok_or_else(|| Error::invalid_request(format!("{at}.text is required"))),
+        "image_url" => {
+            let url = match image_url {
+                Some(WireImageUrl::Object { url } | WireImageUrl::Url(url)) => url,
+                None => {
+                    return Err(Error::invalid_request(format!(
+                        "{at}.image_url is required"
+                    )));
+                }
+            };
+            image_part(at, &url)
+        }
+        "file" => {
+            let file =
+                file.ok_or_else(|| Error::invalid_request(format!("{at}.file is required")))?;
+            if file.file_id.is_some() && file.file_data.is_none() {
+                return Err(Error::invalid_request(format!(
+                    "{at}.file.file_id: uploaded files are not supported; send file_data as a \
+                     data: URI"
+                )));
+            }
+            let data = file.file_data.unwrap_or_default();
+            let (mime, bytes) = data_uri(&data).ok_or_else(|| {
+                Error::invalid_request(format!("{at}.file.file_data: expected a base64 data: URI"))
+            })?;
+            if !mime.eq_ignore_ascii_case("application/pdf") {
+                return Err(Error::invalid_request(format!(
+                    "{at}.file: only PDF documents are supported, got {mime}"
+                )));
+            }
+            Ok(Part::Document(Document {
+                name: file.filename.unwrap_or_else(|| "document.pdf".to_owned()),
+                bytes: bytes.into(),
+            }))
+        }
+        other => Err(Error::invalid_request(format!(
+            "{at}: content part of type {other:?} is not supported; text, image_url and file are"
+        ))),
+    }
+}
+
+/// An image from a `data:` URI. URLs of other schemes are refused here; a route that
+/// fetches them resolves them before this point.
+fn image_part(at: &str, url: &str) -> Result<Part, Error> {
+    if let Some((mime, bytes)) = data_uri(url) {
+        let format = ImageFormat::from_mime(mime).ok_or_else(|| {
+            Error::invalid_request(format!(
+                "{at}.image_url: image type {mime} is not supported; png, jpeg, gif and webp are"
+            ))
+        })?;
+        return Ok(Part::Image(Image {
+            format,
+            bytes: bytes.into(),
+        }));
+    }
+    if url.starts_with("data:") {
+        return Err(Error::invalid_request(format!(
+            "{at}.image_url: a data: URI must be base64 (data:image/png;base64,…)"
+        )));
+    }
+    Err(Error::invalid_request(format!(
+        "{at}.image_url: image URLs are not fetched on this route; send the image inline \
+         as a data: URI (data:image/png;base64,…), or give the route the tag \
+         aigw-image-url-fetch"
+    )))
+}
+
+/// The media type and decoded bytes of a base64 `data:` URI.
+fn data_uri(url: &str) -> Option<(&str, Vec<u8>)> {
+    use base64::Engine;
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let mime = meta.strip_suffix(";base64")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .ok()?;
+    Some((mime, bytes))
 }
 
 #[derive(Serialize)]
@@ -454,7 +907,38 @@ struct WireChoice<'a> {
 #[derive(Serialize)]
 struct WireAnswer<'a> {
     role: &'static str,
-    content: &'a str,
+    /// `null` when the answer is only tool calls, as OpenAI sends it.
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    /// The reasoning with its signature, in LiteLLM's shape, to be sent back as is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_blocks: Option<[WireThinking<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+struct WireCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireCallFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct WireCallFunction<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireThinking<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    thinking: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -462,6 +946,16 @@ struct WireUsage {
     prompt_tokens: u32,
     completion_tokens: u32,
     total_tokens: u32,
+    prompt_tokens_details: PromptDetails,
+    /// Prompt tokens written to the provider's cache (Anthropic's and LiteLLM's name);
+    /// left out when there were none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_creation_input_tokens: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct PromptDetails {
+    cached_tokens: u32,
 }
 
 impl From<Usage> for WireUsage {
@@ -470,11 +964,16 @@ impl From<Usage> for WireUsage {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             total_tokens: u.total_tokens,
+            prompt_tokens_details: PromptDetails {
+                cached_tokens: u.cache_read_tokens,
+            },
+            cache_creation_input_tokens: (u.cache_write_tokens > 0).then_some(u.cache_write_tokens),
         }
     }
 }
 
 fn encode_complete(answer: &ChatCompletion) -> Response {
+    let only_calls = answer.content.is_empty() && !answer.tool_calls.is_empty();
     let wire = WireResponse {
         id: &answer.id,
         object: "chat.completion",
@@ -484,7 +983,27 @@ fn encode_complete(answer: &ChatCompletion) -> Response {
             index: 0,
             message: WireAnswer {
                 role: Role::Assistant.as_str(),
-                content: &answer.content,
+                content: (!only_calls).then_some(answer.content.as_str()),
+                tool_calls: answer
+                    .tool_calls
+                    .iter()
+                    .map(|c| WireCall {
+                        id: &c.id,
+                        kind: "function",
+                        function: WireCallFunction {
+                            name: &c.name,
+                            arguments: &c.arguments,
+                        },
+                    })
+                    .collect(),
+                reasoning_content: answer.reasoning.as_ref().map(|r| r.text.as_str()),
+                thinking_blocks: answer.reasoning.as_ref().map(|r| {
+                    [WireThinking {
+                        kind: "thinking",
+                        thinking: &r.text,
+                        signature: r.signature.as_deref(),
+                    }]
+                }),
             },
             finish_reason: answer.finish_reason.as_str(),
         }],
@@ -538,6 +1057,32 @@ struct WireDelta<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[WireCallDelta<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    /// The reasoning's signature when it arrives, in LiteLLM's shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_blocks: Option<[WireThinking<'a>; 1]>,
+}
+
+/// A piece of a tool call: the first has its id, type and name; `index` counts the
+/// answer's tool calls.
+#[derive(Serialize)]
+struct WireCallDelta<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: WireCallFunctionDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct WireCallFunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
 }
 
 /// The JSON of one chunk, or `None` when the client would see nothing in it (the usage
@@ -549,9 +1094,37 @@ fn chunk_json(chunk: &ChatChunk, include_usage: bool) -> Option<String> {
         // OpenAI's first chunk carries `"content": ""` beside the role; some clients
         // concatenate `delta.content` without a null check.
         let content = chunk.content.as_deref().or(role.map(|_| ""));
+        let tool_calls = chunk.tool_call.as_ref().map(|call| {
+            [WireCallDelta {
+                index: call.index,
+                id: call.id.as_deref(),
+                kind: call.id.as_ref().map(|_| "function"),
+                function: WireCallFunctionDelta {
+                    name: call.name.as_deref(),
+                    arguments: &call.arguments,
+                },
+            }]
+        });
+        let reasoning = chunk.reasoning.as_ref();
+        let reasoning_content = reasoning.map(|r| r.text.as_str()).filter(|t| !t.is_empty());
+        let thinking_blocks = reasoning.and_then(|r| {
+            r.signature.as_deref().map(|signature| {
+                [WireThinking {
+                    kind: "thinking",
+                    thinking: "",
+                    signature: Some(signature),
+                }]
+            })
+        });
         vec![WireChunkChoice {
             index: 0,
-            delta: WireDelta { role, content },
+            delta: WireDelta {
+                role,
+                content,
+                tool_calls,
+                reasoning_content,
+                thinking_blocks,
+            },
             logprobs: None,
             finish_reason: chunk.finish_reason.map(|f| f.as_str()),
         }]
@@ -636,6 +1209,8 @@ mod tests {
             model: Arc::from("m"),
             role: None,
             content: None,
+            tool_call: None,
+            reasoning: None,
             finish_reason: None,
             usage: None,
         }
@@ -643,6 +1218,27 @@ mod tests {
 
     fn json_of(chunk: &ChatChunk, include_usage: bool) -> Option<serde_json::Value> {
         chunk_json(chunk, include_usage).map(|j| serde_json::from_str(&j).expect("valid JSON"))
+    }
+
+    #[test]
+    fn each_unsupported_field_is_refused_by_its_own_name() {
+        for (field, harmless) in UNSUPPORTED {
+            let body = serde_json::json!({
+                "messages": [{"role": "user", "content": "hi"}],
+                field: "not harmless",
+            });
+            let wire: WireRequest = decode_json(body.to_string().as_bytes()).expect("decodes");
+            let error = wire.check_unsupported(false).expect_err(field);
+            assert!(error.message().starts_with(&format!("{field}:")), "{error}");
+            assert!(wire.check_unsupported(true).is_ok());
+            assert!(!harmless(&Value::from("not harmless")));
+        }
+        let harmless = serde_json::json!({
+            "messages": [{"role": "user", "content": "hi"}],
+            "logprobs": false, "presence_penalty": 0, "modalities": ["text"], "n": 1
+        });
+        let wire: WireRequest = decode_json(harmless.to_string().as_bytes()).expect("decodes");
+        assert!(wire.check_unsupported(false).is_ok());
     }
 
     #[test]
@@ -671,6 +1267,7 @@ mod tests {
                 prompt_tokens: 1,
                 completion_tokens: 2,
                 total_tokens: 3,
+                ..Usage::default()
             }),
             ..chunk()
         };

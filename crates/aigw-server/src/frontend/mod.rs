@@ -4,17 +4,20 @@
 //!
 //! - `http`: OpenAI's chat-completions JSON and SSE, at route paths and at
 //!   `/v1/chat/completions`;
-//! - `grpc`: `aigw.v1.ChatService`.
+//! - `grpc`: `aigw.v1.ChatService`;
+//! - `models`: OpenAI's `GET /v1/models` over the route names.
 //!
 //! Adding a front end is one decoder and one encoder here; the helpers below are what
 //! every decoder shares.
 
+mod fetch;
 pub(crate) mod grpc;
 pub(crate) mod http;
+pub(crate) mod models;
 
 use std::sync::Arc;
 
-use aigw_core::{Error, Message, Role};
+use aigw_core::{Error, Message, ReasoningEffort, Role, ToolChoice};
 
 /// A decoded conversation: at least one message, each decoded by `decode` with its index
 /// (for error messages that point at `messages[i]`).
@@ -36,8 +39,33 @@ pub(crate) fn role(index: usize, name: &str) -> Result<Role, Error> {
         "system" | "developer" => Ok(Role::System),
         "user" => Ok(Role::User),
         "assistant" => Ok(Role::Assistant),
+        "tool" => Ok(Role::Tool),
         other => Err(Error::invalid_request(format!(
-            "messages[{index}].role: unknown role {other:?}, expected one of system, developer, user, assistant"
+            "messages[{index}].role: unknown role {other:?}, expected one of system, developer, user, assistant, tool"
+        ))),
+    }
+}
+
+/// The request's `reasoning_effort`, if it names one.
+pub(crate) fn reasoning_effort(name: Option<String>) -> Result<Option<ReasoningEffort>, Error> {
+    name.map(|e| {
+        ReasoningEffort::parse(&e).ok_or_else(|| {
+            Error::invalid_request(format!(
+                "reasoning_effort: unknown value {e:?}, expected minimal, low, medium or high"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// A `tool_choice` given by mode (`auto`, `none`, `required`), named `field` in errors.
+pub(crate) fn tool_choice_mode(mode: &str, field: &str) -> Result<ToolChoice, Error> {
+    match mode {
+        "auto" => Ok(ToolChoice::Auto),
+        "none" => Ok(ToolChoice::None),
+        "required" => Ok(ToolChoice::Required),
+        other => Err(Error::invalid_request(format!(
+            "{field}: unknown value {other:?}, expected auto, none or required (or a function)"
         ))),
     }
 }
