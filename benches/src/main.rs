@@ -3,14 +3,17 @@
 //! process over HTTP and gRPC, unary and streaming, with open-loop load at fixed rates and a
 //! closed-loop run at 64 connections. It reports latency percentiles, the latency added over
 //! the direct call, errors, the gateway's CPU per 1 000 requests and its memory, as a table
-//! and as JSON (`target/aigw-bench/report.json`). With `redis-server` installed, the
-//! `limit` phase also measures a second gateway whose route counts tokens in Redis
-//! (ai-rate-limiting-advanced, `strategy: redis`): its `http+redis-limit` row against the
-//! `http` row at the same rate is the added latency of a Redis-backed limit.
+//! and as JSON (`target/aigw-bench/report.json`). Peer gateways (TensorZero, Portkey,
+//! LiteLLM) can run in the same phases over the same emulator, with aigw's figures as ratios
+//! of theirs. With `redis-server` installed, the `limit` phase also measures a second
+//! gateway whose route counts tokens in Redis (ai-rate-limiting-advanced, `strategy: redis`):
+//! its `http+redis-limit` row against the `http` row at the same rate is the added latency
+//! of a Redis-backed limit.
 #![forbid(unsafe_code)]
 
 mod load;
 mod paths;
+mod peers;
 mod process;
 mod setup;
 mod targets;
@@ -44,6 +47,16 @@ struct Args {
     /// extra hop costs on this machine. Skipped with a message when nginx is not installed.
     #[arg(long)]
     nginx: bool,
+    /// Also measure TensorZero's gateway (PyPI `tensorzero`, installed on first use into
+    /// target/aigw-bench/peers) over the same emulator, in every phase beside aigw; skipped
+    /// with a message when it cannot be installed.
+    #[arg(long)]
+    tensorzero: bool,
+    /// Also measure Portkey's gateway (npm `@portkey-ai/gateway` under Node, installed on
+    /// first use into target/aigw-bench/peers) over the same emulator, in every phase beside
+    /// aigw; skipped with a message when it cannot be installed.
+    #[arg(long)]
+    portkey: bool,
     /// Open-loop rates in requests per second, replacing the mode's default list
     /// (e.g. `--rates 2000` to compare one change at one rate).
     #[arg(long, value_delimiter = ',')]
@@ -156,26 +169,69 @@ async fn run(args: Args) -> Result<()> {
     };
 
     let bare = Gateway::start_bare_proxy(&emulator.endpoint_url()).await?;
+    let tensorzero = if args.tensorzero {
+        peers::start_tensorzero(&emulator.endpoint_url()).await?
+    } else {
+        None
+    };
+    let portkey = if args.portkey {
+        peers::start_portkey().await?
+    } else {
+        None
+    };
 
-    let mut callers = vec![
-        Arc::new(Caller::direct(&emulator.endpoint_url())),
-        Arc::new(Caller::through_proxy(Kind::Bare, &bare.url())),
+    let mut paths: Vec<(Arc<Caller>, &Gateway)> = vec![
+        (Arc::new(Caller::direct(&emulator.endpoint_url())), &gateway),
+        (
+            Arc::new(Caller::through_proxy(Kind::Bare, &bare.url())),
+            &bare,
+        ),
     ];
     if let Some(proxy) = &nginx {
-        callers.push(Arc::new(Caller::through_proxy(Kind::Nginx, &proxy.url())));
+        paths.push((
+            Arc::new(Caller::through_proxy(Kind::Nginx, &proxy.url())),
+            proxy,
+        ));
     }
-    callers.push(Arc::new(Caller::http(&gateway.url())));
-    callers.push(Arc::new(Caller::grpc(&gateway.url()).await?));
-    // CPU is read from whichever process serves the path.
-    let server_of = |caller: &Caller| match (caller.kind(), &nginx) {
-        (Kind::Nginx, Some(proxy)) => proxy,
-        (Kind::Bare, _) => &bare,
-        _ => &gateway,
-    };
-    let paths: Vec<(Arc<Caller>, &Gateway)> = callers
-        .iter()
-        .map(|caller| (caller.clone(), server_of(caller)))
-        .collect();
+    paths.push((Arc::new(Caller::http(&gateway.url())), &gateway));
+    paths.push((Arc::new(Caller::grpc(&gateway.url()).await?), &gateway));
+    let mut peer_memory = Vec::new();
+    let peer_callers = [
+        tensorzero
+            .as_ref()
+            .map(|peer| (Caller::tensorzero(&peer.url()), peer)),
+        portkey.as_ref().map(|peer| {
+            let config = peers::portkey_config(&emulator.endpoint_url());
+            (Caller::portkey(&peer.url(), config), peer)
+        }),
+    ];
+    for (caller, peer) in peer_callers.into_iter().flatten() {
+        // A peer that does not answer through the emulator would only fill its rows
+        // with errors: one unary and one streamed request first, or it is left out.
+        let unary = caller.call(false).await;
+        let streamed = match &unary {
+            Ok(_) => caller.call(true).await,
+            Err(_) => Ok(std::time::Instant::now()),
+        };
+        if let Err(err) = unary.and(streamed) {
+            println!(
+                "{} (pid {}) did not answer through the emulator ({err}); skipping the peer",
+                caller.kind().as_str(),
+                peer.pid()
+            );
+            continue;
+        }
+        println!(
+            "{} (pid {}) on {} answers through the emulator (RSS {} KiB)",
+            caller.kind().as_str(),
+            peer.pid(),
+            peer.url(),
+            peer.rss_kib()
+        );
+        peer_memory.push((caller.kind(), peer, peer.rss_kib()));
+        paths.push((Arc::new(caller), peer));
+    }
+    let callers: Vec<Arc<Caller>> = paths.iter().map(|(caller, _)| caller.clone()).collect();
 
     let runs = |phase: Phase| args.only.is_empty() || args.only.contains(&phase);
     let rounds = plan.phase.as_secs().max(1) as u32;
@@ -247,8 +303,25 @@ async fn run(args: Args) -> Result<()> {
         rows.push(sample);
         println!("litellm RSS: {} KiB (main process)", proxy.rss_kib());
     }
+    let litellm_rss = litellm.as_ref().map(|proxy| proxy.rss_kib());
     drop(litellm);
     let peak_rss = gateway.peak_rss_kib();
+    let mut peer_rss: Vec<PeerMemory> = peer_memory
+        .iter()
+        .map(|(kind, peer, at_start)| PeerMemory {
+            kind: *kind,
+            at_start_kib: Some(*at_start),
+            peak_kib: peer.peak_rss_kib(),
+        })
+        .collect();
+    if let Some(rss) = litellm_rss {
+        peer_rss.push(PeerMemory {
+            kind: Kind::LiteLlm,
+            at_start_kib: None,
+            peak_kib: rss,
+        });
+    }
+    let ratios = ratios(&rows);
 
     let checks = targets::check(
         &rows,
@@ -266,11 +339,37 @@ async fn run(args: Args) -> Result<()> {
         peak_rss,
     );
     report["targets"] = targets::to_json(&checks);
+    report["ratios"] = ratios_json(&ratios);
+    report["peer_rss_kib"] = peer_rss
+        .iter()
+        .map(|peer| {
+            (
+                peer.kind.as_str().to_owned(),
+                json!({"after_first_requests": peer.at_start_kib, "peak": peer.peak_kib}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
     print_table(&rows);
     println!(
         "\ngateway RSS: {rss_at_start} KiB at start, {rss_idle} KiB with {} idle keep-alive connections, peak {peak_rss} KiB",
         plan.idle_connections
     );
+    for peer in &peer_rss {
+        match peer.at_start_kib {
+            Some(start) => println!(
+                "{} RSS: {start} KiB after its first requests, peak {} KiB",
+                peer.kind.as_str(),
+                peer.peak_kib
+            ),
+            None => println!(
+                "{} RSS: {} KiB at the end (main process)",
+                peer.kind.as_str(),
+                peer.peak_kib
+            ),
+        }
+    }
+    print_ratios(&ratios);
     targets::print(&checks);
     let out = args.out.unwrap_or_else(default_report_path);
     if let Some(dir) = out.parent() {
@@ -377,11 +476,15 @@ async fn warm_up(caller: &Arc<Caller>) {
     }
 }
 
-fn default_report_path() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+/// The workspace's target directory, where the report and the peers' installs go.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("aigw-bench/report.json")
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+fn default_report_path() -> PathBuf {
+    target_dir().join("aigw-bench/report.json")
 }
 
 const PERCENTILES: [f64; 4] = [50.0, 90.0, 99.0, 99.9];
@@ -394,7 +497,7 @@ pub(crate) fn floor<'a>(rows: &'a [Sample], row: &Sample) -> Option<&'a Sample> 
 
 fn print_table(rows: &[Sample]) {
     println!(
-        "\n{:<8} {:<7} {:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>9}",
+        "\n{:<10} {:<7} {:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>9}",
         "path",
         "mode",
         "load",
@@ -424,7 +527,7 @@ fn print_table(rows: &[Sample]) {
             format!("{:.3}", row.gateway_cpu_per_1k())
         };
         println!(
-            "{:<8} {:<7} {:<10} {:>9.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>9}",
+            "{:<10} {:<7} {:<10} {:>9.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>9}",
             row.kind.as_str(),
             if row.stream { "ttft" } else { "unary" },
             row.load.to_string(),
@@ -486,4 +589,103 @@ fn report(rows: &[Sample], rss_start: u64, rss_idle: u64, idle: usize, peak: u64
             "peak": peak,
         },
     })
+}
+
+/// A peer gateway's memory, read from its main process.
+struct PeerMemory {
+    kind: Kind,
+    /// After its first two requests, before any load (not read for LiteLLM, started late).
+    at_start_kib: Option<u64>,
+    peak_kib: u64,
+}
+
+/// aigw over one protocol against one peer under the same load: each figure aigw's divided
+/// by the peer's, so below 1 means aigw is ahead on CPU and latency, above 1 on req/s.
+struct Ratio {
+    aigw: Kind,
+    peer: Kind,
+    stream: bool,
+    load: load::Load,
+    throughput: f64,
+    cpu_per_request: Option<f64>,
+    added_p50: Option<f64>,
+    added_p99: Option<f64>,
+}
+
+fn ratios(rows: &[Sample]) -> Vec<Ratio> {
+    let added = |row: &Sample, quantile: f64| {
+        floor(rows, row).map(|direct| {
+            row.percentile_us(quantile) as f64 - direct.percentile_us(quantile) as f64
+        })
+    };
+    // A peer that added nothing measurable has no ratio; aigw adding less than nothing
+    // (noise below the direct call) counts as zero.
+    let divide = |ours: Option<f64>, theirs: Option<f64>| match (ours, theirs) {
+        (Some(ours), Some(theirs)) if theirs > 0.0 => Some(ours.max(0.0) / theirs),
+        _ => None,
+    };
+    let mut ratios = Vec::new();
+    for peer in rows.iter().filter(|row| row.kind.is_peer()) {
+        let ours = rows.iter().filter(|row| {
+            matches!(row.kind, Kind::Http | Kind::Grpc)
+                && row.stream == peer.stream
+                && row.load == peer.load
+        });
+        for aigw in ours {
+            ratios.push(Ratio {
+                aigw: aigw.kind,
+                peer: peer.kind,
+                stream: peer.stream,
+                load: peer.load,
+                throughput: aigw.achieved_rps() / peer.achieved_rps().max(f64::EPSILON),
+                cpu_per_request: divide(
+                    Some(aigw.gateway_cpu_per_1k()),
+                    Some(peer.gateway_cpu_per_1k()),
+                ),
+                added_p50: divide(added(aigw, 50.0), added(peer, 50.0)),
+                added_p99: divide(added(aigw, 99.0), added(peer, 99.0)),
+            });
+        }
+    }
+    ratios
+}
+
+fn print_ratios(ratios: &[Ratio]) {
+    if ratios.is_empty() {
+        return;
+    }
+    println!("\naigw / peer (below 1: aigw ahead on CPU and latency; above 1: on req/s):");
+    let times = |ratio: Option<f64>| ratio.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}×"));
+    for ratio in ratios {
+        println!(
+            "  {:<18} {:<5} {:<10} req/s {:>7}  cpu/req {:>7}  +p50 {:>7}  +p99 {:>7}",
+            format!("{} / {}", ratio.aigw.as_str(), ratio.peer.as_str()),
+            if ratio.stream { "ttft" } else { "unary" },
+            ratio.load.to_string(),
+            times(Some(ratio.throughput)),
+            times(ratio.cpu_per_request),
+            times(ratio.added_p50),
+            times(ratio.added_p99),
+        );
+    }
+}
+
+fn ratios_json(ratios: &[Ratio]) -> Value {
+    Value::Array(
+        ratios
+            .iter()
+            .map(|ratio| {
+                json!({
+                    "aigw": ratio.aigw.as_str(),
+                    "peer": ratio.peer.as_str(),
+                    "mode": if ratio.stream { "stream_ttft" } else { "unary" },
+                    "load": ratio.load.to_string(),
+                    "throughput": ratio.throughput,
+                    "cpu_per_request": ratio.cpu_per_request,
+                    "added_p50": ratio.added_p50,
+                    "added_p99": ratio.added_p99,
+                })
+            })
+            .collect(),
+    )
 }

@@ -1,5 +1,5 @@
-//! The three ways to reach a model: the AWS SDK straight to the emulator (the floor), and
-//! through aigw over HTTP/JSON and over gRPC.
+//! The ways to reach a model: the AWS SDK straight to the emulator (the floor) or through a
+//! bare proxy, through aigw over HTTP/JSON and over gRPC, and through the peer gateways.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -22,6 +22,10 @@ pub enum Kind {
     Http,
     Grpc,
     LiteLlm,
+    /// TensorZero's gateway (OpenAI-compatible endpoint) over the same emulator.
+    TensorZero,
+    /// Portkey's gateway over the same emulator.
+    Portkey,
     /// The AWS SDK through nginx: what a bare reverse proxy adds on this machine.
     Nginx,
     /// The AWS SDK through a tokio/hyper proxy with nothing in it: what one hop through
@@ -33,12 +37,19 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Another gateway measured for comparison.
+    pub fn is_peer(self) -> bool {
+        matches!(self, Kind::LiteLlm | Kind::TensorZero | Kind::Portkey)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Direct => "direct",
             Kind::Http => "http",
             Kind::Grpc => "grpc",
             Kind::LiteLlm => "litellm",
+            Kind::TensorZero => "tensorzero",
+            Kind::Portkey => "portkey",
             Kind::Nginx => "nginx",
             Kind::Bare => "bare",
             Kind::HttpRedisLimit => "http+redis-limit",
@@ -56,7 +67,8 @@ pub enum Caller {
         kind: Kind,
         client: reqwest::Client,
         url: String,
-        authorization: Option<String>,
+        /// Extra request headers (a peer's key or routing config).
+        headers: Vec<(&'static str, String)>,
         body: bytes::Bytes,
         stream_body: bytes::Bytes,
     },
@@ -92,7 +104,33 @@ impl Caller {
     }
 
     pub fn http(gateway: &str) -> Caller {
-        Caller::openai_json(Kind::Http, format!("{gateway}/bedrock-route"), None, None)
+        Caller::openai_json(
+            Kind::Http,
+            format!("{gateway}/bedrock-route"),
+            Vec::new(),
+            None,
+        )
+    }
+
+    /// TensorZero's OpenAI-compatible endpoint, calling the function that samples both
+    /// models.
+    pub fn tensorzero(gateway: &str) -> Caller {
+        Caller::openai_json(
+            Kind::TensorZero,
+            format!("{gateway}/openai/v1/chat/completions"),
+            Vec::new(),
+            Some(crate::peers::TENSORZERO_MODEL),
+        )
+    }
+
+    /// Portkey's gateway, routed by `config` (its `x-portkey-config` header) on every request.
+    pub fn portkey(gateway: &str, config: String) -> Caller {
+        Caller::openai_json(
+            Kind::Portkey,
+            format!("{gateway}/v1/chat/completions"),
+            vec![("x-portkey-config", config)],
+            Some("bedrock-route"),
+        )
     }
 
     /// Like [`Caller::http`], to the gateway with the Redis-backed limit.
@@ -100,7 +138,7 @@ impl Caller {
         Caller::openai_json(
             Kind::HttpRedisLimit,
             format!("{gateway}/bedrock-route"),
-            None,
+            Vec::new(),
             None,
         )
     }
@@ -110,7 +148,7 @@ impl Caller {
         Caller::openai_json(
             Kind::LiteLlm,
             format!("{proxy}/chat/completions"),
-            Some(format!("Bearer {key}")),
+            vec![("authorization", format!("Bearer {key}"))],
             Some("bedrock-route"),
         )
     }
@@ -118,7 +156,7 @@ impl Caller {
     fn openai_json(
         kind: Kind,
         url: String,
-        authorization: Option<String>,
+        headers: Vec<(&'static str, String)>,
         model: Option<&str>,
     ) -> Caller {
         let mut body = serde_json::json!({"messages": [{"role": "user", "content": QUESTION}]});
@@ -131,7 +169,7 @@ impl Caller {
             kind,
             client: reqwest::Client::new(),
             url,
-            authorization,
+            headers,
             body: body.to_string().into(),
             stream_body: stream_body.to_string().into(),
         }
@@ -164,7 +202,7 @@ impl Caller {
             Caller::Http {
                 client,
                 url,
-                authorization,
+                headers,
                 body,
                 stream_body,
                 ..
@@ -174,8 +212,8 @@ impl Caller {
                     .post(url)
                     .header("content-type", "application/json")
                     .body(body.clone());
-                if let Some(authorization) = authorization {
-                    request = request.header("authorization", authorization);
+                for (name, value) in headers {
+                    request = request.header(*name, value);
                 }
                 let response = request.send().await.map_err(|e| e.to_string())?;
                 if !response.status().is_success() {

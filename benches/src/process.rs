@@ -200,7 +200,12 @@ impl Gateway {
         Ok(proxy)
     }
 
-    async fn wait_listening(&self) -> Result<()> {
+    /// A gateway process started elsewhere (a peer), listening on `addr`; stopped on drop.
+    pub fn adopt(child: Child, addr: SocketAddr) -> Gateway {
+        Gateway { child, addr }
+    }
+
+    pub async fn wait_listening(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(self.addr).await.is_err() {
             if Instant::now() > deadline {

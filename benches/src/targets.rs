@@ -15,6 +15,12 @@ const ADDED_TTFT_P99_LIMIT_US: i64 = 1_000;
 const MIN_THROUGHPUT_SHARE: f64 = 0.60;
 const RSS_AT_START_LIMIT_KIB: u64 = 20 * 1024;
 const RSS_IDLE_LIMIT_KIB: u64 = 50 * 1024;
+/// Against the fastest peer of the same run (issue 22).
+const PEER_THROUGHPUT_MIN: f64 = 1.5;
+const PEER_CPU_MAX: f64 = 0.6;
+const PEER_ADDED_LATENCY_MAX: f64 = 0.5;
+/// aigw's added p50 against what the bare tokio/hyper hop adds in the same run.
+const BARE_ADDED_P50_MAX: f64 = 2.0;
 
 /// One target on one path, as this run measured it.
 pub struct Check {
@@ -94,6 +100,7 @@ pub fn check(rows: &[Sample], memory: &Memory) -> Vec<Check> {
             }
         }
     }
+    checks.extend(against_peers(rows));
     checks.push(Check {
         path: "gateway",
         target: format!("RSS at start ≤ {} MiB", RSS_AT_START_LIMIT_KIB / 1024),
@@ -110,6 +117,106 @@ pub fn check(rows: &[Sample], memory: &Memory) -> Vec<Check> {
         measured: format!("{:.1} MiB", memory.with_idle_kib as f64 / 1024.0),
         met: memory.with_idle_kib <= RSS_IDLE_LIMIT_KIB,
     });
+    checks
+}
+
+/// The targets against the fastest peer measured in this run (the one with the most req/s
+/// in the closed loop) and against the bare hop; none when no peer ran.
+fn against_peers(rows: &[Sample]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let added = |row: &Sample, quantile: f64| {
+        let direct = floor(rows, row)?;
+        Some(row.percentile_us(quantile) as i64 - direct.percentile_us(quantile) as i64)
+    };
+    let find = |kind: Kind, stream: bool, closed: bool, load: Option<Load>| {
+        rows.iter().find(|r| {
+            r.kind == kind
+                && r.stream == stream
+                && matches!(r.load, Load::Closed(_)) == closed
+                && load.is_none_or(|load| r.load == load)
+        })
+    };
+    let fastest = rows
+        .iter()
+        .filter(|r| r.kind.is_peer() && !r.stream && matches!(r.load, Load::Closed(_)))
+        .max_by(|a, b| a.achieved_rps().total_cmp(&b.achieved_rps()));
+    let at_rate = Some(Load::Rate(TARGET_RATE));
+    for kind in [Kind::Http, Kind::Grpc] {
+        let path = kind.as_str();
+        if let (Some(ours), Some(bare)) = (
+            find(kind, false, false, at_rate).and_then(|r| added(r, 50.0)),
+            find(Kind::Bare, false, false, at_rate).and_then(|r| added(r, 50.0)),
+        ) {
+            checks.push(Check {
+                path,
+                target: format!(
+                    "added p50 at {TARGET_RATE} req/s ≤ {BARE_ADDED_P50_MAX}× the bare hop's"
+                ),
+                measured: format!("{ours:+} µs against {bare:+} µs"),
+                met: bare > 0 && ours as f64 <= BARE_ADDED_P50_MAX * bare as f64,
+            });
+        }
+        let Some(peer) = fastest else { continue };
+        let name = peer.kind.as_str();
+        if let Some(ours) = find(kind, false, true, Some(peer.load)) {
+            let ratio = ours.achieved_rps() / peer.achieved_rps().max(f64::EPSILON);
+            checks.push(Check {
+                path,
+                target: format!("req/s at {} ≥ {PEER_THROUGHPUT_MIN}× {name}'s", peer.load),
+                measured: format!("{ratio:.2}×"),
+                met: ratio >= PEER_THROUGHPUT_MIN,
+            });
+            let ratio = ours.gateway_cpu_per_1k() / peer.gateway_cpu_per_1k().max(f64::EPSILON);
+            checks.push(Check {
+                path,
+                target: format!(
+                    "CPU per request at {} ≤ {PEER_CPU_MAX}× {name}'s",
+                    peer.load
+                ),
+                measured: format!("{ratio:.2}×"),
+                met: ratio <= PEER_CPU_MAX,
+            });
+        }
+        let (Some(ours), Some(theirs)) = (
+            find(kind, false, false, at_rate),
+            find(peer.kind, false, false, at_rate),
+        ) else {
+            continue;
+        };
+        for quantile in [50.0, 99.0] {
+            if let (Some(a), Some(b)) = (added(ours, quantile), added(theirs, quantile)) {
+                checks.push(Check {
+                    path,
+                    target: format!(
+                        "added p{quantile} at {TARGET_RATE} req/s ≤ {PEER_ADDED_LATENCY_MAX}× {name}'s"
+                    ),
+                    measured: format!("{a:+} µs against {b:+} µs"),
+                    met: b > 0 && a as f64 <= PEER_ADDED_LATENCY_MAX * b as f64,
+                });
+            }
+        }
+        let (Some(ours), Some(theirs)) = (
+            find(kind, true, false, None),
+            find(peer.kind, true, false, None),
+        ) else {
+            continue;
+        };
+        let ratio = ours.gateway_cpu_per_1k() / theirs.gateway_cpu_per_1k().max(f64::EPSILON);
+        checks.push(Check {
+            path,
+            target: format!("CPU per stream at {} ≤ {PEER_CPU_MAX}× {name}'s", ours.load),
+            measured: format!("{ratio:.2}×"),
+            met: ratio <= PEER_CPU_MAX,
+        });
+        if let (Some(a), Some(b)) = (added(ours, 50.0), added(theirs, 50.0)) {
+            checks.push(Check {
+                path,
+                target: format!("added time to first token p50 ≤ {name}'s"),
+                measured: format!("{a:+} µs against {b:+} µs"),
+                met: a <= b.max(0),
+            });
+        }
+    }
     checks
 }
 

@@ -16,6 +16,15 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
+/// jemalloc instead of glibc's malloc. One Converse call through the Bedrock driver
+/// allocates a few hundred times (mostly inside the AWS SDK): callgrind counts 417 000
+/// instructions per call with glibc, 380 000 with jemalloc (-9 %), and in three alternating
+/// 64-connection runs the gateway's CPU per request fell from 0.12-0.20 ms to 0.10-0.14 ms
+/// while its RSS at start stayed under 18 MiB (see docs/performance.md).
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The decK file `aigw demo` serves, shipped inside the binary so the demo runs anywhere.
 const DEMO_CONFIG: &str = include_str!("../../../config/ai-proxy-advanced.yaml");
 

@@ -8,7 +8,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_bedrockruntime::Client;
-use aws_sdk_bedrockruntime::config::Credentials;
+use aws_sdk_bedrockruntime::config::{Credentials, StalledStreamProtectionConfig};
 use aws_smithy_runtime_api::client::auth::AuthSchemeId;
 
 use crate::driver::{BedrockChat, BedrockDriver};
@@ -127,7 +127,12 @@ async fn build_client(key: &ClientKey) -> Result<Client, Error> {
         ));
     }
 
-    let mut config = aws_sdk_bedrockruntime::config::Builder::from(&sdk_config);
+    let mut config = aws_sdk_bedrockruntime::config::Builder::from(&sdk_config)
+        // The route's read_timeout (Kong's semantics) already bounds each attempt and the gap
+        // between two stream events, as the one limit a user configures. The SDK's check
+        // on top (minimum throughput after a 5 s grace) costs a wrapper and a timer on every
+        // request and response body: about 12 000 instructions per Converse call.
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
     if key.credentials.is_some() {
         // Configured keys must be what signs: otherwise AWS_BEARER_TOKEN_BEDROCK in the
         // environment makes the SDK prefer bearer auth over them.
