@@ -17,14 +17,18 @@ fn entry(name: &str, created: u64) -> Value {
     json!({"id": name, "object": "model", "created": created, "owned_by": "aigw"})
 }
 
-/// The routes' names the caller may use, as OpenAI's model list.
-pub(crate) async fn list(State(routes): State<SharedRoutes>, request: Request) -> Response {
-    let caller = Caller {
+fn caller_of(request: &Request) -> Caller<'_> {
+    Caller {
         headers: request.headers(),
         query: request.uri().query(),
         peer: peer_ip(request.extensions()),
         path: Some(request.uri().path()),
-    };
+    }
+}
+
+/// The routes' names the caller may use, as OpenAI's model list.
+pub(crate) async fn list(State(routes): State<SharedRoutes>, request: Request) -> Response {
+    let caller = caller_of(&request);
     let table = routes.load();
     let created = routes.started_at_ms() / 1000;
     let mut refusal = None;
@@ -53,12 +57,7 @@ pub(crate) async fn one(
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    let caller = Caller {
-        headers: request.headers(),
-        query: request.uri().query(),
-        peer: peer_ip(request.extensions()),
-        path: Some(request.uri().path()),
-    };
+    let caller = caller_of(&request);
     let table = routes.load();
     let Some(route) = table.routes().iter().find(|r| r.name == id) else {
         let error = Error::new(ErrorKind::RouteNotFound, format!("no model named {id:?}"));
