@@ -1039,3 +1039,30 @@ fn jwt_loads_consumers_secrets_and_refuses_what_it_cannot_verify() {
     );
     assert!(error(&no_key).contains("RS256 needs rsa_public_key"));
 }
+
+#[test]
+fn llm_format_openai_and_anthropic_load_and_others_are_refused_with_line() {
+    let with = |format: &str| {
+        deck("", "").replace(
+            "      config:\n",
+            &format!("      config:\n        llm_format: {format}\n"),
+        )
+    };
+    let format_of = |yaml: &str| {
+        let config = parse_deck("x.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+        route(&config, "route1").ai.llm_format
+    };
+    assert_eq!(format_of(&deck("", "")), crate::LlmFormat::OpenAi);
+    assert_eq!(format_of(&with("openai")), crate::LlmFormat::OpenAi);
+    assert_eq!(format_of(&with("anthropic")), crate::LlmFormat::Anthropic);
+
+    let yaml = with("gemini");
+    let (line, col) = position(&yaml, "gemini");
+    assert_eq!(
+        error(&yaml),
+        format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.llm_format: \
+             llm_format \"gemini\" is not supported; aigw serves openai and anthropic"
+        )
+    );
+}

@@ -32,7 +32,7 @@ use crate::{ApiError, Route, SharedRoutes, error::grpc_response};
 pub(crate) const OPENAI_CHAT_PATH: &str = "/v1/chat/completions";
 
 /// An HTTP client may ask for either shape, so `response_streaming: always` may stream.
-const ANSWERING: Answering = Answering {
+pub(super) const ANSWERING: Answering = Answering {
     may_stream_unasked: true,
     ask_for_whole: "send \"stream\": false",
 };
@@ -67,7 +67,14 @@ pub(crate) async fn route_path(State(routes): State<SharedRoutes>, request: Requ
                     .record(&refused.error, routed.as_deref(), Answered::Http);
             }
             let wrong_method = refused.error.kind() == ErrorKind::MethodNotAllowed;
-            let mut response = ApiError(refused.error).into_response();
+            let anthropic = routed
+                .as_ref()
+                .is_some_and(|r| r.llm_format == aigw_config::LlmFormat::Anthropic);
+            let mut response = if anthropic {
+                super::anthropic::error_response(refused.error)
+            } else {
+                ApiError(refused.error).into_response()
+            };
             if wrong_method {
                 response
                     .headers_mut()
@@ -88,7 +95,7 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// A refused chat request.
-struct Refused {
+pub(super) struct Refused {
     error: Error,
     /// The client went away while sending its body: nobody reads the answer, and the
     /// request is counted as 499.
@@ -136,6 +143,19 @@ async fn chat(
         )
     };
     routed.clone_from(&route.as_ref().map(|entry| entry.route.clone()));
+    if let Some(entry) = route.as_ref() {
+        if entry.route.llm_format == aigw_config::LlmFormat::Anthropic {
+            return super::anthropic::messages(
+                routes,
+                admission,
+                caller,
+                parts,
+                body,
+                entry.clone(),
+            )
+            .await;
+        }
+    }
     if parts.method != Method::POST {
         return Err(Error::new(
             ErrorKind::MethodNotAllowed,
@@ -189,7 +209,7 @@ async fn chat(
 /// Reads a whole request body of at most `limit` bytes. Only a body that is really over the
 /// limit is a 413: a client that stops sending is a 408, a malformed body (a bad chunk
 /// size) a 400, and a client that left a 400 nobody reads, counted as 499.
-async fn read_body(
+pub(super) async fn read_body(
     body: Body,
     limit: usize,
     too_large: impl Fn() -> Error,
@@ -282,7 +302,7 @@ async fn discard(parts: &http::request::Parts, body: Body) {
 
 /// Refuses a compressed body: requests are read as sent, and a gzip body read as JSON
 /// would only fail as a syntax error.
-fn require_identity(headers: &HeaderMap) -> Result<(), Error> {
+pub(super) fn require_identity(headers: &HeaderMap) -> Result<(), Error> {
     let Some(value) = headers.get(header::CONTENT_ENCODING) else {
         return Ok(());
     };
@@ -302,7 +322,7 @@ fn require_identity(headers: &HeaderMap) -> Result<(), Error> {
 /// Refuses a body labelled as something other than JSON; a body that does not say is
 /// read as JSON. `curl -d` without `-H 'Content-Type: application/json'` sends a form, and
 /// "send JSON" is a clearer answer than a JSON syntax error.
-fn require_json(headers: &HeaderMap) -> Result<(), Error> {
+pub(super) fn require_json(headers: &HeaderMap) -> Result<(), Error> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -325,7 +345,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), Error> {
 }
 
 /// Decodes a JSON body, naming the offending field on error.
-fn decode_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
+pub(super) fn decode_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
