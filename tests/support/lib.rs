@@ -341,3 +341,19 @@ pub async fn counter_value(stack: &Stack, series: &str) -> u64 {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("{series} not in {scrape}"))
 }
+
+/// The Python that has the pinned SDKs of tests/python/requirements.txt:
+/// `AIGW_TEST_PYTHON`, else the venv `.ci/run` makes at the workspace root.
+pub fn test_python() -> PathBuf {
+    let python = std::env::var_os("AIGW_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_file(".venv-tests/bin/python"));
+    assert!(
+        python.exists(),
+        "no Python with the test SDKs at {}: create it with `python3 -m venv .venv-tests && \
+         .venv-tests/bin/pip install -r tests/python/requirements.txt` (.ci/run does this), \
+         or point AIGW_TEST_PYTHON at one",
+        python.display()
+    );
+    python
+}
