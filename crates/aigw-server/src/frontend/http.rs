@@ -67,9 +67,11 @@ pub(crate) async fn route_path(State(routes): State<SharedRoutes>, request: Requ
                     .record(&refused.error, routed.as_deref(), Answered::Http);
             }
             let wrong_method = refused.error.kind() == ErrorKind::MethodNotAllowed;
+            // A request routed by `model` at OpenAI's path spoke OpenAI, whatever its route.
             let anthropic = routed
                 .as_ref()
-                .is_some_and(|r| r.llm_format == aigw_config::LlmFormat::Anthropic);
+                .is_some_and(|r| r.llm_format == aigw_config::LlmFormat::Anthropic)
+                && crate::router::normalize(parts.uri.path()) != OPENAI_CHAT_PATH;
             let mut response = if anthropic {
                 super::anthropic::error_response(refused.error)
             } else {
