@@ -98,6 +98,32 @@ async fn anthropic_sdk_runs_a_tool_loop_unary_and_streaming() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn anthropic_sdk_sees_thinking_and_sends_it_back() {
+    let stack = stack().await;
+    sdk(&stack, "thinking").await;
+    // The thinking block went back to Bedrock as reasoning content with its signature.
+    let sent_back = stack.emulator.requests().iter().any(|r| {
+        r.body["messages"].as_array().is_some_and(|turns| {
+            turns.iter().any(|turn| {
+                turn["content"].as_array().is_some_and(|blocks| {
+                    blocks.iter().any(|b| {
+                        b["reasoningContent"]["reasoningText"]["signature"]
+                            .as_str()
+                            .is_some_and(|s| !s.is_empty())
+                    })
+                })
+            })
+        })
+    });
+    assert!(sent_back, "no signed reasoning reached Bedrock");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anthropic_sdk_sees_cache_writes_then_cache_reads() {
+    sdk(&stack().await, "cache").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn anthropic_sdk_raises_its_typed_errors() {
     let stack = stack().await;
     sdk(&stack, "errors").await;
@@ -137,5 +163,57 @@ async fn a_failing_target_fails_over_unseen_by_the_sdk() {
     assert!(
         called.iter().any(|m| m == FIRST),
         "the failing target was tried: {called:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_broken_upstream_ends_in_an_error_the_sdk_raises() {
+    let stack = stack().await;
+    stack.emulator.knobs().set_default(ModelKnobs::with_fault(
+        Fault::StreamException {
+            after_deltas: 3,
+            exception_type: "modelStreamErrorException".into(),
+        },
+        None,
+    ));
+    sdk(&stack, "cut_stream").await;
+}
+
+/// POSTs `body` with the consumer's key to `path` under the gateway.
+async fn post(stack: &Stack, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(stack.url(path))
+        .header("x-api-key", KEY)
+        .json(body)
+        .send()
+        .await
+        .expect("the gateway answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_wrong_path_or_block_is_refused_in_anthropics_shape() {
+    let stack = stack().await;
+    let hi = serde_json::json!({"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+    let (status, body) = post(&stack, "/anthropic/v1/complete", &hi).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "not_found_error", "{body}");
+
+    let url_image = serde_json::json!({"max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "url", "url": "http://example.invalid/a.png"}}
+    ]}]});
+    let (status, body) = post(&stack, "/anthropic/v1/messages", &url_image).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("messages[0].content[0].source.type:"),
+        "{message}"
+    );
+    assert!(
+        stack.emulator.requests().is_empty(),
+        "nothing reached Bedrock"
     );
 }

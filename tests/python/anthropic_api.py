@@ -141,7 +141,76 @@ def twice():
         text()
 
 
+def thinking():
+    ask = dict(
+        model=MODEL,
+        max_tokens=4000,
+        messages=QUESTION,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+    )
+    message = client.messages.create(**ask)
+    assert [b.type for b in message.content] == ["thinking", "text"], message.content
+    assert message.content[0].thinking and message.content[0].signature, message.content[0]
+    kinds = set()
+    with client.messages.stream(**ask) as events:
+        for event in events:
+            if event.type == "content_block_delta":
+                kinds.add(event.delta.type)
+        streamed = events.get_final_message()
+    assert {"thinking_delta", "signature_delta", "text_delta"} <= kinds, kinds
+    assert streamed.content[0].type == "thinking", streamed.content
+    assert streamed.content[0].signature, streamed.content[0]
+    # The thinking goes back with the tool loop, signature and all.
+    first = client.messages.create(**ask, tools=[WEATHER])
+    call = check_call(first)
+    assert first.content[0].type == "thinking", first.content
+    history = QUESTION + [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": RESULT}]},
+    ]
+    final = client.messages.create(**dict(ask, messages=history), tools=[WEATHER])
+    assert final.stop_reason == "end_turn", final
+
+
+def cache():
+    system = [
+        {
+            "type": "text",
+            "text": "You are a meticulous assistant. " * 40,
+            "cache_control": {"type": "ephemeral"},
+        }
+    ]
+    usages = [
+        client.messages.create(model=MODEL, max_tokens=100, system=system, messages=QUESTION).usage
+        for _ in range(3)
+    ]
+    assert usages[0].cache_creation_input_tokens > 0, usages[0]
+    assert usages[0].cache_read_input_tokens == 0, usages[0]
+    assert any(u.cache_read_input_tokens > 0 for u in usages[1:]), usages
+    assert all(u.input_tokens > 0 for u in usages), usages
+
+
+def cut_stream():
+    # The upstream breaks after a few words: the SDK raises rather than return a cut answer.
+    seen = ""
+    try:
+        with client.messages.stream(model=MODEL, max_tokens=200, messages=QUESTION) as events:
+            for event in events:
+                if event.type == "text":
+                    seen += event.text
+        raise AssertionError("a broken stream ended like a whole one")
+    except anthropic.APIStatusError as error:
+        # The SDK raises an `error` event as an APIStatusError carrying its body.
+        assert seen, "the words before the break arrived first"
+        assert error.body["type"] == "error", error.body
+        assert error.body["error"]["type"] == "api_error", error.body
+        assert "stream failed" in error.body["error"]["message"], error.body
+
+
 SCENARIOS = {
+    "cut_stream": cut_stream,
+    "thinking": thinking,
+    "cache": cache,
     "text": text,
     "stream": stream,
     "tool_loop": tool_loop,
