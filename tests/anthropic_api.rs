@@ -2,10 +2,8 @@
 //! emulator), seen by the official Anthropic Python SDK: text, streams, a tool loop,
 //! typed errors, key-auth by `x-api-key` and by bearer token, round-robin and failover.
 
-use std::process::Command;
-
 use aigw_emulator::{Fault, ModelKnobs};
-use aigw_tests::{Stack, config_from, key_consumer_deck_head, test_python, workspace_file};
+use aigw_tests::{Stack, config_from, key_consumer_deck_head, run_sdk_script};
 
 const KEY: &str = "claude-code-key-51c2";
 /// Two Claude model ids, so the balancer has two targets to choose from.
@@ -39,29 +37,13 @@ async fn stack() -> Stack {
 }
 
 /// Runs `scenario` of tests/python/anthropic_api.py with the SDK's base URL at the
-/// route's path; fails with the script's output unless it passed.
+/// route's path.
 async fn sdk(stack: &Stack, scenario: &str) {
-    let python = test_python();
-    let script = workspace_file("tests/python/anthropic_api.py");
-    let base_url = stack.url("/anthropic");
-    let scenario = scenario.to_owned();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg(base_url)
-            .arg(KEY)
-            .arg(&scenario)
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .expect("the script's thread ends");
-    assert!(
-        output.status.success(),
-        "the Anthropic SDK scenario failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_sdk_script(
+        "anthropic_api.py",
+        [stack.url("/anthropic"), KEY.to_owned(), scenario.to_owned()],
+    )
+    .await;
 }
 
 fn models_called(stack: &Stack) -> Vec<String> {

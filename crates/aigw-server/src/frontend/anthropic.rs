@@ -16,13 +16,13 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use futures_util::{Stream, StreamExt};
-use http::{HeaderValue, Method, header};
+use http::{HeaderValue, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{ANSWERING, Refused, decode_json, read_body, require_identity, require_json};
-use crate::admission::{Admission, Caller, Entry, MODEL_HEADER};
-use crate::recent::{Answered, StreamBreak};
+use super::http::{ANSWERING, Refused, answer, decode_json, read_json_body, require_post};
+use crate::admission::{Admission, Caller, Entry};
+use crate::recent::StreamBreak;
 use crate::{ApiError, SharedRoutes};
 
 /// The Messages path under a route's path.
@@ -76,40 +76,17 @@ pub(super) async fn messages(
         )
         .into());
     }
-    if parts.method != Method::POST {
-        return Err(Error::new(
-            ErrorKind::MethodNotAllowed,
-            format!(
-                "method {} is not allowed; send messages with POST",
-                parts.method
-            ),
-        )
-        .into());
-    }
-    require_json(&parts.headers)?;
-    require_identity(&parts.headers)?;
+    require_post(&parts.method, "messages")?;
     let route = &*entry.route;
     let limit = admission.body_limit(Some(route));
-    let body = read_body(body.take().unwrap_or_default(), limit, || {
+    let body = read_json_body(&parts.headers, body, limit, || {
         admission.body_too_large(Some(route))
     })
     .await?;
     let wire: WireRequest = decode_json(&body)?;
-    let mut request = wire.into_core()?;
-    request.hash_key = route.hash_key(&parts.headers);
+    let request = wire.into_core()?;
     let admitted = Admission::call(&entry, caller, ANSWERING, request, body.len()).await?;
-    let broken = StreamBreak::new(
-        routes,
-        entry.route.clone(),
-        admitted.reply.served_by.clone(),
-        Answered::HttpStream,
-    );
-    let mut response = encode_reply(admitted.reply, broken);
-    if let Some(value) = admitted.model_header {
-        response.headers_mut().insert(MODEL_HEADER, value);
-    }
-    response.headers_mut().extend(admitted.headers);
-    Ok(response)
+    Ok(answer(routes, entry.route.clone(), admitted, encode_reply))
 }
 
 /// An error as Anthropic sends it, `{"type":"error","error":{"type":…,"message":…}}`,
@@ -605,12 +582,15 @@ struct Encoder {
     usage: Usage,
 }
 
-fn event(name: &str, data: Value) -> Event {
-    Event::default().event(name).data(data.to_string())
+/// An SSE event before framing: its name and its JSON.
+type Named = (&'static str, Value);
+
+fn event(name: &'static str, data: Value) -> Named {
+    (name, data)
 }
 
 impl Encoder {
-    fn chunk(&mut self, chunk: &ChatChunk, out: &mut Vec<Event>) {
+    fn chunk(&mut self, chunk: &ChatChunk, out: &mut Vec<Named>) {
         if !self.started {
             self.started = true;
             out.push(event(
@@ -678,7 +658,7 @@ impl Encoder {
         }
     }
 
-    fn open_block(&mut self, kind: Open, out: &mut Vec<Event>, block: impl FnOnce() -> Value) {
+    fn open_block(&mut self, kind: Open, out: &mut Vec<Named>, block: impl FnOnce() -> Value) {
         if self.open == Some(kind) {
             return;
         }
@@ -690,7 +670,7 @@ impl Encoder {
         ));
     }
 
-    fn close_block(&mut self, out: &mut Vec<Event>) {
+    fn close_block(&mut self, out: &mut Vec<Named>) {
         if self.open.take().is_some() {
             out.push(event(
                 "content_block_stop",
@@ -700,14 +680,14 @@ impl Encoder {
         }
     }
 
-    fn delta(&self, out: &mut Vec<Event>, delta: Value) {
+    fn delta(&self, out: &mut Vec<Named>, delta: Value) {
         out.push(event(
             "content_block_delta",
             json!({"type": "content_block_delta", "index": self.index, "delta": delta}),
         ));
     }
 
-    fn end(&mut self, out: &mut Vec<Event>) {
+    fn end(&mut self, out: &mut Vec<Named>) {
         self.close_block(out);
         let stop = self.stop.unwrap_or(FinishReason::Stop);
         out.push(event(
@@ -765,7 +745,10 @@ fn sse_events(
                 }
             }
         }
-        let events = futures_util::stream::iter(out.into_iter().map(Ok));
+        let events = futures_util::stream::iter(
+            out.into_iter()
+                .map(|(name, data)| Ok(Event::default().event(name).data(data.to_string()))),
+        );
         Some((events, state))
     })
     .flatten()
@@ -899,11 +882,33 @@ mod tests {
             encoder.chunk(&c, &mut out);
         }
         encoder.end(&mut out);
-        // Events are opaque; their count and order show the block structure.
+        let shown: Vec<String> = out
+            .iter()
+            .map(
+                |(name, data)| match (&data["index"], &data["delta"]["type"]) {
+                    (Value::Number(i), Value::String(delta)) => format!("{name}[{i}] {delta}"),
+                    (Value::Number(i), _) => format!("{name}[{i}]"),
+                    _ => (*name).to_owned(),
+                },
+            )
+            .collect();
         assert_eq!(
-            out.len(),
-            11,
-            "start, ping, 2×(block start, deltas, stop), end"
+            shown,
+            [
+                "message_start",
+                "ping",
+                "content_block_start[0]",
+                "content_block_delta[0] text_delta",
+                "content_block_delta[0] text_delta",
+                "content_block_stop[0]",
+                "content_block_start[1]",
+                "content_block_delta[1] input_json_delta",
+                "content_block_stop[1]",
+                "message_delta",
+                "message_stop",
+            ]
         );
+        assert_eq!(out[6].1["content_block"]["id"], "t");
+        assert_eq!(out[9].1["delta"]["stop_reason"], "tool_use");
     }
 }

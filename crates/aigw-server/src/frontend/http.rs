@@ -158,21 +158,10 @@ async fn chat(
             .await;
         }
     }
-    if parts.method != Method::POST {
-        return Err(Error::new(
-            ErrorKind::MethodNotAllowed,
-            format!(
-                "method {} is not allowed; send chat requests with POST",
-                parts.method
-            ),
-        )
-        .into());
-    }
-    require_json(&parts.headers)?;
-    require_identity(&parts.headers)?;
+    require_post(&parts.method, "chat requests")?;
     let limit = admission.body_limit(route.as_ref().map(|e| &*e.route));
     let over = || admission.body_too_large(route.as_ref().map(|e| &*e.route));
-    let body = read_body(body.take().unwrap_or_default(), limit, over).await?;
+    let body = read_json_body(&parts.headers, body, limit, over).await?;
     let mut wire: WireRequest = decode_json(&body)?;
     let include_usage = wire
         .stream_options
@@ -194,24 +183,62 @@ async fn chat(
     }
     let request = ChatRequest::try_from(wire)?;
     let admitted = Admission::call(&route, caller, ANSWERING, request, body.len()).await?;
+    Ok(answer(routes, route.route, admitted, |reply, broken| {
+        encode_reply(reply, include_usage, Some(broken))
+    }))
+}
+
+/// Refuses a method other than POST, saying what is sent with POST.
+pub(super) fn require_post(method: &Method, what: &str) -> Result<(), Error> {
+    if method == Method::POST {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::MethodNotAllowed,
+        format!("method {method} is not allowed; send {what} with POST"),
+    ))
+}
+
+/// The request body, once its media type and encoding say it is plain JSON, read up to
+/// `limit` bytes; `body` is taken out so that a refusal leaves nothing to discard.
+pub(super) async fn read_json_body(
+    headers: &HeaderMap,
+    body: &mut Option<Body>,
+    limit: usize,
+    too_large: impl Fn() -> Error,
+) -> Result<Bytes, Refused> {
+    require_json(headers)?;
+    require_identity(headers)?;
+    read_body(body.take().unwrap_or_default(), limit, too_large).await
+}
+
+/// The HTTP answer to an admitted request: the front end's `encode`ing of the reply
+/// (handed what records a stream that breaks), with the serving model's header and the
+/// headers admission added.
+pub(super) fn answer(
+    routes: &SharedRoutes,
+    route: Arc<Route>,
+    admitted: crate::admission::Admitted,
+    encode: impl FnOnce(ChatReply, StreamBreak) -> Response,
+) -> Response {
     let broken = StreamBreak::new(
         routes,
-        route.route,
+        route,
         admitted.reply.served_by.clone(),
         Answered::HttpStream,
     );
-    let mut response = encode_reply(admitted.reply, include_usage, Some(broken));
+    let mut response = encode(admitted.reply, broken);
     if let Some(value) = admitted.model_header {
         response.headers_mut().insert(MODEL_HEADER, value);
     }
     response.headers_mut().extend(admitted.headers);
-    Ok(response)
+    response
 }
 
 /// Reads a whole request body of at most `limit` bytes. Only a body that is really over the
 /// limit is a 413: a client that stops sending is a 408, a malformed body (a bad chunk
 /// size) a 400, and a client that left a 400 nobody reads, counted as 499.
-pub(super) async fn read_body(
+async fn read_body(
     body: Body,
     limit: usize,
     too_large: impl Fn() -> Error,
@@ -304,7 +331,7 @@ async fn discard(parts: &http::request::Parts, body: Body) {
 
 /// Refuses a compressed body: requests are read as sent, and a gzip body read as JSON
 /// would only fail as a syntax error.
-pub(super) fn require_identity(headers: &HeaderMap) -> Result<(), Error> {
+fn require_identity(headers: &HeaderMap) -> Result<(), Error> {
     let Some(value) = headers.get(header::CONTENT_ENCODING) else {
         return Ok(());
     };
@@ -324,7 +351,7 @@ pub(super) fn require_identity(headers: &HeaderMap) -> Result<(), Error> {
 /// Refuses a body labelled as something other than JSON; a body that does not say is
 /// read as JSON. `curl -d` without `-H 'Content-Type: application/json'` sends a form, and
 /// "send JSON" is a clearer answer than a JSON syntax error.
-pub(super) fn require_json(headers: &HeaderMap) -> Result<(), Error> {
+fn require_json(headers: &HeaderMap) -> Result<(), Error> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
