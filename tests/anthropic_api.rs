@@ -199,3 +199,57 @@ async fn a_wrong_path_or_block_is_refused_in_anthropics_shape() {
         "nothing reached Bedrock"
     );
 }
+
+/// A request shaped as Claude Code sends it: `?beta=true`, its beta header, a bearer
+/// token, cached system and tool blocks, metadata, temperature 1 and a stream.
+#[tokio::test]
+async fn a_claude_code_shaped_request_streams_to_the_end() {
+    let stack = stack().await;
+    let body = serde_json::json!({
+        "model": "claude-sonnet-4-20250514",
+        "max_tokens": 32000,
+        "temperature": 1,
+        "stream": true,
+        "metadata": {"user_id": "user_abc_account__session_1"},
+        "system": [
+            {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}
+        ],
+        "tools": [{
+            "name": "Read",
+            "description": "Reads a file.",
+            "input_schema": {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+                "properties": {"file_path": {"type": "string"}}, "required": ["file_path"],
+                "additionalProperties": false},
+            "cache_control": {"type": "ephemeral"}
+        }],
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "<system-reminder>context</system-reminder>"},
+            {"type": "text", "text": "What is in README.md?", "cache_control": {"type": "ephemeral"}}
+        ]}]
+    });
+    let response = reqwest::Client::new()
+        .post(stack.url("/anthropic/v1/messages?beta=true"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("anthropic-version", "2023-06-01")
+        .header(
+            "anthropic-beta",
+            "claude-code-20250219,interleaved-thinking-2025-05-14",
+        )
+        .json(&body)
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(response.status(), 200);
+    let events = response.text().await.expect("the stream");
+    let names: Vec<&str> = events
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.first(), Some(&"message_start"), "{events}");
+    assert_eq!(names.last(), Some(&"message_stop"), "{events}");
+    assert!(names.contains(&"content_block_delta"), "{events}");
+    // The cache points reached Bedrock: after the system prompt, the tool, the last text.
+    let sent = &stack.emulator.requests()[0].body;
+    let text = sent.to_string();
+    assert_eq!(text.matches("cachePoint").count(), 3, "{sent}");
+}
