@@ -92,7 +92,7 @@ pub(super) async fn messages(
 /// An error as Anthropic sends it, `{"type":"error","error":{"type":…,"message":…}}`,
 /// with the status and headers (`Retry-After`, `WWW-Authenticate`) of the OpenAI answer.
 pub(super) fn error_response(error: Error) -> Response {
-    let body = error_body(&error);
+    let message = error.message().to_owned();
     let (mut parts, _) = ApiError(error).into_response().into_parts();
     let error_type = error_type(parts.status);
     parts.headers.insert(
@@ -100,12 +100,8 @@ pub(super) fn error_response(error: Error) -> Response {
         HeaderValue::from_static("application/json"),
     );
     parts.headers.remove(header::CONTENT_LENGTH);
-    let body = json!({"type": "error", "error": {"type": error_type, "message": body}});
+    let body = json!({"type": "error", "error": {"type": error_type, "message": message}});
     Response::from_parts(parts, Body::from(body.to_string()))
-}
-
-fn error_body(error: &Error) -> String {
-    error.message().to_owned()
 }
 
 /// Anthropic's error type for a status, which its SDKs map to their exception classes
@@ -126,8 +122,9 @@ fn error_type(status: http::StatusCode) -> &'static str {
 // ---------------------------------------------------------------------------------------
 // The decoder.
 
-/// A Messages request. Fields aigw does not know are ignored, as Anthropic's API ignores
-/// none but clients add new ones faster than gateways learn them.
+/// A Messages request. Fields aigw does not know are ignored, since clients such as Claude
+/// Code add new ones faster than gateways learn them; fields it knows but cannot carry
+/// (`top_k`) are refused by name.
 #[derive(Deserialize)]
 struct WireRequest {
     model: Option<String>,
