@@ -3,7 +3,9 @@
 //! typed errors, key-auth by `x-api-key` and by bearer token, round-robin and failover.
 
 use aigw_emulator::{Fault, ModelKnobs};
-use aigw_tests::{Stack, config_from, key_consumer_deck_head, run_sdk_script};
+use aigw_tests::{
+    Stack, config_from, key_consumer_deck_head, mixed_providers_yaml, run_sdk_script,
+};
 
 const KEY: &str = "claude-code-key-51c2";
 /// Two Claude model ids, so the balancer has two targets to choose from.
@@ -252,4 +254,29 @@ async fn a_claude_code_shaped_request_streams_to_the_end() {
     let sent = &stack.emulator.requests()[0].body;
     let text = sent.to_string();
     assert_eq!(text.matches("cachePoint").count(), 3, "{sent}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_openai_compatible_target_answers_anthropic_clients_too() {
+    // The mixed fixture balances a Bedrock and an OpenAI-compatible target; only its
+    // format changes.
+    let stack = Stack::start_with(|url| {
+        mixed_providers_yaml(url, Some("sk-upstream")).replace(
+            "      config:\n        balancer:",
+            "      config:\n        llm_format: anthropic\n        balancer:",
+        )
+    })
+    .await;
+    run_sdk_script(
+        "anthropic_api.py",
+        [
+            stack.url("/mixed-route"),
+            KEY.to_owned(),
+            "twice".to_owned(),
+        ],
+    )
+    .await;
+    let mut called = models_called(&stack);
+    called.sort();
+    assert_eq!(called, ["gpt-4o-mini", "us.amazon.nova-micro-v1:0"]);
 }
