@@ -2,12 +2,9 @@
 //! reasoning, prompt caching and guardrails, seen by the official OpenAI Python SDK, by
 //! plain HTTP and by gRPC's generated stubs.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use aigw_emulator::ModelKnobs;
 use aigw_proto::v1 as pb;
-use aigw_tests::{Stack, config_from, grpc_client, workspace_file};
+use aigw_tests::{Stack, config_from, grpc_client, run_sdk_script};
 use serde_json::{Value, json};
 
 /// A Claude model id: it takes a thinking budget, so reasoning can be exercised.
@@ -28,46 +25,13 @@ async fn stack() -> Stack {
     Stack::start(&config_from(&deck())).await
 }
 
-/// The Python that has the pinned `openai` package: `AIGW_TEST_PYTHON`, else the venv
-/// `.ci/run` makes at the workspace root.
-fn python() -> PathBuf {
-    let python = std::env::var_os("AIGW_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_file(".venv-tests/bin/python"));
-    assert!(
-        python.exists(),
-        "no Python with the OpenAI SDK at {}: create it with `python3 -m venv .venv-tests && \
-         .venv-tests/bin/pip install -r tests/python/requirements.txt` (.ci/run does this), \
-         or point AIGW_TEST_PYTHON at one",
-        python.display()
-    );
-    python
-}
-
-/// Runs `scenario` of tests/python/chat_api.py against the stack's gateway; fails with
-/// the script's output unless it passed.
+/// Runs `scenario` of tests/python/chat_api.py against the stack's gateway.
 async fn sdk(stack: &Stack, scenario: &str) {
-    let python = python();
-    let script = workspace_file("tests/python/chat_api.py");
-    let base_url = stack.url("/v1");
-    let scenario = scenario.to_owned();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg(base_url)
-            .arg("claude")
-            .arg(&scenario)
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .expect("the script's thread ends");
-    assert!(
-        output.status.success(),
-        "the OpenAI SDK scenario failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_sdk_script(
+        "chat_api.py",
+        [stack.url("/v1"), "claude".to_owned(), scenario.to_owned()],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

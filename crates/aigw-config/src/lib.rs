@@ -63,8 +63,8 @@ pub use enums::{
 pub use error::{ConfigError, Location};
 pub use key_auth::{Credential, KeyAuthConfig};
 pub use model::{
-    AiProxyConfig, BalancerConfig, BedrockOptions, GatewayConfig, ModelConfig, ModelOptions,
-    RouteConfig, SecretSource, TargetAuth, TargetConfig, TargetLogging,
+    AiProxyConfig, BalancerConfig, BedrockOptions, GatewayConfig, LlmFormat, ModelConfig,
+    ModelOptions, RouteConfig, SecretSource, TargetAuth, TargetConfig, TargetLogging,
 };
 pub use plugins::{
     BasicAuthConfig, BasicCredential, ENFORCED_PLUGINS, IpNet, IpRestrictionConfig, JWT_ALGORITHMS,

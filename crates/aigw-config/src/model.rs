@@ -95,6 +95,18 @@ pub struct AiProxyConfig {
     pub model_name_header: bool,
     /// `max_request_body_size` in bytes (Kong's default 8192).
     pub max_request_body_size: usize,
+    /// `llm_format` (default `openai`): the wire format clients speak to the route.
+    pub llm_format: LlmFormat,
+}
+
+/// Kong's `llm_format`: which API a route's clients speak.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LlmFormat {
+    /// OpenAI's chat completions (`POST <path>`, `/v1/chat/completions`).
+    #[default]
+    OpenAi,
+    /// Anthropic's Messages API (`POST <path>/v1/messages`), what Claude Code speaks.
+    Anthropic,
 }
 
 /// `config.balancer`, with Kong's defaults applied.

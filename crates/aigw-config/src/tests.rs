@@ -1039,3 +1039,66 @@ fn jwt_loads_consumers_secrets_and_refuses_what_it_cannot_verify() {
     );
     assert!(error(&no_key).contains("RS256 needs rsa_public_key"));
 }
+
+#[test]
+fn llm_format_openai_and_anthropic_load_and_others_are_refused_with_line() {
+    let with = |format: &str| {
+        deck("", "").replace(
+            "      config:\n",
+            &format!("      config:\n        llm_format: {format}\n"),
+        )
+    };
+    let format_of = |yaml: &str| {
+        let config = parse_deck("x.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+        route(&config, "route1").ai.llm_format
+    };
+    assert_eq!(format_of(&deck("", "")), crate::LlmFormat::OpenAi);
+    assert_eq!(format_of(&with("openai")), crate::LlmFormat::OpenAi);
+    assert_eq!(format_of(&with("anthropic")), crate::LlmFormat::Anthropic);
+
+    let yaml = with("gemini");
+    let (line, col) = position(&yaml, "gemini");
+    assert_eq!(
+        error(&yaml),
+        format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.llm_format: \
+             llm_format \"gemini\" is not supported; aigw serves openai and anthropic"
+        )
+    );
+}
+
+#[test]
+fn kongs_claude_code_bedrock_example_loads_unchanged() {
+    // Kong's claude-code-bedrock.yaml example config, its variables filled in.
+    let yaml = r#"_format_version: "3.0"
+services:
+- name: claude-code
+  url: http://localhost:32000
+  routes:
+  - name: claude
+    paths: [/anthropic]
+    plugins:
+    - name: ai-proxy-advanced
+      config:
+        llm_format: anthropic
+        targets:
+        - route_type: llm/v1/chat
+          auth:
+            allow_override: false
+            aws_access_key_id: AKIAEXAMPLE
+            aws_secret_access_key: secret-example
+          model:
+            provider: bedrock
+            name: us.anthropic.claude-haiku-4-5-20251001-v1:0
+            options:
+              anthropic_version: bedrock-2023-05-31
+              bedrock:
+                aws_region: us-west-2
+              max_tokens: 8192
+"#;
+    let config = parse_deck("x.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let ai = &route(&config, "claude").ai;
+    assert_eq!(ai.llm_format, crate::LlmFormat::Anthropic);
+    assert_eq!(ai.targets[0].model.options.max_tokens, Some(8192));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}

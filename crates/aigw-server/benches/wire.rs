@@ -110,6 +110,7 @@ fn router(runtime: &tokio::runtime::Runtime) -> axum::Router {
         rate_limit: None,
         prompt: Default::default(),
         chat: Default::default(),
+        llm_format: Default::default(),
     };
     runtime
         .block_on(Gateway::new(RouteTable::new(vec![route])).router())

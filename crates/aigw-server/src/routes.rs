@@ -44,6 +44,8 @@ pub struct Route {
     pub prompt: crate::PromptPlugins,
     /// aigw's chat options (the route's `aigw-*` tags).
     pub chat: aigw_config::ChatOptions,
+    /// Kong's `llm_format`: the API the route's HTTP clients speak.
+    pub llm_format: aigw_config::LlmFormat,
 }
 
 impl Route {

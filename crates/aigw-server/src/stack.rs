@@ -21,8 +21,8 @@ use aigw_balancer::{
     RouteState, TargetInfo,
 };
 use aigw_config::{
-    AiProxyConfig, Algorithm, BalancerConfig, FailoverCriterion, GatewayConfig, RouteConfig,
-    TokensCountStrategy,
+    AiProxyConfig, Algorithm, BalancerConfig, FailoverCriterion, GatewayConfig, LlmFormat,
+    RouteConfig, TokensCountStrategy,
 };
 use aigw_core::{Error, ErrorKind};
 use axum::Router;
@@ -179,7 +179,11 @@ async fn build_route(
         balancer: state,
         overview: RouteOverview::new(route, options),
         service: BoxCloneSyncService::new(stack),
-        key_auth: route.key_auth.as_ref().map(KeyAuth::new),
+        key_auth: route.key_auth.as_ref().map(|config| match ai.llm_format {
+            LlmFormat::Anthropic => KeyAuth::new(&crate::frontend::anthropic::key_auth(config)),
+            LlmFormat::OpenAi => KeyAuth::new(config),
+        }),
+        llm_format: ai.llm_format,
         plugins: RoutePlugins::new(route, consumers)?,
         rate_limit: crate::AiRateLimiter::new(route),
         prompt: crate::PromptPlugins::new(route),

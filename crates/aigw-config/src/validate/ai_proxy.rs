@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::ConfigError;
 use crate::enums::{Algorithm, Provider, ROUTE_TYPES, TokensCountStrategy};
 use crate::model::{
-    AiProxyConfig, BalancerConfig, BedrockOptions, ModelConfig, ModelOptions, SecretSource,
-    TargetAuth, TargetConfig, TargetLogging,
+    AiProxyConfig, BalancerConfig, BedrockOptions, LlmFormat, ModelConfig, ModelOptions,
+    SecretSource, TargetAuth, TargetConfig, TargetLogging,
 };
 use crate::path::FieldPath;
 use crate::raw::{AiProxyRaw, AuthRaw, BalancerRaw, Int, Num, OptionsRaw, PluginRaw, TargetRaw};
@@ -71,14 +71,20 @@ impl Cx<'_> {
         raw: AiProxyRaw,
         instance_name: Option<String>,
     ) -> Result<AiProxyConfig, ConfigError> {
-        if let Some(format) = raw.llm_format.as_deref() {
-            if format != "openai" {
-                self.warn(
+        let llm_format = match raw.llm_format.as_deref() {
+            None | Some("openai") => LlmFormat::OpenAi,
+            Some("anthropic") => LlmFormat::Anthropic,
+            // Serving a route meant for another wire format in OpenAI's would only fail
+            // each client request; refusing the file says why at once.
+            Some(other) => {
+                return Err(self.invalid(
                     &base.key("llm_format"),
-                    format!("llm_format {format:?} is not supported; aigw speaks the OpenAI format to clients"),
-                );
+                    format!(
+                        "llm_format {other:?} is not supported; aigw serves openai and anthropic"
+                    ),
+                ));
             }
-        }
+        };
         let balancer = self.balancer(&base.key("balancer"), raw.balancer.unwrap_or_default())?;
         let targets_path = base.key("targets");
         let raw_targets = raw.targets.unwrap_or_default();
@@ -122,6 +128,7 @@ impl Cx<'_> {
             response_streaming: raw.response_streaming.unwrap_or_default(),
             model_name_header: raw.model_name_header.unwrap_or(true),
             max_request_body_size: usize::try_from(max_request_body_size).unwrap_or(usize::MAX),
+            llm_format,
         })
     }
 

@@ -32,7 +32,7 @@ use crate::{ApiError, Route, SharedRoutes, error::grpc_response};
 pub(crate) const OPENAI_CHAT_PATH: &str = "/v1/chat/completions";
 
 /// An HTTP client may ask for either shape, so `response_streaming: always` may stream.
-const ANSWERING: Answering = Answering {
+pub(super) const ANSWERING: Answering = Answering {
     may_stream_unasked: true,
     ask_for_whole: "send \"stream\": false",
 };
@@ -67,7 +67,16 @@ pub(crate) async fn route_path(State(routes): State<SharedRoutes>, request: Requ
                     .record(&refused.error, routed.as_deref(), Answered::Http);
             }
             let wrong_method = refused.error.kind() == ErrorKind::MethodNotAllowed;
-            let mut response = ApiError(refused.error).into_response();
+            // A request routed by `model` at OpenAI's path spoke OpenAI, whatever its route.
+            let anthropic = routed
+                .as_ref()
+                .is_some_and(|r| r.llm_format == aigw_config::LlmFormat::Anthropic)
+                && crate::router::normalize(parts.uri.path()) != OPENAI_CHAT_PATH;
+            let mut response = if anthropic {
+                super::anthropic::error_response(refused.error)
+            } else {
+                ApiError(refused.error).into_response()
+            };
             if wrong_method {
                 response
                     .headers_mut()
@@ -88,7 +97,7 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// A refused chat request.
-struct Refused {
+pub(super) struct Refused {
     error: Error,
     /// The client went away while sending its body: nobody reads the answer, and the
     /// request is counted as 499.
@@ -136,21 +145,23 @@ async fn chat(
         )
     };
     routed.clone_from(&route.as_ref().map(|entry| entry.route.clone()));
-    if parts.method != Method::POST {
-        return Err(Error::new(
-            ErrorKind::MethodNotAllowed,
-            format!(
-                "method {} is not allowed; send chat requests with POST",
-                parts.method
-            ),
-        )
-        .into());
+    if let Some(entry) = route.as_ref() {
+        if entry.route.llm_format == aigw_config::LlmFormat::Anthropic {
+            return super::anthropic::messages(
+                routes,
+                admission,
+                caller,
+                parts,
+                body,
+                entry.clone(),
+            )
+            .await;
+        }
     }
-    require_json(&parts.headers)?;
-    require_identity(&parts.headers)?;
+    require_post(&parts.method, "chat requests")?;
     let limit = admission.body_limit(route.as_ref().map(|e| &*e.route));
     let over = || admission.body_too_large(route.as_ref().map(|e| &*e.route));
-    let body = read_body(body.take().unwrap_or_default(), limit, over).await?;
+    let body = read_json_body(&parts.headers, body, limit, over).await?;
     let mut wire: WireRequest = decode_json(&body)?;
     let include_usage = wire
         .stream_options
@@ -172,18 +183,56 @@ async fn chat(
     }
     let request = ChatRequest::try_from(wire)?;
     let admitted = Admission::call(&route, caller, ANSWERING, request, body.len()).await?;
+    Ok(answer(routes, route.route, admitted, |reply, broken| {
+        encode_reply(reply, include_usage, Some(broken))
+    }))
+}
+
+/// Refuses a method other than POST, saying what is sent with POST.
+pub(super) fn require_post(method: &Method, what: &str) -> Result<(), Error> {
+    if method == Method::POST {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::MethodNotAllowed,
+        format!("method {method} is not allowed; send {what} with POST"),
+    ))
+}
+
+/// The request body, once its media type and encoding say it is plain JSON, read up to
+/// `limit` bytes; `body` is taken out so that a refusal leaves nothing to discard.
+pub(super) async fn read_json_body(
+    headers: &HeaderMap,
+    body: &mut Option<Body>,
+    limit: usize,
+    too_large: impl Fn() -> Error,
+) -> Result<Bytes, Refused> {
+    require_json(headers)?;
+    require_identity(headers)?;
+    read_body(body.take().unwrap_or_default(), limit, too_large).await
+}
+
+/// The HTTP answer to an admitted request: the front end's `encode`ing of the reply
+/// (handed what records a stream that breaks), with the serving model's header and the
+/// headers admission added.
+pub(super) fn answer(
+    routes: &SharedRoutes,
+    route: Arc<Route>,
+    admitted: crate::admission::Admitted,
+    encode: impl FnOnce(ChatReply, StreamBreak) -> Response,
+) -> Response {
     let broken = StreamBreak::new(
         routes,
-        route.route,
+        route,
         admitted.reply.served_by.clone(),
         Answered::HttpStream,
     );
-    let mut response = encode_reply(admitted.reply, include_usage, Some(broken));
+    let mut response = encode(admitted.reply, broken);
     if let Some(value) = admitted.model_header {
         response.headers_mut().insert(MODEL_HEADER, value);
     }
     response.headers_mut().extend(admitted.headers);
-    Ok(response)
+    response
 }
 
 /// Reads a whole request body of at most `limit` bytes. Only a body that is really over the
@@ -325,7 +374,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), Error> {
 }
 
 /// Decodes a JSON body, naming the offending field on error.
-fn decode_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
+pub(super) fn decode_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();

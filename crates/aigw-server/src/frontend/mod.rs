@@ -5,11 +5,14 @@
 //! - `http`: OpenAI's chat-completions JSON and SSE, at route paths and at
 //!   `/v1/chat/completions`;
 //! - `grpc`: `aigw.v1.ChatService`;
-//! - `models`: OpenAI's `GET /v1/models` over the route names.
+//! - `models`: OpenAI's `GET /v1/models` over the route names;
+//! - `anthropic`: Anthropic's Messages JSON and SSE, at `<route path>/v1/messages` of routes
+//!   with `llm_format: anthropic`.
 //!
 //! Adding a front end is one decoder and one encoder here; the helpers below are what
 //! every decoder shares.
 
+pub(crate) mod anthropic;
 mod fetch;
 pub(crate) mod grpc;
 pub(crate) mod http;
