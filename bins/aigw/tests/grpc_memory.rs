@@ -22,8 +22,11 @@ const CALLS: usize = 100;
 const CONNECTIONS: usize = 4;
 /// How much the peak may rise over idle. What bounds it is not the messages but HTTP/2 flow
 /// control: a connection's client may have up to one window (1 MiB, hyper's default) in
-/// flight before the gateway refuses its calls. Plus allocator slack.
-const HEADROOM: u64 = (CONNECTIONS as u64 + 4) * 1024 * 1024;
+/// flight before the gateway refuses its calls. Plus allocator slack: jemalloc (the
+/// gateway's allocator) keeps freed pages in per-thread arenas for seconds, so a buffer
+/// freed on one worker is not at once reused by the other; 8 MiB of slack still tells a
+/// bounded gateway from one that buffers the flood (390 MB).
+const HEADROOM: u64 = (CONNECTIONS as u64 + 8) * 1024 * 1024;
 
 struct Running(Child, PathBuf);
 
