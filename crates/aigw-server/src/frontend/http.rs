@@ -22,7 +22,8 @@ use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, RouteKey, peer_ip};
+use super::embeddings::{EMBEDDINGS_PATH, WireEmbedRequest};
+use crate::admission::{Admission, Answering, Caller, Entry, MODEL_HEADER, RouteKey, peer_ip};
 use crate::front_door::BodyTimeout;
 use crate::recent::{Answered, StreamBreak};
 use crate::router::RequestHead;
@@ -124,7 +125,9 @@ async fn chat(
     let head = RequestHead::of(parts);
     // At OpenAI's path the route, and so its key-auth, is known only from the body. The
     // path is compared as Kong's router sees it, so `//v1/chat/completions` is that path.
-    let at_openai_path = crate::router::normalize(head.path) == OPENAI_CHAT_PATH;
+    let normalized = crate::router::normalize(head.path);
+    let at_embeddings_path = normalized == EMBEDDINGS_PATH;
+    let at_openai_path = normalized == OPENAI_CHAT_PATH || at_embeddings_path;
     let route = if at_openai_path && !admission.serves(&head) {
         None
     } else {
@@ -151,6 +154,9 @@ async fn chat(
     let limit = admission.body_limit(route.as_ref().map(|e| &*e.route));
     let over = || admission.body_too_large(route.as_ref().map(|e| &*e.route));
     let body = read_body(body.take().unwrap_or_default(), limit, over).await?;
+    if at_embeddings_path || route.as_ref().is_some_and(|e| e.route.embed.is_some()) {
+        return Ok(embed(admission, caller, route, &body, routed).await?);
+    }
     let mut wire: WireRequest = decode_json(&body)?;
     let include_usage = wire
         .stream_options
@@ -183,6 +189,55 @@ async fn chat(
         response.headers_mut().insert(MODEL_HEADER, value);
     }
     response.headers_mut().extend(admitted.headers);
+    Ok(response)
+}
+
+/// One embeddings request, at `/v1/embeddings` (routed by `model`) or at an embeddings
+/// route's own path, through the same admission as chat.
+async fn embed(
+    admission: &Admission,
+    caller: Caller<'_>,
+    route: Option<Entry>,
+    body: &[u8],
+    routed: &mut Option<Arc<Route>>,
+) -> Result<Response, Error> {
+    let wire: WireEmbedRequest = decode_json(body)?;
+    let route = match route {
+        Some(route) => route,
+        None => {
+            let key = RouteKey::Model(wire.model.as_deref());
+            admission
+                .route(key, caller)
+                .inspect_err(|_| *routed = admission.named(key))?
+        }
+    };
+    *routed = Some(route.route.clone());
+    let Some(embedder) = &route.route.embed else {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "route {} serves route_type llm/v1/chat; embeddings need a route whose targets have route_type llm/v1/embeddings",
+                route.route.name
+            ),
+        ));
+    };
+    let ask = wire.ask()?;
+    let hash_key = route.route.hash_key(caller.headers);
+    let embedded = embedder
+        .embed(ask.inputs, ask.dimensions, hash_key.as_deref())
+        .await?;
+    let answer = super::embeddings::answer(
+        &embedded.embeddings.vectors,
+        ask.encoding,
+        &embedded.model,
+        embedded.embeddings.input_tokens.unwrap_or(0),
+    );
+    let mut response = axum::Json(answer).into_response();
+    if route.route.model_name_header
+        && let Ok(value) = HeaderValue::from_str(&embedded.model)
+    {
+        response.headers_mut().insert(MODEL_HEADER, value);
+    }
     Ok(response)
 }
 

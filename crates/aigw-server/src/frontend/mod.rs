@@ -10,6 +10,7 @@
 //! Adding a front end is one decoder and one encoder here; the helpers below are what
 //! every decoder shares.
 
+mod embeddings;
 mod fetch;
 pub(crate) mod grpc;
 pub(crate) mod http;

@@ -1,0 +1,187 @@
+//! `POST /v1/embeddings` over real sockets against the emulator's Bedrock embeddings
+//! (Titan v2, one text a call; Cohere v3, a batch a call): both families, a batch's order,
+//! `dimensions`, base64 vectors, failover between two embeddings targets, and the 400s a
+//! client gets for bad input or the wrong kind of route.
+
+use aigw_tests::{Stack, config_from};
+use base64::Engine;
+use serde_json::{Value, json};
+
+const TITAN: &str = "amazon.titan-embed-text-v2:0";
+const COHERE: &str = "cohere.embed-english-v3";
+
+fn target(model: &str, extra: &str) -> String {
+    format!(
+        "        - model:\n            provider: bedrock\n            name: \"{model}\"\n            options:\n              bedrock: {{aws_region: us-west-2}}\n{extra}          route_type: llm/v1/embeddings\n"
+    )
+}
+
+fn route(name: &str, algorithm: &str, targets: &[String]) -> String {
+    format!(
+        "  - name: {name}\n    paths: [/{name}]\n    plugins:\n    - name: ai-proxy-advanced\n      config:\n        balancer: {{algorithm: {algorithm}}}\n        targets:\n{}",
+        targets.concat()
+    )
+}
+
+async fn stack() -> Stack {
+    // Port 1 on loopback: nothing listens, so that target's connection is refused.
+    let dead = "              upstream_url: http://127.0.0.1:1\n";
+    let chat = "        - model:\n            provider: bedrock\n            name: us.amazon.nova-micro-v1:0\n            options:\n              bedrock: {aws_region: us-west-2}\n          route_type: llm/v1/chat\n";
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: svc\n  host: localhost\n  routes:\n{}{}{}  - name: chat\n    paths: [/chat]\n    plugins:\n    - name: ai-proxy-advanced\n      config:\n        targets:\n{chat}",
+        route("titan", "round-robin", &[target(TITAN, "")]),
+        route("cohere", "round-robin", &[target(COHERE, "")]),
+        route(
+            "fallback",
+            "round-robin",
+            &[target(TITAN, dead), target(COHERE, "")]
+        ),
+    );
+    Stack::start(&config_from(&yaml)).await
+}
+
+async fn post(stack: &Stack, path: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(stack.url(path))
+        .json(&body)
+        .send()
+        .await
+        .expect("the gateway answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+fn floats(item: &Value) -> Vec<f64> {
+    item["embedding"]
+        .as_array()
+        .expect("a float vector")
+        .iter()
+        .map(|x| x.as_f64().expect("a number"))
+        .collect()
+}
+
+const TEXTS: [&str; 3] = [
+    "rust compilers check borrows",
+    "bread rises in a warm oven",
+    "rain is forecast for tomorrow",
+];
+
+#[tokio::test]
+async fn both_families_embed_a_batch_in_its_order() {
+    let stack = stack().await;
+    for model in ["titan", "cohere"] {
+        let (status, body) = post(
+            &stack,
+            "/v1/embeddings",
+            json!({"model": model, "input": TEXTS}),
+        )
+        .await;
+        assert_eq!(status, 200, "{model}: {body}");
+        assert_eq!(body["object"], "list");
+        let data = body["data"].as_array().expect("data");
+        assert_eq!(data.len(), 3, "{model}");
+        // Each position holds the vector of the text at that position: embedding the
+        // text alone gives the same vector.
+        for (index, text) in TEXTS.iter().enumerate() {
+            assert_eq!(data[index]["index"], index);
+            let (status, alone) = post(
+                &stack,
+                "/v1/embeddings",
+                json!({"model": model, "input": text}),
+            )
+            .await;
+            assert_eq!(status, 200, "{alone}");
+            assert_eq!(
+                floats(&data[index]),
+                floats(&alone["data"][0]),
+                "{model} #{index}"
+            );
+        }
+        assert_ne!(floats(&data[0]), floats(&data[1]), "{model}");
+    }
+}
+
+#[tokio::test]
+async fn titan_takes_dimensions_and_counts_tokens() {
+    let stack = stack().await;
+    let (status, body) = post(
+        &stack,
+        "/v1/embeddings",
+        json!({"model": "titan", "input": ["one two three"], "dimensions": 256}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(floats(&body["data"][0]).len(), 256);
+    assert_eq!(body["usage"]["prompt_tokens"], 3);
+    assert_eq!(body["model"], TITAN);
+}
+
+#[tokio::test]
+async fn base64_vectors_decode_to_the_float_ones() {
+    let stack = stack().await;
+    let ask = |format: &str| json!({"model": "cohere", "input": "hello there", "encoding_format": format});
+    let (_, plain) = post(&stack, "/v1/embeddings", ask("float")).await;
+    let (status, encoded) = post(&stack, "/v1/embeddings", ask("base64")).await;
+    assert_eq!(status, 200, "{encoded}");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(
+            encoded["data"][0]["embedding"]
+                .as_str()
+                .expect("a base64 string"),
+        )
+        .expect("valid base64");
+    let decoded: Vec<f64> = bytes
+        .chunks_exact(4)
+        .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        .collect();
+    assert_eq!(decoded, floats(&plain["data"][0]));
+}
+
+#[tokio::test]
+async fn a_dead_embeddings_target_fails_over_to_the_other() {
+    let stack = stack().await;
+    // Round-robin starts on each target in turn; every request still gets Cohere's vectors.
+    for _ in 0..4 {
+        let (status, body) = post(
+            &stack,
+            "/v1/embeddings",
+            json!({"model": "fallback", "input": "hi"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["model"], COHERE);
+    }
+    // The route's own path serves embeddings too.
+    let (status, body) = post(&stack, "/fallback", json!({"input": ["a", "b"]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn bad_input_and_the_wrong_kind_of_route_are_400s() {
+    let stack = stack().await;
+    let cases = [
+        (json!({"model": "titan", "input": [[1, 2, 3]]}), "input[0]"),
+        (json!({"model": "titan", "input": []}), "input"),
+        (
+            json!({"model": "titan", "input": "x", "encoding_format": "hex"}),
+            "encoding_format",
+        ),
+        (json!({"model": "chat", "input": "x"}), "llm/v1/embeddings"),
+    ];
+    for (request, named) in cases {
+        let (status, body) = post(&stack, "/v1/embeddings", request.clone()).await;
+        assert_eq!(status, 400, "{request}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(named), "{request}: {message}");
+    }
+    let (status, body) = post(
+        &stack,
+        "/v1/chat/completions",
+        json!({"model": "titan", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("llm/v1/embeddings"), "{message}");
+}
