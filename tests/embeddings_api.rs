@@ -185,3 +185,45 @@ async fn bad_input_and_the_wrong_kind_of_route_are_400s() {
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("llm/v1/embeddings"), "{message}");
 }
+
+#[tokio::test]
+async fn the_grpc_embed_rpc_answers_as_http_does() {
+    let stack = stack().await;
+    let mut client = aigw_tests::grpc_client(&stack.gateway).await;
+    let answer = client
+        .embed(aigw_proto::v1::EmbedRequest {
+            route: "titan".into(),
+            input: TEXTS.iter().map(|t| (*t).to_owned()).collect(),
+            dimensions: Some(512),
+        })
+        .await
+        .expect("Embed answers")
+        .into_inner();
+    assert_eq!(answer.model, TITAN);
+    assert_eq!(answer.data.len(), 3);
+    let (_, http) = post(
+        &stack,
+        "/v1/embeddings",
+        json!({"model": "titan", "input": TEXTS, "dimensions": 512}),
+    )
+    .await;
+    for (index, item) in answer.data.iter().enumerate() {
+        assert_eq!(item.index as usize, index);
+        let grpc: Vec<f64> = item.embedding.iter().map(|x| f64::from(*x)).collect();
+        assert_eq!(grpc, floats(&http["data"][index]), "#{index}");
+    }
+    // A chat route cannot embed, and says so in gRPC's terms.
+    let refused = client
+        .embed(aigw_proto::v1::EmbedRequest {
+            route: "chat".into(),
+            input: vec!["x".into()],
+            dimensions: None,
+        })
+        .await
+        .expect_err("a chat route refuses");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("llm/v1/embeddings"),
+        "{refused:?}"
+    );
+}

@@ -15,7 +15,7 @@ use aigw_core::{EmbedPurpose, EmbedRequest, EmbedService, Embeddings, Error, Err
 use tower::ServiceExt;
 use tracing::Instrument;
 
-use crate::BuildOptions;
+use crate::{BuildOptions, Route};
 
 /// Kong's `route_type` of an embeddings target.
 pub(crate) const EMBEDDINGS_ROUTE_TYPE: &str = "llm/v1/embeddings";
@@ -104,6 +104,19 @@ impl EmbedRoute {
         })
     }
 
+    /// The embeddings half of `route`, or the 400 of a chat route asked to embed.
+    pub(crate) fn of(route: &Route) -> Result<&EmbedRoute, Error> {
+        route.embed.as_deref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "route {} serves route_type llm/v1/chat; embeddings need a route whose targets have route_type {EMBEDDINGS_ROUTE_TYPE}",
+                    route.name
+                ),
+            )
+        })
+    }
+
     /// Embeds `inputs` at one target, failing over to the next the balancer picks when
     /// the route's `failover_criteria` allow; `hash_key` keys consistent hashing.
     pub(crate) async fn embed(
@@ -112,6 +125,18 @@ impl EmbedRoute {
         dimensions: Option<usize>,
         hash_key: Option<&str>,
     ) -> Result<Embedded, Error> {
+        if inputs.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                "input: must hold at least one text",
+            ));
+        }
+        if dimensions == Some(0) {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                "dimensions: must be at least 1",
+            ));
+        }
         let request = EmbedRequest {
             inputs,
             purpose: EmbedPurpose::Document,

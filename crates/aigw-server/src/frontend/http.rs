@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use super::embeddings::{EMBEDDINGS_PATH, WireEmbedRequest};
 use crate::admission::{Admission, Answering, Caller, Entry, MODEL_HEADER, RouteKey, peer_ip};
+use crate::embed::EmbedRoute;
 use crate::front_door::BodyTimeout;
 use crate::recent::{Answered, StreamBreak};
 use crate::router::RequestHead;
@@ -212,15 +213,7 @@ async fn embed(
         }
     };
     *routed = Some(route.route.clone());
-    let Some(embedder) = &route.route.embed else {
-        return Err(Error::new(
-            ErrorKind::InvalidRequest,
-            format!(
-                "route {} serves route_type llm/v1/chat; embeddings need a route whose targets have route_type llm/v1/embeddings",
-                route.route.name
-            ),
-        ));
-    };
+    let embedder = EmbedRoute::of(&route.route)?;
     let ask = wire.ask()?;
     let hash_key = route.route.hash_key(caller.headers);
     let embedded = embedder
