@@ -156,16 +156,21 @@ impl EmbedRoute {
             }
             tried.insert(index);
             let target = &self.targets[index];
+            // The attempt spans' target, so they are exported with chat's.
             let span = tracing::info_span!(
+                target: aigw_telemetry::SPAN_TARGET,
                 "embeddings",
                 otel.name = %format_args!("embeddings {}", target.model),
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
                 gen_ai.operation.name = "embeddings",
                 gen_ai.provider.name = %target.provider,
                 gen_ai.request.model = %target.model,
                 gen_ai.usage.input_tokens = tracing::field::Empty,
                 aigw.route = %self.route,
                 aigw.target = %target.label,
-                aigw.attempt = number,
+                aigw.attempt = i64::from(number),
+                aigw.target.index = i64::try_from(index).unwrap_or(i64::MAX),
                 error.type = tracing::field::Empty,
             );
             let started = Instant::now();
@@ -193,7 +198,8 @@ impl EmbedRoute {
                     });
                 }
                 Err(error) => {
-                    span.record("error.type", format_args!("{:?}", error.kind()));
+                    span.record("error.type", error.kind().as_str());
+                    span.record("otel.status_code", "error");
                     self.state.record_failure(index, &error);
                     let move_on = self.policy.allows(&error);
                     let error = error.context(format_args!("target {index} ({})", target.label));
