@@ -2,12 +2,11 @@
 //! reasoning, prompt caching and guardrails, seen by the official OpenAI Python SDK, by
 //! plain HTTP and by gRPC's generated stubs.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use aigw_emulator::ModelKnobs;
 use aigw_proto::v1 as pb;
-use aigw_tests::{Stack, config_from, grpc_client, workspace_file};
+use aigw_tests::{Stack, config_from, grpc_client, sdk_python, workspace_file};
 use serde_json::{Value, json};
 
 /// A Claude model id: it takes a thinking budget, so reasoning can be exercised.
@@ -28,26 +27,10 @@ async fn stack() -> Stack {
     Stack::start(&config_from(&deck())).await
 }
 
-/// The Python that has the pinned `openai` package: `AIGW_TEST_PYTHON`, else the venv
-/// `.ci/run` makes at the workspace root.
-fn python() -> PathBuf {
-    let python = std::env::var_os("AIGW_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_file(".venv-tests/bin/python"));
-    assert!(
-        python.exists(),
-        "no Python with the OpenAI SDK at {}: create it with `python3 -m venv .venv-tests && \
-         .venv-tests/bin/pip install -r tests/python/requirements.txt` (.ci/run does this), \
-         or point AIGW_TEST_PYTHON at one",
-        python.display()
-    );
-    python
-}
-
 /// Runs `scenario` of tests/python/chat_api.py against the stack's gateway; fails with
 /// the script's output unless it passed.
 async fn sdk(stack: &Stack, scenario: &str) {
-    let python = python();
+    let python = sdk_python();
     let script = workspace_file("tests/python/chat_api.py");
     let base_url = stack.url("/v1");
     let scenario = scenario.to_owned();

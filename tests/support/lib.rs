@@ -24,6 +24,22 @@ pub fn workspace_file(relative: &str) -> PathBuf {
         .join(relative)
 }
 
+/// The Python that has the pinned `openai` package: `AIGW_TEST_PYTHON`, else the venv
+/// `.ci/run` makes at the workspace root.
+pub fn sdk_python() -> PathBuf {
+    let python = std::env::var_os("AIGW_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_file(".venv-tests/bin/python"));
+    assert!(
+        python.exists(),
+        "no Python with the OpenAI SDK at {}: create it with `python3 -m venv .venv-tests && \
+         .venv-tests/bin/pip install -r tests/python/requirements.txt` (.ci/run does this), \
+         or point AIGW_TEST_PYTHON at one",
+        python.display()
+    );
+    python
+}
+
 /// The seed decK file, loaded as a user would load it.
 pub fn seed_config() -> GatewayConfig {
     aigw_config::load_deck(&workspace_file("config/ai-proxy-advanced.yaml"))
