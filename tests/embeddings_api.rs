@@ -151,7 +151,17 @@ async fn a_dead_embeddings_target_fails_over_to_the_other() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["model"], COHERE);
     }
-    // The route's own path serves embeddings too.
+    // The route's own path serves embeddings too, naming its serving target as chat does.
+    let response = reqwest::Client::new()
+        .post(stack.url("/fallback"))
+        .json(&json!({"input": "x"}))
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(
+        aigw_tests::header_text(response.headers(), "x-aigw-llm-model").as_deref(),
+        Some("bedrock/cohere.embed-english-v3")
+    );
     let (status, body) = post(&stack, "/fallback", json!({"input": ["a", "b"]})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"].as_array().map(Vec::len), Some(2));

@@ -43,6 +43,8 @@ pub(crate) struct Embedded {
     pub(crate) embeddings: Embeddings,
     /// The serving target's model name.
     pub(crate) model: String,
+    /// `provider/model`, as chat's `x-aigw-llm-model` names the serving target.
+    pub(crate) served_by: String,
 }
 
 /// Whether `route` is an embeddings route; a route mixing embeddings and other
@@ -195,6 +197,7 @@ impl EmbedRoute {
                     return Ok(Embedded {
                         embeddings,
                         model: target.model.clone(),
+                        served_by: format!("{}/{}", target.provider, target.model),
                     });
                 }
                 Err(error) => {

@@ -227,7 +227,7 @@ async fn embed(
     );
     let mut response = axum::Json(answer).into_response();
     if route.route.model_name_header
-        && let Ok(value) = HeaderValue::from_str(&embedded.model)
+        && let Ok(value) = HeaderValue::from_str(&embedded.served_by)
     {
         response.headers_mut().insert(MODEL_HEADER, value);
     }
