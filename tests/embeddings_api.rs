@@ -1,9 +1,10 @@
 //! `POST /v1/embeddings` over real sockets against the emulator's Bedrock embeddings
 //! (Titan v2, one text a call; Cohere v3, a batch a call): both families, a batch's order,
-//! `dimensions`, base64 vectors, failover between two embeddings targets, and the 400s a
-//! client gets for bad input or the wrong kind of route.
+//! `dimensions`, base64 vectors, failover between two embeddings targets, an
+//! OpenAI-compatible upstream, and the 400s a client gets for bad input or the wrong kind
+//! of route.
 
-use aigw_tests::{Stack, config_from};
+use aigw_tests::Stack;
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -27,8 +28,14 @@ async fn stack() -> Stack {
     // Port 1 on loopback: nothing listens, so that target's connection is refused.
     let dead = "              upstream_url: http://127.0.0.1:1\n";
     let chat = "        - model:\n            provider: bedrock\n            name: us.amazon.nova-micro-v1:0\n            options:\n              bedrock: {aws_region: us-west-2}\n          route_type: llm/v1/chat\n";
-    let yaml = format!(
-        "_format_version: \"3.0\"\nservices:\n- name: svc\n  host: localhost\n  routes:\n{}{}{}  - name: chat\n    paths: [/chat]\n    plugins:\n    - name: ai-proxy-advanced\n      config:\n        targets:\n{chat}",
+    // The emulator's OpenAI-compatible /v1/embeddings, behind a key.
+    let openai = |url: &str| {
+        format!(
+            "        - model:\n            provider: openai\n            name: text-embedding-3-small\n            options: {{upstream_url: \"{url}/v1/embeddings\"}}\n          auth: {{header_name: Authorization, header_value: Bearer sk-test}}\n          route_type: llm/v1/embeddings\n"
+        )
+    };
+    Stack::start_with(|url| format!(
+        "_format_version: \"3.0\"\nservices:\n- name: svc\n  host: localhost\n  routes:\n{}{}{}{}  - name: chat\n    paths: [/chat]\n    plugins:\n    - name: ai-proxy-advanced\n      config:\n        targets:\n{chat}",
         route("titan", "round-robin", &[target(TITAN, "")]),
         route("cohere", "round-robin", &[target(COHERE, "")]),
         route(
@@ -36,8 +43,9 @@ async fn stack() -> Stack {
             "round-robin",
             &[target(TITAN, dead), target(COHERE, "")]
         ),
-    );
-    Stack::start(&config_from(&yaml)).await
+        route("oai", "round-robin", &[openai(url)]),
+    ))
+    .await
 }
 
 async fn post(stack: &Stack, path: &str, body: Value) -> (u16, Value) {
@@ -260,4 +268,23 @@ async fn the_openai_python_sdk_gets_its_shapes() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[tokio::test]
+async fn an_openai_compatible_target_gets_the_texts_and_dimensions() {
+    let stack = stack().await;
+    let (status, body) = post(
+        &stack,
+        "/v1/embeddings",
+        json!({"model": "oai", "input": TEXTS, "dimensions": 64}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model"], "text-embedding-3-small");
+    let data = body["data"].as_array().expect("data");
+    assert_eq!(data.len(), 3);
+    assert!(data.iter().all(|d| floats(d).len() == 64), "{body}");
+    // The upstream's own count, passed on: the emulator counts words of three letters or
+    // more, 4 + 4 + 4.
+    assert_eq!(body["usage"]["prompt_tokens"], 12);
 }
