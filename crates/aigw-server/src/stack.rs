@@ -121,7 +121,6 @@ async fn build_route(
         return build_embeddings_route(route, options, consumers).await;
     }
     let mut drivers = Vec::with_capacity(ai.targets.len());
-    let mut infos = Vec::with_capacity(ai.targets.len());
     for (index, target) in ai.targets.iter().enumerate() {
         let cx = TargetContext {
             balancer: &ai.balancer,
@@ -132,13 +131,8 @@ async fn build_route(
             .await
             .map_err(|e| e.context(format_args!("targets[{index}]")))?;
         drivers.push(driver);
-        infos.push(TargetInfo {
-            label: target.label(),
-            weight: target.weight,
-            input_cost: target.model.options.input_cost.unwrap_or(0.0),
-            output_cost: target.model.options.output_cost.unwrap_or(0.0),
-        });
     }
+    let infos = target_infos(ai);
     let picker = picker(&ai.balancer, &infos)?;
     // Every route's series exists (at 0), as its failovers' do, so dashboards see it.
     aigw_telemetry::metrics().semantic_embedding_failures(&route.name);
@@ -191,16 +185,7 @@ async fn build_embeddings_route(
     consumers: &crate::plugins::Consumers,
 ) -> Result<Route, Error> {
     let ai = &route.ai;
-    let infos: Vec<TargetInfo> = ai
-        .targets
-        .iter()
-        .map(|target| TargetInfo {
-            label: target.label(),
-            weight: target.weight,
-            input_cost: target.model.options.input_cost.unwrap_or(0.0),
-            output_cost: target.model.options.output_cost.unwrap_or(0.0),
-        })
-        .collect();
+    let infos = target_infos(ai);
     let picker = picker(&ai.balancer, &infos)?;
     let state = Arc::new(RouteState::new(infos, health_policy(&ai.balancer)));
     let embed = EmbedRoute::build(
@@ -232,6 +217,19 @@ async fn build_embeddings_route(
         BoxCloneSyncService::new(refuse_chat),
         Some(Arc::new(embed)),
     )
+}
+
+/// What the balancer knows of each target, in config order.
+fn target_infos(ai: &AiProxyConfig) -> Vec<TargetInfo> {
+    ai.targets
+        .iter()
+        .map(|target| TargetInfo {
+            label: target.label(),
+            weight: target.weight,
+            input_cost: target.model.options.input_cost.unwrap_or(0.0),
+            output_cost: target.model.options.output_cost.unwrap_or(0.0),
+        })
+        .collect()
 }
 
 /// The [`Route`] of `route`'s config around its built stack.
