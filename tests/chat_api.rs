@@ -2,11 +2,9 @@
 //! reasoning, prompt caching and guardrails, seen by the official OpenAI Python SDK, by
 //! plain HTTP and by gRPC's generated stubs.
 
-use std::process::Command;
-
 use aigw_emulator::ModelKnobs;
 use aigw_proto::v1 as pb;
-use aigw_tests::{Stack, config_from, grpc_client, sdk_python, workspace_file};
+use aigw_tests::{Stack, config_from, grpc_client, run_sdk_script};
 use serde_json::{Value, json};
 
 /// A Claude model id: it takes a thinking budget, so reasoning can be exercised.
@@ -27,30 +25,9 @@ async fn stack() -> Stack {
     Stack::start(&config_from(&deck())).await
 }
 
-/// Runs `scenario` of tests/python/chat_api.py against the stack's gateway; fails with
-/// the script's output unless it passed.
+/// Runs `scenario` of tests/python/chat_api.py against the stack's gateway.
 async fn sdk(stack: &Stack, scenario: &str) {
-    let python = sdk_python();
-    let script = workspace_file("tests/python/chat_api.py");
-    let base_url = stack.url("/v1");
-    let scenario = scenario.to_owned();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg(base_url)
-            .arg("claude")
-            .arg(&scenario)
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .expect("the script's thread ends");
-    assert!(
-        output.status.success(),
-        "the OpenAI SDK scenario failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_sdk_script("chat_api.py", &[&stack.url("/v1"), "claude", scenario]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -249,25 +249,7 @@ async fn the_grpc_embed_rpc_answers_as_http_does() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openai_python_sdk_gets_its_shapes() {
     let stack = stack().await;
-    let python = aigw_tests::sdk_python();
-    let script = aigw_tests::workspace_file("tests/python/embeddings_api.py");
-    let base_url = stack.url("/v1");
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .arg(base_url)
-            .arg("titan")
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .expect("the script's thread ends");
-    assert!(
-        output.status.success(),
-        "the OpenAI SDK script failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    aigw_tests::run_sdk_script("embeddings_api.py", &[&stack.url("/v1"), "titan"]).await;
 }
 
 #[tokio::test]

@@ -40,6 +40,29 @@ pub fn sdk_python() -> PathBuf {
     python
 }
 
+/// Runs `script` of tests/python with [`sdk_python`] and `args`; fails with the script's
+/// output unless it passed.
+pub async fn run_sdk_script(script: &str, args: &[&str]) {
+    let python = sdk_python();
+    let script = workspace_file(&format!("tests/python/{script}"));
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .expect("the script's thread ends");
+    assert!(
+        output.status.success(),
+        "the OpenAI SDK script failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The seed decK file, loaded as a user would load it.
 pub fn seed_config() -> GatewayConfig {
     aigw_config::load_deck(&workspace_file("config/ai-proxy-advanced.yaml"))
