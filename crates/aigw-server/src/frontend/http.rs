@@ -163,16 +163,7 @@ async fn chat(
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
-    let route = match route {
-        Some(route) => route,
-        None => {
-            let key = RouteKey::Model(wire.model.as_deref());
-            admission
-                .route(key, caller)
-                .inspect_err(|_| *routed = admission.named(key))?
-        }
-    };
-    *routed = Some(route.route.clone());
+    let route = by_model(admission, route, wire.model.as_deref(), caller, routed)?;
     wire.check_unsupported(route.route.chat.drop_unsupported_params)?;
     if let Some(fetch) = &route.route.chat.image_url_fetch {
         wire.fetch_images(fetch).await?;
@@ -193,6 +184,28 @@ async fn chat(
     Ok(response)
 }
 
+/// The route a request at OpenAI's paths goes to: the one its path found, else the one its
+/// `model` names; left in `routed` for the record of a refusal.
+fn by_model(
+    admission: &Admission,
+    found: Option<Entry>,
+    model: Option<&str>,
+    caller: Caller<'_>,
+    routed: &mut Option<Arc<Route>>,
+) -> Result<Entry, Error> {
+    let route = match found {
+        Some(route) => route,
+        None => {
+            let key = RouteKey::Model(model);
+            admission
+                .route(key, caller)
+                .inspect_err(|_| *routed = admission.named(key))?
+        }
+    };
+    *routed = Some(route.route.clone());
+    Ok(route)
+}
+
 /// One embeddings request, at `/v1/embeddings` (routed by `model`) or at an embeddings
 /// route's own path, through the same admission as chat.
 async fn embed(
@@ -203,16 +216,7 @@ async fn embed(
     routed: &mut Option<Arc<Route>>,
 ) -> Result<Response, Error> {
     let wire: WireEmbedRequest = decode_json(body)?;
-    let route = match route {
-        Some(route) => route,
-        None => {
-            let key = RouteKey::Model(wire.model.as_deref());
-            admission
-                .route(key, caller)
-                .inspect_err(|_| *routed = admission.named(key))?
-        }
-    };
-    *routed = Some(route.route.clone());
+    let route = by_model(admission, route, wire.model.as_deref(), caller, routed)?;
     let embedder = EmbedRoute::of(&route.route)?;
     let ask = wire.ask()?;
     let hash_key = route.route.hash_key(caller.headers);
