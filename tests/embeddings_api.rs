@@ -270,3 +270,43 @@ async fn an_openai_compatible_target_gets_the_texts_and_dimensions() {
     // more, 4 + 4 + 4.
     assert_eq!(body["usage"]["prompt_tokens"], 12);
 }
+
+#[tokio::test]
+async fn key_auth_guards_an_embeddings_route_over_http_and_grpc() {
+    const KEY: &str = "alice-embed-key";
+    let yaml = format!(
+        "{}  - name: vectors\n    paths: [/vectors]\n    plugins:\n    - name: key-auth\n      config: {{key_names: [apikey]}}\n    - name: ai-proxy-advanced\n      config:\n        targets:\n{}",
+        aigw_tests::key_consumer_deck_head(KEY),
+        target(COHERE, ""),
+    );
+    let stack = Stack::start(&aigw_tests::config_from(&yaml)).await;
+    let ask = json!({"model": "vectors", "input": "hi"});
+    let (status, body) = post(&stack, "/v1/embeddings", ask.clone()).await;
+    assert_eq!(status, 401, "{body}");
+    let response = reqwest::Client::new()
+        .post(stack.url("/v1/embeddings"))
+        .header("apikey", KEY)
+        .json(&ask)
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(response.status(), 200);
+
+    let mut client = aigw_tests::grpc_client(&stack.gateway).await;
+    let request = || aigw_proto::v1::EmbedRequest {
+        route: "vectors".into(),
+        input: vec!["hi".into()],
+        dimensions: None,
+    };
+    let refused = client
+        .embed(request())
+        .await
+        .expect_err("no key, no vectors");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    let mut keyed = tonic::Request::new(request());
+    keyed
+        .metadata_mut()
+        .insert("apikey", KEY.parse().expect("ASCII key"));
+    let answer = client.embed(keyed).await.expect("the key opens it");
+    assert_eq!(answer.into_inner().data.len(), 1);
+}
