@@ -310,3 +310,54 @@ async fn key_auth_guards_an_embeddings_route_over_http_and_grpc() {
     let answer = client.embed(keyed).await.expect("the key opens it");
     assert_eq!(answer.into_inner().data.len(), 1);
 }
+
+#[tokio::test]
+async fn an_embeddings_route_sheds_requests_over_its_concurrency_limit() {
+    // An upstream that accepts and never answers: the first request holds the route's
+    // only slot for as long as the test needs.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a listener");
+    let url = format!("http://{}", silent.local_addr().expect("its address"));
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: svc\n  host: localhost\n  routes:\n{}",
+        route(
+            "slow",
+            "round-robin",
+            &[target(
+                COHERE,
+                &format!("              upstream_url: {url}\n")
+            )]
+        ),
+    );
+    let stack = Stack::start_tuned(
+        &aigw_tests::config_from(&yaml),
+        aigw_server::RouteLimits {
+            max_concurrent_requests: 1,
+        },
+        aigw_server::ServeOptions::default(),
+    )
+    .await;
+    let first = tokio::spawn({
+        let url = stack.url("/v1/embeddings");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&json!({"model": "slow", "input": "first"}))
+                .send()
+                .await
+        }
+    });
+    // Once the upstream has the first request's connection, the slot is taken.
+    let (_held, _) = silent.accept().await.expect("the first request arrives");
+    let (status, body) = post(
+        &stack,
+        "/v1/embeddings",
+        json!({"model": "slow", "input": "second"}),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("limit of 1"), "{message}");
+    first.abort();
+}

@@ -12,6 +12,7 @@ use aigw_balancer::pick::Candidates;
 use aigw_balancer::{FailoverPolicy, Pick, RouteState, Tried};
 use aigw_config::{ModelOptions, Provider, RouteConfig, TargetAuth};
 use aigw_core::{EmbedPurpose, EmbedRequest, EmbedService, Embeddings, Error, ErrorKind};
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tracing::Instrument;
 
@@ -36,6 +37,9 @@ pub struct EmbedRoute {
     state: Arc<RouteState>,
     policy: FailoverPolicy,
     timeout: Duration,
+    /// The route's concurrency limit, shed past it as chat's `ShedOverLimit` does.
+    permits: Arc<Semaphore>,
+    max_concurrent: usize,
 }
 
 /// A route's vectors and the target that made them.
@@ -103,6 +107,10 @@ impl EmbedRoute {
             state,
             policy,
             timeout: ai.balancer.read_timeout,
+            permits: Arc::new(Semaphore::new(
+                options.limits.max_concurrent_requests.max(1),
+            )),
+            max_concurrent: options.limits.max_concurrent_requests.max(1),
         })
     }
 
@@ -139,6 +147,9 @@ impl EmbedRoute {
                 "dimensions: must be at least 1",
             ));
         }
+        let Ok(_permit) = self.permits.try_acquire() else {
+            return Err(crate::limit::overloaded(self.max_concurrent));
+        };
         let request = EmbedRequest {
             inputs,
             purpose: EmbedPurpose::Document,
