@@ -43,7 +43,7 @@ async fn stack() -> Stack {
 async fn sdk(stack: &Stack, scenario: &str) {
     run_sdk_script(
         "anthropic_api.py",
-        [stack.url("/anthropic"), KEY.to_owned(), scenario.to_owned()],
+        &[&stack.url("/anthropic"), KEY, scenario],
     )
     .await;
 }
@@ -269,11 +269,7 @@ async fn an_openai_compatible_target_answers_anthropic_clients_too() {
     .await;
     run_sdk_script(
         "anthropic_api.py",
-        [
-            stack.url("/mixed-route"),
-            KEY.to_owned(),
-            "twice".to_owned(),
-        ],
+        &[&stack.url("/mixed-route"), KEY, "twice"],
     )
     .await;
     let mut called = models_called(&stack);

@@ -27,11 +27,7 @@ async fn stack() -> Stack {
 
 /// Runs `scenario` of tests/python/chat_api.py against the stack's gateway.
 async fn sdk(stack: &Stack, scenario: &str) {
-    run_sdk_script(
-        "chat_api.py",
-        [stack.url("/v1"), "claude".to_owned(), scenario.to_owned()],
-    )
-    .await;
+    run_sdk_script("chat_api.py", &[&stack.url("/v1"), "claude", scenario]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

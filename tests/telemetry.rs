@@ -668,3 +668,60 @@ async fn the_prompt_embedding_is_a_span_of_its_own() {
         assert_eq!(str_attribute(server, "http.route"), Some("/bedrock-route"));
     }
 }
+
+#[tokio::test]
+async fn an_embeddings_failover_is_two_embeddings_attempt_spans() {
+    let receiver = Receiver::start().await;
+    let tracing = Tracing::to(&receiver.endpoint());
+    let target = |model: &str, extra: &str| {
+        format!(
+            "        - model:\n            provider: bedrock\n            name: \"{model}\"\n            options:\n              bedrock: {{aws_region: us-west-2}}\n{extra}          route_type: llm/v1/embeddings\n"
+        )
+    };
+    // Port 1 on loopback: nothing listens, so Titan's connection is refused.
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: svc\n  host: localhost\n  routes:\n  - name: embed-traced\n    paths: [/embed-traced]\n    plugins:\n    - name: ai-proxy-advanced\n      config:\n        balancer: {{algorithm: priority}}\n        targets:\n{}{}",
+        target(
+            "amazon.titan-embed-text-v2:0",
+            "              upstream_url: http://127.0.0.1:1\n          weight: 200\n"
+        ),
+        target("cohere.embed-english-v3", ""),
+    );
+    let stack = Stack::start(&config_from(&yaml)).await;
+    // Titan has the higher priority, so the request tries it first, then Cohere.
+    let (status, body) = post(
+        &stack.url("/v1/embeddings"),
+        &serde_json::json!({"model": "embed-traced", "input": "hi"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model"], "cohere.embed-english-v3");
+    tracing.flush().await.expect("the receiver takes the spans");
+    let embeddings = |spans: &[Span]| -> Vec<Span> {
+        spans
+            .iter()
+            .filter(|s| str_attribute(s, "gen_ai.operation.name") == Some("embeddings"))
+            .cloned()
+            .collect()
+    };
+    let spans = embeddings(&receiver.wait_for(|s| embeddings(s).len() == 2).await);
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let failed: Vec<&Span> = spans
+        .iter()
+        .filter(|s| status_code(s) == StatusCode::Error)
+        .collect();
+    assert_eq!(failed.len(), 1, "{spans:#?}");
+    assert_eq!(failed[0].name, "embeddings amazon.titan-embed-text-v2:0");
+    assert_eq!(
+        str_attribute(failed[0], "error.type"),
+        Some("upstream_unreachable")
+    );
+    let retried = spans
+        .iter()
+        .find(|s| int_attribute(s, "aigw.attempt") == Some(2))
+        .expect("a second attempt");
+    assert_eq!(retried.name, "embeddings cohere.embed-english-v3");
+    assert_eq!(retried.trace_id, failed[0].trace_id, "one request's trace");
+    assert!(spans.iter().all(|s| kind(s) == SpanKind::Client));
+}

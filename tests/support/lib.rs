@@ -24,6 +24,46 @@ pub fn workspace_file(relative: &str) -> PathBuf {
         .join(relative)
 }
 
+/// The Python that has the pinned SDKs of tests/python/requirements.txt (openai,
+/// anthropic): `AIGW_TEST_PYTHON`, else the venv `.ci/run` makes at the workspace root.
+pub fn sdk_python() -> PathBuf {
+    let python = std::env::var_os("AIGW_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_file(".venv-tests/bin/python"));
+    assert!(
+        python.exists(),
+        "no Python with the test SDKs at {}: create it with `python3 -m venv .venv-tests && \
+         .venv-tests/bin/pip install -r tests/python/requirements.txt` (.ci/run does this), \
+         or point AIGW_TEST_PYTHON at one",
+        python.display()
+    );
+    python
+}
+
+/// Runs `script` of tests/python with [`sdk_python`] and `args`; fails with the script's
+/// output unless it passed (its assertions are what a user of the SDK would see).
+pub async fn run_sdk_script(script: &str, args: &[&str]) {
+    let python = sdk_python();
+    let name = script.to_owned();
+    let script = workspace_file(&format!("tests/python/{script}"));
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .expect("the script's thread ends");
+    assert!(
+        output.status.success(),
+        "the SDK script {name} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The seed decK file, loaded as a user would load it.
 pub fn seed_config() -> GatewayConfig {
     aigw_config::load_deck(&workspace_file("config/ai-proxy-advanced.yaml"))
@@ -340,42 +380,4 @@ pub async fn counter_value(stack: &Stack, series: &str) -> u64 {
         .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("{series} not in {scrape}"))
-}
-
-/// The Python that has the pinned SDKs of tests/python/requirements.txt:
-/// `AIGW_TEST_PYTHON`, else the venv `.ci/run` makes at the workspace root.
-fn test_python() -> PathBuf {
-    let python = std::env::var_os("AIGW_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_file(".venv-tests/bin/python"));
-    assert!(
-        python.exists(),
-        "no Python with the test SDKs at {}: create it with `python3 -m venv .venv-tests && \
-         .venv-tests/bin/pip install -r tests/python/requirements.txt` (.ci/run does this), \
-         or point AIGW_TEST_PYTHON at one",
-        python.display()
-    );
-    python
-}
-
-/// Runs the SDK script tests/python/`script` with `args`; fails with the script's output
-/// unless it passed (its assertions are what a user of the SDK would see).
-pub async fn run_sdk_script(script: &str, args: [String; 3]) {
-    let python = test_python();
-    let path = workspace_file(&format!("tests/python/{script}"));
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(path)
-            .args(args)
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .expect("the script's thread ends");
-    assert!(
-        output.status.success(),
-        "the SDK scenario of {script} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }

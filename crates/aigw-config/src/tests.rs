@@ -341,6 +341,20 @@ fn other_enum_values_are_checked_the_same_way() {
 }
 
 #[test]
+fn a_route_mixing_chat_and_embeddings_targets_is_refused_at_the_odd_one() {
+    let second = "        - model:\n            provider: bedrock\n            name: amazon.titan-embed-text-v2:0\n          route_type: llm/v1/embeddings";
+    let yaml = deck("", second);
+    let (line, col) = position(&yaml, "llm/v1/embeddings");
+    let err = error(&yaml);
+    assert!(
+        err.starts_with(&format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.targets[1].route_type: \"llm/v1/embeddings\" differs from targets[0]'s \"llm/v1/chat\""
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn what_aigw_cannot_serve_yet_is_refused_with_line_and_path() {
     // semantic needs its embeddings model (and vectordb), as in Kong.
     let yaml = deck("", "").replace("algorithm: round-robin", "algorithm: semantic");

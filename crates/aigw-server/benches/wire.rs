@@ -105,6 +105,7 @@ fn router(runtime: &tokio::runtime::Runtime) -> axum::Router {
         balancer: state,
         overview: Default::default(),
         service: BoxCloneSyncService::new(stack),
+        embed: None,
         key_auth: None,
         plugins: Default::default(),
         rate_limit: None,

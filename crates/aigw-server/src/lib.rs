@@ -14,6 +14,7 @@ mod accepted;
 mod admission;
 mod auth;
 mod drivers;
+mod embed;
 mod error;
 mod front_door;
 mod frontend;

@@ -66,7 +66,8 @@ impl Around<ChatRequest> for ShedOverLimit {
     }
 }
 
-fn overloaded(max: usize) -> Error {
+/// The refusal of a request over a route's limit of `max`.
+pub(crate) fn overloaded(max: usize) -> Error {
     Error::new(
         ErrorKind::Overloaded,
         format!(

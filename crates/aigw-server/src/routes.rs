@@ -32,6 +32,9 @@ pub struct Route {
     pub overview: RouteOverview,
     /// The balancer stack over the route's targets.
     pub service: BoxCloneSyncService<ChatRequest, ChatReply, Error>,
+    /// The route's embeddings targets, when its targets have `route_type:
+    /// llm/v1/embeddings` (its chat `service` then refuses every request).
+    pub embed: Option<Arc<crate::embed::EmbedRoute>>,
     /// Kong key-auth: when set, only callers with a consumer's key get in.
     pub key_auth: Option<KeyAuth>,
     /// The route's other Kong plugins: basic-auth, ip-restriction, request-size-limiting,

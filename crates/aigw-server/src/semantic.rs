@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use aigw_config::{CATCHALL, DistanceMetric, Provider, RouteConfig, SemanticConfig};
+use aigw_config::{CATCHALL, DistanceMetric, RouteConfig, SemanticConfig};
 use aigw_core::{
     ChatReply, ChatRequest, EmbedPurpose, EmbedRequest, EmbedService, Error, ErrorKind, Role,
 };
@@ -220,42 +220,15 @@ fn distance(metric: DistanceMetric, a: &[f32], b: &[f32]) -> f64 {
 
 /// The embeddings service `config` names, with the test and demo overrides of `options`.
 async fn embedder(config: &SemanticConfig, options: &BuildOptions) -> Result<EmbedService, Error> {
-    match config.provider {
-        Provider::Bedrock => {
-            let static_credentials = match (
-                &config.auth.aws_access_key_id,
-                &config.auth.aws_secret_access_key,
-            ) {
-                (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
-                _ => options.bedrock_credentials.clone(),
-            };
-            let spec = aigw_bedrock::BedrockTargetSpec {
-                model_id: config.model.clone(),
-                region: config.options.bedrock.aws_region.clone(),
-                endpoint_url: config
-                    .options
-                    .upstream_url
-                    .clone()
-                    .or_else(|| options.bedrock_endpoint.clone()),
-                static_credentials,
-                connect_timeout: EMBED_TIMEOUT,
-            };
-            aigw_bedrock::BedrockProvider::new().embeddings(spec).await
-        }
-        Provider::OpenAi => {
-            let spec = aigw_openai::OpenAiTargetSpec {
-                model: config.model.clone(),
-                upstream_url: config.options.upstream_url.clone(),
-                auth: crate::drivers::openai_credentials(&config.auth),
-                connect_timeout: EMBED_TIMEOUT,
-            };
-            aigw_openai::OpenAiProvider::new().embeddings(spec).await
-        }
-        other => Err(Error::new(
-            ErrorKind::Internal,
-            format!("{} embeddings are not supported yet", other.as_str()),
-        )),
-    }
+    crate::embed::embed_service(
+        config.provider,
+        &config.model,
+        &config.options,
+        &config.auth,
+        options,
+        EMBED_TIMEOUT,
+    )
+    .await
 }
 
 /// Prompt vectors by prompt text, at most [`CACHE_ENTRIES`], each for [`CACHE_TTL`].

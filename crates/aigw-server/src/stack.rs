@@ -31,6 +31,7 @@ use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
 use crate::drivers::{DriverRegistry, TargetContext};
+use crate::embed::EmbedRoute;
 use crate::frontend::grpc::GrpcFront;
 use crate::frontend::models;
 use crate::limit::ShedOverLimit;
@@ -116,8 +117,10 @@ async fn build_route(
     consumers: &crate::plugins::Consumers,
 ) -> Result<Route, Error> {
     let ai: &AiProxyConfig = &route.ai;
+    if crate::embed::is_embeddings_route(route)? {
+        return build_embeddings_route(route, options, consumers).await;
+    }
     let mut drivers = Vec::with_capacity(ai.targets.len());
-    let mut infos = Vec::with_capacity(ai.targets.len());
     for (index, target) in ai.targets.iter().enumerate() {
         let cx = TargetContext {
             balancer: &ai.balancer,
@@ -128,13 +131,8 @@ async fn build_route(
             .await
             .map_err(|e| e.context(format_args!("targets[{index}]")))?;
         drivers.push(driver);
-        infos.push(TargetInfo {
-            label: target.label(),
-            weight: target.weight,
-            input_cost: target.model.options.input_cost.unwrap_or(0.0),
-            output_cost: target.model.options.output_cost.unwrap_or(0.0),
-        });
     }
+    let infos = target_infos(ai);
     let picker = picker(&ai.balancer, &infos)?;
     // Every route's series exists (at 0), as its failovers' do, so dashboards see it.
     aigw_telemetry::metrics().semantic_embedding_failures(&route.name);
@@ -168,6 +166,82 @@ async fn build_route(
         .layer(AttemptTimeout::layer(ai.balancer.read_timeout))
         .service(Dispatch::new(drivers));
 
+    route_of(
+        route,
+        options,
+        consumers,
+        state,
+        BoxCloneSyncService::new(stack),
+        None,
+    )
+}
+
+/// A route whose targets all embed: an [`EmbedRoute`] over them, with the same picker,
+/// balancer state and failover policy a chat route would have; chat requests to it are
+/// refused, naming the route_type it serves.
+async fn build_embeddings_route(
+    route: &RouteConfig,
+    options: &BuildOptions,
+    consumers: &crate::plugins::Consumers,
+) -> Result<Route, Error> {
+    let ai = &route.ai;
+    let infos = target_infos(ai);
+    let picker = picker(&ai.balancer, &infos)?;
+    let state = Arc::new(RouteState::new(infos, health_policy(&ai.balancer)));
+    let embed = EmbedRoute::build(
+        route,
+        options,
+        picker,
+        state.clone(),
+        failover_policy(&ai.balancer),
+    )
+    .await?;
+    let name: Arc<str> = Arc::from(route.name.as_str());
+    let refuse_chat = tower::service_fn(move |_: aigw_core::ChatRequest| {
+        let name = name.clone();
+        async move {
+            Err::<aigw_core::ChatReply, _>(Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "route {name} serves route_type {}; send its requests to /v1/embeddings",
+                    crate::embed::EMBEDDINGS_ROUTE_TYPE
+                ),
+            ))
+        }
+    });
+    route_of(
+        route,
+        options,
+        consumers,
+        state,
+        BoxCloneSyncService::new(refuse_chat),
+        Some(Arc::new(embed)),
+    )
+}
+
+/// What the balancer knows of each target, in config order.
+fn target_infos(ai: &AiProxyConfig) -> Vec<TargetInfo> {
+    ai.targets
+        .iter()
+        .map(|target| TargetInfo {
+            label: target.label(),
+            weight: target.weight,
+            input_cost: target.model.options.input_cost.unwrap_or(0.0),
+            output_cost: target.model.options.output_cost.unwrap_or(0.0),
+        })
+        .collect()
+}
+
+/// The [`Route`] of `route`'s config around its built stack.
+fn route_of(
+    route: &RouteConfig,
+    options: &BuildOptions,
+    consumers: &crate::plugins::Consumers,
+    state: Arc<RouteState>,
+    service: BoxCloneSyncService<aigw_core::ChatRequest, aigw_core::ChatReply, Error>,
+    embed: Option<Arc<EmbedRoute>>,
+) -> Result<Route, Error> {
+    let ai = &route.ai;
     Ok(Route {
         name: route.name.clone(),
         paths: route.paths.clone(),
@@ -178,7 +252,8 @@ async fn build_route(
         hash_on_header: hash_on_header(&ai.balancer)?,
         balancer: state,
         overview: RouteOverview::new(route, options),
-        service: BoxCloneSyncService::new(stack),
+        service,
+        embed,
         key_auth: route.key_auth.as_ref().map(|config| match ai.llm_format {
             LlmFormat::Anthropic => KeyAuth::new(&crate::frontend::anthropic::key_auth(config)),
             LlmFormat::OpenAi => KeyAuth::new(config),

@@ -96,6 +96,20 @@ impl Cx<'_> {
             .enumerate()
             .map(|(i, t)| self.target(&targets_path.index(i), t))
             .collect::<Result<Vec<_>, _>>()?;
+        // One request is either chat or embeddings, so every target must serve its kind.
+        let embeds = |t: &TargetConfig| t.route_type == "llm/v1/embeddings";
+        if let Some(i) = targets
+            .iter()
+            .position(|t| embeds(t) != embeds(&targets[0]))
+        {
+            return Err(self.invalid(
+                &targets_path.index(i).key("route_type"),
+                format!(
+                    "{:?} differs from targets[0]'s {:?}; a route's targets must all be llm/v1/embeddings or none",
+                    targets[i].route_type, targets[0].route_type
+                ),
+            ));
+        }
         for (i, target) in targets.iter().enumerate() {
             if target.auth.allow_override {
                 self.warn(

@@ -27,9 +27,12 @@ use tonic::server::NamedService;
 use tower::Service;
 use tracing::Instrument;
 
-use crate::admission::{Admission, Admitted, Answering, Caller, MODEL_HEADER, RouteKey, peer_ip};
+use crate::admission::{
+    Admission, Admitted, Answering, Caller, Entry, MODEL_HEADER, RouteKey, peer_ip,
+};
+use crate::embed::EmbedRoute;
 use crate::recent::{Answered, StreamBreak};
-use crate::{SharedRoutes, grpc_status};
+use crate::{Route, SharedRoutes, grpc_status};
 
 /// `ChatService` over the route table, behind the checks a call's head allows: key-auth
 /// against every route, and a bound on the message's length.
@@ -208,20 +211,10 @@ impl GrpcChat {
         encode: impl FnOnce(Admitted, StreamBreak) -> Result<T, Error>,
     ) -> Result<tonic::Response<T>, tonic::Status> {
         let (metadata, extensions, wire) = request.into_parts();
-        let caller = Caller {
-            headers: metadata.as_ref(),
-            query: None,
-            peer: peer_ip(&extensions),
-            path: None,
-        };
+        let caller = caller(&metadata, &extensions);
         let mut routed = None;
         let admitted = async {
-            let admission = Admission::new(&self.routes);
-            let key = RouteKey::NameOrPath(&wire.route);
-            let route = admission
-                .route(key, caller)
-                .inspect_err(|_| routed = admission.named(key))?;
-            routed = Some(route.route.clone());
+            let route = self.admit(&wire.route, caller, &mut routed)?;
             let body_len = wire.encoded_len();
             let mut request = decode_request(wire)?;
             request.stream = stream;
@@ -270,6 +263,13 @@ impl pb::chat_service_server::ChatService for GrpcChat {
         .await
     }
 
+    async fn embed(
+        &self,
+        request: tonic::Request<pb::EmbedRequest>,
+    ) -> Result<tonic::Response<pb::EmbedResponse>, tonic::Status> {
+        self.embed_texts(request).await
+    }
+
     type ChatStreamStream = Pin<Box<dyn Stream<Item = ChunkResult> + Send>>;
 
     async fn chat_stream(
@@ -282,6 +282,82 @@ impl pb::chat_service_server::ChatService for GrpcChat {
             Ok(chunks)
         })
         .await
+    }
+}
+
+/// Who is calling, from a call's metadata and connection.
+fn caller<'a>(
+    metadata: &'a tonic::metadata::MetadataMap,
+    extensions: &http::Extensions,
+) -> Caller<'a> {
+    Caller {
+        headers: metadata.as_ref(),
+        query: None,
+        peer: peer_ip(extensions),
+        path: None,
+    }
+}
+
+impl GrpcChat {
+    /// Admits a call to the route it names (by name or path), leaving the route in
+    /// `routed` for the record of a refusal.
+    fn admit(
+        &self,
+        route: &str,
+        caller: Caller<'_>,
+        routed: &mut Option<Arc<Route>>,
+    ) -> Result<Entry, Error> {
+        let admission = Admission::new(&self.routes);
+        let key = RouteKey::NameOrPath(route);
+        let entry = admission
+            .route(key, caller)
+            .inspect_err(|_| *routed = admission.named(key))?;
+        *routed = Some(entry.route.clone());
+        Ok(entry)
+    }
+
+    /// The `Embed` rpc: the same admission as chat, then the route's embeddings targets.
+    async fn embed_texts(
+        &self,
+        request: tonic::Request<pb::EmbedRequest>,
+    ) -> Result<tonic::Response<pb::EmbedResponse>, tonic::Status> {
+        let (metadata, extensions, wire) = request.into_parts();
+        let caller = caller(&metadata, &extensions);
+        let mut routed = None;
+        let answer = async {
+            let route = self.admit(&wire.route, caller, &mut routed)?;
+            let embedder = EmbedRoute::of(&route.route)?;
+            let dimensions = wire.dimensions.map(|d| d as usize);
+            let hash_key = route.route.hash_key(caller.headers);
+            let embedded = embedder
+                .embed(wire.input, dimensions, hash_key.as_deref())
+                .await?;
+            let tokens = embedded
+                .embeddings
+                .input_tokens
+                .map_or(0, |t| u32::try_from(t).unwrap_or(u32::MAX));
+            Ok(pb::EmbedResponse {
+                model: embedded.model,
+                data: embedded
+                    .embeddings
+                    .vectors
+                    .into_iter()
+                    .zip(0u32..)
+                    .map(|(embedding, index)| pb::Embedding { index, embedding })
+                    .collect(),
+                usage: Some(pb::Usage {
+                    prompt_tokens: tokens,
+                    total_tokens: tokens,
+                    ..pb::Usage::default()
+                }),
+            })
+        };
+        answer.await.map(tonic::Response::new).map_err(|e: Error| {
+            self.routes
+                .recent_errors()
+                .record(&e, routed.as_deref(), Answered::Grpc);
+            grpc_status(&e)
+        })
     }
 }
 

@@ -22,7 +22,9 @@ use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::admission::{Admission, Answering, Caller, MODEL_HEADER, RouteKey, peer_ip};
+use super::embeddings::{EMBEDDINGS_PATH, WireEmbedRequest};
+use crate::admission::{Admission, Answering, Caller, Entry, MODEL_HEADER, RouteKey, peer_ip};
+use crate::embed::EmbedRoute;
 use crate::front_door::BodyTimeout;
 use crate::recent::{Answered, StreamBreak};
 use crate::router::RequestHead;
@@ -133,7 +135,9 @@ async fn chat(
     let head = RequestHead::of(parts);
     // At OpenAI's path the route, and so its key-auth, is known only from the body. The
     // path is compared as Kong's router sees it, so `//v1/chat/completions` is that path.
-    let at_openai_path = crate::router::normalize(head.path) == OPENAI_CHAT_PATH;
+    let normalized = crate::router::normalize(head.path);
+    let at_embeddings_path = normalized == EMBEDDINGS_PATH;
+    let at_openai_path = normalized == OPENAI_CHAT_PATH || at_embeddings_path;
     let route = if at_openai_path && !admission.serves(&head) {
         None
     } else {
@@ -162,21 +166,15 @@ async fn chat(
     let limit = admission.body_limit(route.as_ref().map(|e| &*e.route));
     let over = || admission.body_too_large(route.as_ref().map(|e| &*e.route));
     let body = read_json_body(&parts.headers, body, limit, over).await?;
+    if at_embeddings_path || route.as_ref().is_some_and(|e| e.route.embed.is_some()) {
+        return Ok(embed(admission, caller, route, &body, routed).await?);
+    }
     let mut wire: WireRequest = decode_json(&body)?;
     let include_usage = wire
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
-    let route = match route {
-        Some(route) => route,
-        None => {
-            let key = RouteKey::Model(wire.model.as_deref());
-            admission
-                .route(key, caller)
-                .inspect_err(|_| *routed = admission.named(key))?
-        }
-    };
-    *routed = Some(route.route.clone());
+    let route = by_model(admission, route, wire.model.as_deref(), caller, routed)?;
     wire.check_unsupported(route.route.chat.drop_unsupported_params)?;
     if let Some(fetch) = &route.route.chat.image_url_fetch {
         wire.fetch_images(fetch).await?;
@@ -233,6 +231,60 @@ pub(super) fn answer(
     }
     response.headers_mut().extend(admitted.headers);
     response
+}
+
+/// The route a request at OpenAI's paths goes to: the one its path found, else the one its
+/// `model` names; left in `routed` for the record of a refusal.
+fn by_model(
+    admission: &Admission,
+    found: Option<Entry>,
+    model: Option<&str>,
+    caller: Caller<'_>,
+    routed: &mut Option<Arc<Route>>,
+) -> Result<Entry, Error> {
+    let route = match found {
+        Some(route) => route,
+        None => {
+            let key = RouteKey::Model(model);
+            admission
+                .route(key, caller)
+                .inspect_err(|_| *routed = admission.named(key))?
+        }
+    };
+    *routed = Some(route.route.clone());
+    Ok(route)
+}
+
+/// One embeddings request, at `/v1/embeddings` (routed by `model`) or at an embeddings
+/// route's own path, through the same admission as chat.
+async fn embed(
+    admission: &Admission,
+    caller: Caller<'_>,
+    route: Option<Entry>,
+    body: &[u8],
+    routed: &mut Option<Arc<Route>>,
+) -> Result<Response, Error> {
+    let wire: WireEmbedRequest = decode_json(body)?;
+    let route = by_model(admission, route, wire.model.as_deref(), caller, routed)?;
+    let embedder = EmbedRoute::of(&route.route)?;
+    let ask = wire.ask()?;
+    let hash_key = route.route.hash_key(caller.headers);
+    let embedded = embedder
+        .embed(ask.inputs, ask.dimensions, hash_key.as_deref())
+        .await?;
+    let answer = super::embeddings::answer(
+        &embedded.embeddings.vectors,
+        ask.encoding,
+        &embedded.model,
+        embedded.embeddings.input_tokens.unwrap_or(0),
+    );
+    let mut response = axum::Json(answer).into_response();
+    if route.route.model_name_header
+        && let Ok(value) = HeaderValue::from_str(&embedded.served_by)
+    {
+        response.headers_mut().insert(MODEL_HEADER, value);
+    }
+    Ok(response)
 }
 
 /// Reads a whole request body of at most `limit` bytes. Only a body that is really over the
