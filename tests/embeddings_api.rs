@@ -34,8 +34,12 @@ async fn stack() -> Stack {
             "        - model:\n            provider: openai\n            name: text-embedding-3-small\n            options: {{upstream_url: \"{url}/v1/embeddings\"}}\n          auth: {{header_name: Authorization, header_value: Bearer sk-test}}\n          route_type: llm/v1/embeddings\n"
         )
     };
+    let normalized = target(TITAN, "").replace(
+        "bedrock: {aws_region: us-west-2}",
+        "bedrock: {aws_region: us-west-2, embeddings_normalize: true}",
+    );
     Stack::start_with(|url| format!(
-        "_format_version: \"3.0\"\nservices:\n- name: svc\n  host: localhost\n  routes:\n{}{}{}{}  - name: chat\n    paths: [/chat]\n    plugins:\n    - name: ai-proxy-advanced\n      config:\n        targets:\n{chat}",
+        "_format_version: \"3.0\"\nservices:\n- name: svc\n  host: localhost\n  routes:\n{}{}{}{}{}  - name: chat\n    paths: [/chat]\n    plugins:\n    - name: ai-proxy-advanced\n      config:\n        targets:\n{chat}",
         route("titan", "round-robin", &[target(TITAN, "")]),
         route("cohere", "round-robin", &[target(COHERE, "")]),
         route(
@@ -44,6 +48,7 @@ async fn stack() -> Stack {
             &[target(TITAN, dead), target(COHERE, "")]
         ),
         route("oai", "round-robin", &[openai(url)]),
+        route("titan-unit", "round-robin", &[normalized]),
     ))
     .await
 }
@@ -360,4 +365,34 @@ async fn an_embeddings_route_sheds_requests_over_its_concurrency_limit() {
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("limit of 1"), "{message}");
     first.abort();
+}
+
+/// Kong's `embeddings_normalize` (default false): only the route that sets it answers
+/// vectors of length 1; the other gets what Titan answers with `normalize: false`.
+#[tokio::test]
+async fn embeddings_normalize_decides_whether_vectors_have_length_one() {
+    let stack = stack().await;
+    let length = |vector: Vec<f64>| vector.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let text = "apple apple banana cherry";
+    let (status, plain) = post(
+        &stack,
+        "/v1/embeddings",
+        json!({"model": "titan", "input": text}),
+    )
+    .await;
+    assert_eq!(status, 200, "{plain}");
+    let (status, unit) = post(
+        &stack,
+        "/v1/embeddings",
+        json!({"model": "titan-unit", "input": text}),
+    )
+    .await;
+    assert_eq!(status, 200, "{unit}");
+    let plain = length(floats(&plain["data"][0]));
+    let unit = length(floats(&unit["data"][0]));
+    assert!((unit - 1.0).abs() < 1e-4, "normalized length {unit}");
+    assert!(
+        plain > 1.5,
+        "without embeddings_normalize the length is {plain}"
+    );
 }

@@ -86,7 +86,7 @@ impl tower::Service<EmbedRequest> for BedrockEmbeddings {
             match this.family {
                 EmbeddingFamily::Titan => {
                     let calls = request.inputs.iter().map(|text| {
-                        let mut body = json!({ "inputText": text, "normalize": true });
+                        let mut body = json!({ "inputText": text, "normalize": request.normalize });
                         if let Some(dimensions) = request.dimensions {
                             body["dimensions"] = json!(dimensions);
                         }
@@ -110,12 +110,16 @@ impl tower::Service<EmbedRequest> for BedrockEmbeddings {
                     let answer = this
                         .invoke(json!({ "texts": request.inputs, "input_type": input_type }))
                         .await?;
-                    let vectors = answer["embeddings"]
+                    let mut vectors = answer["embeddings"]
                         .as_array()
                         .ok_or_else(|| unreadable("no \"embeddings\" list"))?
                         .iter()
                         .map(vector)
                         .collect::<Result<Vec<_>, _>>()?;
+                    // Cohere has no switch for it, so the gateway scales the vectors.
+                    if request.normalize {
+                        vectors.iter_mut().for_each(|v| unit_length(v));
+                    }
                     if vectors.len() != request.inputs.len() {
                         return Err(unreadable("a vector count other than the texts'"));
                     }
@@ -164,4 +168,12 @@ fn unreadable(why: &str) -> Error {
         ErrorKind::UpstreamProtocol,
         format!("bedrock embeddings answer aigw could not read: {why}"),
     )
+}
+
+/// Scales `vector` to length 1; an all-zero vector stays as it is.
+fn unit_length(vector: &mut [f32]) {
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|x| *x /= norm);
+    }
 }

@@ -31,6 +31,7 @@ async fn service(emulator: &EmulatorHandle, model: &str) -> EmbedService {
 
 fn request(inputs: &[&str], dimensions: Option<usize>) -> EmbedRequest {
     EmbedRequest {
+        normalize: true,
         inputs: inputs.iter().map(|s| s.to_string()).collect(),
         purpose: EmbedPurpose::Document,
         dimensions,

@@ -226,6 +226,9 @@ pub struct BedrockOptions {
     pub aws_role_session_name: Option<String>,
     /// `aws_sts_endpoint_url`.
     pub aws_sts_endpoint_url: Option<String>,
+    /// `embeddings_normalize` (default false, as Kong's): embeddings answered as vectors of
+    /// length 1 (Titan asked for them, Cohere's scaled by aigw).
+    pub embeddings_normalize: bool,
 }
 
 /// `targets[].auth`. Its `Debug` hides every credential.

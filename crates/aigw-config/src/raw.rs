@@ -381,6 +381,7 @@ pub(crate) struct BedrockRaw {
     pub aws_assume_role_arn: Option<String>,
     pub aws_role_session_name: Option<String>,
     pub aws_sts_endpoint_url: Option<String>,
+    pub embeddings_normalize: Option<bool>,
 }
 
 /// `config.targets[].auth`.

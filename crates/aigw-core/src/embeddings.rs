@@ -29,6 +29,8 @@ pub struct EmbedRequest {
     pub purpose: EmbedPurpose,
     /// The vector length wanted, for models that let the caller choose.
     pub dimensions: Option<usize>,
+    /// Vectors of length 1 wanted (Kong's Bedrock option `embeddings_normalize`).
+    pub normalize: bool,
 }
 
 /// One vector per input, in the inputs' order.

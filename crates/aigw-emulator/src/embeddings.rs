@@ -52,8 +52,14 @@ pub(crate) async fn invoke(
                 "Malformed input request: dimensions {dimensions} is not one of 256, 512, 1024"
             ));
         }
+        // Titan's `normalize` defaults to true; false answers the raw word counts.
+        let embedding = if body["normalize"].as_bool().unwrap_or(true) {
+            embed(text, dimensions)
+        } else {
+            word_counts(text, dimensions)
+        };
         Json(json!({
-            "embedding": embed(text, dimensions),
+            "embedding": embedding,
             "inputTextTokenCount": words(text).count(),
         }))
         .into_response()
@@ -85,6 +91,16 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 /// The hashed bag of words of `text` in `dimensions`, of length 1 (all zeros for a text
 /// without words).
 pub(crate) fn embed(text: &str, dimensions: usize) -> Vec<f32> {
+    let mut vector = word_counts(text, dimensions);
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|x| *x /= norm);
+    }
+    vector
+}
+
+/// How often each hashed word of `text` occurs, in `dimensions` buckets.
+fn word_counts(text: &str, dimensions: usize) -> Vec<f32> {
     let mut vector = vec![0f32; dimensions];
     for word in words(text) {
         // FNV-1a: stable across runs and platforms, unlike the std hasher.
@@ -94,10 +110,6 @@ pub(crate) fn embed(text: &str, dimensions: usize) -> Vec<f32> {
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
         vector[(hash % dimensions as u64) as usize] += 1.0;
-    }
-    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        vector.iter_mut().for_each(|x| *x /= norm);
     }
     vector
 }

@@ -27,6 +27,8 @@ struct EmbedTarget {
     label: String,
     provider: String,
     model: String,
+    /// Kong's `options.bedrock.embeddings_normalize`.
+    normalize: bool,
 }
 
 /// The embeddings half of a route whose targets all embed.
@@ -98,6 +100,7 @@ impl EmbedRoute {
                 label: target.label(),
                 provider: target.model.provider.as_str().to_owned(),
                 model: target.model.name.clone(),
+                normalize: target.model.options.bedrock.embeddings_normalize,
             });
         }
         Ok(EmbedRoute {
@@ -154,6 +157,7 @@ impl EmbedRoute {
             inputs,
             purpose: EmbedPurpose::Document,
             dimensions,
+            normalize: false,
         };
         let mut tried = Tried::default();
         let mut last: Option<Error> = None;
@@ -187,7 +191,11 @@ impl EmbedRoute {
                 error.type = tracing::field::Empty,
             );
             let started = Instant::now();
-            let call = target.service.clone().oneshot(request.clone());
+            let request = EmbedRequest {
+                normalize: target.normalize,
+                ..request.clone()
+            };
+            let call = target.service.clone().oneshot(request);
             let answer = match tokio::time::timeout(self.timeout, call)
                 .instrument(span.clone())
                 .await

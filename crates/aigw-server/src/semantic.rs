@@ -84,6 +84,8 @@ impl SemanticRouter {
                     inputs: described.iter().map(|(_, text)| text.clone()).collect(),
                     purpose: EmbedPurpose::Document,
                     dimensions: Some(config.dimensions),
+                    // Distances are compared between unit vectors, whatever the model.
+                    normalize: true,
                 })
                 .await
                 .map_err(|e| e.context("embedding the targets' descriptions"))?;
@@ -157,6 +159,7 @@ impl SemanticRouter {
             inputs: vec![prompt.to_owned()],
             purpose: EmbedPurpose::Query,
             dimensions: Some(self.dimensions),
+            normalize: true,
         });
         let answer = tokio::time::timeout(self.timeout, call.instrument(span))
             .await

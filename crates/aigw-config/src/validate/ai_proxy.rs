@@ -280,6 +280,7 @@ impl Cx<'_> {
                 aws_assume_role_arn: bedrock.aws_assume_role_arn,
                 aws_role_session_name: bedrock.aws_role_session_name,
                 aws_sts_endpoint_url: bedrock.aws_sts_endpoint_url,
+                embeddings_normalize: bedrock.embeddings_normalize.unwrap_or(false),
             },
         })
     }
