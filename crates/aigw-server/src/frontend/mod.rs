@@ -13,6 +13,7 @@
 //! every decoder shares.
 
 pub(crate) mod anthropic;
+mod bedrock;
 mod fetch;
 pub(crate) mod grpc;
 pub(crate) mod http;

@@ -1,0 +1,497 @@
+//! The front end in Bedrock Runtime's native format (Kong's `llm_format: bedrock`), what
+//! the AWS SDKs speak with only `endpoint_url` changed: one decoder (a Converse request into
+//! a core `ChatRequest`) and one encoder (the Converse answer). Admission, the stack and
+//! everything after are the OpenAI front end's. ConverseStream is not served yet.
+
+use aigw_core::{
+    ChatCompletion, ChatReply, ChatRequest, Error, ErrorKind, FinishReason, Message, Part,
+    ReplyBody, Role, Tool, ToolCall, ToolChoice,
+};
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::http::{ANSWERING, Refused, answer, decode_json, read_json_body, require_post};
+use crate::admission::{Admission, Caller, Entry};
+use crate::recent::StreamBreak;
+use crate::{ApiError, SharedRoutes};
+
+/// The header Bedrock names its error's type in; the SDKs pick their exception by it.
+const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
+
+/// What a path under the route asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Operation {
+    Converse,
+    ConverseStream,
+}
+
+/// The operation and the (percent-decoded) model id of `…/model/{modelId}/converse[-stream]`.
+fn operation(path: &str) -> Option<(Operation, String)> {
+    let path = path.trim_end_matches('/');
+    let (rest, op) = if let Some(rest) = path.strip_suffix("/converse-stream") {
+        (rest, Operation::ConverseStream)
+    } else {
+        (path.strip_suffix("/converse")?, Operation::Converse)
+    };
+    let at = rest.rfind("/model/")?;
+    let id = &rest[at + "/model/".len()..];
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    let id = percent_encoding::percent_decode_str(id)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    Some((op, id))
+}
+
+pub(super) async fn converse(
+    routes: &SharedRoutes,
+    admission: &Admission,
+    caller: Caller<'_>,
+    parts: &http::request::Parts,
+    body: &mut Option<Body>,
+    entry: Entry,
+) -> Result<Response, Refused> {
+    let path = crate::router::normalize(parts.uri.path());
+    let Some((op, model_id)) = operation(&path) else {
+        return Err(Error::new(
+            ErrorKind::RouteNotFound,
+            format!(
+                "this route speaks Bedrock Runtime's API; POST to <route path>/model/{{modelId}}/converse, not {path}"
+            ),
+        )
+        .into());
+    };
+    if op == Operation::ConverseStream {
+        return Err(Error::invalid_request(
+            "ConverseStream is not served by aigw yet; call Converse",
+        )
+        .into());
+    }
+    require_post(&parts.method, "converse")?;
+    let route = &*entry.route;
+    let limit = admission.body_limit(Some(route));
+    let body = read_json_body(&parts.headers, body, limit, || {
+        admission.body_too_large(Some(route))
+    })
+    .await?;
+    let wire: WireRequest = decode_json(&body)?;
+    let request = wire.into_core(model_id)?;
+    let admitted = Admission::call(&entry, caller, ANSWERING, request, body.len()).await?;
+    Ok(answer(routes, entry.route.clone(), admitted, encode_reply))
+}
+
+/// An error as Bedrock sends it: the status, `x-amzn-ErrorType` and `{"message": …}`, with
+/// the headers (`Retry-After`) of the OpenAI answer.
+pub(super) fn error_response(error: Error) -> Response {
+    let message = error.message().to_owned();
+    let (mut parts, _) = ApiError(error).into_response().into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::WWW_AUTHENTICATE);
+    parts.headers.insert(
+        ERROR_TYPE_HEADER,
+        HeaderValue::from_static(error_type(parts.status)),
+    );
+    let body = json!({ "message": message });
+    Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+/// Bedrock's exception name for a status.
+fn error_type(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "UnrecognizedClientException",
+        403 => "AccessDeniedException",
+        404 => "ResourceNotFoundException",
+        408 | 504 => "ModelTimeoutException",
+        429 => "ThrottlingException",
+        400..=499 => "ValidationException",
+        503 => "ServiceUnavailableException",
+        502 => "ModelErrorException",
+        _ => "InternalServerException",
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The decoder.
+
+/// A Converse request. Fields the core cannot carry are refused by name.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequest {
+    messages: Vec<WireMessage>,
+    system: Option<Vec<Value>>,
+    inference_config: Option<WireInference>,
+    tool_config: Option<WireToolConfig>,
+    guardrail_config: Option<WireGuardrail>,
+    additional_model_request_fields: Option<Value>,
+    additional_model_response_field_paths: Option<Value>,
+    prompt_variables: Option<Value>,
+    request_metadata: Option<Value>,
+    performance_config: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    role: String,
+    content: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireInference {
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    #[serde(default)]
+    stop_sequences: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireToolConfig {
+    tools: Vec<Value>,
+    tool_choice: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireGuardrail {
+    guardrail_identifier: String,
+    guardrail_version: String,
+    trace: Option<String>,
+    stream_processing_mode: Option<String>,
+}
+
+fn invalid(message: String) -> Error {
+    Error::invalid_request(message)
+}
+
+impl WireRequest {
+    fn into_core(self, model_id: String) -> Result<ChatRequest, Error> {
+        for (name, present) in [
+            (
+                "additionalModelRequestFields",
+                self.additional_model_request_fields.is_some(),
+            ),
+            (
+                "additionalModelResponseFieldPaths",
+                self.additional_model_response_field_paths.is_some(),
+            ),
+            ("promptVariables", self.prompt_variables.is_some()),
+            ("requestMetadata", self.request_metadata.is_some()),
+            ("performanceConfig", self.performance_config.is_some()),
+        ] {
+            if present {
+                return Err(invalid(format!(
+                    "{name}: not supported by aigw yet (its core request cannot carry it); leave it out"
+                )));
+            }
+        }
+        if self.messages.is_empty() {
+            return Err(invalid("messages must hold at least one message".into()));
+        }
+        let mut messages = Vec::with_capacity(self.messages.len() + 1);
+        if let Some(system) = self.system {
+            let mut message = Message::new(Role::System, "");
+            message.content.clear();
+            for (i, block) in system.iter().enumerate() {
+                message
+                    .content
+                    .push(text_or_cache(block, &format!("system[{i}]"))?);
+            }
+            messages.push(message);
+        }
+        for (index, wire) in self.messages.into_iter().enumerate() {
+            decode_message(index, wire, &mut messages)?;
+        }
+        let inference = self.inference_config.unwrap_or(WireInference {
+            max_tokens: None,
+            temperature: None,
+            top_p: None,
+            stop_sequences: Vec::new(),
+        });
+        let (tools, tool_choice) = match self.tool_config {
+            None => (Vec::new(), None),
+            Some(config) => decode_tools(config)?,
+        };
+        Ok(ChatRequest {
+            model: Some(model_id),
+            messages: messages.into(),
+            max_tokens: inference.max_tokens,
+            temperature: inference.temperature,
+            top_p: inference.top_p,
+            stop: inference.stop_sequences.into(),
+            stream: false,
+            tools: tools.into(),
+            tool_choice,
+            guardrail: self.guardrail_config.map(|g| {
+                std::sync::Arc::new(aigw_core::Guardrail {
+                    identifier: g.guardrail_identifier,
+                    version: g.guardrail_version,
+                    trace: g.trace,
+                    stream_processing_mode: g.stream_processing_mode,
+                })
+            }),
+            ..ChatRequest::default()
+        })
+    }
+}
+
+/// A `{"text": …}` or `{"cachePoint": …}` block.
+fn text_or_cache(block: &Value, at: &str) -> Result<Part, Error> {
+    if let Some(text) = block.get("text").and_then(Value::as_str) {
+        return Ok(Part::Text(text.to_owned()));
+    }
+    if block.get("cachePoint").is_some() {
+        return Ok(Part::CachePoint);
+    }
+    Err(invalid(format!(
+        "{at}: only text and cachePoint blocks are supported here"
+    )))
+}
+
+/// The single key of a content block, which names its kind.
+fn block_kind(block: &Value) -> Option<&str> {
+    let object = block.as_object()?;
+    let mut keys = object.keys();
+    let key = keys.next()?;
+    keys.next().is_none().then_some(key.as_str())
+}
+
+/// One Converse message into core messages: a user turn's `toolResult` blocks become
+/// tool turns of their own (the core's shape, which drivers regroup), in order.
+fn decode_message(index: usize, wire: WireMessage, out: &mut Vec<Message>) -> Result<(), Error> {
+    let at = format!("messages[{index}]");
+    let role = match wire.role.as_str() {
+        "user" => Role::User,
+        "assistant" => Role::Assistant,
+        other => {
+            return Err(invalid(format!(
+                "{at}.role: unknown role {other:?}, expected user or assistant"
+            )));
+        }
+    };
+    let mut message = Message::new(role, "");
+    message.content.clear();
+    for (b, block) in wire.content.iter().enumerate() {
+        let at = format!("{at}.content[{b}]");
+        match (block_kind(block), role) {
+            (Some("text" | "cachePoint"), _) => message.content.push(text_or_cache(block, &at)?),
+            (Some("toolUse"), Role::Assistant) => {
+                let tool_use = &block["toolUse"];
+                let (Some(id), Some(name)) = (
+                    tool_use.get("toolUseId").and_then(Value::as_str),
+                    tool_use.get("name").and_then(Value::as_str),
+                ) else {
+                    return Err(invalid(format!("{at}.toolUse: needs toolUseId and name")));
+                };
+                let input = tool_use.get("input").cloned().unwrap_or_else(|| json!({}));
+                message.tool_calls.push(ToolCall {
+                    id: id.to_owned(),
+                    name: name.to_owned(),
+                    arguments: input.to_string(),
+                });
+            }
+            (Some("toolResult"), Role::User) => {
+                let result = &block["toolResult"];
+                let Some(id) = result.get("toolUseId").and_then(Value::as_str) else {
+                    return Err(invalid(format!(
+                        "{at}.toolResult.toolUseId: field required"
+                    )));
+                };
+                // What the user turn said before the result keeps its place.
+                if !message.content.is_empty() {
+                    out.push(std::mem::replace(&mut message, Message::new(role, "")));
+                    message.content.clear();
+                }
+                let mut tool = Message::new(Role::Tool, "");
+                tool.tool_call_id = Some(id.to_owned());
+                tool.content.clear();
+                let content = result.get("content").and_then(Value::as_array);
+                for (c, part) in content.into_iter().flatten().enumerate() {
+                    let at = format!("{at}.toolResult.content[{c}]");
+                    if let Some(text) = part.get("text").and_then(Value::as_str) {
+                        tool.content.push(Part::Text(text.to_owned()));
+                    } else if let Some(value) = part.get("json") {
+                        tool.content.push(Part::Text(value.to_string()));
+                    } else {
+                        return Err(invalid(format!(
+                            "{at}: only text and json tool results are supported"
+                        )));
+                    }
+                }
+                out.push(tool);
+            }
+            (Some(kind), _) => {
+                return Err(invalid(format!(
+                    "{at}: a {kind:?} block is not supported here by aigw yet"
+                )));
+            }
+            (None, _) => {
+                return Err(invalid(format!(
+                    "{at}: a content block holds exactly one member"
+                )));
+            }
+        }
+    }
+    if !message.content.is_empty() || !message.tool_calls.is_empty() {
+        out.push(message);
+    }
+    Ok(())
+}
+
+fn decode_tools(config: WireToolConfig) -> Result<(Vec<Tool>, Option<ToolChoice>), Error> {
+    let mut tools: Vec<Tool> = Vec::with_capacity(config.tools.len());
+    for (i, tool) in config.tools.iter().enumerate() {
+        let at = format!("toolConfig.tools[{i}]");
+        if tool.get("cachePoint").is_some() {
+            match tools.last_mut() {
+                Some(last) => last.cache_point = true,
+                None => {
+                    return Err(invalid(format!(
+                        "{at}: a cachePoint needs a tool before it"
+                    )));
+                }
+            }
+            continue;
+        }
+        let Some(spec) = tool.get("toolSpec") else {
+            return Err(invalid(format!(
+                "{at}: only toolSpec and cachePoint are supported"
+            )));
+        };
+        let Some(name) = spec.get("name").and_then(Value::as_str) else {
+            return Err(invalid(format!("{at}.toolSpec.name: field required")));
+        };
+        let Some(schema) = spec.get("inputSchema").and_then(|s| s.get("json")) else {
+            return Err(invalid(format!(
+                "{at}.toolSpec.inputSchema.json: field required"
+            )));
+        };
+        tools.push(Tool {
+            name: name.to_owned(),
+            description: spec
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            parameters: schema.clone(),
+            cache_point: false,
+        });
+    }
+    let choice = match &config.tool_choice {
+        None => None,
+        Some(choice) => Some(match block_kind(choice) {
+            Some("auto") => ToolChoice::Auto,
+            Some("any") => ToolChoice::Required,
+            Some("tool") => {
+                let name = choice["tool"].get("name").and_then(Value::as_str);
+                ToolChoice::Function(
+                    name.ok_or_else(|| {
+                        invalid("toolConfig.toolChoice.tool.name: field required".into())
+                    })?
+                    .to_owned(),
+                )
+            }
+            _ => {
+                return Err(invalid(
+                    "toolConfig.toolChoice: expected one of auto, any or tool".into(),
+                ));
+            }
+        }),
+    };
+    Ok((tools, choice))
+}
+
+// ---------------------------------------------------------------------------------------
+// The encoder.
+
+fn stop_reason(reason: FinishReason) -> &'static str {
+    match reason {
+        // The core does not say whether a stop sequence ended the answer.
+        FinishReason::Stop => "end_turn",
+        FinishReason::Length => "max_tokens",
+        FinishReason::ToolCalls => "tool_use",
+        FinishReason::ContentFilter => "content_filtered",
+    }
+}
+
+/// A tool call's arguments as the `input` document the SDKs expect.
+fn tool_input(arguments: &str) -> Value {
+    if arguments.trim().is_empty() {
+        return json!({});
+    }
+    serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_owned()))
+}
+
+fn complete_json(answer: &ChatCompletion) -> Value {
+    let mut content = Vec::new();
+    if let Some(reasoning) = &answer.reasoning {
+        let mut text = json!({"text": reasoning.text});
+        if let Some(signature) = &reasoning.signature {
+            text["signature"] = json!(signature);
+        }
+        content.push(json!({"reasoningContent": {"reasoningText": text}}));
+    }
+    if !answer.content.is_empty() || answer.tool_calls.is_empty() {
+        content.push(json!({"text": answer.content}));
+    }
+    for call in &answer.tool_calls {
+        content.push(json!({"toolUse": {
+            "toolUseId": call.id,
+            "name": call.name,
+            "input": tool_input(&call.arguments),
+        }}));
+    }
+    let usage = answer.usage;
+    json!({
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": stop_reason(answer.finish_reason),
+        "usage": {
+            "inputTokens": usage.prompt_tokens,
+            "outputTokens": usage.completion_tokens,
+            "totalTokens": usage.prompt_tokens + usage.completion_tokens,
+            "cacheReadInputTokens": usage.cache_read_tokens,
+            "cacheWriteInputTokens": usage.cache_write_tokens,
+        },
+        // The core does not carry the upstream's latency.
+        "metrics": {"latencyMs": 0},
+    })
+}
+
+fn encode_reply(reply: ChatReply, _broken: StreamBreak) -> Response {
+    match reply.body {
+        ReplyBody::Complete(answer) => axum::Json(complete_json(&answer)).into_response(),
+        // The decoder never asks for a stream.
+        ReplyBody::Stream(_) => error_response(Error::new(
+            ErrorKind::UpstreamError,
+            "the upstream answered a stream to a Converse request",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_id_is_read_from_the_path_percent_decoded() {
+        assert_eq!(
+            operation("/bedrock/model/us.anthropic.claude%3A0/converse"),
+            Some((Operation::Converse, "us.anthropic.claude:0".to_owned()))
+        );
+        assert_eq!(
+            operation("/model/m1/converse-stream"),
+            Some((Operation::ConverseStream, "m1".to_owned()))
+        );
+        assert_eq!(operation("/bedrock/model//converse"), None);
+        assert_eq!(operation("/bedrock/v1/messages"), None);
+    }
+}
