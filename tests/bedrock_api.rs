@@ -75,6 +75,29 @@ async fn boto3_runs_a_tool_round_trip() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn boto3_reads_a_converse_stream() {
+    boto3(&stack().await, "stream").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_reads_a_tool_call_from_a_converse_stream() {
+    boto3(&stack().await, "stream_tool").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_broken_upstream_ends_in_an_exception_boto3_raises() {
+    let stack = stack().await;
+    stack.emulator.knobs().set_default(ModelKnobs::with_fault(
+        Fault::StreamException {
+            after_deltas: 3,
+            exception_type: "modelStreamErrorException".into(),
+        },
+        None,
+    ));
+    boto3(&stack, "broken_stream").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn boto3_catches_a_throttling_exception() {
     let stack = stack().await;
     stack

@@ -1,14 +1,21 @@
 //! The front end in Bedrock Runtime's native format (Kong's `llm_format: bedrock`), what
 //! the AWS SDKs speak with only `endpoint_url` changed: one decoder (a Converse request into
 //! a core `ChatRequest`) and one encoder (the Converse answer). Admission, the stack and
-//! everything after are the OpenAI front end's. ConverseStream is not served yet.
+//! everything after are the OpenAI front end's.
 
 use aigw_core::{
     ChatCompletion, ChatReply, ChatRequest, Error, ErrorKind, FinishReason, Message, Part,
     ReplyBody, Role, Tool, ToolCall, ToolChoice,
 };
+use aws_smithy_eventstream::frame::write_message_to;
+use aws_smithy_types::event_stream::{
+    Header, HeaderValue as EventHeaderValue, Message as EventMessage,
+};
+use aws_smithy_types::str_bytes::StrBytes;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{HeaderValue, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -66,12 +73,6 @@ pub(super) async fn converse(
         )
         .into());
     };
-    if op == Operation::ConverseStream {
-        return Err(Error::invalid_request(
-            "ConverseStream is not served by aigw yet; call Converse",
-        )
-        .into());
-    }
     require_post(&parts.method, "converse")?;
     let route = &*entry.route;
     let limit = admission.body_limit(Some(route));
@@ -80,7 +81,8 @@ pub(super) async fn converse(
     })
     .await?;
     let wire: WireRequest = decode_json(&body)?;
-    let request = wire.into_core(model_id)?;
+    let mut request = wire.into_core(model_id)?;
+    request.stream = op == Operation::ConverseStream;
     let admitted = Admission::call(&entry, caller, ANSWERING, request, body.len()).await?;
     Ok(answer(routes, entry.route.clone(), admitted, encode_reply))
 }
@@ -466,15 +468,231 @@ fn complete_json(answer: &ChatCompletion) -> Value {
     })
 }
 
-fn encode_reply(reply: ChatReply, _broken: StreamBreak) -> Response {
+fn encode_reply(reply: ChatReply, broken: StreamBreak) -> Response {
     match reply.body {
         ReplyBody::Complete(answer) => axum::Json(complete_json(&answer)).into_response(),
-        // The decoder never asks for a stream.
-        ReplyBody::Stream(_) => error_response(Error::new(
-            ErrorKind::UpstreamError,
-            "the upstream answered a stream to a Converse request",
-        )),
+        ReplyBody::Stream(chunks) => {
+            let mut response = Response::new(Body::from_stream(frames(chunks, broken)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.amazon.eventstream"),
+            );
+            response
+        }
     }
+}
+
+/// The content block a stream has open.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Text,
+    Reasoning,
+    /// A toolUse block, for the core's tool call of this index.
+    Tool(u32),
+}
+
+/// An event before framing: its type and its JSON.
+type Named = (&'static str, Value);
+
+/// Turns core chunks into ConverseStream's events: it opens and closes content blocks as
+/// the kind of what arrives changes, and keeps the end (stop reason, usage) for
+/// `messageStop` and `metadata`.
+#[derive(Default)]
+struct Encoder {
+    started: bool,
+    open: Option<Open>,
+    /// The index of the open block, or of the next one.
+    index: u32,
+    stop: Option<FinishReason>,
+    usage: aigw_core::Usage,
+}
+
+impl Encoder {
+    fn chunk(&mut self, chunk: &aigw_core::ChatChunk, out: &mut Vec<Named>) {
+        if !self.started {
+            self.started = true;
+            out.push(("messageStart", json!({"role": "assistant"})));
+        }
+        if let Some(reasoning) = &chunk.reasoning {
+            self.open_block(Open::Reasoning, out, None);
+            if !reasoning.text.is_empty() {
+                self.delta(out, json!({"reasoningContent": {"text": reasoning.text}}));
+            }
+            if let Some(signature) = &reasoning.signature {
+                self.delta(out, json!({"reasoningContent": {"signature": signature}}));
+            }
+        }
+        if let Some(text) = chunk.content.as_deref().filter(|t| !t.is_empty()) {
+            self.open_block(Open::Text, out, None);
+            self.delta(out, json!({"text": text}));
+        }
+        if let Some(call) = &chunk.tool_call {
+            if self.open != Some(Open::Tool(call.index)) {
+                let start = json!({"toolUse": {
+                    "toolUseId": call.id.as_deref().unwrap_or_default(),
+                    "name": call.name.as_deref().unwrap_or_default(),
+                }});
+                self.open_block(Open::Tool(call.index), out, Some(start));
+            }
+            if !call.arguments.is_empty() {
+                self.delta(out, json!({"toolUse": {"input": call.arguments}}));
+            }
+        }
+        if let Some(reason) = chunk.finish_reason {
+            self.stop = Some(reason);
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = usage;
+        }
+    }
+
+    /// Text and reasoning blocks start with their first delta; only a toolUse block has a
+    /// `contentBlockStart`, as Bedrock sends them.
+    fn open_block(&mut self, kind: Open, out: &mut Vec<Named>, start: Option<Value>) {
+        if self.open == Some(kind) {
+            return;
+        }
+        self.close_block(out);
+        self.open = Some(kind);
+        if let Some(start) = start {
+            out.push((
+                "contentBlockStart",
+                json!({"contentBlockIndex": self.index, "start": start}),
+            ));
+        }
+    }
+
+    fn close_block(&mut self, out: &mut Vec<Named>) {
+        if self.open.take().is_some() {
+            out.push(("contentBlockStop", json!({"contentBlockIndex": self.index})));
+            self.index += 1;
+        }
+    }
+
+    fn delta(&self, out: &mut Vec<Named>, delta: Value) {
+        out.push((
+            "contentBlockDelta",
+            json!({"contentBlockIndex": self.index, "delta": delta}),
+        ));
+    }
+
+    fn end(&mut self, out: &mut Vec<Named>) {
+        self.close_block(out);
+        let stop = self.stop.unwrap_or(FinishReason::Stop);
+        out.push(("messageStop", json!({"stopReason": stop_reason(stop)})));
+        let usage = self.usage;
+        out.push((
+            "metadata",
+            json!({
+                "usage": {
+                    "inputTokens": usage.prompt_tokens,
+                    "outputTokens": usage.completion_tokens,
+                    "totalTokens": usage.prompt_tokens + usage.completion_tokens,
+                    "cacheReadInputTokens": usage.cache_read_tokens,
+                    "cacheWriteInputTokens": usage.cache_write_tokens,
+                },
+                "metrics": {"latencyMs": 0},
+            }),
+        ));
+    }
+}
+
+fn string_header(name: &'static str, value: &'static str) -> Header {
+    Header::new(name, EventHeaderValue::String(StrBytes::from(value)))
+}
+
+/// One event-stream frame (prelude, headers, payload and both CRCs).
+fn frame(headers: Vec<Header>, payload: Value) -> Bytes {
+    let mut buf = Vec::new();
+    let message = EventMessage::new_from_parts(headers, Bytes::from(payload.to_string()));
+    // Only headers or payloads beyond the format's 16 MB limits fail to encode; a frame
+    // that cannot be written is left out rather than sent broken.
+    if let Err(error) = write_message_to(&message, &mut buf) {
+        tracing::warn!(%error, "an event-stream frame could not be encoded");
+    }
+    Bytes::from(buf)
+}
+
+fn event_frame(event_type: &'static str, payload: Value) -> Bytes {
+    frame(
+        vec![
+            string_header(":event-type", event_type),
+            string_header(":content-type", "application/json"),
+            string_header(":message-type", "event"),
+        ],
+        payload,
+    )
+}
+
+/// The stream's exception frame for an error, named as the SDKs' event-stream
+/// exceptions are (`throttlingException`, …).
+fn exception_frame(error: &Error) -> Bytes {
+    let status = ApiError(error.clone()).into_response().status();
+    let exception = match error_type(status) {
+        "ThrottlingException" => "throttlingException",
+        "ValidationException" => "validationException",
+        "ServiceUnavailableException" => "serviceUnavailableException",
+        "InternalServerException" => "internalServerException",
+        _ => "modelStreamErrorException",
+    };
+    frame(
+        vec![
+            string_header(":exception-type", exception),
+            string_header(":content-type", "application/json"),
+            string_header(":message-type", "exception"),
+        ],
+        json!({"message": error.message()}),
+    )
+}
+
+/// ConverseStream's frames, pulled from upstream only as fast as the client reads. A
+/// broken upstream ends the stream with an exception frame and no `messageStop`, so SDKs
+/// raise instead of returning a truncated answer.
+fn frames(
+    chunks: aigw_core::ChunkStream,
+    broken: StreamBreak,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
+    struct State {
+        chunks: aigw_core::ChunkStream,
+        broken: StreamBreak,
+        encoder: Encoder,
+        done: bool,
+    }
+    let state = State {
+        chunks,
+        broken,
+        encoder: Encoder::default(),
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut state| async move {
+        if state.done {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut body = Vec::new();
+        while out.is_empty() && body.is_empty() {
+            match state.chunks.next().await {
+                Some(Ok(chunk)) => state.encoder.chunk(&chunk, &mut out),
+                Some(Err(error)) => {
+                    tracing::warn!(kind = %error.kind(), %error, "upstream stream broke off; ending the client's stream with an exception frame");
+                    state.broken.record(&error);
+                    for (name, data) in out.drain(..) {
+                        body.extend_from_slice(&event_frame(name, data));
+                    }
+                    body.extend_from_slice(&exception_frame(&error));
+                    state.done = true;
+                }
+                None => {
+                    state.encoder.end(&mut out);
+                    state.done = true;
+                }
+            }
+        }
+        for (name, data) in out {
+            body.extend_from_slice(&event_frame(name, data));
+        }
+        Some((Ok(Bytes::from(body)), state))
+    })
 }
 
 #[cfg(test)]
