@@ -1,10 +1,17 @@
 //! Bedrock Runtime's native API (`llm_format: bedrock`) through aigw over Bedrock (the
 //! emulator), seen by boto3's `bedrock-runtime` client with only `endpoint_url` changed:
 //! Converse with text and a tool round trip, typed exceptions (`ThrottlingException`,
-//! `ValidationException`, a wrong key), round-robin across two targets.
+//! `ValidationException`, a wrong key), round-robin across two targets; and by the AWS SDK
+//! for Rust: converse and converse_stream.
 
 use aigw_emulator::{Fault, ModelKnobs};
 use aigw_tests::{Stack, config_from, key_consumer_deck_head, run_sdk_script};
+use aws_sdk_bedrockruntime::Client;
+use aws_sdk_bedrockruntime::config::retry::RetryConfig;
+use aws_sdk_bedrockruntime::config::{Credentials, Region};
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, ConversationRole, ConverseStreamOutput, Message, StopReason,
+};
 
 const KEY: &str = "boto3-key-7e1d";
 /// Two Claude model ids, so the balancer has two targets to choose from.
@@ -133,4 +140,115 @@ async fn round_robin_takes_turns_across_the_targets() {
     let mut both = vec![SECOND.to_owned(), FIRST.to_owned()];
     both.sort();
     assert_eq!(called, both, "one request to each target");
+}
+
+/// The AWS SDK for Rust with only its endpoint at the route's path, dummy credentials and
+/// no retries (a retry would hide what the gateway answered).
+fn rust_client(stack: &Stack) -> Client {
+    let config = aws_sdk_bedrockruntime::Config::builder()
+        .behavior_version_latest()
+        .region(Region::new("us-west-2"))
+        .endpoint_url(stack.url("/bedrock"))
+        .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}
+
+fn question() -> Message {
+    Message::builder()
+        .role(ConversationRole::User)
+        .content(ContentBlock::Text("What is the weather in Krakow?".into()))
+        .build()
+        .expect("a valid message")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_sdk_for_rust_converses_and_streams() {
+    let stack = stack().await;
+    let client = rust_client(&stack);
+    let answer = client
+        .converse()
+        .model_id(FIRST)
+        .messages(question())
+        .customize()
+        .mutate_request(|request| {
+            // Key-auth as on any route; the SDK's SigV4 `Authorization` is not a key.
+            request.headers_mut().insert("apikey", KEY);
+        })
+        .send()
+        .await
+        .expect("converse through aigw");
+    assert_eq!(answer.stop_reason(), &StopReason::EndTurn);
+    let whole = answer
+        .output()
+        .and_then(|o| o.as_message().ok())
+        .and_then(|m| m.content().first())
+        .and_then(|b| b.as_text().ok())
+        .cloned()
+        .expect("a text answer");
+    assert!(answer.usage().is_some_and(|u| u.output_tokens() > 0));
+
+    let mut stream = client
+        .converse_stream()
+        .model_id(FIRST)
+        .messages(question())
+        .customize()
+        .mutate_request(|request| {
+            // Key-auth as on any route; the SDK's SigV4 `Authorization` is not a key.
+            request.headers_mut().insert("apikey", KEY);
+        })
+        .send()
+        .await
+        .expect("converse_stream through aigw")
+        .stream;
+    let (mut text, mut stop, mut usage) = (String::new(), None, None);
+    while let Some(event) = stream.recv().await.expect("frames the SDK accepts") {
+        match event {
+            ConverseStreamOutput::ContentBlockDelta(e) => {
+                if let Some(Ok(piece)) = e.delta().map(|d| d.as_text()) {
+                    text.push_str(piece);
+                }
+            }
+            ConverseStreamOutput::MessageStop(e) => stop = Some(e.stop_reason().clone()),
+            ConverseStreamOutput::Metadata(e) => usage = e.usage().map(|u| u.output_tokens()),
+            _ => {}
+        }
+    }
+    assert_eq!(stop, Some(StopReason::EndTurn));
+    assert!(usage.is_some_and(|n| n > 0), "{usage:?}");
+    // The emulator's answer opens with the model that gave it, which round-robin changes.
+    let tail = |s: &str| s.split_once("] ").map(|(_, t)| t.to_owned());
+    assert_eq!(
+        tail(&text),
+        tail(&whole),
+        "the stream says what converse said"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_sdk_for_rust_sees_a_throttling_exception() {
+    let stack = stack().await;
+    stack
+        .emulator
+        .knobs()
+        .set_default(ModelKnobs::with_fault(Fault::throttling(), None));
+    let error = rust_client(&stack)
+        .converse()
+        .model_id(FIRST)
+        .messages(question())
+        .customize()
+        .mutate_request(|request| {
+            // Key-auth as on any route; the SDK's SigV4 `Authorization` is not a key.
+            request.headers_mut().insert("apikey", KEY);
+        })
+        .send()
+        .await
+        .expect_err("throttled");
+    assert!(
+        error
+            .as_service_error()
+            .is_some_and(|e| e.is_throttling_exception()),
+        "{error:?}"
+    );
 }
