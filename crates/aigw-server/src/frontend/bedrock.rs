@@ -14,6 +14,7 @@ use aws_smithy_types::event_stream::{
 use aws_smithy_types::str_bytes::StrBytes;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderValue, header};
@@ -287,6 +288,26 @@ fn decode_message(index: usize, wire: WireMessage, out: &mut Vec<Message>) -> Re
         let at = format!("{at}.content[{b}]");
         match (block_kind(block), role) {
             (Some("text" | "cachePoint"), _) => message.content.push(text_or_cache(block, &at)?),
+            (Some("image"), _) => message.content.push(image(&block["image"], &at)?),
+            (Some("document"), _) => message.content.push(document(&block["document"], &at)?),
+            (Some("reasoningContent"), Role::Assistant) => {
+                let Some(reasoning) = block["reasoningContent"].get("reasoningText") else {
+                    return Err(invalid(format!(
+                        "{at}.reasoningContent: only reasoningText is supported (not redactedContent)"
+                    )));
+                };
+                message.reasoning = Some(aigw_core::Reasoning {
+                    text: reasoning
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    signature: reasoning
+                        .get("signature")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                });
+            }
             (Some("toolUse"), Role::Assistant) => {
                 let tool_use = &block["toolUse"];
                 let (Some(id), Some(name)) = (
@@ -344,10 +365,67 @@ fn decode_message(index: usize, wire: WireMessage, out: &mut Vec<Message>) -> Re
             }
         }
     }
-    if !message.content.is_empty() || !message.tool_calls.is_empty() {
+    if !message.content.is_empty() || !message.tool_calls.is_empty() || message.reasoning.is_some()
+    {
         out.push(message);
     }
     Ok(())
+}
+
+/// The bytes of a `{"source": {"bytes": <base64>}}` (what the SDKs send; S3 locations
+/// are the target account's, which the gateway cannot vouch for).
+fn source_bytes(block: &Value, at: &str) -> Result<Vec<u8>, Error> {
+    let Some(data) = block
+        .get("source")
+        .and_then(|s| s.get("bytes"))
+        .and_then(Value::as_str)
+    else {
+        return Err(invalid(format!(
+            "{at}.source.bytes: field required (s3Location sources are not supported)"
+        )));
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| invalid(format!("{at}.source.bytes: not base64: {e}")))
+}
+
+fn image(block: &Value, at: &str) -> Result<Part, Error> {
+    let at = format!("{at}.image");
+    let format = block
+        .get("format")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let format =
+        aigw_core::ImageFormat::from_mime(&format!("image/{format}")).ok_or_else(|| {
+            invalid(format!(
+                "{at}.format: {format:?} is not png, jpeg, gif or webp"
+            ))
+        })?;
+    Ok(Part::Image(aigw_core::Image {
+        format,
+        bytes: source_bytes(block, &at)?.into(),
+    }))
+}
+
+fn document(block: &Value, at: &str) -> Result<Part, Error> {
+    let at = format!("{at}.document");
+    let format = block
+        .get("format")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if format != "pdf" {
+        return Err(invalid(format!(
+            "{at}.format: only pdf documents are supported, not {format:?}"
+        )));
+    }
+    Ok(Part::Document(aigw_core::Document {
+        name: block
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("document")
+            .to_owned(),
+        bytes: source_bytes(block, &at)?.into(),
+    }))
 }
 
 fn decode_tools(config: WireToolConfig) -> Result<(Vec<Tool>, Option<ToolChoice>), Error> {
@@ -711,5 +789,78 @@ mod tests {
         );
         assert_eq!(operation("/bedrock/model//converse"), None);
         assert_eq!(operation("/bedrock/v1/messages"), None);
+    }
+
+    fn decode(body: Value) -> Result<ChatRequest, Error> {
+        let wire: WireRequest = serde_json::from_value(body).map_err(|e| invalid(e.to_string()))?;
+        wire.into_core("m".to_owned())
+    }
+
+    #[test]
+    fn every_block_kind_reaches_the_core_and_the_rest_is_refused_by_name() {
+        let png = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG");
+        let request = decode(json!({
+            "system": [{"text": "be brief"}, {"cachePoint": {"type": "default"}}],
+            "messages": [
+                {"role": "user", "content": [
+                    {"text": "look"},
+                    {"image": {"format": "png", "source": {"bytes": png}}},
+                    {"document": {"format": "pdf", "name": "a", "source": {"bytes": png}}},
+                ]},
+                {"role": "assistant", "content": [
+                    {"reasoningContent": {"reasoningText": {"text": "hm", "signature": "s"}}},
+                    {"toolUse": {"toolUseId": "t1", "name": "f", "input": {"x": 1}}},
+                ]},
+                {"role": "user", "content": [
+                    {"toolResult": {"toolUseId": "t1", "content": [{"json": {"ok": true}}]}},
+                ]},
+            ],
+            "inferenceConfig": {"maxTokens": 9, "temperature": 0.5, "topP": 0.9, "stopSequences": ["x"]},
+            "toolConfig": {"tools": [
+                {"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object"}}}},
+                {"cachePoint": {"type": "default"}},
+            ], "toolChoice": {"tool": {"name": "f"}}},
+            "guardrailConfig": {"guardrailIdentifier": "g", "guardrailVersion": "1"},
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(request.model.as_deref(), Some("m"));
+        assert_eq!(request.messages.len(), 4);
+        assert_eq!(request.messages[0].content[1], Part::CachePoint);
+        assert!(matches!(request.messages[1].content[1], Part::Image(_)));
+        assert!(matches!(request.messages[1].content[2], Part::Document(_)));
+        let reasoning = request.messages[2]
+            .reasoning
+            .as_ref()
+            .map(|r| r.signature.as_deref());
+        assert_eq!(reasoning, Some(Some("s")));
+        assert_eq!(request.messages[2].tool_calls[0].arguments, r#"{"x":1}"#);
+        assert_eq!(request.messages[3].tool_call_id.as_deref(), Some("t1"));
+        assert_eq!((request.max_tokens, request.top_p), (Some(9), Some(0.9)));
+        assert_eq!(&*request.stop, ["x".to_owned()]);
+        assert!(request.tools[0].cache_point);
+        assert_eq!(request.tool_choice, Some(ToolChoice::Function("f".into())));
+        assert_eq!(
+            request.guardrail.as_ref().map(|g| g.version.as_str()),
+            Some("1")
+        );
+
+        let refused = |body: Value| {
+            decode(body)
+                .map(|_| ())
+                .expect_err("refused")
+                .message()
+                .to_owned()
+        };
+        let hi = json!([{"role": "user", "content": [{"text": "hi"}]}]);
+        let message = refused(json!({"messages": hi, "additionalModelRequestFields": {"k": 1}}));
+        assert!(
+            message.starts_with("additionalModelRequestFields:"),
+            "{message}"
+        );
+        let message = refused(json!({"messages": [{"role": "user", "content": [{"video": {}}]}]}));
+        assert!(
+            message.starts_with("messages[0].content[0]: a \"video\" block"),
+            "{message}"
+        );
     }
 }
