@@ -252,3 +252,52 @@ async fn the_aws_sdk_for_rust_sees_a_throttling_exception() {
         "{error:?}"
     );
 }
+
+/// The deck with the route at `/`, where SDKs post to the bare `/model/{modelId}/…`.
+fn root_deck() -> String {
+    deck().replace("    - /bedrock\n", "    - /\n")
+}
+
+#[tokio::test]
+async fn at_the_root_path_the_bare_model_paths_answer_in_bedrocks_shape() {
+    let stack = Stack::start(&config_from(&root_deck())).await;
+    let hi = serde_json::json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]});
+    let post = |path: &str, key: Option<&str>| {
+        let mut request = reqwest::Client::new().post(stack.url(path)).json(&hi);
+        if let Some(key) = key {
+            request = request.header("apikey", key);
+        }
+        async move {
+            let response = request.send().await.expect("the gateway answers");
+            let status = response.status().as_u16();
+            let error_type = response
+                .headers()
+                .get("x-amzn-errortype")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (status, error_type, body)
+        }
+    };
+    let (status, error_type, body) =
+        post("/model/us.anthropic.claude%3A0/converse", Some(KEY)).await;
+    assert_eq!((status, error_type), (200, None), "{body}");
+    assert_eq!(body["stopReason"], "end_turn", "{body}");
+
+    let (status, error_type, body) = post("/model/m/converse", None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(error_type.as_deref(), Some("UnrecognizedClientException"));
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+
+    let (status, error_type, body) = post("/model/m/invoke", Some(KEY)).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(error_type.as_deref(), Some("ResourceNotFoundException"));
+    assert_eq!(
+        models_called(&stack).len(),
+        1,
+        "only the converse reached Bedrock"
+    );
+}
