@@ -7,11 +7,6 @@ use aigw_core::{
     ChatCompletion, ChatReply, ChatRequest, Error, ErrorKind, FinishReason, Message, Part,
     ReplyBody, Role, Tool, ToolCall, ToolChoice,
 };
-use aws_smithy_eventstream::frame::write_message_to;
-use aws_smithy_types::event_stream::{
-    Header, HeaderValue as EventHeaderValue, Message as EventMessage,
-};
-use aws_smithy_types::str_bytes::StrBytes;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -675,31 +670,17 @@ impl Encoder {
     }
 }
 
-fn string_header(name: &'static str, value: &'static str) -> Header {
-    Header::new(name, EventHeaderValue::String(StrBytes::from(value)))
-}
-
-/// One event-stream frame (prelude, headers, payload and both CRCs).
-fn frame(headers: Vec<Header>, payload: Value) -> Bytes {
+/// The frames of one event, or none when it cannot be encoded (only beyond the format's
+/// 16 MB limits): a frame is left out rather than sent broken.
+fn event_frame(event_type: &'static str, payload: Value) -> Bytes {
     let mut buf = Vec::new();
-    let message = EventMessage::new_from_parts(headers, Bytes::from(payload.to_string()));
-    // Only headers or payloads beyond the format's 16 MB limits fail to encode; a frame
-    // that cannot be written is left out rather than sent broken.
-    if let Err(error) = write_message_to(&message, &mut buf) {
+    if let Err(error) =
+        aigw_eventstream::write_event(&mut buf, event_type, Bytes::from(payload.to_string()))
+    {
         tracing::warn!(%error, "an event-stream frame could not be encoded");
+        buf.clear();
     }
     Bytes::from(buf)
-}
-
-fn event_frame(event_type: &'static str, payload: Value) -> Bytes {
-    frame(
-        vec![
-            string_header(":event-type", event_type),
-            string_header(":content-type", "application/json"),
-            string_header(":message-type", "event"),
-        ],
-        payload,
-    )
 }
 
 /// The stream's exception frame for an error, named as the SDKs' event-stream
@@ -713,14 +694,13 @@ fn exception_frame(error: &Error) -> Bytes {
         "InternalServerException" => "internalServerException",
         _ => "modelStreamErrorException",
     };
-    frame(
-        vec![
-            string_header(":exception-type", exception),
-            string_header(":content-type", "application/json"),
-            string_header(":message-type", "exception"),
-        ],
-        json!({"message": error.message()}),
-    )
+    let mut buf = Vec::new();
+    let payload = Bytes::from(json!({"message": error.message()}).to_string());
+    if let Err(error) = aigw_eventstream::write_exception(&mut buf, exception, payload) {
+        tracing::warn!(%error, "an event-stream exception frame could not be encoded");
+        buf.clear();
+    }
+    Bytes::from(buf)
 }
 
 /// ConverseStream's frames, pulled from upstream only as fast as the client reads. A
