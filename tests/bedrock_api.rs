@@ -82,6 +82,11 @@ async fn boto3_runs_a_tool_round_trip() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn boto3_sees_cache_writes_then_cache_reads_counted_apart() {
+    boto3(&stack().await, "cache").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn boto3_reads_a_converse_stream() {
     boto3(&stack().await, "stream").await;
 }

@@ -142,6 +142,20 @@ def broken_stream():
         assert "emulated stream exception" in error.response["Error"]["Message"], error.response
 
 
+def cache():
+    system = [{"text": "You are a meticulous assistant. " * 40}, {"cachePoint": {"type": "default"}}]
+    usages = [
+        client.converse(modelId=MODEL, system=system, messages=QUESTION)["usage"] for _ in range(3)
+    ]
+    assert usages[0]["cacheWriteInputTokens"] > 0, usages[0]
+    assert usages[0]["cacheReadInputTokens"] == 0, usages[0]
+    assert any(u["cacheReadInputTokens"] > 0 for u in usages[1:]), usages
+    for u in usages:
+        cached = u["cacheReadInputTokens"] + u["cacheWriteInputTokens"]
+        assert u["inputTokens"] > 0, u
+        assert u["totalTokens"] == u["inputTokens"] + u["outputTokens"] + cached, u
+
+
 def throttled():
     try:
         client.converse(modelId=MODEL, messages=QUESTION)
@@ -192,6 +206,7 @@ def twice():
     "wrong_key": wrong_key,
     "twice": twice,
     "stream": stream,
+    "cache": cache,
     "stream_tool": stream_tool,
     "broken_stream": broken_stream,
 }[SCENARIO]()

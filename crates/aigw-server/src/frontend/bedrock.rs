@@ -506,6 +506,22 @@ fn tool_input(arguments: &str) -> Value {
     serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_owned()))
 }
 
+/// Bedrock's usage: `inputTokens` leaves the cached tokens out (the core counts them in),
+/// `totalTokens` counts everything, and the cache counts appear only when there are any.
+fn usage_json(usage: aigw_core::Usage) -> Value {
+    let cached = usage.cache_read_tokens + usage.cache_write_tokens;
+    let mut json = json!({
+        "inputTokens": usage.prompt_tokens.saturating_sub(cached),
+        "outputTokens": usage.completion_tokens,
+        "totalTokens": usage.prompt_tokens + usage.completion_tokens,
+    });
+    if cached > 0 {
+        json["cacheReadInputTokens"] = usage.cache_read_tokens.into();
+        json["cacheWriteInputTokens"] = usage.cache_write_tokens.into();
+    }
+    json
+}
+
 fn complete_json(answer: &ChatCompletion) -> Value {
     let mut content = Vec::new();
     if let Some(reasoning) = &answer.reasoning {
@@ -525,17 +541,10 @@ fn complete_json(answer: &ChatCompletion) -> Value {
             "input": tool_input(&call.arguments),
         }}));
     }
-    let usage = answer.usage;
     json!({
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": stop_reason(answer.finish_reason),
-        "usage": {
-            "inputTokens": usage.prompt_tokens,
-            "outputTokens": usage.completion_tokens,
-            "totalTokens": usage.prompt_tokens + usage.completion_tokens,
-            "cacheReadInputTokens": usage.cache_read_tokens,
-            "cacheWriteInputTokens": usage.cache_write_tokens,
-        },
+        "usage": usage_json(answer.usage),
         // The core does not carry the upstream's latency.
         "metrics": {"latencyMs": 0},
     })
@@ -653,17 +662,10 @@ impl Encoder {
         self.close_block(out);
         let stop = self.stop.unwrap_or(FinishReason::Stop);
         out.push(("messageStop", json!({"stopReason": stop_reason(stop)})));
-        let usage = self.usage;
         out.push((
             "metadata",
             json!({
-                "usage": {
-                    "inputTokens": usage.prompt_tokens,
-                    "outputTokens": usage.completion_tokens,
-                    "totalTokens": usage.prompt_tokens + usage.completion_tokens,
-                    "cacheReadInputTokens": usage.cache_read_tokens,
-                    "cacheWriteInputTokens": usage.cache_write_tokens,
-                },
+                "usage": usage_json(self.usage),
                 "metrics": {"latencyMs": 0},
             }),
         ));
@@ -769,6 +771,22 @@ mod tests {
         );
         assert_eq!(operation("/bedrock/model//converse"), None);
         assert_eq!(operation("/bedrock/v1/messages"), None);
+    }
+
+    #[test]
+    fn usage_counts_cached_tokens_apart_as_bedrock_does() {
+        let usage = aigw_core::Usage {
+            prompt_tokens: 110,
+            completion_tokens: 7,
+            total_tokens: 117,
+            cache_read_tokens: 100,
+            cache_write_tokens: 0,
+        };
+        assert_eq!(
+            usage_json(usage),
+            json!({"inputTokens": 10, "outputTokens": 7, "totalTokens": 117,
+                   "cacheReadInputTokens": 100, "cacheWriteInputTokens": 0})
+        );
     }
 
     fn decode(body: Value) -> Result<ChatRequest, Error> {
