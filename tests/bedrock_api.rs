@@ -19,7 +19,8 @@ const FIRST: &str = "us.anthropic.claude-sonnet-4-20250514-v1:0";
 const SECOND: &str = "us.anthropic.claude-3-7-sonnet-20250219-v1:0";
 
 /// A route as Kong's bedrock-native example has it, with key-auth: ai-proxy-advanced with
-/// `llm_format: bedrock` over two Bedrock targets, round-robin.
+/// `llm_format: bedrock` over two Bedrock targets, round-robin, failing over on a 500 (Kong
+/// fails a POST over only with `non_idempotent`).
 fn deck() -> String {
     let target = |model: &str| {
         format!(
@@ -31,7 +32,8 @@ fn deck() -> String {
     format!(
         "{head}  - name: bedrock\n    paths:\n    - /bedrock\n    plugins:\n    \
          - name: key-auth\n    - name: ai-proxy-advanced\n      config:\n        \
-         llm_format: bedrock\n        balancer:\n          algorithm: round-robin\n        \
+         llm_format: bedrock\n        balancer:\n          algorithm: round-robin\n          \
+         failover_criteria: [error, timeout, http_500, non_idempotent]\n        \
          targets:\n{first}{second}",
         head = key_consumer_deck_head(KEY),
         first = target(FIRST),
@@ -145,6 +147,23 @@ async fn round_robin_takes_turns_across_the_targets() {
     let mut both = vec![SECOND.to_owned(), FIRST.to_owned()];
     both.sort();
     assert_eq!(called, both, "one request to each target");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_target_fails_over_unseen_by_boto3() {
+    let stack = stack().await;
+    stack
+        .emulator
+        .knobs()
+        .set_model(FIRST, ModelKnobs::with_fault(Fault::internal_error(), None));
+    boto3(&stack, "twice").await;
+    let called = models_called(&stack);
+    let answered = called.iter().filter(|m| *m == SECOND).count();
+    assert_eq!(answered, 2, "the healthy target answered both: {called:?}");
+    assert!(
+        called.iter().any(|m| m == FIRST),
+        "the failing target was tried: {called:?}"
+    );
 }
 
 /// The AWS SDK for Rust with only its endpoint at the route's path, dummy credentials and
