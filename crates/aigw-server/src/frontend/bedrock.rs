@@ -120,9 +120,10 @@ fn error_type(status: http::StatusCode) -> &'static str {
 // ---------------------------------------------------------------------------------------
 // The decoder.
 
-/// A Converse request. Fields the core cannot carry are refused by name.
+/// A Converse request. Fields the core cannot carry are refused by name, and so are
+/// fields aigw does not know (as Bedrock refuses them), rather than dropped unseen.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct WireRequest {
     messages: Vec<WireMessage>,
     system: Option<Vec<Value>>,
@@ -143,7 +144,7 @@ struct WireMessage {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct WireInference {
     max_tokens: Option<u32>,
     temperature: Option<f32>,
@@ -153,14 +154,14 @@ struct WireInference {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct WireToolConfig {
     tools: Vec<Value>,
     tool_choice: Option<Value>,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct WireGuardrail {
     guardrail_identifier: String,
     guardrail_version: String,
@@ -855,6 +856,8 @@ mod tests {
             message.starts_with("additionalModelRequestFields:"),
             "{message}"
         );
+        let message = refused(json!({"messages": hi, "serviceTier": {"type": "flex"}}));
+        assert!(message.contains("unknown field `serviceTier`"), "{message}");
         let message = refused(json!({"messages": [{"role": "user", "content": [{"video": {}}]}]}));
         assert!(
             message.starts_with("messages[0].content[0]: a \"video\" block"),
