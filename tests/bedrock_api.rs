@@ -65,8 +65,23 @@ fn models_called(stack: &Stack) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn boto3_converses() {
-    boto3(&stack().await, "text").await;
+async fn boto3_converses_and_its_signature_and_key_stay_at_the_gateway() {
+    let stack = stack().await;
+    boto3(&stack, "text").await;
+    let seen = stack.emulator.requests();
+    assert_eq!(seen.len(), 1);
+    let headers = &seen[0].headers;
+    let authorization = headers.get("authorization").map(String::as_str);
+    // Bedrock got the gateway's own signature, not boto3's (signed with AKIDBOTO3CLIENT).
+    assert!(
+        authorization
+            .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256") && !a.contains("AKIDBOTO3CLIENT")),
+        "{authorization:?}"
+    );
+    assert!(
+        !headers.contains_key("apikey"),
+        "the consumer key was forwarded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

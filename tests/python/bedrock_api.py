@@ -42,7 +42,7 @@ def make_client(key=KEY):
         "bedrock-runtime",
         endpoint_url=ENDPOINT_URL,
         region_name="us-west-2",
-        aws_access_key_id="AKIDEXAMPLE",
+        aws_access_key_id="AKIDBOTO3CLIENT",
         aws_secret_access_key="not-a-real-secret",
         # One attempt: a retry would hide what the gateway answered.
         config=Config(retries={"max_attempts": 1, "mode": "standard"}),
