@@ -80,7 +80,13 @@ pub(super) async fn converse(
     let mut request = wire.into_core(model_id)?;
     request.stream = op == Operation::ConverseStream;
     let admitted = Admission::call(&entry, caller, ANSWERING, request, body.len()).await?;
-    Ok(answer(routes, entry.route.clone(), admitted, encode_reply))
+    let started = std::time::Instant::now();
+    Ok(answer(
+        routes,
+        entry.route.clone(),
+        admitted,
+        move |reply, broken| encode_reply(reply, broken, started),
+    ))
 }
 
 /// An error as Bedrock sends it: the status, `x-amzn-ErrorType` and `{"message": …}`, with
@@ -523,7 +529,7 @@ fn usage_json(usage: aigw_core::Usage) -> Value {
     json
 }
 
-fn complete_json(answer: &ChatCompletion) -> Value {
+fn complete_json(answer: &ChatCompletion, latency_ms: u64) -> Value {
     let mut content = Vec::new();
     if let Some(reasoning) = &answer.reasoning {
         let mut text = json!({"text": reasoning.text});
@@ -546,16 +552,22 @@ fn complete_json(answer: &ChatCompletion) -> Value {
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": stop_reason(answer.finish_reason),
         "usage": usage_json(answer.usage),
-        // The core does not carry the upstream's latency.
-        "metrics": {"latencyMs": 0},
+        "metrics": {"latencyMs": latency_ms},
     })
 }
 
-fn encode_reply(reply: ChatReply, broken: StreamBreak) -> Response {
+/// Milliseconds since `started`, saturating.
+fn millis_since(started: std::time::Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn encode_reply(reply: ChatReply, broken: StreamBreak, started: std::time::Instant) -> Response {
     match reply.body {
-        ReplyBody::Complete(answer) => axum::Json(complete_json(&answer)).into_response(),
+        ReplyBody::Complete(answer) => {
+            axum::Json(complete_json(&answer, millis_since(started))).into_response()
+        }
         ReplyBody::Stream(chunks) => {
-            let mut response = Response::new(Body::from_stream(frames(chunks, broken)));
+            let mut response = Response::new(Body::from_stream(frames(chunks, broken, started)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/vnd.amazon.eventstream"),
@@ -580,20 +592,22 @@ type Named = (&'static str, Value);
 /// Turns core chunks into ConverseStream's events: it opens and closes content blocks as
 /// the kind of what arrives changes, and keeps the end (stop reason, usage) for
 /// `messageStop` and `metadata`.
-#[derive(Default)]
 struct Encoder {
-    started: bool,
+    /// Whether `messageStart` went out.
+    started_stream: bool,
     open: Option<Open>,
     /// The index of the open block, or of the next one.
     index: u32,
     stop: Option<FinishReason>,
     usage: aigw_core::Usage,
+    /// When the gateway began the call: `metadata.metrics.latencyMs` counts from here.
+    started: std::time::Instant,
 }
 
 impl Encoder {
     fn chunk(&mut self, chunk: &aigw_core::ChatChunk, out: &mut Vec<Named>) {
-        if !self.started {
-            self.started = true;
+        if !self.started_stream {
+            self.started_stream = true;
             out.push(("messageStart", json!({"role": "assistant"})));
         }
         if let Some(reasoning) = &chunk.reasoning {
@@ -667,7 +681,7 @@ impl Encoder {
             "metadata",
             json!({
                 "usage": usage_json(self.usage),
-                "metrics": {"latencyMs": 0},
+                "metrics": {"latencyMs": millis_since(self.started)},
             }),
         ));
     }
@@ -712,6 +726,7 @@ fn exception_frame(error: &Error) -> Bytes {
 fn frames(
     chunks: aigw_core::ChunkStream,
     broken: StreamBreak,
+    started: std::time::Instant,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
     struct State {
         chunks: aigw_core::ChunkStream,
@@ -722,7 +737,14 @@ fn frames(
     let state = State {
         chunks,
         broken,
-        encoder: Encoder::default(),
+        encoder: Encoder {
+            started,
+            started_stream: false,
+            open: None,
+            index: 0,
+            stop: None,
+            usage: aigw_core::Usage::default(),
+        },
         done: false,
     };
     futures_util::stream::unfold(state, |mut state| async move {
