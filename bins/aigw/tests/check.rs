@@ -169,3 +169,47 @@ plugins:
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
     }
 }
+
+/// A route in Bedrock's native format takes Bedrock targets only, as in Kong: `aigw check`
+/// refuses another provider's with the file, line and field.
+#[test]
+fn a_bedrock_format_route_with_an_openai_target_is_refused_with_its_line() {
+    let deck = std::env::temp_dir().join(format!("aigw-check-bedrock-{}.yaml", std::process::id()));
+    std::fs::write(
+        &deck,
+        r#"_format_version: "3.0"
+services:
+- name: svc
+  routes:
+  - name: native
+    paths: [/bedrock]
+    plugins:
+    - name: ai-proxy-advanced
+      config:
+        llm_format: bedrock
+        targets:
+        - route_type: llm/v1/chat
+          model:
+            provider: openai
+            name: gpt-4o-mini
+            options: {upstream_url: "http://127.0.0.1:9/v1/chat/completions"}
+"#,
+    )
+    .expect("temp file written");
+    let output = Command::new(env!("CARGO_BIN_EXE_aigw"))
+        .arg("check")
+        .arg("--config")
+        .arg(&deck)
+        .env_remove("AIGW_CONFIG")
+        .output()
+        .expect("aigw runs");
+    let _ = std::fs::remove_file(&deck);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(".yaml:14:23:")
+            && stderr.contains("config.targets[0].model.provider")
+            && stderr.contains("llm_format bedrock takes bedrock targets only, not \"openai\""),
+        "{stderr}"
+    );
+}

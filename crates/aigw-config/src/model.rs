@@ -107,6 +107,9 @@ pub enum LlmFormat {
     OpenAi,
     /// Anthropic's Messages API (`POST <path>/v1/messages`), what Claude Code speaks.
     Anthropic,
+    /// Bedrock Runtime's native API (`POST <path>/model/{modelId}/converse`), what the AWS
+    /// SDKs speak; such a route has Bedrock targets only.
+    Bedrock,
 }
 
 /// `config.balancer`, with Kong's defaults applied.

@@ -1069,6 +1069,7 @@ fn llm_format_openai_and_anthropic_load_and_others_are_refused_with_line() {
     assert_eq!(format_of(&deck("", "")), crate::LlmFormat::OpenAi);
     assert_eq!(format_of(&with("openai")), crate::LlmFormat::OpenAi);
     assert_eq!(format_of(&with("anthropic")), crate::LlmFormat::Anthropic);
+    assert_eq!(format_of(&with("bedrock")), crate::LlmFormat::Bedrock);
 
     let yaml = with("gemini");
     let (line, col) = position(&yaml, "gemini");
@@ -1076,7 +1077,30 @@ fn llm_format_openai_and_anthropic_load_and_others_are_refused_with_line() {
         error(&yaml),
         format!(
             "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.llm_format: \
-             llm_format \"gemini\" is not supported; aigw serves openai and anthropic"
+             llm_format \"gemini\" is not supported; aigw serves openai, anthropic and bedrock"
+        )
+    );
+}
+
+#[test]
+fn a_bedrock_format_route_refuses_a_target_of_another_provider_with_line() {
+    let yaml = deck("", "").replace(
+        "      config:\n",
+        "      config:\n        llm_format: bedrock\n",
+    );
+    let config = parse_deck("x.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        route(&config, "route1").ai.llm_format,
+        crate::LlmFormat::Bedrock
+    );
+
+    let openai = yaml.replace("provider: bedrock", "provider: openai");
+    let (line, col) = position(&openai, "openai");
+    assert_eq!(
+        error(&openai),
+        format!(
+            "x.yaml:{line}:{col}: services[0].routes[0].plugins[0].config.targets[0].model.provider: \
+             llm_format bedrock takes bedrock targets only, not \"openai\""
         )
     );
 }

@@ -4,9 +4,6 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use aws_smithy_eventstream::frame::write_message_to;
-use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
-use aws_smithy_types::str_bytes::StrBytes;
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -218,16 +215,10 @@ impl Frames {
                 }
             }
             Some(StreamFault::Exception { exception_type, .. }) => {
-                let headers = vec![
-                    Header::new(":message-type", str_value("exception")),
-                    Header::new(
-                        ":exception-type",
-                        HeaderValue::String(exception_type.into()),
-                    ),
-                    Header::new(":content-type", str_value("application/json")),
-                ];
                 let payload = Bytes::from_static(b"{\"message\":\"emulated stream exception\"}");
-                self.write(&Message::new_from_parts(headers, payload));
+                let written =
+                    aigw_eventstream::write_exception(&mut self.buf, exception_type, payload);
+                self.broken |= written.is_err();
             }
         }
     }
@@ -325,20 +316,10 @@ impl Frames {
     }
 
     fn event(&mut self, event_type: &'static str, payload: Bytes) {
-        let headers = vec![
-            Header::new(":event-type", str_value(event_type)),
-            Header::new(":content-type", str_value("application/json")),
-            Header::new(":message-type", str_value("event")),
-        ];
-        self.write(&Message::new_from_parts(headers, payload));
-    }
-
-    fn write(&mut self, message: &Message) {
         // Only headers or payloads beyond the format's size limits fail to encode, and ours
         // are small and fixed; should it ever happen, cutting the stream is the honest answer.
-        if write_message_to(message, &mut self.buf).is_err() {
-            self.broken = true;
-        }
+        let written = aigw_eventstream::write_event(&mut self.buf, event_type, payload);
+        self.broken |= written.is_err();
     }
 }
 
@@ -357,10 +338,6 @@ pub(crate) fn cut_after(head: Bytes) -> Body {
     let chunks = futures_util::stream::once(async move { Ok::<_, io::Error>(head) })
         .chain(futures_util::stream::once(async { Err(cut().await) }));
     Body::from_stream(chunks)
-}
-
-fn str_value(s: &'static str) -> HeaderValue {
-    HeaderValue::String(StrBytes::from(s))
 }
 
 fn delta_payload(piece: &str, index: usize) -> Bytes {

@@ -256,7 +256,8 @@ fn route_of(
         embed,
         key_auth: route.key_auth.as_ref().map(|config| match ai.llm_format {
             LlmFormat::Anthropic => KeyAuth::new(&crate::frontend::anthropic::key_auth(config)),
-            LlmFormat::OpenAi => KeyAuth::new(config),
+            // A SigV4 `Authorization` is not `Bearer`, so it is never taken for a key.
+            LlmFormat::OpenAi | LlmFormat::Bedrock => KeyAuth::new(config),
         }),
         llm_format: ai.llm_format,
         plugins: RoutePlugins::new(route, consumers)?,

@@ -74,13 +74,14 @@ impl Cx<'_> {
         let llm_format = match raw.llm_format.as_deref() {
             None | Some("openai") => LlmFormat::OpenAi,
             Some("anthropic") => LlmFormat::Anthropic,
+            Some("bedrock") => LlmFormat::Bedrock,
             // Serving a route meant for another wire format in OpenAI's would only fail
             // each client request; refusing the file says why at once.
             Some(other) => {
                 return Err(self.invalid(
                     &base.key("llm_format"),
                     format!(
-                        "llm_format {other:?} is not supported; aigw serves openai and anthropic"
+                        "llm_format {other:?} is not supported; aigw serves openai, anthropic and bedrock"
                     ),
                 ));
             }
@@ -471,6 +472,17 @@ impl Cx<'_> {
                         "{:?} is not supported yet (supported: {})",
                         provider.as_str(),
                         supported.join(", ")
+                    ),
+                ));
+            }
+            // As in Kong: a Bedrock-format request carries Bedrock-only fields
+            // (guardrailConfig, additionalModelRequestFields) no other provider takes.
+            if ai.llm_format == LlmFormat::Bedrock && provider != Provider::Bedrock {
+                return Err(self.invalid(
+                    &model_path.key("provider"),
+                    format!(
+                        "llm_format bedrock takes bedrock targets only, not {:?}",
+                        provider.as_str()
                     ),
                 ));
             }

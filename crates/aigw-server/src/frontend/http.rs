@@ -74,8 +74,14 @@ pub(crate) async fn route_path(State(routes): State<SharedRoutes>, request: Requ
                 .as_ref()
                 .is_some_and(|r| r.llm_format == aigw_config::LlmFormat::Anthropic)
                 && crate::router::normalize(parts.uri.path()) != OPENAI_CHAT_PATH;
+            let bedrock = routed
+                .as_ref()
+                .is_some_and(|r| r.llm_format == aigw_config::LlmFormat::Bedrock)
+                && crate::router::normalize(parts.uri.path()) != OPENAI_CHAT_PATH;
             let mut response = if anthropic {
                 super::anthropic::error_response(refused.error)
+            } else if bedrock {
+                super::bedrock::error_response(refused.error)
             } else {
                 ApiError(refused.error).into_response()
             };
@@ -160,6 +166,10 @@ async fn chat(
                 entry.clone(),
             )
             .await;
+        }
+        if entry.route.llm_format == aigw_config::LlmFormat::Bedrock {
+            return super::bedrock::converse(routes, admission, caller, parts, body, entry.clone())
+                .await;
         }
     }
     require_post(&parts.method, "chat requests")?;

@@ -7,12 +7,16 @@
 //! - `grpc`: `aigw.v1.ChatService`;
 //! - `models`: OpenAI's `GET /v1/models` over the route names;
 //! - `anthropic`: Anthropic's Messages JSON and SSE, at `<route path>/v1/messages` of routes
-//!   with `llm_format: anthropic`.
+//!   with `llm_format: anthropic`;
+//! - `bedrock`: Bedrock's Converse JSON and event-stream frames, at
+//!   `<route path>/model/{modelId}/converse(-stream)` of routes with `llm_format: bedrock`;
+//! - `embeddings`: OpenAI's `POST /v1/embeddings` on `llm/v1/embeddings` routes.
 //!
 //! Adding a front end is one decoder and one encoder here; the helpers below are what
 //! every decoder shares.
 
 pub(crate) mod anthropic;
+mod bedrock;
 mod embeddings;
 mod fetch;
 pub(crate) mod grpc;

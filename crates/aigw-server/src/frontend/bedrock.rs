@@ -1,0 +1,889 @@
+//! The front end in Bedrock Runtime's native format (Kong's `llm_format: bedrock`), what
+//! the AWS SDKs speak with only `endpoint_url` changed: one decoder (a Converse request into
+//! a core `ChatRequest`) and one encoder (the Converse answer). Admission, the stack and
+//! everything after are the OpenAI front end's.
+
+use aigw_core::{
+    ChatCompletion, ChatReply, ChatRequest, Error, ErrorKind, FinishReason, Message, Part,
+    ReplyBody, Role, Tool, ToolCall, ToolChoice,
+};
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderValue, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::http::{ANSWERING, Refused, answer, decode_json, read_json_body, require_post};
+use crate::admission::{Admission, Caller, Entry};
+use crate::recent::StreamBreak;
+use crate::{ApiError, SharedRoutes};
+
+/// The header Bedrock names its error's type in; the SDKs pick their exception by it.
+const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
+
+/// What a path under the route asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Operation {
+    Converse,
+    ConverseStream,
+}
+
+/// The operation and the (percent-decoded) model id of `…/model/{modelId}/converse[-stream]`.
+fn operation(path: &str) -> Option<(Operation, String)> {
+    let path = path.trim_end_matches('/');
+    let (rest, op) = if let Some(rest) = path.strip_suffix("/converse-stream") {
+        (rest, Operation::ConverseStream)
+    } else {
+        (path.strip_suffix("/converse")?, Operation::Converse)
+    };
+    let at = rest.rfind("/model/")?;
+    let id = &rest[at + "/model/".len()..];
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    let id = percent_encoding::percent_decode_str(id)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    Some((op, id))
+}
+
+pub(super) async fn converse(
+    routes: &SharedRoutes,
+    admission: &Admission,
+    caller: Caller<'_>,
+    parts: &http::request::Parts,
+    body: &mut Option<Body>,
+    entry: Entry,
+) -> Result<Response, Refused> {
+    let path = crate::router::normalize(parts.uri.path());
+    let Some((op, model_id)) = operation(&path) else {
+        return Err(Error::new(
+            ErrorKind::RouteNotFound,
+            format!(
+                "this route speaks Bedrock Runtime's API; POST to <route path>/model/{{modelId}}/converse, not {path}"
+            ),
+        )
+        .into());
+    };
+    require_post(&parts.method, "converse")?;
+    let route = &*entry.route;
+    let limit = admission.body_limit(Some(route));
+    let body = read_json_body(&parts.headers, body, limit, || {
+        admission.body_too_large(Some(route))
+    })
+    .await?;
+    let wire: WireRequest = decode_json(&body)?;
+    let mut request = wire.into_core(model_id)?;
+    request.stream = op == Operation::ConverseStream;
+    let admitted = Admission::call(&entry, caller, ANSWERING, request, body.len()).await?;
+    let started = std::time::Instant::now();
+    Ok(answer(
+        routes,
+        entry.route.clone(),
+        admitted,
+        move |reply, broken| encode_reply(reply, broken, started),
+    ))
+}
+
+/// An error as Bedrock sends it: the status, `x-amzn-ErrorType` and `{"message": …}`, with
+/// the headers (`Retry-After`) of the OpenAI answer.
+pub(super) fn error_response(error: Error) -> Response {
+    let message = error.message().to_owned();
+    let (mut parts, _) = ApiError(error).into_response().into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::WWW_AUTHENTICATE);
+    parts.headers.insert(
+        ERROR_TYPE_HEADER,
+        HeaderValue::from_static(error_type(parts.status)),
+    );
+    let body = json!({ "message": message });
+    Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+/// Bedrock's exception name for a status.
+fn error_type(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "UnrecognizedClientException",
+        403 => "AccessDeniedException",
+        404 => "ResourceNotFoundException",
+        408 | 504 => "ModelTimeoutException",
+        429 => "ThrottlingException",
+        400..=499 => "ValidationException",
+        503 => "ServiceUnavailableException",
+        502 => "ModelErrorException",
+        _ => "InternalServerException",
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The decoder.
+
+/// A Converse request. Fields the core cannot carry are refused by name, and so are
+/// fields aigw does not know (as Bedrock refuses them), rather than dropped unseen.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WireRequest {
+    messages: Vec<WireMessage>,
+    system: Option<Vec<Value>>,
+    inference_config: Option<WireInference>,
+    tool_config: Option<WireToolConfig>,
+    guardrail_config: Option<WireGuardrail>,
+    additional_model_request_fields: Option<Value>,
+    additional_model_response_field_paths: Option<Value>,
+    prompt_variables: Option<Value>,
+    request_metadata: Option<Value>,
+    performance_config: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    role: String,
+    content: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WireInference {
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    #[serde(default)]
+    stop_sequences: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WireToolConfig {
+    tools: Vec<Value>,
+    tool_choice: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WireGuardrail {
+    guardrail_identifier: String,
+    guardrail_version: String,
+    trace: Option<String>,
+    stream_processing_mode: Option<String>,
+}
+
+fn invalid(message: String) -> Error {
+    Error::invalid_request(message)
+}
+
+impl WireRequest {
+    fn into_core(self, model_id: String) -> Result<ChatRequest, Error> {
+        for (name, present) in [
+            (
+                "additionalModelRequestFields",
+                self.additional_model_request_fields.is_some(),
+            ),
+            (
+                "additionalModelResponseFieldPaths",
+                self.additional_model_response_field_paths.is_some(),
+            ),
+            ("promptVariables", self.prompt_variables.is_some()),
+            ("requestMetadata", self.request_metadata.is_some()),
+            ("performanceConfig", self.performance_config.is_some()),
+        ] {
+            if present {
+                return Err(invalid(format!(
+                    "{name}: not supported by aigw yet (its core request cannot carry it); leave it out"
+                )));
+            }
+        }
+        if self.messages.is_empty() {
+            return Err(invalid("messages must hold at least one message".into()));
+        }
+        let mut messages = Vec::with_capacity(self.messages.len() + 1);
+        if let Some(system) = self.system {
+            let mut message = Message::new(Role::System, "");
+            message.content.clear();
+            for (i, block) in system.iter().enumerate() {
+                message
+                    .content
+                    .push(text_or_cache(block, &format!("system[{i}]"))?);
+            }
+            messages.push(message);
+        }
+        for (index, wire) in self.messages.into_iter().enumerate() {
+            decode_message(index, wire, &mut messages)?;
+        }
+        let inference = self.inference_config.unwrap_or(WireInference {
+            max_tokens: None,
+            temperature: None,
+            top_p: None,
+            stop_sequences: Vec::new(),
+        });
+        let (tools, tool_choice) = match self.tool_config {
+            None => (Vec::new(), None),
+            Some(config) => decode_tools(config)?,
+        };
+        Ok(ChatRequest {
+            model: Some(model_id),
+            messages: messages.into(),
+            max_tokens: inference.max_tokens,
+            temperature: inference.temperature,
+            top_p: inference.top_p,
+            stop: inference.stop_sequences.into(),
+            stream: false,
+            tools: tools.into(),
+            tool_choice,
+            guardrail: self.guardrail_config.map(|g| {
+                std::sync::Arc::new(aigw_core::Guardrail {
+                    identifier: g.guardrail_identifier,
+                    version: g.guardrail_version,
+                    trace: g.trace,
+                    stream_processing_mode: g.stream_processing_mode,
+                })
+            }),
+            ..ChatRequest::default()
+        })
+    }
+}
+
+/// A `{"text": …}` or `{"cachePoint": …}` block.
+fn text_or_cache(block: &Value, at: &str) -> Result<Part, Error> {
+    if let Some(text) = block.get("text").and_then(Value::as_str) {
+        return Ok(Part::Text(text.to_owned()));
+    }
+    if block.get("cachePoint").is_some() {
+        return Ok(Part::CachePoint);
+    }
+    Err(invalid(format!(
+        "{at}: only text and cachePoint blocks are supported here"
+    )))
+}
+
+/// The single key of a content block, which names its kind.
+fn block_kind(block: &Value) -> Option<&str> {
+    let object = block.as_object()?;
+    let mut keys = object.keys();
+    let key = keys.next()?;
+    keys.next().is_none().then_some(key.as_str())
+}
+
+/// One Converse message into core messages: a user turn's `toolResult` blocks become
+/// tool turns of their own (the core's shape, which drivers regroup), in order.
+fn decode_message(index: usize, wire: WireMessage, out: &mut Vec<Message>) -> Result<(), Error> {
+    let at = format!("messages[{index}]");
+    let role = match wire.role.as_str() {
+        "user" => Role::User,
+        "assistant" => Role::Assistant,
+        other => {
+            return Err(invalid(format!(
+                "{at}.role: unknown role {other:?}, expected user or assistant"
+            )));
+        }
+    };
+    let mut message = Message::new(role, "");
+    message.content.clear();
+    for (b, block) in wire.content.iter().enumerate() {
+        let at = format!("{at}.content[{b}]");
+        match (block_kind(block), role) {
+            (Some("text" | "cachePoint"), _) => message.content.push(text_or_cache(block, &at)?),
+            (Some("image"), _) => message.content.push(image(&block["image"], &at)?),
+            (Some("document"), _) => message.content.push(document(&block["document"], &at)?),
+            (Some("reasoningContent"), Role::Assistant) => {
+                let Some(reasoning) = block["reasoningContent"].get("reasoningText") else {
+                    return Err(invalid(format!(
+                        "{at}.reasoningContent: only reasoningText is supported (not redactedContent)"
+                    )));
+                };
+                message.reasoning = Some(aigw_core::Reasoning {
+                    text: reasoning
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    signature: reasoning
+                        .get("signature")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                });
+            }
+            (Some("toolUse"), Role::Assistant) => {
+                let tool_use = &block["toolUse"];
+                let (Some(id), Some(name)) = (
+                    tool_use.get("toolUseId").and_then(Value::as_str),
+                    tool_use.get("name").and_then(Value::as_str),
+                ) else {
+                    return Err(invalid(format!("{at}.toolUse: needs toolUseId and name")));
+                };
+                let input = tool_use.get("input").cloned().unwrap_or_else(|| json!({}));
+                message.tool_calls.push(ToolCall {
+                    id: id.to_owned(),
+                    name: name.to_owned(),
+                    arguments: input.to_string(),
+                });
+            }
+            (Some("toolResult"), Role::User) => {
+                let result = &block["toolResult"];
+                let Some(id) = result.get("toolUseId").and_then(Value::as_str) else {
+                    return Err(invalid(format!(
+                        "{at}.toolResult.toolUseId: field required"
+                    )));
+                };
+                // What the user turn said before the result keeps its place.
+                if !message.content.is_empty() {
+                    out.push(std::mem::replace(&mut message, Message::new(role, "")));
+                    message.content.clear();
+                }
+                let mut tool = Message::new(Role::Tool, "");
+                tool.tool_call_id = Some(id.to_owned());
+                tool.content.clear();
+                let content = result.get("content").and_then(Value::as_array);
+                for (c, part) in content.into_iter().flatten().enumerate() {
+                    let at = format!("{at}.toolResult.content[{c}]");
+                    if let Some(text) = part.get("text").and_then(Value::as_str) {
+                        tool.content.push(Part::Text(text.to_owned()));
+                    } else if let Some(value) = part.get("json") {
+                        tool.content.push(Part::Text(value.to_string()));
+                    } else {
+                        return Err(invalid(format!(
+                            "{at}: only text and json tool results are supported"
+                        )));
+                    }
+                }
+                out.push(tool);
+            }
+            (Some(kind), _) => {
+                return Err(invalid(format!(
+                    "{at}: a {kind:?} block is not supported here by aigw yet"
+                )));
+            }
+            (None, _) => {
+                return Err(invalid(format!(
+                    "{at}: a content block holds exactly one member"
+                )));
+            }
+        }
+    }
+    if !message.content.is_empty() || !message.tool_calls.is_empty() || message.reasoning.is_some()
+    {
+        out.push(message);
+    }
+    Ok(())
+}
+
+/// The bytes of a `{"source": {"bytes": <base64>}}` (what the SDKs send; S3 locations
+/// are the target account's, which the gateway cannot vouch for).
+fn source_bytes(block: &Value, at: &str) -> Result<Vec<u8>, Error> {
+    let Some(data) = block
+        .get("source")
+        .and_then(|s| s.get("bytes"))
+        .and_then(Value::as_str)
+    else {
+        return Err(invalid(format!(
+            "{at}.source.bytes: field required (s3Location sources are not supported)"
+        )));
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| invalid(format!("{at}.source.bytes: not base64: {e}")))
+}
+
+fn image(block: &Value, at: &str) -> Result<Part, Error> {
+    let at = format!("{at}.image");
+    let format = block
+        .get("format")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let format =
+        aigw_core::ImageFormat::from_mime(&format!("image/{format}")).ok_or_else(|| {
+            invalid(format!(
+                "{at}.format: {format:?} is not png, jpeg, gif or webp"
+            ))
+        })?;
+    Ok(Part::Image(aigw_core::Image {
+        format,
+        bytes: source_bytes(block, &at)?.into(),
+    }))
+}
+
+fn document(block: &Value, at: &str) -> Result<Part, Error> {
+    let at = format!("{at}.document");
+    let format = block
+        .get("format")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if format != "pdf" {
+        return Err(invalid(format!(
+            "{at}.format: only pdf documents are supported, not {format:?}"
+        )));
+    }
+    Ok(Part::Document(aigw_core::Document {
+        name: block
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("document")
+            .to_owned(),
+        bytes: source_bytes(block, &at)?.into(),
+    }))
+}
+
+fn decode_tools(config: WireToolConfig) -> Result<(Vec<Tool>, Option<ToolChoice>), Error> {
+    let mut tools: Vec<Tool> = Vec::with_capacity(config.tools.len());
+    for (i, tool) in config.tools.iter().enumerate() {
+        let at = format!("toolConfig.tools[{i}]");
+        if tool.get("cachePoint").is_some() {
+            match tools.last_mut() {
+                Some(last) => last.cache_point = true,
+                None => {
+                    return Err(invalid(format!(
+                        "{at}: a cachePoint needs a tool before it"
+                    )));
+                }
+            }
+            continue;
+        }
+        let Some(spec) = tool.get("toolSpec") else {
+            return Err(invalid(format!(
+                "{at}: only toolSpec and cachePoint are supported"
+            )));
+        };
+        let Some(name) = spec.get("name").and_then(Value::as_str) else {
+            return Err(invalid(format!("{at}.toolSpec.name: field required")));
+        };
+        let Some(schema) = spec.get("inputSchema").and_then(|s| s.get("json")) else {
+            return Err(invalid(format!(
+                "{at}.toolSpec.inputSchema.json: field required"
+            )));
+        };
+        tools.push(Tool {
+            name: name.to_owned(),
+            description: spec
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            parameters: schema.clone(),
+            cache_point: false,
+        });
+    }
+    let choice = match &config.tool_choice {
+        None => None,
+        Some(choice) => Some(match block_kind(choice) {
+            Some("auto") => ToolChoice::Auto,
+            Some("any") => ToolChoice::Required,
+            Some("tool") => {
+                let name = choice["tool"].get("name").and_then(Value::as_str);
+                ToolChoice::Function(
+                    name.ok_or_else(|| {
+                        invalid("toolConfig.toolChoice.tool.name: field required".into())
+                    })?
+                    .to_owned(),
+                )
+            }
+            _ => {
+                return Err(invalid(
+                    "toolConfig.toolChoice: expected one of auto, any or tool".into(),
+                ));
+            }
+        }),
+    };
+    Ok((tools, choice))
+}
+
+// ---------------------------------------------------------------------------------------
+// The encoder.
+
+fn stop_reason(reason: FinishReason) -> &'static str {
+    match reason {
+        // The core does not say whether a stop sequence ended the answer.
+        FinishReason::Stop => "end_turn",
+        FinishReason::Length => "max_tokens",
+        FinishReason::ToolCalls => "tool_use",
+        FinishReason::ContentFilter => "content_filtered",
+    }
+}
+
+/// A tool call's arguments as the `input` document the SDKs expect.
+fn tool_input(arguments: &str) -> Value {
+    if arguments.trim().is_empty() {
+        return json!({});
+    }
+    serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_owned()))
+}
+
+/// Bedrock's usage: `inputTokens` leaves the cached tokens out (the core counts them in),
+/// `totalTokens` counts everything, and the cache counts appear only when there are any.
+fn usage_json(usage: aigw_core::Usage) -> Value {
+    let cached = usage.cache_read_tokens + usage.cache_write_tokens;
+    let mut json = json!({
+        "inputTokens": usage.prompt_tokens.saturating_sub(cached),
+        "outputTokens": usage.completion_tokens,
+        "totalTokens": usage.prompt_tokens + usage.completion_tokens,
+    });
+    if cached > 0 {
+        json["cacheReadInputTokens"] = usage.cache_read_tokens.into();
+        json["cacheWriteInputTokens"] = usage.cache_write_tokens.into();
+    }
+    json
+}
+
+fn complete_json(answer: &ChatCompletion, latency_ms: u64) -> Value {
+    let mut content = Vec::new();
+    if let Some(reasoning) = &answer.reasoning {
+        let mut text = json!({"text": reasoning.text});
+        if let Some(signature) = &reasoning.signature {
+            text["signature"] = json!(signature);
+        }
+        content.push(json!({"reasoningContent": {"reasoningText": text}}));
+    }
+    if !answer.content.is_empty() || answer.tool_calls.is_empty() {
+        content.push(json!({"text": answer.content}));
+    }
+    for call in &answer.tool_calls {
+        content.push(json!({"toolUse": {
+            "toolUseId": call.id,
+            "name": call.name,
+            "input": tool_input(&call.arguments),
+        }}));
+    }
+    json!({
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": stop_reason(answer.finish_reason),
+        "usage": usage_json(answer.usage),
+        "metrics": {"latencyMs": latency_ms},
+    })
+}
+
+/// Milliseconds since `started`, saturating.
+fn millis_since(started: std::time::Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn encode_reply(reply: ChatReply, broken: StreamBreak, started: std::time::Instant) -> Response {
+    match reply.body {
+        ReplyBody::Complete(answer) => {
+            axum::Json(complete_json(&answer, millis_since(started))).into_response()
+        }
+        ReplyBody::Stream(chunks) => {
+            let mut response = Response::new(Body::from_stream(frames(chunks, broken, started)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.amazon.eventstream"),
+            );
+            response
+        }
+    }
+}
+
+/// The content block a stream has open.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Text,
+    Reasoning,
+    /// A toolUse block, for the core's tool call of this index.
+    Tool(u32),
+}
+
+/// An event before framing: its type and its JSON.
+type Named = (&'static str, Value);
+
+/// Turns core chunks into ConverseStream's events: it opens and closes content blocks as
+/// the kind of what arrives changes, and keeps the end (stop reason, usage) for
+/// `messageStop` and `metadata`.
+struct Encoder {
+    /// Whether `messageStart` went out.
+    started_stream: bool,
+    open: Option<Open>,
+    /// The index of the open block, or of the next one.
+    index: u32,
+    stop: Option<FinishReason>,
+    usage: aigw_core::Usage,
+    /// When the gateway began the call: `metadata.metrics.latencyMs` counts from here.
+    started: std::time::Instant,
+}
+
+impl Encoder {
+    fn chunk(&mut self, chunk: &aigw_core::ChatChunk, out: &mut Vec<Named>) {
+        if !self.started_stream {
+            self.started_stream = true;
+            out.push(("messageStart", json!({"role": "assistant"})));
+        }
+        if let Some(reasoning) = &chunk.reasoning {
+            self.open_block(Open::Reasoning, out, None);
+            if !reasoning.text.is_empty() {
+                self.delta(out, json!({"reasoningContent": {"text": reasoning.text}}));
+            }
+            if let Some(signature) = &reasoning.signature {
+                self.delta(out, json!({"reasoningContent": {"signature": signature}}));
+            }
+        }
+        if let Some(text) = chunk.content.as_deref().filter(|t| !t.is_empty()) {
+            self.open_block(Open::Text, out, None);
+            self.delta(out, json!({"text": text}));
+        }
+        if let Some(call) = &chunk.tool_call {
+            if self.open != Some(Open::Tool(call.index)) {
+                let start = json!({"toolUse": {
+                    "toolUseId": call.id.as_deref().unwrap_or_default(),
+                    "name": call.name.as_deref().unwrap_or_default(),
+                }});
+                self.open_block(Open::Tool(call.index), out, Some(start));
+            }
+            if !call.arguments.is_empty() {
+                self.delta(out, json!({"toolUse": {"input": call.arguments}}));
+            }
+        }
+        if let Some(reason) = chunk.finish_reason {
+            self.stop = Some(reason);
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = usage;
+        }
+    }
+
+    /// Text and reasoning blocks start with their first delta; only a toolUse block has a
+    /// `contentBlockStart`, as Bedrock sends them.
+    fn open_block(&mut self, kind: Open, out: &mut Vec<Named>, start: Option<Value>) {
+        if self.open == Some(kind) {
+            return;
+        }
+        self.close_block(out);
+        self.open = Some(kind);
+        if let Some(start) = start {
+            out.push((
+                "contentBlockStart",
+                json!({"contentBlockIndex": self.index, "start": start}),
+            ));
+        }
+    }
+
+    fn close_block(&mut self, out: &mut Vec<Named>) {
+        if self.open.take().is_some() {
+            out.push(("contentBlockStop", json!({"contentBlockIndex": self.index})));
+            self.index += 1;
+        }
+    }
+
+    fn delta(&self, out: &mut Vec<Named>, delta: Value) {
+        out.push((
+            "contentBlockDelta",
+            json!({"contentBlockIndex": self.index, "delta": delta}),
+        ));
+    }
+
+    fn end(&mut self, out: &mut Vec<Named>) {
+        self.close_block(out);
+        let stop = self.stop.unwrap_or(FinishReason::Stop);
+        out.push(("messageStop", json!({"stopReason": stop_reason(stop)})));
+        out.push((
+            "metadata",
+            json!({
+                "usage": usage_json(self.usage),
+                "metrics": {"latencyMs": millis_since(self.started)},
+            }),
+        ));
+    }
+}
+
+/// The frames of one event, or none when it cannot be encoded (only beyond the format's
+/// 16 MB limits): a frame is left out rather than sent broken.
+fn event_frame(event_type: &'static str, payload: Value) -> Bytes {
+    let mut buf = Vec::new();
+    if let Err(error) =
+        aigw_eventstream::write_event(&mut buf, event_type, Bytes::from(payload.to_string()))
+    {
+        tracing::warn!(%error, "an event-stream frame could not be encoded");
+        buf.clear();
+    }
+    Bytes::from(buf)
+}
+
+/// The stream's exception frame for an error, named as the SDKs' event-stream
+/// exceptions are (`throttlingException`, …).
+fn exception_frame(error: &Error) -> Bytes {
+    let status = ApiError(error.clone()).into_response().status();
+    let exception = match error_type(status) {
+        "ThrottlingException" => "throttlingException",
+        "ValidationException" => "validationException",
+        "ServiceUnavailableException" => "serviceUnavailableException",
+        "InternalServerException" => "internalServerException",
+        _ => "modelStreamErrorException",
+    };
+    let mut buf = Vec::new();
+    let payload = Bytes::from(json!({"message": error.message()}).to_string());
+    if let Err(error) = aigw_eventstream::write_exception(&mut buf, exception, payload) {
+        tracing::warn!(%error, "an event-stream exception frame could not be encoded");
+        buf.clear();
+    }
+    Bytes::from(buf)
+}
+
+/// ConverseStream's frames, pulled from upstream only as fast as the client reads. A
+/// broken upstream ends the stream with an exception frame and no `messageStop`, so SDKs
+/// raise instead of returning a truncated answer.
+fn frames(
+    chunks: aigw_core::ChunkStream,
+    broken: StreamBreak,
+    started: std::time::Instant,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
+    struct State {
+        chunks: aigw_core::ChunkStream,
+        broken: StreamBreak,
+        encoder: Encoder,
+        done: bool,
+    }
+    let state = State {
+        chunks,
+        broken,
+        encoder: Encoder {
+            started,
+            started_stream: false,
+            open: None,
+            index: 0,
+            stop: None,
+            usage: aigw_core::Usage::default(),
+        },
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut state| async move {
+        if state.done {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut body = Vec::new();
+        while out.is_empty() && body.is_empty() {
+            match state.chunks.next().await {
+                Some(Ok(chunk)) => state.encoder.chunk(&chunk, &mut out),
+                Some(Err(error)) => {
+                    tracing::warn!(kind = %error.kind(), %error, "upstream stream broke off; ending the client's stream with an exception frame");
+                    state.broken.record(&error);
+                    for (name, data) in out.drain(..) {
+                        body.extend_from_slice(&event_frame(name, data));
+                    }
+                    body.extend_from_slice(&exception_frame(&error));
+                    state.done = true;
+                }
+                None => {
+                    state.encoder.end(&mut out);
+                    state.done = true;
+                }
+            }
+        }
+        for (name, data) in out {
+            body.extend_from_slice(&event_frame(name, data));
+        }
+        Some((Ok(Bytes::from(body)), state))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_id_is_read_from_the_path_percent_decoded() {
+        assert_eq!(
+            operation("/bedrock/model/us.anthropic.claude%3A0/converse"),
+            Some((Operation::Converse, "us.anthropic.claude:0".to_owned()))
+        );
+        assert_eq!(
+            operation("/model/m1/converse-stream"),
+            Some((Operation::ConverseStream, "m1".to_owned()))
+        );
+        assert_eq!(operation("/bedrock/model//converse"), None);
+        assert_eq!(operation("/bedrock/v1/messages"), None);
+    }
+
+    #[test]
+    fn usage_counts_cached_tokens_apart_as_bedrock_does() {
+        let usage = aigw_core::Usage {
+            prompt_tokens: 110,
+            completion_tokens: 7,
+            total_tokens: 117,
+            cache_read_tokens: 100,
+            cache_write_tokens: 0,
+        };
+        assert_eq!(
+            usage_json(usage),
+            json!({"inputTokens": 10, "outputTokens": 7, "totalTokens": 117,
+                   "cacheReadInputTokens": 100, "cacheWriteInputTokens": 0})
+        );
+    }
+
+    fn decode(body: Value) -> Result<ChatRequest, Error> {
+        let wire: WireRequest = serde_json::from_value(body).map_err(|e| invalid(e.to_string()))?;
+        wire.into_core("m".to_owned())
+    }
+
+    #[test]
+    fn every_block_kind_reaches_the_core_and_the_rest_is_refused_by_name() {
+        let png = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG");
+        let request = decode(json!({
+            "system": [{"text": "be brief"}, {"cachePoint": {"type": "default"}}],
+            "messages": [
+                {"role": "user", "content": [
+                    {"text": "look"},
+                    {"image": {"format": "png", "source": {"bytes": png}}},
+                    {"document": {"format": "pdf", "name": "a", "source": {"bytes": png}}},
+                ]},
+                {"role": "assistant", "content": [
+                    {"reasoningContent": {"reasoningText": {"text": "hm", "signature": "s"}}},
+                    {"toolUse": {"toolUseId": "t1", "name": "f", "input": {"x": 1}}},
+                ]},
+                {"role": "user", "content": [
+                    {"toolResult": {"toolUseId": "t1", "content": [{"json": {"ok": true}}]}},
+                ]},
+            ],
+            "inferenceConfig": {"maxTokens": 9, "temperature": 0.5, "topP": 0.9, "stopSequences": ["x"]},
+            "toolConfig": {"tools": [
+                {"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object"}}}},
+                {"cachePoint": {"type": "default"}},
+            ], "toolChoice": {"tool": {"name": "f"}}},
+            "guardrailConfig": {"guardrailIdentifier": "g", "guardrailVersion": "1"},
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(request.model.as_deref(), Some("m"));
+        assert_eq!(request.messages.len(), 4);
+        assert_eq!(request.messages[0].content[1], Part::CachePoint);
+        assert!(matches!(request.messages[1].content[1], Part::Image(_)));
+        assert!(matches!(request.messages[1].content[2], Part::Document(_)));
+        let reasoning = request.messages[2]
+            .reasoning
+            .as_ref()
+            .map(|r| r.signature.as_deref());
+        assert_eq!(reasoning, Some(Some("s")));
+        assert_eq!(request.messages[2].tool_calls[0].arguments, r#"{"x":1}"#);
+        assert_eq!(request.messages[3].tool_call_id.as_deref(), Some("t1"));
+        assert_eq!((request.max_tokens, request.top_p), (Some(9), Some(0.9)));
+        assert_eq!(&*request.stop, ["x".to_owned()]);
+        assert!(request.tools[0].cache_point);
+        assert_eq!(request.tool_choice, Some(ToolChoice::Function("f".into())));
+        assert_eq!(
+            request.guardrail.as_ref().map(|g| g.version.as_str()),
+            Some("1")
+        );
+
+        let refused = |body: Value| {
+            decode(body)
+                .map(|_| ())
+                .expect_err("refused")
+                .message()
+                .to_owned()
+        };
+        let hi = json!([{"role": "user", "content": [{"text": "hi"}]}]);
+        let message = refused(json!({"messages": hi, "additionalModelRequestFields": {"k": 1}}));
+        assert!(
+            message.starts_with("additionalModelRequestFields:"),
+            "{message}"
+        );
+        let message = refused(json!({"messages": hi, "serviceTier": {"type": "flex"}}));
+        assert!(message.contains("unknown field `serviceTier`"), "{message}");
+        let message = refused(json!({"messages": [{"role": "user", "content": [{"video": {}}]}]}));
+        assert!(
+            message.starts_with("messages[0].content[0]: a \"video\" block"),
+            "{message}"
+        );
+    }
+}

@@ -1,0 +1,338 @@
+//! Bedrock Runtime's native API (`llm_format: bedrock`) through aigw over Bedrock (the
+//! emulator), seen by boto3's `bedrock-runtime` client with only `endpoint_url` changed:
+//! Converse with text and a tool round trip, typed exceptions (`ThrottlingException`,
+//! `ValidationException`, a wrong key), round-robin across two targets; and by the AWS SDK
+//! for Rust: converse and converse_stream.
+
+use aigw_emulator::{Fault, ModelKnobs};
+use aigw_tests::{Stack, config_from, key_consumer_deck_head, run_sdk_script};
+use aws_sdk_bedrockruntime::Client;
+use aws_sdk_bedrockruntime::config::retry::RetryConfig;
+use aws_sdk_bedrockruntime::config::{Credentials, Region};
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, ConversationRole, ConverseStreamOutput, Message, StopReason,
+};
+
+const KEY: &str = "boto3-key-7e1d";
+/// Two Claude model ids, so the balancer has two targets to choose from.
+const FIRST: &str = "us.anthropic.claude-sonnet-4-20250514-v1:0";
+const SECOND: &str = "us.anthropic.claude-3-7-sonnet-20250219-v1:0";
+
+/// A route as Kong's bedrock-native example has it, with key-auth: ai-proxy-advanced with
+/// `llm_format: bedrock` over two Bedrock targets, round-robin, failing over on a 500 (Kong
+/// fails a POST over only with `non_idempotent`).
+fn deck() -> String {
+    let target = |model: &str| {
+        format!(
+            "        - model:\n            provider: bedrock\n            name: \"{model}\"\n            \
+             options:\n              bedrock:\n                aws_region: us-west-2\n          \
+             route_type: llm/v1/chat\n"
+        )
+    };
+    format!(
+        "{head}  - name: bedrock\n    paths:\n    - /bedrock\n    plugins:\n    \
+         - name: key-auth\n    - name: ai-proxy-advanced\n      config:\n        \
+         llm_format: bedrock\n        balancer:\n          algorithm: round-robin\n          \
+         failover_criteria: [error, timeout, http_500, non_idempotent]\n        \
+         targets:\n{first}{second}",
+        head = key_consumer_deck_head(KEY),
+        first = target(FIRST),
+        second = target(SECOND),
+    )
+}
+
+async fn stack() -> Stack {
+    Stack::start(&config_from(&deck())).await
+}
+
+/// Runs `scenario` of tests/python/bedrock_api.py with boto3's `endpoint_url` at the
+/// route's path.
+async fn boto3(stack: &Stack, scenario: &str) {
+    run_sdk_script("bedrock_api.py", &[&stack.url("/bedrock"), KEY, scenario]).await;
+}
+
+fn models_called(stack: &Stack) -> Vec<String> {
+    stack
+        .emulator
+        .requests()
+        .into_iter()
+        .map(|r| r.model_id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_converses_and_its_signature_and_key_stay_at_the_gateway() {
+    let stack = stack().await;
+    boto3(&stack, "text").await;
+    let seen = stack.emulator.requests();
+    assert_eq!(seen.len(), 1);
+    let headers = &seen[0].headers;
+    let authorization = headers.get("authorization").map(String::as_str);
+    // Bedrock got the gateway's own signature, not boto3's (signed with AKIDBOTO3CLIENT).
+    assert!(
+        authorization
+            .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256") && !a.contains("AKIDBOTO3CLIENT")),
+        "{authorization:?}"
+    );
+    assert!(
+        !headers.contains_key("apikey"),
+        "the consumer key was forwarded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_runs_a_tool_round_trip() {
+    let stack = stack().await;
+    boto3(&stack, "tool_loop").await;
+    // The toolResult reached Bedrock in the second turn.
+    let results = stack
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.body.to_string().contains("toolResult"))
+        .count();
+    assert_eq!(results, 1, "the second turn carried the tool's result");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_sees_cache_writes_then_cache_reads_counted_apart() {
+    boto3(&stack().await, "cache").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_reads_a_converse_stream() {
+    boto3(&stack().await, "stream").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_reads_a_tool_call_from_a_converse_stream() {
+    boto3(&stack().await, "stream_tool").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_broken_upstream_ends_in_an_exception_boto3_raises() {
+    let stack = stack().await;
+    stack.emulator.knobs().set_default(ModelKnobs::with_fault(
+        Fault::StreamException {
+            after_deltas: 3,
+            exception_type: "modelStreamErrorException".into(),
+        },
+        None,
+    ));
+    boto3(&stack, "broken_stream").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_catches_a_throttling_exception() {
+    let stack = stack().await;
+    stack
+        .emulator
+        .knobs()
+        .set_default(ModelKnobs::with_fault(Fault::throttling(), None));
+    boto3(&stack, "throttled").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_catches_a_validation_exception_before_bedrock_is_called() {
+    let stack = stack().await;
+    boto3(&stack, "invalid").await;
+    assert!(
+        models_called(&stack).is_empty(),
+        "refused requests never reach Bedrock"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_key_is_an_unrecognized_client() {
+    let stack = stack().await;
+    boto3(&stack, "wrong_key").await;
+    assert!(models_called(&stack).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_robin_takes_turns_across_the_targets() {
+    let stack = stack().await;
+    boto3(&stack, "twice").await;
+    let mut called = models_called(&stack);
+    called.sort();
+    let mut both = vec![SECOND.to_owned(), FIRST.to_owned()];
+    both.sort();
+    assert_eq!(called, both, "one request to each target");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_target_fails_over_unseen_by_boto3() {
+    let stack = stack().await;
+    stack
+        .emulator
+        .knobs()
+        .set_model(FIRST, ModelKnobs::with_fault(Fault::internal_error(), None));
+    boto3(&stack, "twice").await;
+    let called = models_called(&stack);
+    let answered = called.iter().filter(|m| *m == SECOND).count();
+    assert_eq!(answered, 2, "the healthy target answered both: {called:?}");
+    assert!(
+        called.iter().any(|m| m == FIRST),
+        "the failing target was tried: {called:?}"
+    );
+}
+
+/// The AWS SDK for Rust with only its endpoint at the route's path, dummy credentials and
+/// no retries (a retry would hide what the gateway answered).
+fn rust_client(stack: &Stack) -> Client {
+    let config = aws_sdk_bedrockruntime::Config::builder()
+        .behavior_version_latest()
+        .region(Region::new("us-west-2"))
+        .endpoint_url(stack.url("/bedrock"))
+        .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}
+
+fn question() -> Message {
+    Message::builder()
+        .role(ConversationRole::User)
+        .content(ContentBlock::Text("What is the weather in Krakow?".into()))
+        .build()
+        .expect("a valid message")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_sdk_for_rust_converses_and_streams() {
+    let stack = stack().await;
+    let client = rust_client(&stack);
+    let answer = client
+        .converse()
+        .model_id(FIRST)
+        .messages(question())
+        .customize()
+        .mutate_request(|request| {
+            // Key-auth as on any route; the SDK's SigV4 `Authorization` is not a key.
+            request.headers_mut().insert("apikey", KEY);
+        })
+        .send()
+        .await
+        .expect("converse through aigw");
+    assert_eq!(answer.stop_reason(), &StopReason::EndTurn);
+    let whole = answer
+        .output()
+        .and_then(|o| o.as_message().ok())
+        .and_then(|m| m.content().first())
+        .and_then(|b| b.as_text().ok())
+        .cloned()
+        .expect("a text answer");
+    assert!(answer.usage().is_some_and(|u| u.output_tokens() > 0));
+
+    let mut stream = client
+        .converse_stream()
+        .model_id(FIRST)
+        .messages(question())
+        .customize()
+        .mutate_request(|request| {
+            // Key-auth as on any route; the SDK's SigV4 `Authorization` is not a key.
+            request.headers_mut().insert("apikey", KEY);
+        })
+        .send()
+        .await
+        .expect("converse_stream through aigw")
+        .stream;
+    let (mut text, mut stop, mut usage) = (String::new(), None, None);
+    while let Some(event) = stream.recv().await.expect("frames the SDK accepts") {
+        match event {
+            ConverseStreamOutput::ContentBlockDelta(e) => {
+                if let Some(Ok(piece)) = e.delta().map(|d| d.as_text()) {
+                    text.push_str(piece);
+                }
+            }
+            ConverseStreamOutput::MessageStop(e) => stop = Some(e.stop_reason().clone()),
+            ConverseStreamOutput::Metadata(e) => usage = e.usage().map(|u| u.output_tokens()),
+            _ => {}
+        }
+    }
+    assert_eq!(stop, Some(StopReason::EndTurn));
+    assert!(usage.is_some_and(|n| n > 0), "{usage:?}");
+    // The emulator's answer opens with the model that gave it, which round-robin changes.
+    let tail = |s: &str| s.split_once("] ").map(|(_, t)| t.to_owned());
+    assert_eq!(
+        tail(&text),
+        tail(&whole),
+        "the stream says what converse said"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_sdk_for_rust_sees_a_throttling_exception() {
+    let stack = stack().await;
+    stack
+        .emulator
+        .knobs()
+        .set_default(ModelKnobs::with_fault(Fault::throttling(), None));
+    let error = rust_client(&stack)
+        .converse()
+        .model_id(FIRST)
+        .messages(question())
+        .customize()
+        .mutate_request(|request| {
+            // Key-auth as on any route; the SDK's SigV4 `Authorization` is not a key.
+            request.headers_mut().insert("apikey", KEY);
+        })
+        .send()
+        .await
+        .expect_err("throttled");
+    assert!(
+        error
+            .as_service_error()
+            .is_some_and(|e| e.is_throttling_exception()),
+        "{error:?}"
+    );
+}
+
+/// The deck with the route at `/`, where SDKs post to the bare `/model/{modelId}/…`.
+fn root_deck() -> String {
+    deck().replace("    - /bedrock\n", "    - /\n")
+}
+
+#[tokio::test]
+async fn at_the_root_path_the_bare_model_paths_answer_in_bedrocks_shape() {
+    let stack = Stack::start(&config_from(&root_deck())).await;
+    let hi = serde_json::json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]});
+    let post = |path: &str, key: Option<&str>| {
+        let mut request = reqwest::Client::new().post(stack.url(path)).json(&hi);
+        if let Some(key) = key {
+            request = request.header("apikey", key);
+        }
+        async move {
+            let response = request.send().await.expect("the gateway answers");
+            let status = response.status().as_u16();
+            let error_type = response
+                .headers()
+                .get("x-amzn-errortype")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (status, error_type, body)
+        }
+    };
+    let (status, error_type, body) =
+        post("/model/us.anthropic.claude%3A0/converse", Some(KEY)).await;
+    assert_eq!((status, error_type), (200, None), "{body}");
+    assert_eq!(body["stopReason"], "end_turn", "{body}");
+
+    let (status, error_type, body) = post("/model/m/converse", None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(error_type.as_deref(), Some("UnrecognizedClientException"));
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+
+    let (status, error_type, body) = post("/model/m/invoke", Some(KEY)).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(error_type.as_deref(), Some("ResourceNotFoundException"));
+    assert_eq!(
+        models_called(&stack).len(),
+        1,
+        "only the converse reached Bedrock"
+    );
+}

@@ -1,0 +1,212 @@
+"""Bedrock Runtime's native API through aigw with boto3's `bedrock-runtime` client.
+
+Run by tests/bedrock_api.rs against a gateway route with `llm_format: bedrock` and a
+Bedrock emulator on loopback:
+    python bedrock_api.py ENDPOINT_URL KEY SCENARIO
+Only `endpoint_url` changes from code that calls Bedrock itself; the consumer's key goes
+out in an `apikey` header added by an event hook. Each scenario asserts what a user of
+boto3 would see and exits non-zero (with the assertion's message) when something differs.
+"""
+
+import json
+import sys
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import EventStreamError
+
+ENDPOINT_URL, KEY, SCENARIO = sys.argv[1], sys.argv[2], sys.argv[3]
+MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+QUESTION = [{"role": "user", "content": [{"text": "What is the weather in Krakow?"}]}]
+WEATHER = {
+    "toolSpec": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "inputSchema": {
+            "json": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string"},
+                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                },
+                "required": ["city", "unit"],
+            }
+        },
+    }
+}
+RESULT = "sunny and 21 degrees"
+
+
+def make_client(key=KEY):
+    client = boto3.client(
+        "bedrock-runtime",
+        endpoint_url=ENDPOINT_URL,
+        region_name="us-west-2",
+        aws_access_key_id="AKIDBOTO3CLIENT",
+        aws_secret_access_key="not-a-real-secret",
+        # One attempt: a retry would hide what the gateway answered.
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+
+    def add_key(request, **_):
+        request.headers["apikey"] = key
+
+    client.meta.events.register("before-sign.bedrock-runtime", add_key)
+    return client
+
+
+client = make_client()
+
+
+def text():
+    answer = client.converse(
+        modelId=MODEL, messages=QUESTION, inferenceConfig={"maxTokens": 200, "temperature": 0.5}
+    )
+    assert answer["stopReason"] == "end_turn", answer
+    content = answer["output"]["message"]["content"]
+    assert answer["output"]["message"]["role"] == "assistant", answer
+    assert len(content) == 1 and content[0]["text"], content
+    usage = answer["usage"]
+    assert usage["inputTokens"] > 0 and usage["outputTokens"] > 0, usage
+    assert usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"], usage
+
+
+def tool_loop():
+    tools = {"tools": [WEATHER]}
+    first = client.converse(modelId=MODEL, messages=QUESTION, toolConfig=tools)
+    assert first["stopReason"] == "tool_use", first
+    turn = first["output"]["message"]
+    calls = [b["toolUse"] for b in turn["content"] if "toolUse" in b]
+    assert [c["name"] for c in calls] == ["get_weather"], turn
+    assert calls[0]["toolUseId"] and calls[0]["input"]["unit"] == "celsius", calls
+    history = QUESTION + [
+        turn,
+        {
+            "role": "user",
+            "content": [
+                {"toolResult": {"toolUseId": calls[0]["toolUseId"], "content": [{"text": RESULT}]}}
+            ],
+        },
+    ]
+    final = client.converse(modelId=MODEL, messages=history, toolConfig=tools)
+    assert final["stopReason"] == "end_turn", final
+    content = final["output"]["message"]["content"]
+    assert RESULT in content[0]["text"], content
+
+
+def stream():
+    kinds, text = [], ""
+    response = client.converse_stream(modelId=MODEL, messages=QUESTION)
+    for event in response["stream"]:
+        (kind,) = event.keys()
+        kinds.append(kind)
+        if kind == "contentBlockDelta":
+            text += event[kind]["delta"]["text"]
+        if kind == "messageStop":
+            assert event[kind]["stopReason"] == "end_turn", event
+        if kind == "metadata":
+            assert event[kind]["usage"]["outputTokens"] > 0, event
+    assert kinds[0] == "messageStart" and kinds[-2:] == ["messageStop", "metadata"], kinds
+    assert "contentBlockStop" in kinds and text, (kinds, text)
+    whole = client.converse(modelId=MODEL, messages=QUESTION)["output"]["message"]["content"]
+    # The emulator's answer opens with the model that gave it, which round-robin changes.
+    assert whole[0]["text"].split("] ", 1)[1] == text.split("] ", 1)[1], (whole, text)
+
+
+def stream_tool():
+    response = client.converse_stream(
+        modelId=MODEL, messages=QUESTION, toolConfig={"tools": [WEATHER]}
+    )
+    starts, pieces, stop = [], "", None
+    for event in response["stream"]:
+        if "contentBlockStart" in event:
+            starts.append(event["contentBlockStart"]["start"]["toolUse"])
+        delta = event.get("contentBlockDelta", {}).get("delta", {})
+        pieces += delta.get("toolUse", {}).get("input", "")
+        stop = event.get("messageStop", {}).get("stopReason", stop)
+    assert [s["name"] for s in starts] == ["get_weather"] and starts[0]["toolUseId"], starts
+    assert json.loads(pieces)["unit"] == "celsius", pieces
+    assert stop == "tool_use", stop
+
+
+def broken_stream():
+    response = client.converse_stream(modelId=MODEL, messages=QUESTION)
+    try:
+        for _ in response["stream"]:
+            pass
+        raise AssertionError("a broken stream ended as if whole")
+    # botocore raises a stream's exception event as EventStreamError, coded by the
+    # frame's `:exception-type`, as it does with Bedrock itself.
+    except EventStreamError as error:
+        assert error.response["Error"]["Code"] == "modelStreamErrorException", error.response
+        assert "emulated stream exception" in error.response["Error"]["Message"], error.response
+
+
+def cache():
+    system = [{"text": "You are a meticulous assistant. " * 40}, {"cachePoint": {"type": "default"}}]
+    usages = [
+        client.converse(modelId=MODEL, system=system, messages=QUESTION)["usage"] for _ in range(3)
+    ]
+    assert usages[0]["cacheWriteInputTokens"] > 0, usages[0]
+    assert usages[0]["cacheReadInputTokens"] == 0, usages[0]
+    assert any(u["cacheReadInputTokens"] > 0 for u in usages[1:]), usages
+    for u in usages:
+        cached = u["cacheReadInputTokens"] + u["cacheWriteInputTokens"]
+        assert u["inputTokens"] > 0, u
+        assert u["totalTokens"] == u["inputTokens"] + u["outputTokens"] + cached, u
+
+
+def throttled():
+    try:
+        client.converse(modelId=MODEL, messages=QUESTION)
+        raise AssertionError("a throttled request was answered")
+    except client.exceptions.ThrottlingException as error:
+        assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 429, error.response
+        assert error.response["Error"]["Message"], error.response
+
+
+def invalid():
+    try:
+        client.converse(
+            modelId=MODEL, messages=QUESTION, additionalModelRequestFields={"top_k": 5}
+        )
+        raise AssertionError("additionalModelRequestFields was accepted")
+    except client.exceptions.ValidationException as error:
+        assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400, error.response
+        message = error.response["Error"]["Message"]
+        assert message.startswith("additionalModelRequestFields:"), message
+    try:
+        client.converse(modelId=MODEL, messages=[])
+        raise AssertionError("an empty conversation was accepted")
+    except client.exceptions.ValidationException as error:
+        assert "messages" in error.response["Error"]["Message"], error.response
+
+
+def wrong_key():
+    try:
+        make_client("wrong-key").converse(modelId=MODEL, messages=QUESTION)
+        raise AssertionError("a wrong key was let in")
+    except client.exceptions.ClientError as error:
+        code = error.response["Error"]["Code"]
+        assert code == "UnrecognizedClientException", error.response
+        assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 401, error.response
+
+
+def twice():
+    for _ in range(2):
+        answer = client.converse(modelId=MODEL, messages=QUESTION)
+        assert answer["stopReason"] == "end_turn", answer
+
+
+{
+    "text": text,
+    "tool_loop": tool_loop,
+    "throttled": throttled,
+    "invalid": invalid,
+    "wrong_key": wrong_key,
+    "twice": twice,
+    "stream": stream,
+    "cache": cache,
+    "stream_tool": stream_tool,
+    "broken_stream": broken_stream,
+}[SCENARIO]()
