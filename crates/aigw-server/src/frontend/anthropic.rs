@@ -20,7 +20,7 @@ use http::{HeaderValue, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{ANSWERING, Refused, answer, decode_json, read_json_body, require_post};
+use super::http::{ANSWERING, Refused, answer, decode_json, read_route_json, require_post};
 use crate::admission::{Admission, Caller, Entry};
 use crate::recent::StreamBreak;
 use crate::{ApiError, SharedRoutes};
@@ -77,12 +77,7 @@ pub(super) async fn messages(
         .into());
     }
     require_post(&parts.method, "messages")?;
-    let route = &*entry.route;
-    let limit = admission.body_limit(Some(route));
-    let body = read_json_body(&parts.headers, body, limit, || {
-        admission.body_too_large(Some(route))
-    })
-    .await?;
+    let body = read_route_json(admission, &entry, &parts.headers, body).await?;
     let wire: WireRequest = decode_json(&body)?;
     let request = wire.into_core()?;
     let admitted = Admission::call(&entry, caller, ANSWERING, request, body.len()).await?;

@@ -16,7 +16,7 @@ use http::{HeaderValue, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{ANSWERING, Refused, answer, decode_json, read_json_body, require_post};
+use super::http::{ANSWERING, Refused, answer, decode_json, read_route_json, require_post};
 use crate::admission::{Admission, Caller, Entry};
 use crate::recent::StreamBreak;
 use crate::{ApiError, SharedRoutes};
@@ -70,12 +70,7 @@ pub(super) async fn converse(
         .into());
     };
     require_post(&parts.method, "converse")?;
-    let route = &*entry.route;
-    let limit = admission.body_limit(Some(route));
-    let body = read_json_body(&parts.headers, body, limit, || {
-        admission.body_too_large(Some(route))
-    })
-    .await?;
+    let body = read_route_json(admission, &entry, &parts.headers, body).await?;
     let wire: WireRequest = decode_json(&body)?;
     let mut request = wire.into_core(model_id)?;
     request.stream = op == Operation::ConverseStream;

@@ -220,6 +220,21 @@ pub(super) async fn read_json_body(
     read_body(body.take().unwrap_or_default(), limit, too_large).await
 }
 
+/// The JSON body of a request to a known route, within the route's body limit: what the
+/// native front ends (Anthropic, Bedrock) read, whose route is known from the path.
+pub(super) async fn read_route_json(
+    admission: &Admission,
+    entry: &Entry,
+    headers: &HeaderMap,
+    body: &mut Option<Body>,
+) -> Result<Bytes, Refused> {
+    let route = &*entry.route;
+    read_json_body(headers, body, admission.body_limit(Some(route)), || {
+        admission.body_too_large(Some(route))
+    })
+    .await
+}
+
 /// The HTTP answer to an admitted request: the front end's `encode`ing of the reply
 /// (handed what records a stream that breaks), with the serving model's header and the
 /// headers admission added.
