@@ -48,15 +48,6 @@ async fn sdk(stack: &Stack, scenario: &str) {
     .await;
 }
 
-fn models_called(stack: &Stack) -> Vec<String> {
-    stack
-        .emulator
-        .requests()
-        .into_iter()
-        .map(|r| r.model_id)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn anthropic_sdk_creates_a_message() {
     sdk(&stack().await, "text").await;
@@ -112,7 +103,7 @@ async fn anthropic_sdk_raises_its_typed_errors() {
     let stack = stack().await;
     sdk(&stack, "errors").await;
     assert!(
-        models_called(&stack).is_empty(),
+        stack.models_asked().is_empty(),
         "refused requests never reach Bedrock"
     );
 }
@@ -126,11 +117,7 @@ async fn a_bearer_token_is_a_key_too() {
 async fn round_robin_takes_turns_across_the_targets() {
     let stack = stack().await;
     sdk(&stack, "twice").await;
-    let mut called = models_called(&stack);
-    called.sort();
-    let mut both = vec![SECOND.to_owned(), FIRST.to_owned()];
-    both.sort();
-    assert_eq!(called, both, "one request to each target");
+    stack.assert_each_model_asked_once(&[FIRST, SECOND]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -141,13 +128,7 @@ async fn a_failing_target_fails_over_unseen_by_the_sdk() {
         .knobs()
         .set_model(FIRST, ModelKnobs::with_fault(Fault::internal_error(), None));
     sdk(&stack, "twice").await;
-    let called = models_called(&stack);
-    let answered = called.iter().filter(|m| *m == SECOND).count();
-    assert_eq!(answered, 2, "the healthy target answered both: {called:?}");
-    assert!(
-        called.iter().any(|m| m == FIRST),
-        "the failing target was tried: {called:?}"
-    );
+    stack.assert_failed_over(FIRST, SECOND, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -272,7 +253,7 @@ async fn an_openai_compatible_target_answers_anthropic_clients_too() {
         &[&stack.url("/mixed-route"), KEY, "twice"],
     )
     .await;
-    let mut called = models_called(&stack);
+    let mut called = stack.models_asked();
     called.sort();
     assert_eq!(called, ["gpt-4o-mini", "us.amazon.nova-micro-v1:0"]);
 }

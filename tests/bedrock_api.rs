@@ -51,15 +51,6 @@ async fn boto3(stack: &Stack, scenario: &str) {
     run_sdk_script("bedrock_api.py", &[&stack.url("/bedrock"), KEY, scenario]).await;
 }
 
-fn models_called(stack: &Stack) -> Vec<String> {
-    stack
-        .emulator
-        .requests()
-        .into_iter()
-        .map(|r| r.model_id)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn boto3_converses_and_its_signature_and_key_stay_at_the_gateway() {
     let stack = stack().await;
@@ -137,7 +128,7 @@ async fn boto3_catches_a_validation_exception_before_bedrock_is_called() {
     let stack = stack().await;
     boto3(&stack, "invalid").await;
     assert!(
-        models_called(&stack).is_empty(),
+        stack.models_asked().is_empty(),
         "refused requests never reach Bedrock"
     );
 }
@@ -146,18 +137,14 @@ async fn boto3_catches_a_validation_exception_before_bedrock_is_called() {
 async fn a_wrong_key_is_an_unrecognized_client() {
     let stack = stack().await;
     boto3(&stack, "wrong_key").await;
-    assert!(models_called(&stack).is_empty());
+    assert!(stack.models_asked().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn round_robin_takes_turns_across_the_targets() {
     let stack = stack().await;
     boto3(&stack, "twice").await;
-    let mut called = models_called(&stack);
-    called.sort();
-    let mut both = vec![SECOND.to_owned(), FIRST.to_owned()];
-    both.sort();
-    assert_eq!(called, both, "one request to each target");
+    stack.assert_each_model_asked_once(&[FIRST, SECOND]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,13 +155,7 @@ async fn a_failing_target_fails_over_unseen_by_boto3() {
         .knobs()
         .set_model(FIRST, ModelKnobs::with_fault(Fault::internal_error(), None));
     boto3(&stack, "twice").await;
-    let called = models_called(&stack);
-    let answered = called.iter().filter(|m| *m == SECOND).count();
-    assert_eq!(answered, 2, "the healthy target answered both: {called:?}");
-    assert!(
-        called.iter().any(|m| m == FIRST),
-        "the failing target was tried: {called:?}"
-    );
+    stack.assert_failed_over(FIRST, SECOND, 2);
 }
 
 /// The AWS SDK for Rust with only its endpoint at the route's path, dummy credentials and
@@ -331,7 +312,7 @@ async fn at_the_root_path_the_bare_model_paths_answer_in_bedrocks_shape() {
     assert_eq!(status, 404, "{body}");
     assert_eq!(error_type.as_deref(), Some("ResourceNotFoundException"));
     assert_eq!(
-        models_called(&stack).len(),
+        stack.models_asked().len(),
         1,
         "only the converse reached Bedrock"
     );

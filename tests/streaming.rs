@@ -130,16 +130,6 @@ async fn grpc_stream_refused(stack: &Stack, why: &str) -> tonic::Status {
         .expect_err(why)
 }
 
-/// The models the emulator was asked, in order.
-fn models_asked(stack: &Stack) -> Vec<String> {
-    stack
-        .emulator
-        .requests()
-        .into_iter()
-        .map(|r| r.model_id)
-        .collect()
-}
-
 /// Makes every model answer `words` words, `delay` apart.
 fn answer_slowly(stack: &Stack, delay: Duration, words: usize) {
     stack.emulator.knobs().set_default(ModelKnobs {
@@ -551,7 +541,7 @@ async fn failover_happens_before_the_first_byte_and_never_after() {
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
     let events: Vec<Value> = data[..data.len() - 1].iter().map(|d| parse(d)).collect();
     assert!(content_of(&events).starts_with(&format!("[{LLAMA}]")));
-    let seen = models_asked(&stack);
+    let seen = stack.models_asked();
     assert_eq!(seen, [NOVA, LLAMA]);
 
     // A stream that fails after messageStart but before any text has sent the client
@@ -570,7 +560,7 @@ async fn failover_happens_before_the_first_byte_and_never_after() {
     let served_by = header(&response, "x-aigw-llm-model").expect("serving model header");
     let data = Sse::new(response).rest().await;
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
-    let seen = models_asked(&stack);
+    let seen = stack.models_asked();
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_ne!(seen[0], seen[1]);
     assert_eq!(served_by, format!("bedrock/{}", seen[1]));

@@ -103,6 +103,37 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// The models the emulator was asked, in order.
+    pub fn models_asked(&self) -> Vec<String> {
+        self.emulator
+            .requests()
+            .into_iter()
+            .map(|r| r.model_id)
+            .collect()
+    }
+
+    /// Checks that the requests so far went once to each of `models` (round-robin), in
+    /// any order.
+    pub fn assert_each_model_asked_once(&self, models: &[&str]) {
+        let mut asked = self.models_asked();
+        asked.sort();
+        let mut expected: Vec<String> = models.iter().map(|m| (*m).to_owned()).collect();
+        expected.sort();
+        assert_eq!(asked, expected, "one request to each target");
+    }
+
+    /// Checks that `failing` was tried and `healthy` answered all `answers` requests:
+    /// a failover the client did not see.
+    pub fn assert_failed_over(&self, failing: &str, healthy: &str, answers: usize) {
+        let asked = self.models_asked();
+        let answered = asked.iter().filter(|m| *m == healthy).count();
+        assert_eq!(answered, answers, "the healthy target answered: {asked:?}");
+        assert!(
+            asked.iter().any(|m| m == failing),
+            "the failing target was tried: {asked:?}"
+        );
+    }
+
     /// Starts both with `config`, unchanged but for the endpoint and test credentials.
     pub async fn start(config: &GatewayConfig) -> Stack {
         Stack::start_tuned(config, RouteLimits::default(), ServeOptions::default()).await

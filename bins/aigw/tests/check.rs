@@ -8,6 +8,21 @@ fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mixed-providers.yaml")
 }
 
+/// `aigw check` on `yaml`, written to a temp file named after `name`.
+fn check_deck(name: &str, yaml: &str) -> Output {
+    let deck = std::env::temp_dir().join(format!("aigw-check-{name}-{}.yaml", std::process::id()));
+    std::fs::write(&deck, yaml).expect("writes the deck");
+    let output = Command::new(env!("CARGO_BIN_EXE_aigw"))
+        .arg("check")
+        .arg("--config")
+        .arg(&deck)
+        .env_remove("AIGW_CONFIG")
+        .output()
+        .expect("aigw runs");
+    let _ = std::fs::remove_file(&deck);
+    output
+}
+
 fn check(key: Option<&str>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_aigw"));
     command
@@ -53,9 +68,8 @@ fn a_set_deck_variable_is_used_but_never_printed() {
 /// `aigw check` says which enforced plugins guard each route and how, never with what.
 #[test]
 fn the_routes_plugins_are_listed_without_their_secrets() {
-    let deck = std::env::temp_dir().join(format!("aigw-check-plugins-{}.yaml", std::process::id()));
-    std::fs::write(
-        &deck,
+    let output = check_deck(
+        "plugins",
         r#"_format_version: "3.0"
 consumers:
 - username: alice
@@ -84,16 +98,7 @@ services:
 plugins:
 - {name: ai-proxy-advanced, config: {targets: [{route_type: llm/v1/chat, model: {provider: bedrock, name: "us.amazon.nova-micro-v1:0", options: {bedrock: {aws_region: us-west-2}}}}]}}
 "#,
-    )
-    .expect("writes the deck");
-    let output = Command::new(env!("CARGO_BIN_EXE_aigw"))
-        .arg("check")
-        .arg("--config")
-        .arg(&deck)
-        .env_remove("AIGW_CONFIG")
-        .output()
-        .expect("aigw runs");
-    let _ = std::fs::remove_file(&deck);
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -116,10 +121,8 @@ plugins:
 /// store), what the prompt plugins check, and a route's router attributes.
 #[test]
 fn semantic_prompt_plugins_and_router_attributes_are_described() {
-    let deck =
-        std::env::temp_dir().join(format!("aigw-check-semantic-{}.yaml", std::process::id()));
-    std::fs::write(
-        &deck,
+    let output = check_deck(
+        "semantic",
         r#"_format_version: "3.0"
 services:
 - name: svc
@@ -143,16 +146,7 @@ plugins:
     - {route_type: llm/v1/chat, description: rust code, model: {provider: bedrock, name: "us.amazon.nova-micro-v1:0", options: {bedrock: {aws_region: us-west-2}}}}
     - {route_type: llm/v1/chat, description: CATCHALL, model: {provider: bedrock, name: "us.amazon.nova-lite-v1:0", options: {bedrock: {aws_region: us-west-2}}}}
 "#,
-    )
-    .expect("writes the deck");
-    let output = Command::new(env!("CARGO_BIN_EXE_aigw"))
-        .arg("check")
-        .arg("--config")
-        .arg(&deck)
-        .env_remove("AIGW_CONFIG")
-        .output()
-        .expect("aigw runs");
-    let _ = std::fs::remove_file(&deck);
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -174,9 +168,8 @@ plugins:
 /// refuses another provider's with the file, line and field.
 #[test]
 fn a_bedrock_format_route_with_an_openai_target_is_refused_with_its_line() {
-    let deck = std::env::temp_dir().join(format!("aigw-check-bedrock-{}.yaml", std::process::id()));
-    std::fs::write(
-        &deck,
+    let output = check_deck(
+        "bedrock",
         r#"_format_version: "3.0"
 services:
 - name: svc
@@ -194,16 +187,7 @@ services:
             name: gpt-4o-mini
             options: {upstream_url: "http://127.0.0.1:9/v1/chat/completions"}
 "#,
-    )
-    .expect("temp file written");
-    let output = Command::new(env!("CARGO_BIN_EXE_aigw"))
-        .arg("check")
-        .arg("--config")
-        .arg(&deck)
-        .env_remove("AIGW_CONFIG")
-        .output()
-        .expect("aigw runs");
-    let _ = std::fs::remove_file(&deck);
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(

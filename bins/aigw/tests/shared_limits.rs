@@ -187,6 +187,31 @@ fn start_replica(config: &PathBuf, emulator_url: &str) -> Replica {
     }
 }
 
+/// `count` replicas on `config`, each answering `/health` before this returns.
+async fn start_replicas(
+    count: usize,
+    config: &PathBuf,
+    emulator_url: &str,
+    client: &reqwest::Client,
+) -> Vec<Replica> {
+    let replicas: Vec<Replica> = (0..count)
+        .map(|_| start_replica(config, emulator_url))
+        .collect();
+    for replica in &replicas {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client
+            .get(format!("{}/health", replica.data))
+            .send()
+            .await
+            .map_or(true, |r| !r.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "a replica did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    replicas
+}
+
 /// One question to `route` on `replica`: the status and the remaining figure.
 async fn ask(client: &reqwest::Client, replica: &Replica, route: &str) -> (u16, Option<u64>) {
     let response = client
@@ -262,22 +287,8 @@ async fn three_replicas_share_one_limit_through_redis() {
     let config =
         std::env::temp_dir().join(format!("aigw-shared-limits-{}.yaml", std::process::id()));
     std::fs::write(&config, deck(redis.port)).expect("writes the deck");
-    let replicas: Vec<Replica> = (0..3)
-        .map(|_| start_replica(&config, &emulator.endpoint_url()))
-        .collect();
     let client = reqwest::Client::new();
-    for replica in &replicas {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while client
-            .get(format!("{}/health", replica.data))
-            .send()
-            .await
-            .map_or(true, |r| !r.status().is_success())
-        {
-            assert!(Instant::now() < deadline, "a replica did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    let replicas = start_replicas(3, &config, &emulator.endpoint_url(), &client).await;
 
     // One limit across three replicas: the remaining figure counts down by one answer's
     // tokens whichever replica answers, and the total admitted stays within one answer's
@@ -364,22 +375,8 @@ async fn batched_charges_reach_the_other_replicas() {
     let config =
         std::env::temp_dir().join(format!("aigw-batched-limits-{}.yaml", std::process::id()));
     std::fs::write(&config, deck).expect("writes the deck");
-    let replicas: Vec<Replica> = (0..2)
-        .map(|_| start_replica(&config, &emulator.endpoint_url()))
-        .collect();
     let client = reqwest::Client::new();
-    for replica in &replicas {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while client
-            .get(format!("{}/health", replica.data))
-            .send()
-            .await
-            .map_or(true, |r| !r.status().is_success())
-        {
-            assert!(Instant::now() < deadline, "a replica did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    let replicas = start_replicas(2, &config, &emulator.endpoint_url(), &client).await;
     // The first replica counts its own answers before any batch is sent.
     assert_eq!(ask(&client, &replicas[0], "count").await, (200, Some(300)));
     assert_eq!(
@@ -419,22 +416,8 @@ async fn redis_over_tls() {
     let deck = deck(redis.port).replace("timeout: 500}", "timeout: 500, ssl: true}");
     let config = std::env::temp_dir().join(format!("aigw-tls-limits-{}.yaml", std::process::id()));
     std::fs::write(&config, deck).expect("writes the deck");
-    let replicas: Vec<Replica> = (0..2)
-        .map(|_| start_replica(&config, &emulator.endpoint_url()))
-        .collect();
     let client = reqwest::Client::new();
-    for replica in &replicas {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while client
-            .get(format!("{}/health", replica.data))
-            .send()
-            .await
-            .map_or(true, |r| !r.status().is_success())
-        {
-            assert!(Instant::now() < deadline, "a replica did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    let replicas = start_replicas(2, &config, &emulator.endpoint_url(), &client).await;
     assert_eq!(ask(&client, &replicas[0], "count").await, (200, Some(300)));
     assert_eq!(
         ask(&client, &replicas[1], "count").await,
