@@ -16,11 +16,13 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use futures_util::{Stream, StreamExt};
-use http::{HeaderValue, header};
+use http::HeaderValue;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{ANSWERING, Refused, answer, decode_json, read_route_json, require_post};
+use super::http::{
+    ANSWERING, Refused, answer, decode_json, error_in_shape, read_route_json, require_post,
+};
 use crate::admission::{Admission, Caller, Entry};
 use crate::recent::StreamBreak;
 use crate::{ApiError, SharedRoutes};
@@ -87,16 +89,10 @@ pub(super) async fn messages(
 /// An error as Anthropic sends it, `{"type":"error","error":{"type":…,"message":…}}`,
 /// with the status and headers (`Retry-After`, `WWW-Authenticate`) of the OpenAI answer.
 pub(super) fn error_response(error: Error) -> Response {
-    let message = error.message().to_owned();
-    let (mut parts, _) = ApiError(error).into_response().into_parts();
-    let error_type = error_type(parts.status);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    parts.headers.remove(header::CONTENT_LENGTH);
-    let body = json!({"type": "error", "error": {"type": error_type, "message": message}});
-    Response::from_parts(parts, Body::from(body.to_string()))
+    error_in_shape(
+        error,
+        |status, message| json!({"type": "error", "error": {"type": error_type(status), "message": message}}),
+    )
 }
 
 /// Anthropic's error type for a status, which its SDKs map to their exception classes

@@ -16,7 +16,9 @@ use http::{HeaderValue, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{ANSWERING, Refused, answer, decode_json, read_route_json, require_post};
+use super::http::{
+    ANSWERING, Refused, answer, decode_json, error_in_shape, read_route_json, require_post,
+};
 use crate::admission::{Admission, Caller, Entry};
 use crate::recent::StreamBreak;
 use crate::{ApiError, SharedRoutes};
@@ -87,20 +89,12 @@ pub(super) async fn converse(
 /// An error as Bedrock sends it: the status, `x-amzn-ErrorType` and `{"message": …}`, with
 /// the headers (`Retry-After`) of the OpenAI answer.
 pub(super) fn error_response(error: Error) -> Response {
-    let message = error.message().to_owned();
-    let (mut parts, _) = ApiError(error).into_response().into_parts();
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.remove(header::WWW_AUTHENTICATE);
-    parts.headers.insert(
-        ERROR_TYPE_HEADER,
-        HeaderValue::from_static(error_type(parts.status)),
-    );
-    let body = json!({ "message": message });
-    Response::from_parts(parts, Body::from(body.to_string()))
+    let mut response = error_in_shape(error, |_, message| json!({ "message": message }));
+    let error_type = HeaderValue::from_static(error_type(response.status()));
+    let headers = response.headers_mut();
+    headers.remove(header::WWW_AUTHENTICATE);
+    headers.insert(ERROR_TYPE_HEADER, error_type);
+    response
 }
 
 /// Bedrock's exception name for a status.

@@ -220,6 +220,24 @@ pub(super) async fn read_json_body(
     read_body(body.take().unwrap_or_default(), limit, too_large).await
 }
 
+/// `error` answered with the status and headers of aigw's error table and the JSON body
+/// `shape` makes of its status and message: how the native front ends answer in their
+/// API's own error shape.
+pub(super) fn error_in_shape(
+    error: Error,
+    shape: impl FnOnce(http::StatusCode, &str) -> Value,
+) -> Response {
+    let message = error.message().to_owned();
+    let (mut parts, _) = ApiError(error).into_response().into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = shape(parts.status, &message);
+    Response::from_parts(parts, Body::from(body.to_string()))
+}
+
 /// The JSON body of a request to a known route, within the route's body limit: what the
 /// native front ends (Anthropic, Bedrock) read, whose route is known from the path.
 pub(super) async fn read_route_json(
