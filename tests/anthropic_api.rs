@@ -73,6 +73,17 @@ async fn anthropic_sdk_runs_a_tool_loop_unary_and_streaming() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn anthropic_sdk_sees_stop_sequences_and_sends_failed_tool_results() {
+    let stack = stack().await;
+    sdk(&stack, "stops_and_tool_errors").await;
+    assert_eq!(
+        stack.tool_result_statuses(),
+        [Some("error".to_owned())],
+        "is_error reached Bedrock as the toolResult's status"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn anthropic_sdk_sees_thinking_and_sends_it_back() {
     let stack = stack().await;
     sdk(&stack, "thinking").await;

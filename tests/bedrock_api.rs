@@ -86,6 +86,27 @@ async fn boto3_runs_a_tool_round_trip() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn boto3_sees_stop_sequences_and_sends_failed_tool_results() {
+    let stack = stack().await;
+    boto3(&stack, "stops_and_tool_errors").await;
+    assert_eq!(
+        stack.tool_result_statuses(),
+        [Some("error".to_owned())],
+        "the toolResult's status reached Bedrock"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_sees_a_guardrail_intervene_as_bedrock_says_it() {
+    let stack = stack().await;
+    stack.emulator.knobs().set_default(ModelKnobs {
+        guardrail_intervenes: true,
+        ..ModelKnobs::default()
+    });
+    boto3(&stack, "guardrail").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn boto3_sees_cache_writes_then_cache_reads_counted_apart() {
     boto3(&stack().await, "cache").await;
 }

@@ -207,7 +207,47 @@ def cut_stream():
         assert "stream failed" in error.body["error"]["message"], error.body
 
 
+def stops_and_tool_errors():
+    # The emulator echoes the question, so "weather" ends the answer early.
+    stopped = client.messages.create(
+        model=MODEL, max_tokens=200, messages=QUESTION, stop_sequences=["weather"]
+    )
+    assert stopped.stop_reason == "stop_sequence", stopped
+    assert stopped.stop_sequence == "weather", stopped
+    assert "weather" not in stopped.content[0].text, stopped.content
+    with client.messages.stream(
+        model=MODEL, max_tokens=200, messages=QUESTION, stop_sequences=["weather"]
+    ) as events:
+        final = events.get_final_message()
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "weather"), final
+    # Bedrock does not say which of several sequences matched; aigw does not guess.
+    either = client.messages.create(
+        model=MODEL, max_tokens=200, messages=QUESTION, stop_sequences=["weather", "Krakow"]
+    )
+    assert (either.stop_reason, either.stop_sequence) == ("stop_sequence", None), either
+    # A tool that failed: is_error travels with the result.
+    first = client.messages.create(model=MODEL, max_tokens=200, messages=QUESTION, tools=[WEATHER])
+    call = check_call(first)
+    history = QUESTION + [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": call.id,
+                    "content": "no such city",
+                    "is_error": True,
+                }
+            ],
+        },
+    ]
+    after = client.messages.create(model=MODEL, max_tokens=200, messages=history, tools=[WEATHER])
+    assert after.stop_reason == "end_turn", after
+
+
 SCENARIOS = {
+    "stops_and_tool_errors": stops_and_tool_errors,
     "cut_stream": cut_stream,
     "thinking": thinking,
     "cache": cache,

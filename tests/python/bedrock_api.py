@@ -198,7 +198,43 @@ def twice():
         assert answer["stopReason"] == "end_turn", answer
 
 
+def stops_and_tool_errors():
+    # The emulator echoes the question, so "weather" ends the answer early.
+    config = {"maxTokens": 200, "stopSequences": ["weather"]}
+    stopped = client.converse(modelId=MODEL, messages=QUESTION, inferenceConfig=config)
+    assert stopped["stopReason"] == "stop_sequence", stopped
+    response = client.converse_stream(modelId=MODEL, messages=QUESTION, inferenceConfig=config)
+    stops = [e["messageStop"]["stopReason"] for e in response["stream"] if "messageStop" in e]
+    assert stops == ["stop_sequence"], stops
+    # A tool that failed: toolResult.status travels with the result.
+    tools = {"tools": [WEATHER]}
+    first = client.converse(modelId=MODEL, messages=QUESTION, toolConfig=tools)
+    turn = first["output"]["message"]
+    call = next(b["toolUse"] for b in turn["content"] if "toolUse" in b)
+    failed = {
+        "toolResult": {
+            "toolUseId": call["toolUseId"],
+            "content": [{"text": "no such city"}],
+            "status": "error",
+        }
+    }
+    history = QUESTION + [turn, {"role": "user", "content": [failed]}]
+    after = client.converse(modelId=MODEL, messages=history, toolConfig=tools)
+    assert after["stopReason"] == "end_turn", after
+
+
+def guardrail():
+    answer = client.converse(
+        modelId=MODEL,
+        messages=QUESTION,
+        guardrailConfig={"guardrailIdentifier": "gr-1", "guardrailVersion": "1"},
+    )
+    assert answer["stopReason"] == "guardrail_intervened", answer
+
+
 {
+    "stops_and_tool_errors": stops_and_tool_errors,
+    "guardrail": guardrail,
     "text": text,
     "tool_loop": tool_loop,
     "throttled": throttled,

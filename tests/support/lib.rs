@@ -112,6 +112,28 @@ impl Stack {
             .collect()
     }
 
+    /// The `status` of every `toolResult` block Bedrock was sent, in order (`None` where
+    /// a result carried none).
+    pub fn tool_result_statuses(&self) -> Vec<Option<String>> {
+        let mut statuses = Vec::new();
+        for request in self.emulator.requests() {
+            let turns = request.body["messages"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for block in turns
+                .iter()
+                .filter_map(|t| t["content"].as_array())
+                .flatten()
+            {
+                if let Some(result) = block.get("toolResult") {
+                    statuses.push(result["status"].as_str().map(str::to_owned));
+                }
+            }
+        }
+        statuses
+    }
+
     /// Checks that the requests so far went once to each of `models` (round-robin), in
     /// any order.
     pub fn assert_each_model_asked_once(&self, models: &[&str]) {

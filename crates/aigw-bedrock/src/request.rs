@@ -14,7 +14,7 @@ use aws_sdk_bedrockruntime::types::{
     GuardrailStreamProcessingMode, GuardrailTrace, ImageBlock, ImageFormat as BedrockImageFormat,
     ImageSource, InferenceConfiguration, Message, ReasoningContentBlock, ReasoningTextBlock,
     SpecificToolChoice, SystemContentBlock, Tool, ToolChoice, ToolConfiguration, ToolInputSchema,
-    ToolResultBlock, ToolResultContentBlock, ToolSpecification, ToolUseBlock,
+    ToolResultBlock, ToolResultContentBlock, ToolResultStatus, ToolSpecification, ToolUseBlock,
 };
 use aws_smithy_types::Document;
 
@@ -316,7 +316,11 @@ fn content_blocks(
             Error::invalid_request(format!("messages[{index}].tool_call_id is required"))
         })?;
         if !tool_blocks {
-            let mut text = format!("[result of tool call {id}]");
+            let mut text = if message.tool_failed {
+                format!("[error from tool call {id}]")
+            } else {
+                format!("[result of tool call {id}]")
+            };
             for part in &parts {
                 if let ContentBlock::Text(t) = part {
                     text.push('\n');
@@ -344,6 +348,7 @@ fn content_blocks(
         let block = ToolResultBlock::builder()
             .tool_use_id(id)
             .set_content(Some(result))
+            .set_status(message.tool_failed.then_some(ToolResultStatus::Error))
             .build()
             .map_err(internal)?;
         blocks.push(ContentBlock::ToolResult(block));

@@ -88,10 +88,10 @@ pub(crate) fn finish_reason(reason: &StopReason) -> FinishReason {
     match reason {
         StopReason::MaxTokens | StopReason::ModelContextWindowExceeded => FinishReason::Length,
         StopReason::ToolUse => FinishReason::ToolCalls,
-        StopReason::ContentFiltered | StopReason::GuardrailIntervened => {
-            FinishReason::ContentFilter
-        }
-        // end_turn, stop_sequence, and reasons newer than this SDK: generation simply ended.
+        StopReason::StopSequence => FinishReason::StopSequence,
+        StopReason::ContentFiltered => FinishReason::ContentFilter,
+        StopReason::GuardrailIntervened => FinishReason::GuardrailIntervened,
+        // end_turn, and reasons newer than this SDK: generation simply ended.
         _ => FinishReason::Stop,
     }
 }
@@ -126,12 +126,12 @@ mod tests {
     fn stop_reasons_map_to_openai() {
         let cases = [
             ("end_turn", FinishReason::Stop),
-            ("stop_sequence", FinishReason::Stop),
+            ("stop_sequence", FinishReason::StopSequence),
             ("max_tokens", FinishReason::Length),
             ("model_context_window_exceeded", FinishReason::Length),
             ("tool_use", FinishReason::ToolCalls),
             ("content_filtered", FinishReason::ContentFilter),
-            ("guardrail_intervened", FinishReason::ContentFilter),
+            ("guardrail_intervened", FinishReason::GuardrailIntervened),
             ("something_new", FinishReason::Stop),
         ];
         for (wire, expected) in cases {

@@ -50,6 +50,9 @@ pub struct Message {
     pub tool_calls: Vec<ToolCall>,
     /// For a [`Role::Tool`] turn, the id of the call it answers.
     pub tool_call_id: Option<String>,
+    /// For a [`Role::Tool`] turn, whether the tool failed (Anthropic's `is_error`,
+    /// Bedrock's `toolResult.status: error`); OpenAI's wire has no such flag.
+    pub tool_failed: bool,
     /// The reasoning an assistant turn showed, sent back so the model can continue from it
     /// (Anthropic models on Bedrock require it, signature included, in tool loops).
     pub reasoning: Option<Reasoning>,
@@ -63,6 +66,7 @@ impl Message {
             content: vec![Part::Text(text.into())],
             tool_calls: Vec::new(),
             tool_call_id: None,
+            tool_failed: false,
             reasoning: None,
         }
     }
@@ -332,27 +336,33 @@ pub struct ChatRequest {
     pub guardrail: Option<Arc<Guardrail>>,
 }
 
-/// Why the model stopped generating, in OpenAI's vocabulary.
+/// Why the model stopped generating. OpenAI's vocabulary has four words; the variants
+/// beyond them keep what Bedrock and Anthropic tell apart, so their native front ends can
+/// say it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FinishReason {
-    /// Natural end or a stop sequence.
+    /// Natural end.
     Stop,
+    /// One of the request's stop sequences was generated.
+    StopSequence,
     /// The token limit was reached.
     Length,
     /// The model asked to call a tool.
     ToolCalls,
-    /// A content filter or guardrail intervened.
+    /// The provider's content filter intervened.
     ContentFilter,
+    /// A guardrail (Bedrock Guardrails) intervened.
+    GuardrailIntervened,
 }
 
 impl FinishReason {
     /// The OpenAI wire name.
     pub fn as_str(self) -> &'static str {
         match self {
-            FinishReason::Stop => "stop",
+            FinishReason::Stop | FinishReason::StopSequence => "stop",
             FinishReason::Length => "length",
             FinishReason::ToolCalls => "tool_calls",
-            FinishReason::ContentFilter => "content_filter",
+            FinishReason::ContentFilter | FinishReason::GuardrailIntervened => "content_filter",
         }
     }
 }

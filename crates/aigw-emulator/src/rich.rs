@@ -139,6 +139,16 @@ impl Extras {
                      block of the previous assistant turn."
                 ));
             }
+            match result.get("status") {
+                None => {}
+                Some(Value::String(status)) if status == "success" || status == "error" => {}
+                Some(other) => {
+                    return Err(format!(
+                        "1 validation error detected: Value {other} at '{at}.member.toolResult.status' \
+                         failed to satisfy constraint: Member must satisfy enum value set: [success, error]"
+                    ));
+                }
+            }
             self.answered_tool = true;
             self.answered.push(id.to_owned());
             if let Some(Value::Array(content)) = result.get("content") {

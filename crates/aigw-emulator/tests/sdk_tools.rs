@@ -10,8 +10,8 @@ use aws_sdk_bedrockruntime::types::{
     CachePointBlock, CachePointType, ContentBlock, ContentBlockDelta, ContentBlockStart,
     ConversationRole, ConverseStreamOutput, GuardrailConfiguration, ImageBlock, ImageFormat,
     ImageSource, Message, ReasoningContentBlock, StopReason, SystemContentBlock, Tool,
-    ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock, ToolSpecification,
-    ToolUseBlock,
+    ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock, ToolResultStatus,
+    ToolSpecification, ToolUseBlock,
 };
 use aws_smithy_types::Document;
 use common::{client, emulator, user};
@@ -69,12 +69,17 @@ fn tool_use(id: &str) -> Message {
 }
 
 fn tool_result(id: &str, text: &str) -> Message {
+    tool_result_with(id, text, None)
+}
+
+fn tool_result_with(id: &str, text: &str, status: Option<ToolResultStatus>) -> Message {
     Message::builder()
         .role(ConversationRole::User)
         .content(ContentBlock::ToolResult(
             ToolResultBlock::builder()
                 .tool_use_id(id)
                 .content(ToolResultContentBlock::Text(text.into()))
+                .set_status(status)
                 .build()
                 .expect("tool result"),
         ))
@@ -315,10 +320,30 @@ async fn bedrock_validation_errors_are_validation_exceptions() {
         )
         .send()
         .await;
+    let tool_turns = |status: &str| {
+        c.converse()
+            .model_id(CLAUDE)
+            .tool_config(weather_tool())
+            .messages(user("a"))
+            .messages(tool_use("t1"))
+            .messages(tool_result_with(
+                "t1",
+                "x",
+                Some(ToolResultStatus::from(status)),
+            ))
+            .send()
+    };
+    let failed_tool = tool_turns("error").await;
+    assert!(
+        failed_tool.is_ok(),
+        "status error is valid: {failed_tool:?}"
+    );
+    let unknown_status = tool_turns("failed").await;
     for (what, result) in [
         ("roles not alternating", not_alternating),
         ("toolResult without toolConfig", no_tool_config),
         ("a bmp image", bad_image),
+        ("a toolResult status outside success/error", unknown_status),
     ] {
         let err = result.expect_err(what).into_service_error();
         assert!(err.is_validation_exception(), "{what}: {err:?}");

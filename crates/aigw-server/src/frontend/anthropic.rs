@@ -4,6 +4,7 @@
 //! events). Admission, the stack and everything after are the OpenAI front end's.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use aigw_config::KeyAuthConfig;
 use aigw_core::{
@@ -82,8 +83,14 @@ pub(super) async fn messages(
     let body = read_route_json(admission, &entry, &parts.headers, body).await?;
     let wire: WireRequest = decode_json(&body)?;
     let request = wire.into_core()?;
+    let stops = StopSequences::of(&request);
     let admitted = Admission::call(&entry, caller, ANSWERING, request, body.len()).await?;
-    Ok(answer(routes, entry.route.clone(), admitted, encode_reply))
+    Ok(answer(
+        routes,
+        entry.route.clone(),
+        admitted,
+        move |reply, broken| encode_reply(reply, broken, stops),
+    ))
 }
 
 /// An error as Anthropic sends it, `{"type":"error","error":{"type":…,"message":…}}`,
@@ -157,6 +164,7 @@ struct WireBlock {
     name: Option<String>,
     input: Option<Value>,
     tool_use_id: Option<String>,
+    is_error: Option<bool>,
     content: Option<WireContent>,
     thinking: Option<String>,
     signature: Option<String>,
@@ -310,6 +318,7 @@ fn decode_message(index: usize, wire: WireMessage, out: &mut Vec<Message>) -> Re
                 }
                 let mut result = Message::new(Role::Tool, "");
                 result.tool_call_id = Some(id);
+                result.tool_failed = block.is_error.unwrap_or(false);
                 result.content = match block.content {
                     Some(content) => parts(content, &at, true)?,
                     None => Vec::new(),
@@ -475,11 +484,32 @@ fn message_id(id: &str) -> String {
 
 fn stop_reason(reason: FinishReason) -> &'static str {
     match reason {
-        // The core does not say whether a stop sequence ended the answer.
         FinishReason::Stop => "end_turn",
+        FinishReason::StopSequence => "stop_sequence",
         FinishReason::Length => "max_tokens",
         FinishReason::ToolCalls => "tool_use",
-        FinishReason::ContentFilter => "refusal",
+        FinishReason::ContentFilter | FinishReason::GuardrailIntervened => "refusal",
+    }
+}
+
+/// Anthropic's `stop_sequence`: which of the request's sequences ended the answer. Bedrock
+/// says only that one did, so it is known when the request had exactly one.
+#[derive(Clone, Default)]
+struct StopSequences(Option<Arc<str>>);
+
+impl StopSequences {
+    fn of(request: &ChatRequest) -> Self {
+        match &*request.stop {
+            [only] => StopSequences(Some(Arc::from(only.as_str()))),
+            _ => StopSequences(None),
+        }
+    }
+
+    fn matched(&self, reason: FinishReason) -> Value {
+        match (&self.0, reason) {
+            (Some(sequence), FinishReason::StopSequence) => Value::from(&**sequence),
+            _ => Value::Null,
+        }
     }
 }
 
@@ -502,7 +532,7 @@ fn tool_input(arguments: &str) -> Value {
     serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_owned()))
 }
 
-fn complete_json(answer: &ChatCompletion) -> Value {
+fn complete_json(answer: &ChatCompletion, stops: &StopSequences) -> Value {
     let mut content = Vec::new();
     if let Some(reasoning) = &answer.reasoning {
         content.push(json!({
@@ -529,16 +559,20 @@ fn complete_json(answer: &ChatCompletion) -> Value {
         "model": &*answer.model,
         "content": content,
         "stop_reason": stop_reason(answer.finish_reason),
-        "stop_sequence": null,
+        "stop_sequence": stops.matched(answer.finish_reason),
         "usage": usage_json(answer.usage),
     })
 }
 
-fn encode_reply(reply: ChatReply, broken: StreamBreak) -> Response {
+fn encode_reply(reply: ChatReply, broken: StreamBreak, stops: StopSequences) -> Response {
     match reply.body {
-        ReplyBody::Complete(answer) => axum::Json(complete_json(&answer)).into_response(),
+        ReplyBody::Complete(answer) => axum::Json(complete_json(&answer, &stops)).into_response(),
         ReplyBody::Stream(chunks) => {
-            let mut response = Sse::new(sse_events(chunks, Some(broken))).into_response();
+            let encoder = Encoder {
+                stops,
+                ..Encoder::default()
+            };
+            let mut response = Sse::new(sse_events(chunks, Some(broken), encoder)).into_response();
             // As on the OpenAI path: proxies must not hold tokens back.
             response
                 .headers_mut()
@@ -567,6 +601,7 @@ struct Encoder {
     /// The index of the open block, or of the next one.
     index: u32,
     stop: Option<FinishReason>,
+    stops: StopSequences,
     usage: Usage,
 }
 
@@ -681,7 +716,7 @@ impl Encoder {
         out.push(event(
             "message_delta",
             json!({"type": "message_delta",
-                "delta": {"stop_reason": stop_reason(stop), "stop_sequence": null},
+                "delta": {"stop_reason": stop_reason(stop), "stop_sequence": self.stops.matched(stop)},
                 "usage": usage_json(self.usage)}),
         ));
         out.push(event("message_stop", json!({"type": "message_stop"})));
@@ -694,6 +729,7 @@ impl Encoder {
 fn sse_events(
     chunks: aigw_core::ChunkStream,
     broken: Option<StreamBreak>,
+    encoder: Encoder,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     struct State {
         chunks: aigw_core::ChunkStream,
@@ -704,7 +740,7 @@ fn sse_events(
     let state = State {
         chunks,
         broken,
-        encoder: Encoder::default(),
+        encoder,
         done: false,
     };
     futures_util::stream::unfold(state, |mut state| async move {
@@ -744,7 +780,6 @@ fn sse_events(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
 

@@ -328,6 +328,18 @@ fn decode_message(index: usize, wire: WireMessage, out: &mut Vec<Message>) -> Re
                 }
                 let mut tool = Message::new(Role::Tool, "");
                 tool.tool_call_id = Some(id.to_owned());
+                tool.tool_failed = match result.get("status") {
+                    None => false,
+                    Some(status) => match status.as_str() {
+                        Some("success") => false,
+                        Some("error") => true,
+                        _ => {
+                            return Err(invalid(format!(
+                                "{at}.toolResult.status: must be \"success\" or \"error\""
+                            )));
+                        }
+                    },
+                };
                 tool.content.clear();
                 let content = result.get("content").and_then(Value::as_array);
                 for (c, part) in content.into_iter().flatten().enumerate() {
@@ -486,11 +498,12 @@ fn decode_tools(config: WireToolConfig) -> Result<(Vec<Tool>, Option<ToolChoice>
 
 fn stop_reason(reason: FinishReason) -> &'static str {
     match reason {
-        // The core does not say whether a stop sequence ended the answer.
         FinishReason::Stop => "end_turn",
+        FinishReason::StopSequence => "stop_sequence",
         FinishReason::Length => "max_tokens",
         FinishReason::ToolCalls => "tool_use",
         FinishReason::ContentFilter => "content_filtered",
+        FinishReason::GuardrailIntervened => "guardrail_intervened",
     }
 }
 

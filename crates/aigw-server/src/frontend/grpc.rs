@@ -522,6 +522,7 @@ fn decode_message((index, m): (usize, pb::Message)) -> Result<Message, Error> {
         content,
         tool_calls,
         tool_call_id: m.tool_call_id,
+        tool_failed: m.tool_failed,
         reasoning: m.reasoning.map(|r| Reasoning {
             text: r.text,
             signature: r.signature,
@@ -561,6 +562,7 @@ fn encode_response(answer: ChatCompletion) -> pb::ChatResponse {
                     })
                     .collect(),
                 tool_call_id: None,
+                tool_failed: false,
                 reasoning: answer.reasoning.map(|r| pb::Reasoning {
                     text: r.text,
                     signature: r.signature,

@@ -937,6 +937,7 @@ fn message((index, wire): (usize, WireMessage)) -> Result<Message, Error> {
         content,
         tool_calls,
         tool_call_id,
+        tool_failed: false,
         reasoning,
     })
 }
