@@ -84,6 +84,14 @@ async fn anthropic_sdk_sees_stop_sequences_and_sends_failed_tool_results() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn anthropic_sdk_counts_tokens_as_bedrock_counts_them() {
+    let stack = stack().await;
+    sdk(&stack, "count_tokens").await;
+    // Counting answered nothing: the one Converse call is the message the SDK created.
+    assert_eq!(stack.models_asked().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn anthropic_sdk_sees_thinking_and_sends_it_back() {
     let stack = stack().await;
     sdk(&stack, "thinking").await;
@@ -267,4 +275,45 @@ async fn an_openai_compatible_target_answers_anthropic_clients_too() {
     let mut called = stack.models_asked();
     called.sort();
     assert_eq!(called, ["gpt-4o-mini", "us.amazon.nova-micro-v1:0"]);
+
+    // Bedrock counts tokens for Claude models only: a Nova target's refusal comes back
+    // as Anthropic's invalid_request_error, saying so.
+    let hi = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, body) = post(&stack, "/mixed-route/v1/messages/count_tokens", &hi).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("doesn't support counting tokens")
+            && message.contains("us.amazon.nova-micro-v1:0"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn count_tokens_on_a_route_without_a_counting_target_says_so() {
+    // The mixed fixture without its Bedrock target: only an OpenAI-compatible one is left.
+    let stack = Stack::start_with(|url| {
+        let yaml = mixed_providers_yaml(url, Some("sk-upstream")).replace(
+            "      config:\n        balancer:",
+            "      config:\n        llm_format: anthropic\n        balancer:",
+        );
+        let bedrock = yaml
+            .find("        - model: {provider: bedrock")
+            .expect("a bedrock target");
+        let openai = yaml
+            .find("        - model: {provider: openai")
+            .expect("an openai target");
+        format!("{}{}", &yaml[..bedrock], &yaml[openai..])
+    })
+    .await;
+    let hi = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, body) = post(&stack, "/mixed-route/v1/messages/count_tokens", &hi).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("count_tokens is not supported on route mixed"),
+        "{message}"
+    );
 }

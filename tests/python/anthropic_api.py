@@ -123,10 +123,10 @@ def errors():
         assert error.body["error"]["type"] == "invalid_request_error", error.body
         assert error.body["error"]["message"].startswith("top_k:"), error.body
     try:
-        client.messages.count_tokens(model=MODEL, messages=QUESTION)
-        raise AssertionError("count_tokens answered")
+        client.messages.count_tokens(model=MODEL, messages=[])
+        raise AssertionError("count_tokens counted an empty conversation")
     except anthropic.BadRequestError as error:
-        assert "count_tokens is not supported" in error.body["error"]["message"], error.body
+        assert "at least one message" in error.body["error"]["message"], error.body
 
 
 def bearer():
@@ -246,7 +246,20 @@ def stops_and_tool_errors():
     assert after.stop_reason == "end_turn", after
 
 
+def count_tokens():
+    system = "Answer in one sentence."
+    counted = client.messages.count_tokens(
+        model=MODEL, system=system, messages=QUESTION, tools=[WEATHER]
+    )
+    answered = client.messages.create(
+        model=MODEL, max_tokens=200, system=system, messages=QUESTION, tools=[WEATHER]
+    )
+    assert counted.input_tokens > 0, counted
+    assert counted.input_tokens == answered.usage.input_tokens, (counted, answered.usage)
+
+
 SCENARIOS = {
+    "count_tokens": count_tokens,
     "stops_and_tool_errors": stops_and_tool_errors,
     "cut_stream": cut_stream,
     "thinking": thinking,

@@ -84,6 +84,10 @@ modeled_error!(aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError
     ModelNotReadyException, ModelTimeoutException, ResourceNotFoundException,
     ServiceUnavailableException, ThrottlingException, ValidationException,
 );
+modeled_error!(aws_sdk_bedrockruntime::operation::count_tokens::CountTokensError:
+    AccessDeniedException, InternalServerException, ResourceNotFoundException,
+    ServiceUnavailableException, ThrottlingException, ValidationException,
+);
 modeled_error!(ConverseStreamOutputError:
     InternalServerException, ModelStreamErrorException, ServiceUnavailableException,
     ThrottlingException, ValidationException,

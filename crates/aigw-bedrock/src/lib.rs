@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod count;
 mod driver;
 mod embeddings;
 mod error;
@@ -30,6 +31,7 @@ pub mod mapping {
     pub use crate::response::to_chat_completion;
 }
 
+pub use count::BedrockTokenCounter;
 pub use driver::{BedrockChat, BedrockDriver};
 pub use embeddings::{BedrockEmbeddings, EmbeddingFamily};
 pub use provider::BedrockProvider;

@@ -15,6 +15,7 @@ mod around;
 mod attempt;
 mod chat;
 mod client_cache;
+mod count;
 mod defaults;
 mod driver;
 mod embeddings;
@@ -32,6 +33,7 @@ pub use chat::{
     ReplyBody, ResponseFormat, Role, ServedBy, Tool, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 pub use client_cache::ClientCache;
+pub use count::{CountTokensFuture, CountTokensService};
 pub use defaults::RequestDefaults;
 pub use driver::{BoxDriver, Chat, Driver, DriverFuture};
 pub use embeddings::{EmbedFuture, EmbedPurpose, EmbedRequest, EmbedService, Embeddings};

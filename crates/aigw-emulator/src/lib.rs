@@ -3,7 +3,8 @@
 //! benchmarks and the gateway's demo use it in place of AWS.
 //!
 //! It answers `POST /model/{modelId}/converse` with JSON and `/converse-stream` with AWS
-//! event-stream frames, with deterministic answers that name the model. It also speaks
+//! event-stream frames, with deterministic answers that name the model, and
+//! `/count-tokens` (CountTokens) for Claude models. It also speaks
 //! OpenAI's `POST /v1/chat/completions` (JSON, or SSE with `"stream": true`), so
 //! OpenAI-compatible drivers are tested the same way. [`Knobs`] set latency,
 //! token pacing, answer length and injected faults per model (from Rust, or over HTTP at
@@ -27,6 +28,7 @@
 
 mod answer;
 mod auth;
+mod count_tokens;
 mod embeddings;
 mod error;
 mod knobs;

@@ -123,6 +123,10 @@ pub fn router(emulator: Emulator) -> Router {
         .route("/model/{model_id}/converse", post(converse))
         .route("/model/{model_id}/converse-stream", post(converse_stream))
         .route("/model/{model_id}/invoke", post(crate::embeddings::invoke))
+        .route(
+            "/model/{model_id}/count-tokens",
+            post(crate::count_tokens::count_tokens),
+        )
         .route("/v1/embeddings", post(crate::embeddings::openai_embeddings))
         .route(
             "/v1/chat/completions",

@@ -8,10 +8,10 @@ use aigw_emulator::ModelKnobs;
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::{
     CachePointBlock, CachePointType, ContentBlock, ContentBlockDelta, ContentBlockStart,
-    ConversationRole, ConverseStreamOutput, GuardrailConfiguration, ImageBlock, ImageFormat,
-    ImageSource, Message, ReasoningContentBlock, StopReason, SystemContentBlock, Tool,
-    ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock, ToolResultStatus,
-    ToolSpecification, ToolUseBlock,
+    ConversationRole, ConverseStreamOutput, ConverseTokensRequest, CountTokensInput,
+    GuardrailConfiguration, ImageBlock, ImageFormat, ImageSource, Message, ReasoningContentBlock,
+    StopReason, SystemContentBlock, Tool, ToolConfiguration, ToolInputSchema, ToolResultBlock,
+    ToolResultContentBlock, ToolResultStatus, ToolSpecification, ToolUseBlock,
 };
 use aws_smithy_types::Document;
 use common::{client, emulator, user};
@@ -348,4 +348,47 @@ async fn bedrock_validation_errors_are_validation_exceptions() {
         let err = result.expect_err(what).into_service_error();
         assert!(err.is_validation_exception(), "{what}: {err:?}");
     }
+}
+
+#[tokio::test]
+async fn count_tokens_counts_as_converse_does_for_claude_only() {
+    let emu = emulator().await;
+    let c = client(&emu);
+    let question = user("What is the weather in Krakow today?");
+    let system = SystemContentBlock::Text("Answer briefly.".into());
+    let counted = c
+        .count_tokens()
+        .model_id(CLAUDE)
+        .input(CountTokensInput::Converse(
+            ConverseTokensRequest::builder()
+                .messages(question.clone())
+                .system(system.clone())
+                .build(),
+        ))
+        .send()
+        .await
+        .expect("Claude counts");
+    let answered = c
+        .converse()
+        .model_id(CLAUDE)
+        .messages(question.clone())
+        .system(system)
+        .send()
+        .await
+        .expect("converse");
+    let usage = answered.usage().expect("usage");
+    assert!(counted.input_tokens() > 0);
+    assert_eq!(counted.input_tokens(), usage.input_tokens());
+
+    let other = c
+        .count_tokens()
+        .model_id("us.amazon.nova-micro-v1:0")
+        .input(CountTokensInput::Converse(
+            ConverseTokensRequest::builder().messages(question).build(),
+        ))
+        .send()
+        .await
+        .expect_err("Nova does not count")
+        .into_service_error();
+    assert!(other.is_validation_exception(), "{other:?}");
 }

@@ -106,6 +106,7 @@ fn router(runtime: &tokio::runtime::Runtime) -> axum::Router {
         overview: Default::default(),
         service: BoxCloneSyncService::new(stack),
         embed: None,
+        counters: None,
         key_auth: None,
         plugins: Default::default(),
         rate_limit: None,

@@ -205,18 +205,7 @@ impl Admission {
         body_len: usize,
     ) -> Result<Admitted, Error> {
         let route = &*entry.route;
-        if body_len > route.max_request_body_size {
-            return Err(too_large(route.max_request_body_size));
-        }
-        if route
-            .plugins
-            .body_limit()
-            .is_some_and(|limit| body_len > limit)
-        {
-            return Err(crate::plugins::size_limit_exceeded());
-        }
-        // Kong's ai-prompt-decorator, then ai-prompt-guard (`prompt.rs`).
-        route.prompt.apply(&mut request, body_len)?;
+        Self::admit_prompt(route, &mut request, body_len)?;
         request.stream = match (route.response_streaming, request.stream) {
             (ResponseStreaming::Deny, true) => {
                 return Err(Error::invalid_request(format!(
@@ -270,6 +259,48 @@ impl Admission {
             model_header,
             headers,
         })
+    }
+}
+
+impl Admission {
+    /// Counts `request`'s input tokens at one of `entry`'s targets (Anthropic's
+    /// `count_tokens`), after the same body limits and prompt plugins as a chat call, so
+    /// the count is of what the model would be sent. No token limit is checked or charged:
+    /// counting spends no tokens.
+    pub(crate) async fn count_tokens(
+        entry: &Entry,
+        mut request: ChatRequest,
+        body_len: usize,
+    ) -> Result<u64, Error> {
+        let route = &*entry.route;
+        Self::admit_prompt(route, &mut request, body_len)?;
+        let counters = route.counters.as_deref().ok_or_else(|| {
+            Error::invalid_request(format!(
+                "route {} serves embeddings; count_tokens needs a chat route",
+                route.name
+            ))
+        })?;
+        counters.count(request).await
+    }
+
+    /// The route's body limits, then Kong's ai-prompt-decorator and ai-prompt-guard
+    /// (`prompt.rs`).
+    fn admit_prompt(
+        route: &Route,
+        request: &mut ChatRequest,
+        body_len: usize,
+    ) -> Result<(), Error> {
+        if body_len > route.max_request_body_size {
+            return Err(too_large(route.max_request_body_size));
+        }
+        if route
+            .plugins
+            .body_limit()
+            .is_some_and(|limit| body_len > limit)
+        {
+            return Err(crate::plugins::size_limit_exceeded());
+        }
+        route.prompt.apply(request, body_len)
     }
 }
 

@@ -4,9 +4,11 @@
 //! Adding a provider is its driver crate plus one [`DriverFactory`] here, listed in
 //! [`DriverRegistry::new`]; the balancer, the front ends and `stack.rs` stay unchanged.
 
+use std::time::Duration;
+
 use aigw_bedrock::{BedrockProvider, BedrockTargetSpec};
-use aigw_config::{BalancerConfig, Provider, TargetConfig};
-use aigw_core::{BoxDriver, Chat, Driver, Error, ErrorKind, RequestDefaults};
+use aigw_config::{BalancerConfig, ModelOptions, Provider, TargetAuth, TargetConfig};
+use aigw_core::{BoxDriver, Chat, CountTokensService, Driver, Error, ErrorKind, RequestDefaults};
 use aigw_openai::{OpenAiProvider, OpenAiTargetSpec};
 use futures_util::future::BoxFuture;
 
@@ -33,6 +35,16 @@ pub(crate) trait DriverFactory: Send + Sync {
         target: &'a TargetConfig,
         cx: &'a TargetContext<'a>,
     ) -> BoxFuture<'a, Result<BoxDriver, Error>>;
+
+    /// Builds one target's token counter, where the provider can count a prompt without
+    /// answering it (Anthropic's `count_tokens`); `None` where it cannot.
+    fn token_counter<'a>(
+        &'a self,
+        _target: &'a TargetConfig,
+        _cx: &'a TargetContext<'a>,
+    ) -> BoxFuture<'a, Result<Option<CountTokensService>, Error>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Every provider aigw can call, by `model.provider`.
@@ -57,9 +69,22 @@ impl DriverRegistry {
         target: &TargetConfig,
         cx: &TargetContext<'_>,
     ) -> Result<BoxDriver, Error> {
+        self.factory(target)?.build(target, cx).await
+    }
+
+    /// Builds `target`'s token counter, if its provider can count.
+    pub(crate) async fn token_counter(
+        &self,
+        target: &TargetConfig,
+        cx: &TargetContext<'_>,
+    ) -> Result<Option<CountTokensService>, Error> {
+        self.factory(target)?.token_counter(target, cx).await
+    }
+
+    fn factory(&self, target: &TargetConfig) -> Result<&dyn DriverFactory, Error> {
         let provider = target.model.provider;
         match self.factories.iter().find(|f| f.provider() == provider) {
-            Some(factory) => factory.build(target, cx).await,
+            Some(factory) => Ok(factory.as_ref()),
             // The config refuses providers without a driver, so this is a registry that
             // fell out of step with `Provider::SUPPORTED` (a test below guards that).
             None => Err(Error::new(
@@ -71,6 +96,41 @@ impl DriverRegistry {
             )),
         }
     }
+}
+
+/// The Bedrock spec of one model at one target: its region and endpoint from the
+/// config, else the demo's and tests' overrides in `options`, and likewise credentials.
+pub(crate) fn bedrock_spec(
+    model: &str,
+    model_options: &ModelOptions,
+    auth: &TargetAuth,
+    options: &BuildOptions,
+    connect_timeout: Duration,
+) -> BedrockTargetSpec {
+    let static_credentials = match (&auth.aws_access_key_id, &auth.aws_secret_access_key) {
+        (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+        _ => options.bedrock_credentials.clone(),
+    };
+    BedrockTargetSpec {
+        model_id: model.to_owned(),
+        region: model_options.bedrock.aws_region.clone(),
+        endpoint_url: model_options
+            .upstream_url
+            .clone()
+            .or_else(|| options.bedrock_endpoint.clone()),
+        static_credentials,
+        connect_timeout,
+    }
+}
+
+fn bedrock_target_spec(target: &TargetConfig, cx: &TargetContext<'_>) -> BedrockTargetSpec {
+    bedrock_spec(
+        &target.model.name,
+        &target.model.options,
+        &target.auth,
+        cx.options,
+        cx.balancer.connect_timeout,
+    )
 }
 
 #[derive(Default)]
@@ -89,25 +149,19 @@ impl DriverFactory for BedrockFactory {
         cx: &'a TargetContext<'a>,
     ) -> BoxFuture<'a, Result<BoxDriver, Error>> {
         Box::pin(async move {
-            let model_options = &target.model.options;
-            let static_credentials = match (
-                &target.auth.aws_access_key_id,
-                &target.auth.aws_secret_access_key,
-            ) {
-                (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
-                _ => cx.options.bedrock_credentials.clone(),
-            };
-            let spec = BedrockTargetSpec {
-                model_id: target.model.name.clone(),
-                region: model_options.bedrock.aws_region.clone(),
-                endpoint_url: model_options
-                    .upstream_url
-                    .clone()
-                    .or_else(|| cx.options.bedrock_endpoint.clone()),
-                static_credentials,
-                connect_timeout: cx.balancer.connect_timeout,
-            };
+            let spec = bedrock_target_spec(target, cx);
             Ok(shell(self.provider.target(spec).await?, target, cx))
+        })
+    }
+
+    fn token_counter<'a>(
+        &'a self,
+        target: &'a TargetConfig,
+        cx: &'a TargetContext<'a>,
+    ) -> BoxFuture<'a, Result<Option<CountTokensService>, Error>> {
+        Box::pin(async move {
+            let spec = bedrock_target_spec(target, cx);
+            Ok(Some(self.provider.token_counter(spec).await?))
         })
     }
 }

@@ -257,20 +257,8 @@ pub(crate) async fn embed_service(
 ) -> Result<EmbedService, Error> {
     match provider {
         Provider::Bedrock => {
-            let static_credentials = match (&auth.aws_access_key_id, &auth.aws_secret_access_key) {
-                (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
-                _ => options.bedrock_credentials.clone(),
-            };
-            let spec = aigw_bedrock::BedrockTargetSpec {
-                model_id: model.to_owned(),
-                region: model_options.bedrock.aws_region.clone(),
-                endpoint_url: model_options
-                    .upstream_url
-                    .clone()
-                    .or_else(|| options.bedrock_endpoint.clone()),
-                static_credentials,
-                connect_timeout,
-            };
+            let spec =
+                crate::drivers::bedrock_spec(model, model_options, auth, options, connect_timeout);
             aigw_bedrock::BedrockProvider::new().embeddings(spec).await
         }
         Provider::OpenAi => {

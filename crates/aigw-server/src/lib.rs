@@ -13,6 +13,7 @@
 mod accepted;
 mod admission;
 mod auth;
+mod count;
 mod drivers;
 mod embed;
 mod error;

@@ -35,6 +35,9 @@ pub struct Route {
     /// The route's embeddings targets, when its targets have `route_type:
     /// llm/v1/embeddings` (its chat `service` then refuses every request).
     pub embed: Option<Arc<crate::embed::EmbedRoute>>,
+    /// The token counters of the route's targets, for Anthropic's `count_tokens`; `None`
+    /// on an embeddings route.
+    pub counters: Option<Arc<crate::count::TokenCounters>>,
     /// Kong key-auth: when set, only callers with a consumer's key get in.
     pub key_auth: Option<KeyAuth>,
     /// The route's other Kong plugins: basic-auth, ip-restriction, request-size-limiting,

@@ -30,6 +30,7 @@ use axum::routing::get;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
+use crate::count::TokenCounters;
 use crate::drivers::{DriverRegistry, TargetContext};
 use crate::embed::EmbedRoute;
 use crate::frontend::grpc::GrpcFront;
@@ -143,6 +144,17 @@ async fn build_route(
         None => None,
     };
     let state = Arc::new(RouteState::new(infos, health_policy(&ai.balancer)));
+    let counters = TokenCounters::build(
+        route,
+        registry,
+        &TargetContext {
+            balancer: &ai.balancer,
+            options,
+        },
+        state.clone(),
+        failover_policy(&ai.balancer),
+    )
+    .await?;
 
     let stack = ServiceBuilder::new()
         // Outermost, so a request over the route's limit costs nothing further down.
@@ -172,7 +184,10 @@ async fn build_route(
         consumers,
         state,
         BoxCloneSyncService::new(stack),
-        None,
+        Capabilities {
+            embed: None,
+            counters: Some(Arc::new(counters)),
+        },
     )
 }
 
@@ -215,8 +230,17 @@ async fn build_embeddings_route(
         consumers,
         state,
         BoxCloneSyncService::new(refuse_chat),
-        Some(Arc::new(embed)),
+        Capabilities {
+            embed: Some(Arc::new(embed)),
+            counters: None,
+        },
     )
+}
+
+/// What a route serves besides chat.
+struct Capabilities {
+    embed: Option<Arc<EmbedRoute>>,
+    counters: Option<Arc<TokenCounters>>,
 }
 
 /// What the balancer knows of each target, in config order.
@@ -239,7 +263,7 @@ fn route_of(
     consumers: &crate::plugins::Consumers,
     state: Arc<RouteState>,
     service: BoxCloneSyncService<aigw_core::ChatRequest, aigw_core::ChatReply, Error>,
-    embed: Option<Arc<EmbedRoute>>,
+    capabilities: Capabilities,
 ) -> Result<Route, Error> {
     let ai = &route.ai;
     Ok(Route {
@@ -253,7 +277,8 @@ fn route_of(
         balancer: state,
         overview: RouteOverview::new(route, options),
         service,
-        embed,
+        embed: capabilities.embed,
+        counters: capabilities.counters,
         key_auth: route.key_auth.as_ref().map(|config| match ai.llm_format {
             LlmFormat::Anthropic => KeyAuth::new(&crate::frontend::anthropic::key_auth(config)),
             // A SigV4 `Authorization` is not `Bearer`, so it is never taken for a key.

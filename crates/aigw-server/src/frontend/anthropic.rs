@@ -65,10 +65,12 @@ pub(super) async fn messages(
     let path = crate::router::normalize(parts.uri.path());
     let path = path.trim_end_matches('/');
     if path.ends_with(COUNT_TOKENS_PATH) {
-        return Err(Error::invalid_request(
-            "/v1/messages/count_tokens is not supported by aigw yet; count tokens with the provider directly",
-        )
-        .into());
+        require_post(&parts.method, "count_tokens")?;
+        let body = read_route_json(admission, &entry, &parts.headers, body).await?;
+        let wire: WireRequest = decode_json(&body)?;
+        let request = wire.into_core(Purpose::Count)?;
+        let input_tokens = Admission::count_tokens(&entry, request, body.len()).await?;
+        return Ok(axum::Json(json!({ "input_tokens": input_tokens })).into_response());
     }
     if !path.ends_with(MESSAGES_PATH) {
         return Err(Error::new(
@@ -82,7 +84,7 @@ pub(super) async fn messages(
     require_post(&parts.method, "messages")?;
     let body = read_route_json(admission, &entry, &parts.headers, body).await?;
     let wire: WireRequest = decode_json(&body)?;
-    let request = wire.into_core()?;
+    let request = wire.into_core(Purpose::Answer)?;
     let stops = StopSequences::of(&request);
     let admitted = Admission::call(&entry, caller, ANSWERING, request, body.len()).await?;
     Ok(answer(
@@ -205,11 +207,22 @@ struct WireThinkingConfig {
     budget_tokens: Option<u32>,
 }
 
+/// What a Messages body is sent for: `count_tokens` takes the same body without
+/// `max_tokens`, since nothing is generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Answer,
+    Count,
+}
+
 impl WireRequest {
-    fn into_core(self) -> Result<ChatRequest, Error> {
-        let max_tokens = self
-            .max_tokens
-            .ok_or_else(|| Error::invalid_request("max_tokens: field required"))?;
+    fn into_core(self, purpose: Purpose) -> Result<ChatRequest, Error> {
+        let max_tokens = match (self.max_tokens, purpose) {
+            (None, Purpose::Answer) => {
+                return Err(Error::invalid_request("max_tokens: field required"));
+            }
+            (max_tokens, _) => max_tokens,
+        };
         if self.top_k.is_some() {
             return Err(Error::invalid_request(
                 "top_k: not supported by aigw (its providers' common API has no top_k); leave it out",
@@ -247,7 +260,7 @@ impl WireRequest {
         Ok(ChatRequest {
             model: self.model,
             messages: messages.into(),
-            max_tokens: Some(max_tokens),
+            max_tokens,
             temperature: self.temperature,
             top_p: self.top_p,
             stop: self.stop_sequences.into(),
@@ -785,7 +798,7 @@ mod tests {
 
     fn decode(body: Value) -> Result<ChatRequest, Error> {
         let wire: WireRequest = decode_json(body.to_string().as_bytes())?;
-        wire.into_core()
+        wire.into_core(Purpose::Answer)
     }
 
     #[test]
