@@ -58,15 +58,17 @@ impl Tracing {
 
 /// The seed file with `extra` balancer settings and the route renamed to `route`.
 fn seed_with(route: &str, balancer: &str) -> aigw_config::GatewayConfig {
-    let seed = seed_yaml();
-    config_from(
-        &seed
-            .replace("- name: route1", &format!("- name: {route}"))
-            .replace(
-                "algorithm: round-robin",
-                &format!("algorithm: round-robin\n{balancer}"),
-            ),
-    )
+    config_from(&seed_text_with(route, balancer))
+}
+
+/// [`seed_with`]'s decK text.
+fn seed_text_with(route: &str, balancer: &str) -> String {
+    seed_yaml()
+        .replace("- name: route1", &format!("- name: {route}"))
+        .replace(
+            "algorithm: round-robin",
+            &format!("algorithm: round-robin\n{balancer}"),
+        )
 }
 
 /// Fails over on an upstream 500: Kong needs both http_500 and non_idempotent for a POST.
@@ -724,4 +726,45 @@ async fn an_embeddings_failover_is_two_embeddings_attempt_spans() {
     assert_eq!(retried.name, "embeddings cohere.embed-english-v3");
     assert_eq!(retried.trace_id, failed[0].trace_id, "one request's trace");
     assert!(spans.iter().all(|s| kind(s) == SpanKind::Client));
+}
+
+/// What a client asks for and what serves it are two facts: a Bedrock-format client names
+/// a model id in the path, the balancer serves it with a target's model, and the server
+/// span, the access log and `aigw_requested_models_total` keep the asked one.
+#[tokio::test]
+async fn the_model_a_client_asked_is_recorded_apart_from_the_serving_one() {
+    const ASKED: &str = "us.anthropic.claude-asked-by-the-client-v1:0";
+    let receiver = Receiver::start().await;
+    let tracing = Tracing::to(&receiver.endpoint());
+    let seed = seed_text_with("asked", "");
+    let stack = Stack::start(&config_from(&seed.replace(
+        "      config:\n        balancer:",
+        "      config:\n        llm_format: bedrock\n        balancer:",
+    )))
+    .await;
+    let converse =
+        serde_json::json!({"messages": [{"role": "user", "content": [{"text": PROMPT}]}]});
+    let path = format!(
+        "/bedrock-route/model/{}/converse",
+        ASKED.replace(':', "%3A")
+    );
+    let (status, body) = post(&stack.url(&path), &converse, None).await;
+    assert_eq!(status, 200, "{body}");
+
+    let spans = tracing.flush_until(&receiver, 1, 1).await;
+    let server = server_spans(&spans)[0];
+    assert_eq!(str_attribute(server, "gen_ai.request.model"), Some(ASKED));
+    assert_eq!(str_attribute(server, "gen_ai.response.model"), Some(NOVA));
+    let attempt = attempt_spans(&spans)[0];
+    assert_eq!(str_attribute(attempt, "gen_ai.request.model"), Some(NOVA));
+
+    let text = reqwest::get(stack.status_url("/metrics"))
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
+    let series =
+        format!(r#"aigw_requested_models_total{{route="asked",requested_model="{ASKED}"}} 1"#);
+    assert!(text.lines().any(|l| l == series), "no {series} in\n{text}");
 }

@@ -356,8 +356,23 @@ fn text_blocks<'a>(blocks: &'a [Value], at: &str) -> Result<Vec<&'a str>, String
         let block = block
             .as_object()
             .ok_or_else(|| format!("Malformed input request: {at}.{} must be an object.", j + 1))?;
+        // A content block is a union: exactly one member, as Bedrock's validation says.
+        if block.len() != 1 {
+            return Err(format!(
+                "Malformed input request: {at}.{} must hold exactly one member, not {}.",
+                j + 1,
+                block.len()
+            ));
+        }
         match block.get("text") {
             None => {}
+            Some(Value::String(text)) if text.trim().is_empty() => {
+                return Err(format!(
+                    "The text field in the ContentBlock object at {at}.{} is blank. Add text to \
+                     the text field, and try again.",
+                    j
+                ));
+            }
             Some(Value::String(text)) => texts.push(text.as_str()),
             Some(_) => {
                 return Err(format!(

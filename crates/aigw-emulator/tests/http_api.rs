@@ -74,6 +74,8 @@ async fn bad_bodies_are_validation_exceptions() {
         "not json".to_owned(),
         json!({"messages": []}).to_string(),
         json!({"messages": [{"role": "robot", "content": [{"text": "x"}]}]}).to_string(),
+        // A content block is a union of one member.
+        json!({"messages": [{"role": "user", "content": [{"text": "x", "cachePoint": {"type": "default"}}]}]}).to_string(),
     ] {
         let response = http
             .post(&url)

@@ -333,6 +333,12 @@ async fn bedrock_validation_errors_are_validation_exceptions() {
             ))
             .send()
     };
+    let blank_text = c
+        .converse()
+        .model_id(CLAUDE)
+        .messages(user("  "))
+        .send()
+        .await;
     let failed_tool = tool_turns("error").await;
     assert!(
         failed_tool.is_ok(),
@@ -344,6 +350,7 @@ async fn bedrock_validation_errors_are_validation_exceptions() {
         ("toolResult without toolConfig", no_tool_config),
         ("a bmp image", bad_image),
         ("a toolResult status outside success/error", unknown_status),
+        ("a blank text block", blank_text),
     ] {
         let err = result.expect_err(what).into_service_error();
         assert!(err.is_validation_exception(), "{what}: {err:?}");

@@ -205,6 +205,9 @@ impl Admission {
         body_len: usize,
     ) -> Result<Admitted, Error> {
         let route = &*entry.route;
+        if let Some(model) = &request.model {
+            aigw_telemetry::record_requested_model(model);
+        }
         Self::admit_prompt(route, &mut request, body_len)?;
         request.stream = match (route.response_streaming, request.stream) {
             (ResponseStreaming::Deny, true) => {
@@ -273,6 +276,9 @@ impl Admission {
         body_len: usize,
     ) -> Result<u64, Error> {
         let route = &*entry.route;
+        if let Some(model) = &request.model {
+            aigw_telemetry::record_requested_model(model);
+        }
         Self::admit_prompt(route, &mut request, body_len)?;
         let counters = route.counters.as_deref().ok_or_else(|| {
             Error::invalid_request(format!(

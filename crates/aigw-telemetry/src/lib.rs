@@ -29,7 +29,7 @@ pub use metrics::{
     PublishedRoutes, RouteGauges, Status, metrics,
 };
 pub use opentelemetry_sdk::trace::SdkTracerProvider;
-pub use record::{record_http_route, record_route};
+pub use record::{record_http_route, record_requested_model, record_route};
 pub use server::{ClientLeft, ServerFuture, ServerSpan, ServerSpanLayer};
 pub use setup::{
     LogStyle, Telemetry, TelemetryError, dispatch, dispatch_to, otlp_endpoint, tracer_provider,

@@ -166,6 +166,20 @@ pub(crate) struct TokenLabels {
     pub(crate) r#type: &'static str,
 }
 
+/// Labels of `aigw_requested_models_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct RequestedModelLabels {
+    pub(crate) route: Arc<str>,
+    pub(crate) requested_model: Arc<str>,
+}
+
+/// How many distinct requested model names get a series of their own; clients choose the
+/// names, so past this many the rest share [`OTHER_MODELS`].
+const REQUESTED_MODEL_SERIES: usize = 64;
+
+/// The `requested_model` label of names past [`REQUESTED_MODEL_SERIES`].
+const OTHER_MODELS: &str = "(other)";
+
 /// Labels of `aigw_failovers_total`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct RouteLabels {
@@ -178,6 +192,8 @@ pub(crate) struct RouteLabels {
 pub struct Metrics {
     registry: Registry,
     pub(crate) requests: Family<RequestLabels, Counter>,
+    requested_models: Family<RequestedModelLabels, Counter>,
+    requested_model_names: std::sync::Mutex<std::collections::HashSet<Arc<str>>>,
     pub(crate) request_duration: Histograms<ProtocolRouteLabels>,
     pub(crate) in_flight: Family<ProtocolLabels, Gauge>,
     pub(crate) attempt_duration: Histograms<AttemptLabels>,
@@ -242,6 +258,13 @@ impl Metrics {
             "Attempts that followed a failed attempt of the same request",
             failovers.clone(),
         );
+        let requested_models = Family::default();
+        registry.register(
+            "requested_models",
+            "Requests by route and the model the client asked for (the serving target's is in \
+             aigw_requests_total); names past the first 64 are counted as (other)",
+            requested_models.clone(),
+        );
         let prompt_guard_denials = Family::default();
         registry.register(
             "prompt_guard_denials",
@@ -282,7 +305,31 @@ impl Metrics {
             failovers,
             prompt_guard_denials,
             semantic_embedding_failures,
+            requested_models,
+            requested_model_names: Default::default(),
         }
+    }
+
+    /// Counts one request to `route` that asked for `model`.
+    pub(crate) fn count_requested_model(&self, route: &Arc<str>, model: &Arc<str>) {
+        let label = {
+            let mut names = self
+                .requested_model_names
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if names.contains(model) || names.len() < REQUESTED_MODEL_SERIES {
+                names.insert(model.clone());
+                model.clone()
+            } else {
+                Arc::from(OTHER_MODELS)
+            }
+        };
+        self.requested_models
+            .get_or_create(&RequestedModelLabels {
+                route: route.clone(),
+                requested_model: label,
+            })
+            .inc();
     }
 
     /// `route`'s count of prompts the semantic algorithm could not embed, as

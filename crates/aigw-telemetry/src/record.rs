@@ -25,6 +25,9 @@ pub(crate) struct Recorded {
     /// The target of the last attempt (the serving one when the request succeeded).
     pub(crate) target: Option<Arc<str>>,
     pub(crate) model: Option<Arc<str>>,
+    /// The model the client asked for (OpenAI's `model`, Bedrock's `modelId` in the path,
+    /// Anthropic's `model`), which the balancer may serve with another.
+    pub(crate) requested_model: Option<Arc<str>>,
     pub(crate) input_tokens: Option<u32>,
     pub(crate) output_tokens: Option<u32>,
     pub(crate) attempts: u32,
@@ -65,6 +68,20 @@ pub(crate) fn update(change: impl FnOnce(&mut Recorded)) {
 /// as the config's paths, whatever the request's own path.
 pub fn record_http_route(path: &str) {
     update(|r| r.http_route = Some(Arc::from(path)));
+}
+
+/// The longest requested model name kept; a client's string goes into spans, logs and a
+/// metric label, so it is bounded.
+const REQUESTED_MODEL_MAX: usize = 128;
+
+/// Names the model the current request's client asked for, whatever target serves it.
+pub fn record_requested_model(name: &str) {
+    let mut end = name.len().min(REQUESTED_MODEL_MAX);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let name = &name[..end];
+    update(|r| r.requested_model = Some(Arc::from(name)));
 }
 
 /// Names the route serving the current request, for its log line, span and metrics. Front

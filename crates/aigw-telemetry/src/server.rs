@@ -167,6 +167,7 @@ impl Finish {
                 aigw.route = Empty,
                 aigw.target = Empty,
                 aigw.attempts = Empty,
+                gen_ai.request.model = Empty,
                 gen_ai.response.model = Empty,
             ),
             Protocol::Grpc => tracing::info_span!(
@@ -183,6 +184,7 @@ impl Finish {
                 aigw.route = Empty,
                 aigw.target = Empty,
                 aigw.attempts = Empty,
+                gen_ai.request.model = Empty,
                 gen_ai.response.model = Empty,
             ),
         };
@@ -250,6 +252,9 @@ impl Finish {
         if let Some(model) = &seen.model {
             span.record("gen_ai.response.model", &**model);
         }
+        if let Some(model) = &seen.requested_model {
+            span.record("gen_ai.request.model", &**model);
+        }
         if seen.attempts > 0 {
             span.record("aigw.attempts", i64::from(seen.attempts));
         }
@@ -271,6 +276,9 @@ impl Finish {
                 route: route.clone(),
             })
             .observe(latency.as_secs_f64());
+        if let Some(model) = &seen.requested_model {
+            m.count_requested_model(&route, model);
+        }
 
         // Fields that are `None` are left off the line: a stream's tokens (counted at its
         // end, after this line; the attempt span and metrics have them), the error of a
@@ -283,6 +291,7 @@ impl Finish {
             route = &*route,
             target = &*target,
             model = seen.model.as_deref(),
+            requested_model = seen.requested_model.as_deref(),
             status = %status,
             latency_ms = (latency.as_secs_f64() * 10_000.0).round() / 10.0,
             input_tokens = seen.input_tokens,
