@@ -190,6 +190,7 @@ mod tests {
                 consumer: "alice".into(),
                 key: "s3cret key".into(),
             }],
+            aws_credentials: Vec::new(),
         })
     }
 
