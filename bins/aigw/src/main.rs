@@ -174,7 +174,7 @@ fn check(path: &Path) -> Result<()> {
             if ai.llm_format == aigw_config::LlmFormat::Bedrock && !auth.aws_credentials.is_empty()
             {
                 println!(
-                    "  sigv4: {} consumer AWS key pair(s) (aigw_aws_credentials), verified on the client's signature",
+                    "  sigv4: {} consumer AWS key pair(s) (aigw_aws_credentials): a verified SigV4 signature stands in for a key",
                     auth.aws_credentials.len(),
                 );
             }
