@@ -354,7 +354,7 @@ mod tests {
     fn signed_request(
         secret: &str,
         service: &str,
-        extra: &[(&'static str, &'static str)],
+        extra: &[(&str, &str)],
     ) -> (http::Uri, HeaderMap) {
         let mut headers = HeaderMap::new();
         headers.insert("host", "127.0.0.1:8000".parse().expect("host"));
@@ -363,7 +363,8 @@ mod tests {
             "application/json".parse().expect("content type"),
         );
         for (name, value) in extra {
-            headers.insert(*name, value.parse().expect("value"));
+            let name = http::HeaderName::from_bytes(name.as_bytes()).expect("name");
+            headers.insert(name, value.parse().expect("value"));
         }
         let identity = Credentials::new("AKIDALICE", secret, None, None, "test").into();
         let params: SigningParams<'_> = v4::SigningParams::builder()
@@ -455,8 +456,8 @@ mod tests {
     #[test]
     fn a_signature_made_with_the_hash_header_is_verified() {
         let hash = hex(&Sha256::digest(BODY));
-        let hash: &'static str = Box::leak(hash.into_boxed_str());
-        let (uri, headers) = signed_request(SECRET, "bedrock", &[(X_AMZ_CONTENT_SHA256, hash)]);
+        let (uri, headers) =
+            signed_request(SECRET, "bedrock", &[(X_AMZ_CONTENT_SHA256, hash.as_str())]);
         assert_eq!(check(&uri, &headers, BODY, SIGNED_AT), Ok(()));
     }
 

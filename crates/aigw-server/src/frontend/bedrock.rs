@@ -1,7 +1,9 @@
 //! The front end in Bedrock Runtime's native format (Kong's `llm_format: bedrock`), what
 //! the AWS SDKs speak with only `endpoint_url` changed: one decoder (a Converse request into
 //! a core `ChatRequest`) and one encoder (the Converse answer). Admission, the stack and
-//! everything after are the OpenAI front end's.
+//! everything after are the OpenAI front end's. A request SigV4-signed with a consumer's
+//! AWS key pair is verified here (`sigv4.rs`) before admission, which then lets it in as
+//! that consumer.
 
 use std::sync::Arc;
 use std::time::SystemTime;
