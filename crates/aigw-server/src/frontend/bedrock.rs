@@ -90,6 +90,8 @@ pub(super) async fn signed(
     let Some(pairs) = pairs.filter(|_| route.llm_format == LlmFormat::Bedrock) else {
         return Ok(None);
     };
+    // As admission names it, so a refused signature still carries its route in logs.
+    aigw_telemetry::record_route(&route.name);
     let signature = sigv4::Signature::parse(value)?;
     let Some(pair) = pairs.aws_pair(signature.access_key_id) else {
         return Ok(None);
