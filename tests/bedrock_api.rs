@@ -1,11 +1,12 @@
 //! Bedrock Runtime's native API (`llm_format: bedrock`) through aigw over Bedrock (the
 //! emulator), seen by boto3's `bedrock-runtime` client with only `endpoint_url` changed:
 //! Converse with text and a tool round trip, typed exceptions (`ThrottlingException`,
-//! `ValidationException`, a wrong key), round-robin across two targets; and by the AWS SDK
-//! for Rust: converse and converse_stream.
+//! `ValidationException`, a wrong key), round-robin across two targets, a consumer's AWS
+//! key pair verified from boto3's own SigV4 signature; and by the AWS SDK for Rust:
+//! converse and converse_stream, with a key header or signed with a consumer's pair.
 
 use aigw_emulator::{Fault, ModelKnobs};
-use aigw_tests::{Stack, config_from, key_consumer_deck_head, run_sdk_script};
+use aigw_tests::{Stack, config_from, run_sdk_script};
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_sdk_bedrockruntime::config::{Credentials, Region};
@@ -14,13 +15,31 @@ use aws_sdk_bedrockruntime::types::{
 };
 
 const KEY: &str = "boto3-key-7e1d";
+/// Alice's AWS key pair (`aigw_aws_credentials`), besides her key.
+const ALICE: (&str, &str) = ("AKIDALICEAIGW", "alice-aws-secret-0b5c");
+/// Mallory's pair: she is in the group the route's acl denies.
+const MALLORY: (&str, &str) = ("AKIDMALLORYAIGW", "mallory-aws-secret-77d0");
 /// Two Claude model ids, so the balancer has two targets to choose from.
 const FIRST: &str = "us.anthropic.claude-sonnet-4-20250514-v1:0";
 const SECOND: &str = "us.anthropic.claude-3-7-sonnet-20250219-v1:0";
 
-/// A route as Kong's bedrock-native example has it, with key-auth: ai-proxy-advanced with
-/// `llm_format: bedrock` over two Bedrock targets, round-robin, failing over on a 500 (Kong
-/// fails a POST over only with `non_idempotent`).
+/// Alice with a key and an AWS key pair, and Mallory with a pair and the `blocked` group.
+fn consumers() -> String {
+    format!(
+        "\n_format_version: \"3.0\"\nconsumers:\n\
+         - username: alice\n  keyauth_credentials:\n  - key: {KEY}\n  aigw_aws_credentials:\n  \
+         - access_key_id: {}\n    secret_access_key: {}\n\
+         - username: mallory\n  acls:\n  - group: blocked\n  aigw_aws_credentials:\n  \
+         - {{access_key_id: {}, secret_access_key: {}}}\n\
+         services:\n- name: svc\n  routes:\n",
+        ALICE.0, ALICE.1, MALLORY.0, MALLORY.1
+    )
+}
+
+/// A route as Kong's bedrock-native example has it, with key-auth (and an acl denying the
+/// `blocked` group): ai-proxy-advanced with `llm_format: bedrock` over two Bedrock targets,
+/// round-robin, failing over on a 500 (Kong fails a POST over only with `non_idempotent`);
+/// and an OpenAI-format route at `/chat` with key-auth, where no signature is a key.
 fn deck() -> String {
     let target = |model: &str| {
         format!(
@@ -31,11 +50,14 @@ fn deck() -> String {
     };
     format!(
         "{head}  - name: bedrock\n    paths:\n    - /bedrock\n    plugins:\n    \
-         - name: key-auth\n    - name: ai-proxy-advanced\n      config:\n        \
+         - name: key-auth\n    - name: acl\n      config: {{deny: [blocked]}}\n    \
+         - name: ai-proxy-advanced\n      config:\n        \
          llm_format: bedrock\n        balancer:\n          algorithm: round-robin\n          \
          failover_criteria: [error, timeout, http_500, non_idempotent]\n        \
-         targets:\n{first}{second}",
-        head = key_consumer_deck_head(KEY),
+         targets:\n{first}{second}  - name: openai\n    paths:\n    - /chat\n    plugins:\n    \
+         - name: key-auth\n    - name: ai-proxy-advanced\n      config:\n        \
+         targets:\n{first}",
+        head = consumers(),
         first = target(FIRST),
         second = target(SECOND),
     )
@@ -69,6 +91,51 @@ async fn boto3_converses_and_its_signature_and_key_stay_at_the_gateway() {
         !headers.contains_key("apikey"),
         "the consumer key was forwarded"
     );
+}
+
+/// Runs a sigv4 scenario of tests/python/bedrock_api.py, boto3 signing with `pair`.
+async fn boto3_signing(stack: &Stack, scenario: &str, pair: (&str, &str)) {
+    let endpoint = stack.url("/bedrock");
+    run_sdk_script(
+        "bedrock_api.py",
+        &[&endpoint, KEY, scenario, pair.0, pair.1],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_signing_with_a_consumers_key_pair_needs_no_key() {
+    let stack = stack().await;
+    boto3_signing(&stack, "sigv4", ALICE).await;
+    let seen = stack.emulator.requests();
+    assert_eq!(
+        seen.len(),
+        2,
+        "converse and converse_stream reached Bedrock"
+    );
+    for request in &seen {
+        let authorization = request.headers.get("authorization").map(String::as_str);
+        // Bedrock got the gateway's own signature, never the client's.
+        assert!(
+            authorization
+                .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256") && !a.contains(ALICE.0)),
+            "{authorization:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_secret_is_an_invalid_signature_boto3_raises() {
+    let stack = stack().await;
+    boto3_signing(&stack, "sigv4_wrong_secret", ALICE).await;
+    assert!(stack.models_asked().is_empty(), "refused before Bedrock");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_consumer_whose_pair_signed_is_the_one_acl_refuses() {
+    let stack = stack().await;
+    boto3_signing(&stack, "sigv4_denied", MALLORY).await;
+    assert!(stack.models_asked().is_empty(), "refused before Bedrock");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -182,11 +249,16 @@ async fn a_failing_target_fails_over_unseen_by_boto3() {
 /// The AWS SDK for Rust with only its endpoint at the route's path, dummy credentials and
 /// no retries (a retry would hide what the gateway answered).
 fn rust_client(stack: &Stack) -> Client {
+    signing_client(stack, ("AKID", "SECRET"))
+}
+
+/// The AWS SDK for Rust signing with `pair`, held by a static credentials provider.
+fn signing_client(stack: &Stack, pair: (&str, &str)) -> Client {
     let config = aws_sdk_bedrockruntime::Config::builder()
         .behavior_version_latest()
         .region(Region::new("us-west-2"))
         .endpoint_url(stack.url("/bedrock"))
-        .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
+        .credentials_provider(Credentials::new(pair.0, pair.1, None, None, "test"))
         .retry_config(RetryConfig::disabled())
         .build();
     Client::from_conf(config)
@@ -336,5 +408,155 @@ async fn at_the_root_path_the_bare_model_paths_answer_in_bedrocks_shape() {
         stack.models_asked().len(),
         1,
         "only the converse reached Bedrock"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_sdk_for_rust_signing_with_a_consumers_pair_is_let_in_without_a_key() {
+    let stack = stack().await;
+    let client = signing_client(&stack, ALICE);
+    let answer = client
+        .converse()
+        .model_id(FIRST)
+        .messages(question())
+        .send()
+        .await
+        .expect("converse signed with alice's pair");
+    assert_eq!(answer.stop_reason(), &StopReason::EndTurn);
+    let mut stream = client
+        .converse_stream()
+        .model_id(FIRST)
+        .messages(question())
+        .send()
+        .await
+        .expect("converse_stream signed with alice's pair")
+        .stream;
+    let mut stop = None;
+    while let Some(event) = stream.recv().await.expect("frames the SDK accepts") {
+        if let ConverseStreamOutput::MessageStop(e) = event {
+            stop = Some(e.stop_reason().clone());
+        }
+    }
+    assert_eq!(stop, Some(StopReason::EndTurn));
+
+    let error = signing_client(&stack, (ALICE.0, "not-alices-secret"))
+        .converse()
+        .model_id(FIRST)
+        .messages(question())
+        .send()
+        .await
+        .expect_err("a wrong secret");
+    let raw = error.raw_response().map(|r| r.status().as_u16());
+    let code = error.as_service_error().and_then(|e| {
+        aws_sdk_bedrockruntime::error::ProvideErrorMetadata::code(e).map(str::to_owned)
+    });
+    assert_eq!(
+        (raw, code.as_deref()),
+        (Some(403), Some("InvalidSignatureException")),
+        "{error:?}"
+    );
+    assert_eq!(
+        stack.models_asked().len(),
+        2,
+        "the refusal never reached Bedrock"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumers_signature_opens_only_bedrock_routes() {
+    let stack = stack().await;
+    let mut client = signing_client(&stack, ALICE).config().to_builder();
+    client.set_endpoint_url(Some(stack.url("/chat")));
+    let error = Client::from_conf(client.build())
+        .converse()
+        .model_id(FIRST)
+        .messages(question())
+        .send()
+        .await
+        .expect_err("an OpenAI-format route takes keys only");
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    assert_eq!(status, Some(401), "{error:?}");
+    assert!(stack.models_asked().is_empty());
+}
+
+/// POSTs a Converse body to the route with `authorization`, and an `apikey` if given:
+/// the status, `x-amzn-errortype` and message.
+async fn post_signed(
+    stack: &Stack,
+    authorization: &str,
+    key: Option<&str>,
+) -> (u16, Option<String>, String) {
+    let hi = serde_json::json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]});
+    let mut request = reqwest::Client::new()
+        .post(stack.url("/bedrock/model/m/converse"))
+        .header("authorization", authorization)
+        .json(&hi);
+    if let Some(key) = key {
+        request = request.header("apikey", key);
+    }
+    let response = request.send().await.expect("the gateway answers");
+    let status = response.status().as_u16();
+    let error_type = response
+        .headers()
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let message = body["message"].as_str().unwrap_or_default().to_owned();
+    (status, error_type, message)
+}
+
+#[tokio::test]
+async fn a_malformed_or_stale_signature_is_refused_and_an_unknown_key_id_falls_to_key_auth() {
+    let stack = stack().await;
+    let malformed = format!("AWS4-HMAC-SHA256 Credential={}/20261203", ALICE.0);
+    let (status, error_type, message) = post_signed(&stack, &malformed, None).await;
+    assert_eq!(
+        (status, error_type.as_deref()),
+        (403, Some("InvalidSignatureException")),
+        "{message}"
+    );
+    assert!(
+        message.starts_with("Authorization header requires 'Credential', 'SignedHeaders'"),
+        "{message}"
+    );
+
+    // Signed in 2020 (the date is checked before the signature, which is not computed).
+    let stale = format!(
+        "AWS4-HMAC-SHA256 Credential={}/20200101/us-east-1/bedrock/aws4_request, \
+         SignedHeaders=host;x-amz-date, Signature=00",
+        ALICE.0
+    );
+    let response = reqwest::Client::new()
+        .post(stack.url("/bedrock/model/m/converse"))
+        .header("authorization", &stale)
+        .header("x-amz-date", "20200101T000000Z")
+        .json(&serde_json::json!({"messages": []}))
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(response.status().as_u16(), 403);
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("Signature expired: 20200101T000000Z is now earlier than"),
+        "{body}"
+    );
+
+    // A key id no consumer holds: key-auth decides, as for any client with its own AWS
+    // credentials.
+    let foreign = "AWS4-HMAC-SHA256 Credential=AKIDSOMEONEELSE/20261203/us-east-1/bedrock/\
+                   aws4_request, SignedHeaders=host;x-amz-date, Signature=00";
+    let (status, error_type, _) = post_signed(&stack, foreign, None).await;
+    assert_eq!(
+        (status, error_type.as_deref()),
+        (401, Some("UnrecognizedClientException"))
+    );
+    let (status, _, message) = post_signed(&stack, foreign, Some(KEY)).await;
+    assert_eq!(status, 200, "{message}");
+    assert_eq!(
+        stack.models_asked().len(),
+        1,
+        "only the keyed request reached Bedrock"
     );
 }

@@ -2,10 +2,12 @@
 
 Run by tests/bedrock_api.rs against a gateway route with `llm_format: bedrock` and a
 Bedrock emulator on loopback:
-    python bedrock_api.py ENDPOINT_URL KEY SCENARIO
+    python bedrock_api.py ENDPOINT_URL KEY SCENARIO [ACCESS_KEY_ID SECRET_ACCESS_KEY]
 Only `endpoint_url` changes from code that calls Bedrock itself; the consumer's key goes
-out in an `apikey` header added by an event hook. Each scenario asserts what a user of
-boto3 would see and exits non-zero (with the assertion's message) when something differs.
+out in an `apikey` header added by an event hook, or, in the sigv4 scenarios, boto3 signs
+with a consumer's AWS key pair and sends nothing else. Each scenario asserts what a user
+of boto3 would see and exits non-zero (with the assertion's message) when something
+differs.
 """
 
 import json
@@ -13,9 +15,10 @@ import sys
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import EventStreamError
+from botocore.exceptions import ClientError, EventStreamError
 
 ENDPOINT_URL, KEY, SCENARIO = sys.argv[1], sys.argv[2], sys.argv[3]
+PAIR = sys.argv[4:6]
 MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 QUESTION = [{"role": "user", "content": [{"text": "What is the weather in Krakow?"}]}]
 WEATHER = {
@@ -192,6 +195,64 @@ def wrong_key():
         assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 401, error.response
 
 
+def signed_client(secret):
+    """A client as AWS's own docs write it, with a consumer's key pair and no key header."""
+    return boto3.client(
+        "bedrock-runtime",
+        endpoint_url=ENDPOINT_URL,
+        region_name="us-east-1",
+        aws_access_key_id=PAIR[0],
+        aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+
+
+# A model id with `:`, which boto3 sends as `%3A` and signs double-encoded (`%253A`).
+COLON_MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+
+
+def sigv4():
+    signed = signed_client(PAIR[1])
+    answer = signed.converse(modelId=COLON_MODEL, messages=QUESTION)
+    assert answer["stopReason"] == "end_turn", answer
+    assert answer["output"]["message"]["content"][0]["text"], answer
+    text, stop = "", None
+    for event in signed.converse_stream(modelId=COLON_MODEL, messages=QUESTION)["stream"]:
+        text += event.get("contentBlockDelta", {}).get("delta", {}).get("text", "")
+        stop = event.get("messageStop", {}).get("stopReason", stop)
+    assert text and stop == "end_turn", (text, stop)
+
+
+def expect_refused(call, code, status):
+    try:
+        call()
+        raise AssertionError(f"let in where {code} was expected")
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == code, error.response
+        assert error.response["ResponseMetadata"]["HTTPStatusCode"] == status, error.response
+        return error.response["Error"]["Message"]
+
+
+def sigv4_wrong_secret():
+    signed = signed_client(PAIR[1] + "-wrong")
+    for call in (signed.converse, signed.converse_stream):
+        message = expect_refused(
+            lambda: call(modelId=COLON_MODEL, messages=QUESTION), "InvalidSignatureException", 403
+        )
+        assert "signature we calculated does not match" in message, message
+        assert PAIR[1] not in message, message
+
+
+def sigv4_denied():
+    """The consumer whose pair signed is the one acl checks: its group is denied."""
+    message = expect_refused(
+        lambda: signed_client(PAIR[1]).converse(modelId=COLON_MODEL, messages=QUESTION),
+        "AccessDeniedException",
+        403,
+    )
+    assert "cannot consume" in message, message
+
+
 def twice():
     for _ in range(2):
         answer = client.converse(modelId=MODEL, messages=QUESTION)
@@ -245,4 +306,7 @@ def guardrail():
     "cache": cache,
     "stream_tool": stream_tool,
     "broken_stream": broken_stream,
+    "sigv4": sigv4,
+    "sigv4_wrong_secret": sigv4_wrong_secret,
+    "sigv4_denied": sigv4_denied,
 }[SCENARIO]()

@@ -171,6 +171,13 @@ fn check(path: &Path) -> Result<()> {
                 auth.credentials.len(),
                 auth.key_names.join(" / "),
             );
+            if ai.llm_format == aigw_config::LlmFormat::Bedrock && !auth.aws_credentials.is_empty()
+            {
+                println!(
+                    "  sigv4: {} consumer AWS key pair(s) (aigw_aws_credentials): a verified SigV4 signature stands in for a key",
+                    auth.aws_credentials.len(),
+                );
+            }
         }
         if let Some(line) = match_line(&route.matching) {
             println!("  {line}");

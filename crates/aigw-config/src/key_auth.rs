@@ -3,6 +3,10 @@
 //! A route is protected when a key-auth plugin applies to it (its own, its service's, or a
 //! global one, the most specific winning, as for ai-proxy-advanced). Every consumer's key
 //! opens every protected route unless an `acl` plugin there scopes it by the consumer's groups.
+//!
+//! aigw's extension `consumers[].aigw_aws_credentials[]` gives a consumer AWS-style key
+//! pairs: on protected `llm_format: bedrock` routes a request SigV4-signed with such a pair
+//! is let in as that consumer, so AWS SDKs need no extra key header.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,6 +18,10 @@ use crate::validate::Cx;
 
 /// The plugin name, as Kong spells it.
 pub(crate) const KEY_AUTH: &str = "key-auth";
+
+/// aigw's consumer field for AWS-style key pairs; the `aigw_` prefix marks it as no Kong
+/// field.
+pub(crate) const AWS_CREDENTIALS: &str = "aigw_aws_credentials";
 
 /// A key-auth plugin's config with Kong's defaults applied, plus the keys it accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +35,31 @@ pub struct KeyAuthConfig {
     pub key_in_query: bool,
     /// Every consumer's key, from `consumers[].keyauth_credentials[].key`.
     pub credentials: Vec<Credential>,
+    /// Every consumer's AWS-style key pair, from `consumers[].aigw_aws_credentials[]`:
+    /// SigV4 signatures made with them are verified on `llm_format: bedrock` routes.
+    pub aws_credentials: Vec<AwsCredential>,
+}
+
+/// One consumer's AWS-style key pair (aigw's `aigw_aws_credentials` extension). Its
+/// `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsCredential {
+    /// The consumer's name, as for [`Credential::consumer`].
+    pub consumer: String,
+    /// `access_key_id`: what a SigV4 `Credential=` names; not secret, unique in the file.
+    pub access_key_id: String,
+    /// `secret_access_key` (secret).
+    pub secret_access_key: String,
+}
+
+impl fmt::Debug for AwsCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsCredential")
+            .field("consumer", &self.consumer)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// One consumer key. Its `Debug` never shows the key.
@@ -82,6 +115,61 @@ impl Cx<'_> {
             }
         }
         Ok(credentials)
+    }
+
+    /// Every consumer's `aigw_aws_credentials` pair; an access key id may belong to one
+    /// pair only, since it alone picks the secret a signature is checked with.
+    pub(crate) fn consumer_aws_credentials(
+        &self,
+        consumers: &[ConsumerRaw],
+    ) -> Result<Vec<AwsCredential>, ConfigError> {
+        let root = FieldPath::root().key("consumers");
+        let mut pairs: Vec<AwsCredential> = Vec::new();
+        let mut seen: HashMap<String, FieldPath> = HashMap::new();
+        for (ci, consumer) in consumers.iter().enumerate() {
+            let name = consumer.display_name(ci);
+            for (i, raw) in consumer.aigw_aws_credentials.iter().flatten().enumerate() {
+                let path = root.index(ci).key(AWS_CREDENTIALS).index(i);
+                let id_path = path.key("access_key_id");
+                let secret_path = path.key("secret_access_key");
+                let required = |path: &FieldPath, value: Option<String>| match value {
+                    None => Err(self.invalid(path, "required field missing")),
+                    Some(v) if v.is_empty() => Err(self.invalid(path, "must not be empty")),
+                    Some(v) => Ok(v),
+                };
+                let access_key_id = required(
+                    &id_path,
+                    self.dereference(&id_path, raw.access_key_id.clone())?,
+                )?;
+                // It is read back out of `Credential=<id>/<date>/…`, and HTTP header values
+                // are visible ASCII.
+                if !access_key_id
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'/' && b != b',')
+                {
+                    return Err(self.invalid(
+                        &id_path,
+                        "must be visible ASCII without '/' or ',' (a SigV4 credential names it)",
+                    ));
+                }
+                let secret_access_key = required(
+                    &secret_path,
+                    self.dereference(&secret_path, raw.secret_access_key.clone())?,
+                )?;
+                if let Some(first) = seen.insert(access_key_id.clone(), id_path.clone()) {
+                    return Err(self.invalid(
+                        &id_path,
+                        format!("duplicate access key id {access_key_id:?}; {first} has it too"),
+                    ));
+                }
+                pairs.push(AwsCredential {
+                    consumer: name.clone(),
+                    access_key_id,
+                    secret_access_key,
+                });
+            }
+        }
+        Ok(pairs)
     }
 
     /// The config of an enabled key-auth plugin, without its keys (the caller adds the
@@ -147,6 +235,7 @@ impl Cx<'_> {
             key_in_header: raw.key_in_header.unwrap_or(true),
             key_in_query: raw.key_in_query.unwrap_or(true),
             credentials: Vec::new(),
+            aws_credentials: Vec::new(),
         }))
     }
 }
@@ -242,6 +331,109 @@ plugins:
         assert!(config.routes[0].key_auth.is_some());
         assert!(
             config.warnings.iter().any(|w| w.contains("every request")),
+            "{:?}",
+            config.warnings
+        );
+    }
+
+    /// A key-auth protected `llm_format: bedrock` route, and `consumers` before it.
+    fn bedrock_deck(consumers: &str) -> String {
+        format!(
+            r#"_format_version: "3.0"
+{consumers}
+services:
+- name: svc
+  routes:
+  - name: a
+    paths: [/a]
+    plugins:
+    - name: key-auth
+    - name: ai-proxy-advanced
+      config:
+        llm_format: bedrock
+        targets:
+        - model: {{provider: bedrock, name: m}}
+          route_type: llm/v1/chat
+"#
+        )
+    }
+
+    const PAIRS: &str = "consumers:\n- username: alice\n  aigw_aws_credentials:\n  - access_key_id: AKIDALICE\n    secret_access_key: alice-secret\n- username: bob\n  keyauth_credentials:\n  - key: k-bob\n  aigw_aws_credentials:\n  - {access_key_id: AKIDBOB, secret_access_key: bob-secret}\n";
+
+    #[test]
+    fn aws_key_pairs_reach_protected_routes_and_their_secrets_never_show() {
+        let config = parse_deck("t.yaml", &bedrock_deck(PAIRS)).expect("valid");
+        let auth = config.routes[0].key_auth.as_ref().expect("protected");
+        let pairs: Vec<_> = auth
+            .aws_credentials
+            .iter()
+            .map(|p| (p.consumer.as_str(), p.access_key_id.as_str()))
+            .collect();
+        assert_eq!(pairs, [("alice", "AKIDALICE"), ("bob", "AKIDBOB")]);
+        assert_eq!(auth.aws_credentials[1].secret_access_key, "bob-secret");
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("alice-secret") && !shown.contains("bob-secret"),
+            "{shown}"
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn a_bad_aws_key_pair_is_refused_at_its_line_without_its_secret() {
+        let refused = |consumers: &str| {
+            parse_deck("t.yaml", &bedrock_deck(consumers))
+                .expect_err("refused")
+                .to_string()
+        };
+        let error = refused(&PAIRS.replace("    secret_access_key: alice-secret\n", ""));
+        assert_eq!(
+            error,
+            "t.yaml:5:5: consumers[0].aigw_aws_credentials[0].secret_access_key: required field missing"
+        );
+        let error = refused(&PAIRS.replace("access_key_id: AKIDALICE", "access_key_id: \"\""));
+        assert!(
+            error.starts_with(
+                "t.yaml:5:20: consumers[0].aigw_aws_credentials[0].access_key_id: must not be empty"
+            ),
+            "{error}"
+        );
+        let error =
+            refused(&PAIRS.replace("secret_access_key: bob-secret", "secret_access_key: ''"));
+        assert!(
+            error.contains(
+                "consumers[1].aigw_aws_credentials[0].secret_access_key: must not be empty"
+            ),
+            "{error}"
+        );
+        let error = refused(&PAIRS.replace("AKIDBOB", "AKIDALICE"));
+        assert!(
+            error.starts_with("t.yaml:11:21:")
+                && error.contains("consumers[1].aigw_aws_credentials[0].access_key_id: duplicate access key id \"AKIDALICE\"; consumers[0].aigw_aws_credentials[0].access_key_id has it too"),
+            "{error}"
+        );
+        assert!(!error.contains("secret"), "{error}");
+        let error = refused(&PAIRS.replace("AKIDBOB", "AKID/BOB"));
+        assert!(error.contains("without '/'"), "{error}");
+        let error = refused(&PAIRS.replace(
+            "    secret_access_key: alice-secret",
+            "    secret_key: alice-secret",
+        ));
+        assert!(
+            error.starts_with(
+                "t.yaml:6:17: consumers[0].aigw_aws_credentials[0].secret_key: unknown field: found `secret_key`"
+            ),
+            "{error}"
+        );
+        assert!(!error.contains("alice-secret"), "{error}");
+    }
+
+    #[test]
+    fn aws_key_pairs_without_a_protected_bedrock_route_are_warned_about() {
+        let deck = bedrock_deck(PAIRS).replace("        llm_format: bedrock\n", "");
+        let config = parse_deck("t.yaml", &deck).expect("valid");
+        assert!(
+            config.warnings.iter().any(|w| w.starts_with("t.yaml:5:3: consumers[0].aigw_aws_credentials: no route has both key-auth and llm_format: bedrock")),
             "{:?}",
             config.warnings
         );

@@ -61,7 +61,7 @@ pub use enums::{
     ResponseStreaming, TokensCountStrategy, UnknownValue,
 };
 pub use error::{ConfigError, Location};
-pub use key_auth::{Credential, KeyAuthConfig};
+pub use key_auth::{AwsCredential, Credential, KeyAuthConfig};
 pub use model::{
     AiProxyConfig, BalancerConfig, BedrockOptions, GatewayConfig, LlmFormat, ModelConfig,
     ModelOptions, RouteConfig, SecretSource, TargetAuth, TargetConfig, TargetLogging,

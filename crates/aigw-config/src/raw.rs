@@ -84,6 +84,28 @@ pub(crate) struct ConsumerRaw {
     pub acls: Option<Vec<AclGroupRaw>>,
     /// The consumer groups it belongs to, by name or id.
     pub groups: Option<Vec<EntityRef>>,
+    /// aigw's extension (Kong has no such field): AWS-style key pairs whose SigV4
+    /// signatures aigw verifies on `llm_format: bedrock` routes.
+    pub aigw_aws_credentials: Option<Vec<AwsCredentialRaw>>,
+}
+
+/// `consumers[].aigw_aws_credentials[]`. Unknown fields are refused: a misspelt
+/// `secret_access_key` would otherwise leave a pair that can never verify. Its `Debug`
+/// never shows the secret.
+#[derive(Deserialize)]
+#[serde(expecting = "a mapping", deny_unknown_fields)]
+pub(crate) struct AwsCredentialRaw {
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl fmt::Debug for AwsCredentialRaw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsCredentialRaw")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
 }
 
 impl ConsumerRaw {

@@ -5,7 +5,8 @@
 //! here, in this order:
 //!
 //! 1. [`Admission::route`]: find the route (HTTP requests by Kong's router, `router.rs`),
-//!    name it in the request's telemetry record, check the caller's key (Kong's key-auth), then the route's other plugins
+//!    name it in the request's telemetry record, check the caller's key (Kong's key-auth,
+//!    or a SigV4 signature the Bedrock front end verified), then the route's other plugins
 //!    (`plugins.rs`: basic-auth, ip-restriction, request-size-limiting by Content-Length,
 //!    acl over the consumer the auth plugins named, request-termination);
 //! 2. [`Admission::call`]: the route's body limit, ai-prompt-decorator and ai-prompt-guard,
@@ -56,6 +57,10 @@ pub(crate) struct Caller<'a> {
     pub(crate) peer: Option<IpAddr>,
     /// The HTTP path; `None` for gRPC, where rate limits see the route's first path.
     pub(crate) path: Option<&'a str>,
+    /// The consumer whose AWS key pair signed the request, set only by the Bedrock front
+    /// end once it verified the SigV4 signature with the route's key-auth pairs; key-auth
+    /// then takes it in place of a key.
+    pub(crate) signed_by: Option<&'a Arc<str>>,
 }
 
 /// A route a caller was let into, and the consumer it was let in as.
@@ -167,7 +172,7 @@ impl Admission {
         let route = self.lookup(key)?;
         // Named before key-auth, so refused requests still carry their route in logs.
         aigw_telemetry::record_route(&route.name);
-        let key_consumer = route.authorize(caller.headers, caller.query)?;
+        let key_consumer = route.authorize(caller.headers, caller.query, caller.signed_by)?;
         let consumer = route.plugins.admit(caller, key_consumer)?;
         Ok(Entry {
             route: route.clone(),

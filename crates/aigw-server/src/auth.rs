@@ -4,10 +4,14 @@
 //! Keys are kept only as SHA-256 digests and compared in constant time against every
 //! configured key, so neither the length of a key nor which key matched shows in timing.
 //! The key a client sent is never logged and never forwarded upstream.
+//!
+//! On `llm_format: bedrock` routes key-auth also holds the consumers' AWS-style key pairs,
+//! by access key id, for the front end to verify a SigV4 signature with (`sigv4.rs`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use aigw_config::KeyAuthConfig;
+use aigw_config::{AwsCredential, KeyAuthConfig};
 use aigw_core::{Error, ErrorKind};
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
@@ -23,6 +27,17 @@ pub struct KeyAuth {
     digests: Vec<[u8; 32]>,
     /// The consumer owning each digest, by index.
     consumers: Vec<Arc<str>>,
+    /// Consumers' AWS key pairs by access key id, which is no secret: a map lookup
+    /// by it tells a client nothing it did not send.
+    aws_pairs: HashMap<Box<str>, AwsPair>,
+}
+
+/// One consumer's AWS key pair, without its access key id (the map's key).
+pub(crate) struct AwsPair {
+    /// The secret access key a signature is checked with.
+    pub(crate) secret: Box<str>,
+    /// The consumer a verified signature lets in.
+    pub(crate) consumer: Arc<str>,
 }
 
 impl std::fmt::Debug for KeyAuth {
@@ -30,6 +45,7 @@ impl std::fmt::Debug for KeyAuth {
         f.debug_struct("KeyAuth")
             .field("key_names", &self.key_names)
             .field("keys", &self.digests.len())
+            .field("aws_pairs", &self.aws_pairs.len())
             .finish()
     }
 }
@@ -70,7 +86,33 @@ impl KeyAuth {
                 .iter()
                 .map(|c| Arc::from(c.consumer.as_str()))
                 .collect(),
+            aws_pairs: HashMap::new(),
         }
+    }
+
+    /// Also holds `pairs`, for a route whose front end verifies SigV4 (Bedrock's).
+    pub fn with_aws_pairs(mut self, pairs: &[AwsCredential]) -> Self {
+        self.aws_pairs = pairs
+            .iter()
+            .map(|p| {
+                let pair = AwsPair {
+                    secret: p.secret_access_key.as_str().into(),
+                    consumer: Arc::from(p.consumer.as_str()),
+                };
+                (p.access_key_id.as_str().into(), pair)
+            })
+            .collect();
+        self
+    }
+
+    /// Whether some consumer holds an AWS key pair here.
+    pub(crate) fn has_aws_pairs(&self) -> bool {
+        !self.aws_pairs.is_empty()
+    }
+
+    /// The key pair whose access key id is `id`.
+    pub(crate) fn aws_pair(&self, id: &str) -> Option<&AwsPair> {
+        self.aws_pairs.get(id)
     }
 
     /// Lets the request in if it carries a configured key: in a `key_names` header (HTTP
@@ -190,6 +232,7 @@ mod tests {
                 consumer: "alice".into(),
                 key: "s3cret key".into(),
             }],
+            aws_credentials: Vec::new(),
         })
     }
 

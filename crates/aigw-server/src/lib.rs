@@ -33,6 +33,7 @@ mod router;
 mod routes;
 mod semantic;
 mod serve;
+mod sigv4;
 mod stack;
 mod status;
 mod status_page;

@@ -56,15 +56,19 @@ pub struct Route {
 
 impl Route {
     /// Lets a request in, or says why not; routes without key-auth let everyone in.
-    /// Answers the consumer whose key it was, when key-auth named one.
+    /// Answers the consumer whose key it was, when key-auth named one. `signed_by` is the
+    /// consumer whose AWS key pair signed the request, once its signature was verified
+    /// against this route's key-auth: it stands in for a key.
     pub fn authorize(
         &self,
         headers: &http::HeaderMap,
         query: Option<&str>,
+        signed_by: Option<&Arc<str>>,
     ) -> Result<Option<Arc<str>>, Error> {
-        match &self.key_auth {
-            Some(auth) => auth.check(headers, query).map(Some),
-            None => Ok(None),
+        match (&self.key_auth, signed_by) {
+            (Some(_), Some(consumer)) => Ok(Some(consumer.clone())),
+            (Some(auth), None) => auth.check(headers, query).map(Some),
+            (None, _) => Ok(None),
         }
     }
 }
@@ -207,7 +211,7 @@ impl RouteTable {
         let mut refusal = None;
         for &index in &self.by_body_limit {
             let route = &self.routes[index];
-            match route.authorize(headers, None) {
+            match route.authorize(headers, None, None) {
                 Ok(_) => return Ok(route.max_request_body_size),
                 Err(error) => {
                     refusal.get_or_insert(error);

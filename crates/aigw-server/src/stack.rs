@@ -281,8 +281,10 @@ fn route_of(
         counters: capabilities.counters,
         key_auth: route.key_auth.as_ref().map(|config| match ai.llm_format {
             LlmFormat::Anthropic => KeyAuth::new(&crate::frontend::anthropic::key_auth(config)),
-            // A SigV4 `Authorization` is not `Bearer`, so it is never taken for a key.
-            LlmFormat::OpenAi | LlmFormat::Bedrock => KeyAuth::new(config),
+            // A SigV4 `Authorization` is not `Bearer`, so it is never taken for a key;
+            // only the Bedrock front end verifies it, with the consumers' AWS key pairs.
+            LlmFormat::OpenAi => KeyAuth::new(config),
+            LlmFormat::Bedrock => KeyAuth::new(config).with_aws_pairs(&config.aws_credentials),
         }),
         llm_format: ai.llm_format,
         plugins: RoutePlugins::new(route, consumers)?,

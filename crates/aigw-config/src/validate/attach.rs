@@ -131,6 +131,7 @@ impl Cx<'_> {
         let consumer_groups = deck.consumer_groups.as_deref().unwrap_or_default();
         let consumer_configs = self.consumers(consumers, consumer_groups)?;
         let credentials = self.consumer_keys(consumers)?;
+        let aws_credentials = self.consumer_aws_credentials(consumers)?;
         if credentials.is_empty() && !key_auth.is_empty() {
             let first = key_auth[0].path.clone();
             self.warn(
@@ -191,6 +192,7 @@ impl Cx<'_> {
                 .max_by_key(|c| c.scope)
                 .map(|c| KeyAuthConfig {
                     credentials: credentials.clone(),
+                    aws_credentials: aws_credentials.clone(),
                     ..c.config.clone()
                 });
             // Per plugin name, the most specific instance runs, as for ai-proxy-advanced.
@@ -283,6 +285,23 @@ impl Cx<'_> {
             });
         }
 
+        let verified_somewhere = served.iter().any(|s| {
+            s.route.key_auth.is_some() && s.route.ai.llm_format == crate::LlmFormat::Bedrock
+        });
+        if !aws_credentials.is_empty() && !verified_somewhere {
+            let first = consumers
+                .iter()
+                .position(|c| {
+                    c.aigw_aws_credentials
+                        .as_ref()
+                        .is_some_and(|p| !p.is_empty())
+                })
+                .unwrap_or_default();
+            self.warn(
+                &root.key("consumers").index(first).key(crate::key_auth::AWS_CREDENTIALS),
+                "no route has both key-auth and llm_format: bedrock; these AWS key pairs let no request in",
+            );
+        }
         self.check_enforced(&unenforced, &served, &routes)?;
         self.check_unique(&served)?;
         if let Some(over) = served.get(crate::MAX_ROUTES) {

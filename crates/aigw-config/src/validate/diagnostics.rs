@@ -18,6 +18,7 @@ const SECRET_FIELDS: &[&str] = &[
     "rsa_public_key",
     "aws_access_key_id",
     "aws_secret_access_key",
+    "secret_access_key",
     "header_value",
     "param_value",
     "azure_client_secret",

@@ -1,8 +1,14 @@
 //! The front end in Bedrock Runtime's native format (Kong's `llm_format: bedrock`), what
 //! the AWS SDKs speak with only `endpoint_url` changed: one decoder (a Converse request into
 //! a core `ChatRequest`) and one encoder (the Converse answer). Admission, the stack and
-//! everything after are the OpenAI front end's.
+//! everything after are the OpenAI front end's. A request SigV4-signed with a consumer's
+//! AWS key pair is verified here (`sigv4.rs`) before admission, which then lets it in as
+//! that consumer.
 
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use aigw_config::LlmFormat;
 use aigw_core::{
     ChatCompletion, ChatReply, ChatRequest, Error, ErrorKind, FinishReason, Message, Part,
     ReplyBody, Role, Tool, ToolCall, ToolChoice,
@@ -17,14 +23,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{
-    ANSWERING, Refused, answer, decode_json, error_in_shape, read_route_json, require_post,
+    ANSWERING, Refused, answer, decode_json, error_in_shape, read_json_for, read_route_json,
+    require_post,
 };
-use crate::admission::{Admission, Caller, Entry};
+use crate::admission::{Admission, Caller, Entry, RouteKey};
 use crate::recent::StreamBreak;
+use crate::sigv4;
 use crate::{ApiError, SharedRoutes};
 
 /// The header Bedrock names its error's type in; the SDKs pick their exception by it.
-const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
+pub(crate) const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
 
 /// What a path under the route asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,12 +61,64 @@ fn operation(path: &str) -> Option<(Operation, String)> {
     Some((op, id))
 }
 
+/// A request whose SigV4 signature was verified with a consumer's key pair.
+pub(super) struct Signed {
+    /// The consumer whose pair signed it.
+    pub(super) consumer: Arc<str>,
+    /// The body the signature covers, read under the route's limit.
+    pub(super) body: Bytes,
+}
+
+/// The request's signer, when it is SigV4-signed with a key pair a consumer holds on the
+/// Bedrock route `key` names and key-auth protects; the body is read to check the
+/// signature. `None` leaves the request to key-auth as any other: no such route, no
+/// signature, or an access key id no consumer holds (a client with its own AWS
+/// credentials and a key header).
+pub(super) async fn signed(
+    admission: &Admission,
+    key: RouteKey<'_>,
+    parts: &http::request::Parts,
+    body: &mut Option<Body>,
+) -> Result<Option<Signed>, Refused> {
+    let Some(value) = sigv4::claimed(&parts.headers) else {
+        return Ok(None);
+    };
+    let Some(route) = admission.named(key) else {
+        return Ok(None);
+    };
+    let pairs = route.key_auth.as_ref().filter(|auth| auth.has_aws_pairs());
+    let Some(pairs) = pairs.filter(|_| route.llm_format == LlmFormat::Bedrock) else {
+        return Ok(None);
+    };
+    // As admission names it, so a refused signature still carries its route in logs.
+    aigw_telemetry::record_route(&route.name);
+    let signature = sigv4::Signature::parse(value)?;
+    let Some(pair) = pairs.aws_pair(signature.access_key_id) else {
+        return Ok(None);
+    };
+    require_post(&parts.method, "converse")?;
+    let body = read_json_for(admission, &route, &parts.headers, body).await?;
+    let request = sigv4::Signed {
+        method: parts.method.as_str(),
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body: &body,
+    };
+    sigv4::verify(&signature, &pair.secret, request, SystemTime::now())?;
+    Ok(Some(Signed {
+        consumer: pair.consumer.clone(),
+        body,
+    }))
+}
+
+/// One request to a Bedrock-format route, already admitted by path and key; its body is
+/// still to be read, or was read to verify its signature.
 pub(super) async fn converse(
     routes: &SharedRoutes,
     admission: &Admission,
     caller: Caller<'_>,
     parts: &http::request::Parts,
-    body: &mut Option<Body>,
+    (body, read): (&mut Option<Body>, Option<Bytes>),
     entry: Entry,
 ) -> Result<Response, Refused> {
     let path = crate::router::normalize(parts.uri.path());
@@ -72,7 +132,10 @@ pub(super) async fn converse(
         .into());
     };
     require_post(&parts.method, "converse")?;
-    let body = read_route_json(admission, &entry, &parts.headers, body).await?;
+    let body = match read {
+        Some(read) => read,
+        None => read_route_json(admission, &entry, &parts.headers, body).await?,
+    };
     let wire: WireRequest = decode_json(&body)?;
     let mut request = wire.into_core(model_id)?;
     request.stream = op == Operation::ConverseStream;
@@ -93,7 +156,10 @@ pub(super) fn error_response(error: Error) -> Response {
     let error_type = HeaderValue::from_static(error_type(response.status()));
     let headers = response.headers_mut();
     headers.remove(header::WWW_AUTHENTICATE);
-    headers.insert(ERROR_TYPE_HEADER, error_type);
+    // A signature refusal names its own exception (`sigv4.rs`); a status names the rest.
+    if !headers.contains_key(ERROR_TYPE_HEADER) {
+        headers.insert(ERROR_TYPE_HEADER, error_type);
+    }
     response
 }
 

@@ -295,6 +295,7 @@ fn caller<'a>(
         query: None,
         peer: peer_ip(extensions),
         path: None,
+        signed_by: None,
     }
 }
 

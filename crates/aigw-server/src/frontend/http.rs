@@ -132,22 +132,32 @@ async fn chat(
     routed: &mut Option<Arc<Route>>,
 ) -> Result<Response, Refused> {
     let admission = &Admission::new(routes);
-    let caller = Caller {
-        headers: &parts.headers,
-        query: parts.uri.query(),
-        peer: peer_ip(&parts.extensions),
-        path: Some(parts.uri.path()),
-    };
     let head = RequestHead::of(parts);
     // At OpenAI's path the route, and so its key-auth, is known only from the body. The
     // path is compared as Kong's router sees it, so `//v1/chat/completions` is that path.
     let normalized = crate::router::normalize(head.path);
     let at_embeddings_path = normalized == EMBEDDINGS_PATH;
     let at_openai_path = normalized == OPENAI_CHAT_PATH || at_embeddings_path;
+    let key = RouteKey::Http(head);
+    // A SigV4 signature covers the body, so a signed request to a Bedrock route is read
+    // and verified before admission, which then lets it in as the signing consumer.
+    let signed = if at_openai_path {
+        None
+    } else {
+        super::bedrock::signed(admission, key, parts, body)
+            .await
+            .inspect_err(|_| *routed = admission.named(key))?
+    };
+    let caller = Caller {
+        headers: &parts.headers,
+        query: parts.uri.query(),
+        peer: peer_ip(&parts.extensions),
+        path: Some(parts.uri.path()),
+        signed_by: signed.as_ref().map(|s| &s.consumer),
+    };
     let route = if at_openai_path && !admission.serves(&head) {
         None
     } else {
-        let key = RouteKey::Http(head);
         Some(
             admission
                 .route(key, caller)
@@ -168,8 +178,16 @@ async fn chat(
             .await;
         }
         if entry.route.llm_format == aigw_config::LlmFormat::Bedrock {
-            return super::bedrock::converse(routes, admission, caller, parts, body, entry.clone())
-                .await;
+            let read = signed.as_ref().map(|s| s.body.clone());
+            return super::bedrock::converse(
+                routes,
+                admission,
+                caller,
+                parts,
+                (body, read),
+                entry.clone(),
+            )
+            .await;
         }
     }
     require_post(&parts.method, "chat requests")?;
@@ -246,7 +264,17 @@ pub(super) async fn read_route_json(
     headers: &HeaderMap,
     body: &mut Option<Body>,
 ) -> Result<Bytes, Refused> {
-    let route = &*entry.route;
+    read_json_for(admission, &entry.route, headers, body).await
+}
+
+/// [`read_route_json`] for a route not yet entered (a signed request's, read before
+/// admission because its signature covers the body).
+pub(super) async fn read_json_for(
+    admission: &Admission,
+    route: &Route,
+    headers: &HeaderMap,
+    body: &mut Option<Body>,
+) -> Result<Bytes, Refused> {
     read_json_body(headers, body, admission.body_limit(Some(route)), || {
         admission.body_too_large(Some(route))
     })

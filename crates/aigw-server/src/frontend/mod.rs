@@ -25,6 +25,8 @@ pub(crate) mod models;
 
 use std::sync::Arc;
 
+pub(crate) use bedrock::ERROR_TYPE_HEADER;
+
 use aigw_core::{Error, Message, ReasoningEffort, Role, ToolChoice};
 
 /// A decoded conversation: at least one message, each decoded by `decode` with its index

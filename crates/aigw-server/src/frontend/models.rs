@@ -23,6 +23,7 @@ fn caller_of(request: &Request) -> Caller<'_> {
         query: request.uri().query(),
         peer: peer_ip(request.extensions()),
         path: Some(request.uri().path()),
+        signed_by: None,
     }
 }
 
@@ -35,7 +36,7 @@ pub(crate) async fn list(State(routes): State<SharedRoutes>, request: Request) -
     let mut data = Vec::new();
     for route in table.routes() {
         let admitted = route
-            .authorize(caller.headers, caller.query)
+            .authorize(caller.headers, caller.query, None)
             .and_then(|key_consumer| route.plugins.admit(caller, key_consumer));
         match admitted {
             Ok(_consumer) => data.push(entry(&route.name, created)),
@@ -64,7 +65,7 @@ pub(crate) async fn one(
         return ApiError(error).into_response();
     };
     let admitted = route
-        .authorize(caller.headers, caller.query)
+        .authorize(caller.headers, caller.query, None)
         .and_then(|key_consumer| route.plugins.admit(caller, key_consumer));
     match admitted {
         Ok(_consumer) => {
