@@ -161,6 +161,9 @@ async fn boto3_sees_stop_sequences_and_sends_failed_tool_results() {
         [Some("error".to_owned())],
         "the toolResult's status reached Bedrock"
     );
+    // top_k went to Bedrock among the additional model fields.
+    let top_k = stack.emulator.requests()[0].body["additionalModelRequestFields"]["top_k"].clone();
+    assert_eq!(top_k, serde_json::json!(5));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -117,11 +117,13 @@ def errors():
         assert error.body["type"] == "error", error.body
         assert error.body["error"]["type"] == "authentication_error", error.body
     try:
-        client.messages.create(model=MODEL, max_tokens=10, messages=QUESTION, extra_body={"top_k": 5})
-        raise AssertionError("top_k was accepted")
+        client.messages.create(
+            model=MODEL, max_tokens=10, messages=[{"role": "robot", "content": "hi"}]
+        )
+        raise AssertionError("a robot's turn was accepted")
     except anthropic.BadRequestError as error:
         assert error.body["error"]["type"] == "invalid_request_error", error.body
-        assert error.body["error"]["message"].startswith("top_k:"), error.body
+        assert error.body["error"]["message"].startswith("messages[0].role:"), error.body
     try:
         client.messages.count_tokens(model=MODEL, messages=[])
         raise AssertionError("count_tokens counted an empty conversation")
@@ -210,7 +212,8 @@ def cut_stream():
 def stops_and_tool_errors():
     # The emulator echoes the question, so "weather" ends the answer early.
     stopped = client.messages.create(
-        model=MODEL, max_tokens=200, messages=QUESTION, stop_sequences=["weather"]
+        model=MODEL, max_tokens=200, messages=QUESTION, stop_sequences=["weather"],
+        extra_body={"top_k": 5},
     )
     assert stopped.stop_reason == "stop_sequence", stopped
     assert stopped.stop_sequence == "weather", stopped

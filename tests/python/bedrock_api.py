@@ -171,13 +171,15 @@ def throttled():
 def invalid():
     try:
         client.converse(
-            modelId=MODEL, messages=QUESTION, additionalModelRequestFields={"top_k": 5}
+            modelId=MODEL,
+            messages=QUESTION,
+            additionalModelResponseFieldPaths=["/stop_sequence"],
         )
-        raise AssertionError("additionalModelRequestFields was accepted")
+        raise AssertionError("additionalModelResponseFieldPaths was accepted")
     except client.exceptions.ValidationException as error:
         assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400, error.response
         message = error.response["Error"]["Message"]
-        assert message.startswith("additionalModelRequestFields:"), message
+        assert message.startswith("additionalModelResponseFieldPaths:"), message
     try:
         client.converse(modelId=MODEL, messages=[])
         raise AssertionError("an empty conversation was accepted")
@@ -262,7 +264,12 @@ def twice():
 def stops_and_tool_errors():
     # The emulator echoes the question, so "weather" ends the answer early.
     config = {"maxTokens": 200, "stopSequences": ["weather"]}
-    stopped = client.converse(modelId=MODEL, messages=QUESTION, inferenceConfig=config)
+    stopped = client.converse(
+        modelId=MODEL,
+        messages=QUESTION,
+        inferenceConfig=config,
+        additionalModelRequestFields={"top_k": 5},
+    )
     assert stopped["stopReason"] == "stop_sequence", stopped
     response = client.converse_stream(modelId=MODEL, messages=QUESTION, inferenceConfig=config)
     stops = [e["messageStop"]["stopReason"] for e in response["stream"] if "messageStop" in e]

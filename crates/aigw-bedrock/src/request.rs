@@ -121,7 +121,8 @@ pub fn to_converse(request: &ChatRequest, model_id: &str) -> Result<ConversePart
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let (mut inference, additional) = reasoning(request, model_id)?;
+    let (mut inference, thinking) = reasoning(request, model_id)?;
+    let additional = additional_fields(request, thinking);
     if inference.is_none() {
         inference = inference_config(request, None)?;
     }
@@ -546,11 +547,22 @@ fn unsigned_tool_turn(request: &ChatRequest) -> bool {
     calls && !signed
 }
 
+/// Additional model request fields, as JSON.
+type ModelFields = serde_json::Map<String, serde_json::Value>;
+
+/// The client's model fields with the ones `reasoning_effort` adds, as Converse's
+/// `additionalModelRequestFields`.
+fn additional_fields(request: &ChatRequest, thinking: Option<ModelFields>) -> Option<Document> {
+    let mut fields = request.model_fields.as_deref().cloned().unwrap_or_default();
+    fields.extend(thinking.unwrap_or_default());
+    (!fields.is_empty()).then(|| to_document(&serde_json::Value::Object(fields)))
+}
+
 /// The inference settings and additional fields `reasoning_effort` needs for `model_id`.
 fn reasoning(
     request: &ChatRequest,
     model_id: &str,
-) -> Result<(Option<InferenceConfiguration>, Option<Document>), Error> {
+) -> Result<(Option<InferenceConfiguration>, Option<ModelFields>), Error> {
     let Some(effort) = request.reasoning_effort else {
         return Ok((None, None));
     };
@@ -585,9 +597,11 @@ fn reasoning(
             )));
         }
     };
-    let thinking = serde_json::json!({
-        "thinking": {"type": "enabled", "budget_tokens": budget}
-    });
+    let mut thinking = ModelFields::new();
+    thinking.insert(
+        "thinking".to_owned(),
+        serde_json::json!({"type": "enabled", "budget_tokens": budget}),
+    );
     // Anthropic refuses thinking with a temperature other than 1 or a changed top_p.
     let inference = inference_config(request, Some(max_tokens))?;
     let inference = inference.map(|c| {
@@ -596,7 +610,7 @@ fn reasoning(
             .set_stop_sequences(Some(c.stop_sequences().to_vec()).filter(|s| !s.is_empty()))
             .build()
     });
-    Ok((inference, Some(to_document(&thinking))))
+    Ok((inference, Some(thinking)))
 }
 
 fn guardrail(

@@ -334,6 +334,10 @@ pub struct ChatRequest {
     pub response_format: Option<Arc<ResponseFormat>>,
     /// A provider guardrail to apply.
     pub guardrail: Option<Arc<Guardrail>>,
+    /// Model-specific request fields, passed as they are to providers that take such
+    /// fields (Bedrock's `additionalModelRequestFields`); from a Bedrock client's
+    /// `additionalModelRequestFields` or an Anthropic client's `top_k`.
+    pub model_fields: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// Why the model stopped generating. OpenAI's vocabulary has four words; the variants

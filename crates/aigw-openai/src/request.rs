@@ -129,6 +129,15 @@ pub(crate) fn to_body(
             "the conversation needs at least one message",
         ));
     }
+    if let Some(fields) = request.model_fields.as_deref() {
+        // OpenAI's API has no place for them; dropping them would change the answer.
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        return Err(Error::invalid_request(format!(
+            "model-specific fields ({}) are passed to Bedrock targets only; {model} is an \
+             OpenAI-compatible target",
+            names.join(", ")
+        )));
+    }
     let body = Body {
         model,
         messages: request.messages.iter().map(wire_message).collect(),
@@ -200,6 +209,19 @@ mod tests {
 
     fn body(request: &ChatRequest, params: &[(String, String)]) -> Value {
         serde_json::from_slice(&to_body(request, "gpt-4o-mini", params).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn model_fields_are_refused_by_name_rather_than_dropped() {
+        let mut fields = serde_json::Map::new();
+        fields.insert("top_k".to_owned(), json!(5));
+        let request = ChatRequest {
+            model_fields: Some(Arc::new(fields)),
+            ..request()
+        };
+        let error = to_body(&request, "gpt-4o-mini", &[]).expect_err("refused");
+        assert!(error.message().contains("(top_k)"), "{error}");
+        assert!(error.message().contains("gpt-4o-mini"), "{error}");
     }
 
     #[test]

@@ -223,11 +223,12 @@ impl WireRequest {
             }
             (max_tokens, _) => max_tokens,
         };
-        if self.top_k.is_some() {
-            return Err(Error::invalid_request(
-                "top_k: not supported by aigw (its providers' common API has no top_k); leave it out",
-            ));
-        }
+        // Anthropic models on Bedrock take top_k among the additional model fields.
+        let model_fields = self.top_k.map(|top_k| {
+            let mut fields = serde_json::Map::new();
+            fields.insert("top_k".to_owned(), Value::from(top_k));
+            Arc::new(fields)
+        });
         let mut messages = Vec::with_capacity(self.messages.len() + 1);
         if let Some(system) = self.system {
             let mut message = Message::new(Role::System, "");
@@ -269,6 +270,7 @@ impl WireRequest {
             tool_choice,
             parallel_tool_calls,
             reasoning_effort,
+            model_fields,
             ..ChatRequest::default()
         })
     }
@@ -855,8 +857,11 @@ mod tests {
         let base = json!({"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
         let mut top_k = base.clone();
         top_k["top_k"] = json!(3);
-        let error = decode(top_k).expect_err("top_k");
-        assert!(error.message().starts_with("top_k:"), "{error}");
+        let request = decode(top_k).expect("top_k is carried");
+        assert_eq!(
+            request.model_fields.as_deref().and_then(|f| f.get("top_k")),
+            Some(&json!(3))
+        );
         let mut no_max = base;
         no_max
             .as_object_mut()

@@ -236,11 +236,16 @@ fn invalid(message: String) -> Error {
 
 impl WireRequest {
     fn into_core(self, model_id: String) -> Result<ChatRequest, Error> {
+        let model_fields = match self.additional_model_request_fields {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(fields)) => Some(std::sync::Arc::new(fields)),
+            Some(_) => {
+                return Err(invalid(
+                    "additionalModelRequestFields: must be a JSON object".to_owned(),
+                ));
+            }
+        };
         for (name, present) in [
-            (
-                "additionalModelRequestFields",
-                self.additional_model_request_fields.is_some(),
-            ),
             (
                 "additionalModelResponseFieldPaths",
                 self.additional_model_response_field_paths.is_some(),
@@ -300,6 +305,7 @@ impl WireRequest {
                     stream_processing_mode: g.stream_processing_mode,
                 })
             }),
+            model_fields,
             ..ChatRequest::default()
         })
     }
@@ -941,11 +947,13 @@ mod tests {
                 .to_owned()
         };
         let hi = json!([{"role": "user", "content": [{"text": "hi"}]}]);
-        let message = refused(json!({"messages": hi, "additionalModelRequestFields": {"k": 1}}));
+        let message = refused(json!({"messages": hi, "additionalModelRequestFields": [1]}));
         assert!(
             message.starts_with("additionalModelRequestFields:"),
             "{message}"
         );
+        let message = refused(json!({"messages": hi, "requestMetadata": {"k": "v"}}));
+        assert!(message.starts_with("requestMetadata:"), "{message}");
         let message = refused(json!({"messages": hi, "serviceTier": {"type": "flex"}}));
         assert!(message.contains("unknown field `serviceTier`"), "{message}");
         let message = refused(json!({"messages": [{"role": "user", "content": [{"video": {}}]}]}));

@@ -444,6 +444,7 @@ fn decode_request(wire: pb::ChatRequest) -> Result<ChatRequest, Error> {
         reasoning_effort,
         response_format: None,
         guardrail: None,
+        model_fields: None,
     })
 }
 

@@ -873,6 +873,7 @@ impl TryFrom<WireRequest> for ChatRequest {
                     stream_processing_mode: g.stream_processing_mode,
                 })
             }),
+            model_fields: None,
         })
     }
 }
