@@ -11,9 +11,9 @@ use aigw_balancer::{FailoverPolicy, RouteState};
 use aigw_config::RouteConfig;
 use aigw_core::{ChatRequest, CountTokensService, Error, ErrorKind};
 use tower::ServiceExt;
-use tracing::Instrument;
 
 use crate::drivers::{DriverRegistry, TargetContext};
+use crate::side_call::SideTarget;
 
 /// One target that can count.
 struct CountingTarget {
@@ -87,40 +87,26 @@ impl TokenCounters {
             .saturating_add(1);
         let mut last = None;
         for (number, target) in up.into_iter().chain(down).take(attempts).enumerate() {
-            let span = tracing::info_span!(
-                target: aigw_telemetry::SPAN_TARGET,
-                "count_tokens",
-                otel.name = %format_args!("count_tokens {}", target.model),
-                otel.kind = "client",
-                otel.status_code = tracing::field::Empty,
-                gen_ai.operation.name = "count_tokens",
-                gen_ai.provider.name = %target.provider,
-                gen_ai.request.model = %target.model,
-                gen_ai.usage.input_tokens = tracing::field::Empty,
-                aigw.route = %self.route,
-                aigw.target = %target.label,
-                aigw.attempt = i64::try_from(number + 1).unwrap_or(i64::MAX),
-                error.type = tracing::field::Empty,
-            );
-            let call = target.service.clone().oneshot(request.clone());
-            let answer = match tokio::time::timeout(self.timeout, call)
-                .instrument(span.clone())
-                .await
-            {
-                Ok(answer) => answer,
-                Err(_) => Err(Error::new(
-                    ErrorKind::UpstreamTimeout,
-                    format!("no token count within read_timeout ({:?})", self.timeout),
-                )),
+            let side = SideTarget {
+                route: &self.route,
+                index: target.index,
+                label: &target.label,
+                provider: &target.provider,
+                model: &target.model,
             };
+            let call = target.service.clone().oneshot(request.clone());
+            let answer = crate::side_call::attempt(
+                "count_tokens",
+                &side,
+                u32::try_from(number + 1).unwrap_or(u32::MAX),
+                self.timeout,
+                call,
+                |tokens: &u64| Some(*tokens),
+            )
+            .await;
             match answer {
-                Ok(tokens) => {
-                    span.record("gen_ai.usage.input_tokens", tokens);
-                    return Ok(tokens);
-                }
+                Ok(tokens) => return Ok(tokens),
                 Err(error) => {
-                    span.record("error.type", error.kind().as_str());
-                    span.record("otel.status_code", "error");
                     let move_on = self.policy.allows(&error);
                     last = Some(
                         error.context(format_args!("target {} ({})", target.index, target.label)),

@@ -14,8 +14,8 @@ use aigw_config::{ModelOptions, Provider, RouteConfig, TargetAuth};
 use aigw_core::{EmbedPurpose, EmbedRequest, EmbedService, Embeddings, Error, ErrorKind};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
-use tracing::Instrument;
 
+use crate::side_call::SideTarget;
 use crate::{BuildOptions, Route};
 
 /// Kong's `route_type` of an embeddings target.
@@ -173,44 +173,30 @@ impl EmbedRoute {
             }
             tried.insert(index);
             let target = &self.targets[index];
-            // The attempt spans' target, so they are exported with chat's.
-            let span = tracing::info_span!(
-                target: aigw_telemetry::SPAN_TARGET,
-                "embeddings",
-                otel.name = %format_args!("embeddings {}", target.model),
-                otel.kind = "client",
-                otel.status_code = tracing::field::Empty,
-                gen_ai.operation.name = "embeddings",
-                gen_ai.provider.name = %target.provider,
-                gen_ai.request.model = %target.model,
-                gen_ai.usage.input_tokens = tracing::field::Empty,
-                aigw.route = %self.route,
-                aigw.target = %target.label,
-                aigw.attempt = i64::from(number),
-                aigw.target.index = i64::try_from(index).unwrap_or(i64::MAX),
-                error.type = tracing::field::Empty,
-            );
             let started = Instant::now();
             let request = EmbedRequest {
                 normalize: target.normalize,
                 ..request.clone()
             };
-            let call = target.service.clone().oneshot(request);
-            let answer = match tokio::time::timeout(self.timeout, call)
-                .instrument(span.clone())
-                .await
-            {
-                Ok(answer) => answer,
-                Err(_) => Err(Error::new(
-                    ErrorKind::UpstreamTimeout,
-                    format!("no embeddings within read_timeout ({:?})", self.timeout),
-                )),
+            let side = SideTarget {
+                route: &self.route,
+                index,
+                label: &target.label,
+                provider: &target.provider,
+                model: &target.model,
             };
+            let call = target.service.clone().oneshot(request);
+            let answer = crate::side_call::attempt(
+                "embeddings",
+                &side,
+                number,
+                self.timeout,
+                call,
+                |e: &Embeddings| e.input_tokens,
+            )
+            .await;
             match answer {
                 Ok(embeddings) => {
-                    if let Some(tokens) = embeddings.input_tokens {
-                        span.record("gen_ai.usage.input_tokens", tokens);
-                    }
                     self.state.record_success(index);
                     self.state.record_answer(index, started.elapsed(), None);
                     return Ok(Embedded {
@@ -220,8 +206,6 @@ impl EmbedRoute {
                     });
                 }
                 Err(error) => {
-                    span.record("error.type", error.kind().as_str());
-                    span.record("otel.status_code", "error");
                     self.state.record_failure(index, &error);
                     let move_on = self.policy.allows(&error);
                     let error = error.context(format_args!("target {index} ({})", target.label));

@@ -33,6 +33,7 @@ mod router;
 mod routes;
 mod semantic;
 mod serve;
+mod side_call;
 mod sigv4;
 mod stack;
 mod status;
