@@ -245,3 +245,44 @@ async fn cost_counts_each_token_at_the_serving_targets_price() {
     let (status, _, _) = post(&url, Some(("apikey", "key-alice"))).await;
     assert_eq!(status, 429);
 }
+
+/// Embeddings spend tokens too: a route of embeddings targets is limited the same way, by
+/// the input tokens the provider counted.
+#[tokio::test]
+async fn embeddings_are_charged_their_input_tokens() {
+    let deck = deck("    window_type: fixed\n    llm_providers:\n    - {name: bedrock, limit: [10], window_size: [3600]}\n")
+        .replace("name: m,", "name: \"amazon.titan-embed-text-v2:0\",")
+        .replace("route_type: llm/v1/chat", "route_type: llm/v1/embeddings");
+    let stack = Stack::start(&config_from(&deck)).await;
+    let client = reqwest::Client::new();
+    let mut remaining_seen = Vec::new();
+    let refused = loop {
+        let response = client
+            .post(stack.url("/chat"))
+            .header("apikey", "key-alice")
+            // Five words of three letters or more: five tokens to the emulator's Titan.
+            .json(&serde_json::json!({"input": "alpha beta gamma delta epsilon"}))
+            .send()
+            .await
+            .expect("the gateway answers");
+        if response.status() != 200 {
+            break response;
+        }
+        let remaining = header_text(response.headers(), "x-ai-ratelimit-remaining-3600-bedrock");
+        remaining_seen.push(remaining.and_then(|v| v.parse::<u64>().ok()));
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(body["usage"]["prompt_tokens"], 5, "{body}");
+        assert!(remaining_seen.len() < 5, "the limit never bit");
+    };
+    assert_eq!(remaining_seen, [Some(10), Some(5)]);
+    assert_eq!(refused.status(), 429);
+    // Another consumer's window is its own.
+    let bob = client
+        .post(stack.url("/chat"))
+        .header("apikey", "key-bob")
+        .json(&serde_json::json!({"input": "alpha"}))
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(bob.status(), 200);
+}

@@ -225,24 +225,9 @@ impl Admission {
             (_, asked) => asked,
         };
         request.hash_key = route.hash_key(caller.headers);
-        let path = caller
-            .path
-            .or_else(|| route.paths.first().map(String::as_str))
-            .unwrap_or_default();
         // Last before the stack, so a request refused for any other reason spends nothing;
         // tokens are charged when the answer ends.
-        let grant = match &route.rate_limit {
-            Some(limiter) => {
-                let facts = crate::ratelimit::Facts {
-                    consumer: entry.consumer.as_deref(),
-                    headers: caller.headers,
-                    peer: caller.peer,
-                    path,
-                };
-                Some(limiter.check(&facts).await?)
-            }
-            None => None,
-        };
+        let grant = Self::check_token_limit(entry, caller).await?;
         // Failover happens inside this call and nowhere after it: a stream is handed back
         // only once its first event arrived, and from then on its bytes may already be the
         // client's.
@@ -250,13 +235,7 @@ impl Admission {
         let mut headers = Vec::new();
         if let Some(mut grant) = grant {
             headers = std::mem::take(&mut grant.headers);
-            let facts = crate::ratelimit::OwnedFacts {
-                consumer: entry.consumer.clone(),
-                headers: caller.headers.clone(),
-                peer: caller.peer,
-                path: path.to_owned(),
-            };
-            reply = grant.charge_on_end(reply, facts).await;
+            reply = grant.charge_on_end(reply, owned_facts(entry, caller)).await;
         }
         let model_header = route
             .model_name_header
@@ -270,7 +249,79 @@ impl Admission {
     }
 }
 
+/// An embeddings answer on its way back to a front end.
+pub(crate) struct EmbedAdmitted {
+    pub(crate) embedded: crate::embed::Embedded,
+    /// More headers (gRPC: metadata) for the answer: a rate limit's figures.
+    pub(crate) headers: Vec<(http::HeaderName, HeaderValue)>,
+}
+
+/// What an embeddings request asks, decoded by its front end.
+pub(crate) struct EmbedAsk<'a> {
+    /// The client's `model`, for the record.
+    pub(crate) model: Option<&'a str>,
+    pub(crate) inputs: Vec<String>,
+    pub(crate) dimensions: Option<usize>,
+    /// The wire request's size, for the route's body limits.
+    pub(crate) body_len: usize,
+}
+
 impl Admission {
+    /// Embeds at one of `entry`'s targets after the route's body limits and its token
+    /// limit, which is charged the input tokens the provider counted.
+    pub(crate) async fn embed(
+        entry: &Entry,
+        caller: Caller<'_>,
+        ask: EmbedAsk<'_>,
+    ) -> Result<EmbedAdmitted, Error> {
+        let route = &*entry.route;
+        if let Some(model) = ask.model {
+            aigw_telemetry::record_requested_model(model);
+        }
+        let embedder = crate::embed::EmbedRoute::of(route)?;
+        Self::check_body(route, ask.body_len)?;
+        let grant = Self::check_token_limit(entry, caller).await?;
+        let hash_key = route.hash_key(caller.headers);
+        let embedded = embedder
+            .embed(ask.inputs, ask.dimensions, hash_key.as_deref())
+            .await?;
+        let mut headers = Vec::new();
+        if let Some(mut grant) = grant {
+            headers = std::mem::take(&mut grant.headers);
+            let tokens = embedded
+                .embeddings
+                .input_tokens
+                .map_or(0, |t| u32::try_from(t).unwrap_or(u32::MAX));
+            let usage = aigw_core::Usage {
+                prompt_tokens: tokens,
+                total_tokens: tokens,
+                ..aigw_core::Usage::default()
+            };
+            grant
+                .charge_now(&embedded.served_by, usage, owned_facts(entry, caller))
+                .await;
+        }
+        Ok(EmbedAdmitted { embedded, headers })
+    }
+
+    /// The route's token limit (Kong's ai-rate-limiting-advanced), checked for `caller`;
+    /// the grant charges the answer's tokens.
+    async fn check_token_limit(
+        entry: &Entry,
+        caller: Caller<'_>,
+    ) -> Result<Option<crate::ratelimit::Grant>, Error> {
+        let Some(limiter) = &entry.route.rate_limit else {
+            return Ok(None);
+        };
+        let facts = crate::ratelimit::Facts {
+            consumer: entry.consumer.as_deref(),
+            headers: caller.headers,
+            peer: caller.peer,
+            path: limit_path(entry, caller),
+        };
+        Ok(Some(limiter.check(&facts).await?))
+    }
+
     /// Counts `request`'s input tokens at one of `entry`'s targets (Anthropic's
     /// `count_tokens`), after the same body limits and prompt plugins as a chat call, so
     /// the count is of what the model would be sent. No token limit is checked or charged:
@@ -301,6 +352,12 @@ impl Admission {
         request: &mut ChatRequest,
         body_len: usize,
     ) -> Result<(), Error> {
+        Self::check_body(route, body_len)?;
+        route.prompt.apply(request, body_len)
+    }
+
+    /// The route's `max_request_body_size` and request-size-limiting.
+    fn check_body(route: &Route, body_len: usize) -> Result<(), Error> {
         if body_len > route.max_request_body_size {
             return Err(too_large(route.max_request_body_size));
         }
@@ -311,7 +368,25 @@ impl Admission {
         {
             return Err(crate::plugins::size_limit_exceeded());
         }
-        route.prompt.apply(request, body_len)
+        Ok(())
+    }
+}
+
+/// The path rate limits match on: the HTTP request's, else (gRPC) the route's first.
+fn limit_path<'a>(entry: &'a Entry, caller: Caller<'a>) -> &'a str {
+    caller
+        .path
+        .or_else(|| entry.route.paths.first().map(String::as_str))
+        .unwrap_or_default()
+}
+
+/// The facts a token charge needs once the request's head is gone.
+fn owned_facts(entry: &Entry, caller: Caller<'_>) -> crate::ratelimit::OwnedFacts {
+    crate::ratelimit::OwnedFacts {
+        consumer: entry.consumer.clone(),
+        headers: caller.headers.clone(),
+        peer: caller.peer,
+        path: limit_path(entry, caller).to_owned(),
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use aigw_balancer::pick::Candidates;
 use aigw_balancer::{FailoverPolicy, Pick, RouteState, Tried};
 use aigw_config::{ModelOptions, Provider, RouteConfig, TargetAuth};
-use aigw_core::{EmbedPurpose, EmbedRequest, EmbedService, Embeddings, Error, ErrorKind};
+use aigw_core::{EmbedPurpose, EmbedRequest, EmbedService, Embeddings, Error, ErrorKind, ServedBy};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
@@ -25,7 +25,7 @@ pub(crate) const EMBEDDINGS_ROUTE_TYPE: &str = "llm/v1/embeddings";
 struct EmbedTarget {
     service: EmbedService,
     label: String,
-    provider: String,
+    provider: &'static str,
     model: String,
     /// Kong's `options.bedrock.embeddings_normalize`.
     normalize: bool,
@@ -49,8 +49,8 @@ pub(crate) struct Embedded {
     pub(crate) embeddings: Embeddings,
     /// The serving target's model name.
     pub(crate) model: String,
-    /// `provider/model`, as chat's `x-aigw-llm-model` names the serving target.
-    pub(crate) served_by: String,
+    /// The serving target, as chat's `x-aigw-llm-model` and token limits name it.
+    pub(crate) served_by: ServedBy,
 }
 
 /// Whether `route` is an embeddings route; a route mixing embeddings and other
@@ -98,7 +98,7 @@ impl EmbedRoute {
             targets.push(EmbedTarget {
                 service,
                 label: target.label(),
-                provider: target.model.provider.as_str().to_owned(),
+                provider: target.model.provider.as_str(),
                 model: target.model.name.clone(),
                 normalize: target.model.options.bedrock.embeddings_normalize,
             });
@@ -182,7 +182,7 @@ impl EmbedRoute {
                 route: &self.route,
                 index,
                 label: &target.label,
-                provider: &target.provider,
+                provider: target.provider,
                 model: &target.model,
             };
             let call = target.service.clone().oneshot(request);
@@ -202,7 +202,10 @@ impl EmbedRoute {
                     return Ok(Embedded {
                         embeddings,
                         model: target.model.clone(),
-                        served_by: format!("{}/{}", target.provider, target.model),
+                        served_by: ServedBy {
+                            provider: target.provider,
+                            model: Arc::from(target.model.as_str()),
+                        },
                     });
                 }
                 Err(error) => {

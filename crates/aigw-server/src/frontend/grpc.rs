@@ -27,10 +27,10 @@ use tonic::server::NamedService;
 use tower::Service;
 use tracing::Instrument;
 
+use crate::admission::EmbedAsk;
 use crate::admission::{
     Admission, Admitted, Answering, Caller, Entry, MODEL_HEADER, RouteKey, peer_ip,
 };
-use crate::embed::EmbedRoute;
 use crate::recent::{Answered, StreamBreak};
 use crate::{Route, SharedRoutes, grpc_status};
 
@@ -239,15 +239,23 @@ impl GrpcChat {
         if let Some(value) = model_header.and_then(|v| MetadataValue::try_from(v.as_bytes()).ok()) {
             response.metadata_mut().insert(MODEL_HEADER, value);
         }
-        for (name, value) in headers {
-            if let (Ok(name), Ok(value)) = (
-                tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()),
-                MetadataValue::try_from(value.as_bytes()),
-            ) {
-                response.metadata_mut().insert(name, value);
-            }
-        }
+        insert_metadata(&mut response, headers);
         Ok(response)
+    }
+}
+
+/// Admission's answer headers (a rate limit's figures) as the response's metadata.
+fn insert_metadata<T>(
+    response: &mut tonic::Response<T>,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+) {
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()),
+            MetadataValue::try_from(value.as_bytes()),
+        ) {
+            response.metadata_mut().insert(name, value);
+        }
     }
 }
 
@@ -327,17 +335,24 @@ impl GrpcChat {
         let mut routed = None;
         let answer = async {
             let route = self.admit(&wire.route, caller, &mut routed)?;
-            let embedder = EmbedRoute::of(&route.route)?;
-            let dimensions = wire.dimensions.map(|d| d as usize);
-            let hash_key = route.route.hash_key(caller.headers);
-            let embedded = embedder
-                .embed(wire.input, dimensions, hash_key.as_deref())
-                .await?;
+            let body_len = wire.encoded_len();
+            let admitted = Admission::embed(
+                &route,
+                caller,
+                EmbedAsk {
+                    model: None,
+                    inputs: wire.input,
+                    dimensions: wire.dimensions.map(|d| d as usize),
+                    body_len,
+                },
+            )
+            .await?;
+            let embedded = admitted.embedded;
             let tokens = embedded
                 .embeddings
                 .input_tokens
                 .map_or(0, |t| u32::try_from(t).unwrap_or(u32::MAX));
-            Ok(pb::EmbedResponse {
+            let response = pb::EmbedResponse {
                 model: embedded.model,
                 data: embedded
                     .embeddings
@@ -351,14 +366,18 @@ impl GrpcChat {
                     total_tokens: tokens,
                     ..pb::Usage::default()
                 }),
-            })
+            };
+            Ok((response, admitted.headers))
         };
-        answer.await.map(tonic::Response::new).map_err(|e: Error| {
+        let (message, headers) = answer.await.map_err(|e: Error| {
             self.routes
                 .recent_errors()
                 .record(&e, routed.as_deref(), Answered::Grpc);
             grpc_status(&e)
-        })
+        })?;
+        let mut response = tonic::Response::new(message);
+        insert_metadata(&mut response, headers);
+        Ok(response)
     }
 }
 

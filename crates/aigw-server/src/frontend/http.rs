@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::embeddings::{EMBEDDINGS_PATH, WireEmbedRequest};
+use crate::admission::EmbedAsk;
 use crate::admission::{Admission, Answering, Caller, Entry, MODEL_HEADER, RouteKey, peer_ip};
-use crate::embed::EmbedRoute;
 use crate::front_door::BodyTimeout;
 use crate::recent::{Answered, StreamBreak};
 use crate::router::RequestHead;
@@ -335,14 +335,22 @@ async fn embed(
     body: &[u8],
     routed: &mut Option<Arc<Route>>,
 ) -> Result<Response, Error> {
-    let wire: WireEmbedRequest = decode_json(body)?;
-    let route = by_model(admission, route, wire.model.as_deref(), caller, routed)?;
-    let embedder = EmbedRoute::of(&route.route)?;
+    let mut wire: WireEmbedRequest = decode_json(body)?;
+    let model = wire.model.take();
+    let route = by_model(admission, route, model.as_deref(), caller, routed)?;
     let ask = wire.ask()?;
-    let hash_key = route.route.hash_key(caller.headers);
-    let embedded = embedder
-        .embed(ask.inputs, ask.dimensions, hash_key.as_deref())
-        .await?;
+    let admitted = Admission::embed(
+        &route,
+        caller,
+        EmbedAsk {
+            model: model.as_deref(),
+            inputs: ask.inputs,
+            dimensions: ask.dimensions,
+            body_len: body.len(),
+        },
+    )
+    .await?;
+    let embedded = admitted.embedded;
     let answer = super::embeddings::answer(
         &embedded.embeddings.vectors,
         ask.encoding,
@@ -351,10 +359,11 @@ async fn embed(
     );
     let mut response = axum::Json(answer).into_response();
     if route.route.model_name_header
-        && let Ok(value) = HeaderValue::from_str(&embedded.served_by)
+        && let Ok(value) = HeaderValue::from_str(&embedded.served_by.to_string())
     {
         response.headers_mut().insert(MODEL_HEADER, value);
     }
+    response.headers_mut().extend(admitted.headers);
     Ok(response)
 }
 

@@ -29,7 +29,7 @@ use aigw_config::{
     AiRateLimitConfig, ConsumerConfig, Identifier, IpNet, MatchKind, PolicyMatch, RouteConfig,
     Strategy, TokenCount,
 };
-use aigw_core::{ChatReply, Error, ErrorKind, ErrorReply, ReplyBody, Usage};
+use aigw_core::{ChatReply, Error, ErrorKind, ErrorReply, ReplyBody, ServedBy, Usage};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub use redis::redis_errors_total;
@@ -414,32 +414,9 @@ impl Grant {
     /// stream ends (or is dropped) for a stream. Facts are re-read from the grant, since
     /// the request's head is gone by then.
     pub(crate) async fn charge_on_end(self, reply: ChatReply, facts: OwnedFacts) -> ChatReply {
-        let target = self
-            .limiter
-            .targets
-            .iter()
-            .find(|t| t.provider == reply.served_by.provider && *t.model == *reply.served_by.model)
-            .cloned();
-        let charge = Charge {
-            grant: Some(self),
-            facts,
-            target,
-            usage: None,
-        };
         match reply.body {
             ReplyBody::Complete(answer) => {
-                let mut charge = charge;
-                charge.usage = Some(answer.usage);
-                // Kong's sync_rate 0 is synchronous: the shared counters hold this answer
-                // before the client sees it, so its next request (to any replica) counts it.
-                if let Some((limiter, keys, amount)) = charge.settle() {
-                    match &limiter.store {
-                        Store::Redis(redis) if redis.is_synchronous() => {
-                            redis.add_now(keys, amount, now_secs_f64()).await;
-                        }
-                        _ => limiter.store_add(keys, amount),
-                    }
-                }
+                self.charge_now(&reply.served_by, answer.usage, facts).await;
                 ChatReply {
                     served_by: reply.served_by,
                     body: ReplyBody::Complete(answer),
@@ -447,7 +424,7 @@ impl Grant {
             }
             ReplyBody::Stream(chunks) => {
                 use futures_util::StreamExt;
-                let charge = std::sync::Mutex::new(charge);
+                let charge = std::sync::Mutex::new(self.charge(&reply.served_by, facts));
                 // The closure owns the charge, so it is made when the stream is dropped.
                 let chunks = chunks.map(move |chunk| {
                     if let Some(usage) = chunk.as_ref().ok().and_then(|piece| piece.usage) {
@@ -463,6 +440,38 @@ impl Grant {
                     body: ReplyBody::Stream(Box::pin(chunks)),
                 }
             }
+        }
+    }
+
+    /// Charges `usage` of an answer `served_by` a target, before the answer is released.
+    pub(crate) async fn charge_now(self, served_by: &ServedBy, usage: Usage, facts: OwnedFacts) {
+        let mut charge = self.charge(served_by, facts);
+        charge.usage = Some(usage);
+        // Kong's sync_rate 0 is synchronous: the shared counters hold this answer before
+        // the client sees it, so its next request (to any replica) counts it.
+        if let Some((limiter, keys, amount)) = charge.settle() {
+            match &limiter.store {
+                Store::Redis(redis) if redis.is_synchronous() => {
+                    redis.add_now(keys, amount, now_secs_f64()).await;
+                }
+                _ => limiter.store_add(keys, amount),
+            }
+        }
+    }
+
+    /// A charge, usage still unknown, against the target that served.
+    fn charge(self, served_by: &ServedBy, facts: OwnedFacts) -> Charge {
+        let target = self
+            .limiter
+            .targets
+            .iter()
+            .find(|t| t.provider == served_by.provider && *t.model == *served_by.model)
+            .cloned();
+        Charge {
+            grant: Some(self),
+            facts,
+            target,
+            usage: None,
         }
     }
 }
