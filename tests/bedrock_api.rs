@@ -104,6 +104,40 @@ async fn boto3_signing(stack: &Stack, scenario: &str, pair: (&str, &str)) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn boto3_invokes_claude_with_its_own_body_whole_and_streamed() {
+    let stack = stack().await;
+    boto3(&stack, "invoke").await;
+    // Both calls reached Bedrock as Converse calls translated from Claude's body; the
+    // refused body reached nothing.
+    let seen = stack.emulator.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen.iter().all(
+            |r| r.body["messages"][0]["content"][0]["text"] == "What is the weather in Krakow?"
+        ),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_counts_tokens_of_a_converse_input_and_of_claudes_body() {
+    let stack = stack().await;
+    boto3(&stack, "count_tokens").await;
+    assert_eq!(stack.models_asked().len(), 1, "counting answered nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_anthropic_sdks_bedrock_client_signs_with_a_consumers_pair() {
+    let stack = stack().await;
+    boto3_signing(&stack, "anthropic_bedrock", ALICE).await;
+    assert_eq!(
+        stack.tool_result_statuses(),
+        [None],
+        "the tool's result reached Bedrock in the streamed second turn"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn boto3_signing_with_a_consumers_key_pair_needs_no_key() {
     let stack = stack().await;
     boto3_signing(&stack, "sigv4", ALICE).await;
@@ -404,7 +438,7 @@ async fn at_the_root_path_the_bare_model_paths_answer_in_bedrocks_shape() {
         "{body}"
     );
 
-    let (status, error_type, body) = post("/model/m/invoke", Some(KEY)).await;
+    let (status, error_type, body) = post("/model/m/invoke-later", Some(KEY)).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(error_type.as_deref(), Some("ResourceNotFoundException"));
     assert_eq!(

@@ -300,7 +300,98 @@ def guardrail():
     assert answer["stopReason"] == "guardrail_intervened", answer
 
 
+CLAUDE_BODY = {
+    "anthropic_version": "bedrock-2023-05-31",
+    "max_tokens": 200,
+    "messages": [{"role": "user", "content": "What is the weather in Krakow?"}],
+}
+
+
+def invoke():
+    """InvokeModel with Anthropic Claude's own body, whole and streamed."""
+    answer = client.invoke_model(modelId=MODEL, body=json.dumps(CLAUDE_BODY))
+    message = json.loads(answer["body"].read())
+    assert message["type"] == "message" and message["role"] == "assistant", message
+    assert message["stop_reason"] == "end_turn", message
+    text = message["content"][0]["text"]
+    assert text, message
+    headers = answer["ResponseMetadata"]["HTTPHeaders"]
+    tokens = int(headers["x-amzn-bedrock-output-token-count"])
+    assert tokens == message["usage"]["output_tokens"] > 0, (headers, message["usage"])
+
+    streamed = client.invoke_model_with_response_stream(modelId=MODEL, body=json.dumps(CLAUDE_BODY))
+    events = [json.loads(e["chunk"]["bytes"]) for e in streamed["body"]]
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop", kinds
+    pieces = [e["delta"]["text"] for e in events if e["type"] == "content_block_delta"]
+    # The emulator's answer opens with the model that gave it, which round-robin changes.
+    assert "".join(pieces).split("] ", 1)[1] == text.split("] ", 1)[1], (pieces, text)
+    metrics = events[-1]["amazon-bedrock-invocationMetrics"]
+    assert metrics["outputTokenCount"] > 0, metrics
+
+    # Another model family's body is refused by name rather than guessed at.
+    try:
+        client.invoke_model(modelId=MODEL, body=json.dumps({"inputText": "hi"}))
+        raise AssertionError("a body without anthropic_version was accepted")
+    except client.exceptions.ValidationException as error:
+        assert "anthropic_version" in error.response["Error"]["Message"], error.response
+
+
+def count_tokens():
+    """CountTokens, of a Converse input and of Claude's InvokeModel body, as Bedrock counts
+    the same prompt when it answers it."""
+    answered = client.converse(modelId=MODEL, messages=QUESTION)
+    converse = client.count_tokens(modelId=MODEL, input={"converse": {"messages": QUESTION}})
+    assert converse["inputTokens"] == answered["usage"]["inputTokens"] > 0, (converse, answered)
+    invoke = client.count_tokens(
+        modelId=MODEL, input={"invokeModel": {"body": json.dumps(CLAUDE_BODY)}}
+    )
+    assert invoke["inputTokens"] == converse["inputTokens"], (invoke, converse)
+
+
+def anthropic_bedrock():
+    """The anthropic SDK's Bedrock client (what Claude Code uses with
+    CLAUDE_CODE_USE_BEDROCK) signing with a consumer's AWS key pair."""
+    import anthropic
+
+    bedrock = anthropic.AnthropicBedrock(
+        aws_access_key=PAIR[0],
+        aws_secret_key=PAIR[1],
+        aws_region="us-west-2",
+        base_url=ENDPOINT_URL,
+        max_retries=0,
+    )
+    weather = {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "input_schema": WEATHER["toolSpec"]["inputSchema"]["json"],
+    }
+    question = CLAUDE_BODY["messages"]
+    first = bedrock.messages.create(model=COLON_MODEL, max_tokens=200, messages=question, tools=[weather])
+    assert first.stop_reason == "tool_use", first
+    call = next(b for b in first.content if b.type == "tool_use")
+    assert call.name == "get_weather" and call.input["unit"] == "celsius", call
+    history = question + [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": RESULT}]},
+    ]
+    with bedrock.messages.stream(
+        model=COLON_MODEL, max_tokens=200, messages=history, tools=[weather]
+    ) as events:
+        final = events.get_final_message()
+    assert final.stop_reason == "end_turn", final
+    assert RESULT in final.content[0].text, final.content
+    try:
+        bedrock.messages.create(model=COLON_MODEL, max_tokens=10, messages=[])
+        raise AssertionError("an empty conversation was accepted")
+    except anthropic.BadRequestError as error:
+        assert error.status_code == 400, error
+
+
 {
+    "invoke": invoke,
+    "count_tokens": count_tokens,
+    "anthropic_bedrock": anthropic_bedrock,
     "stops_and_tool_errors": stops_and_tool_errors,
     "guardrail": guardrail,
     "text": text,

@@ -141,6 +141,8 @@ struct WireRequest {
     tools: Option<Vec<WireTool>>,
     tool_choice: Option<WireToolChoice>,
     thinking: Option<WireThinkingConfig>,
+    /// InvokeModel's body only: the betas Bedrock passes on to Claude.
+    anthropic_beta: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -205,6 +207,43 @@ struct WireThinkingConfig {
     #[serde(rename = "type")]
     kind: String,
     budget_tokens: Option<u32>,
+}
+
+/// InvokeModel's body for Anthropic Claude on Bedrock (what the Bedrock-format route's
+/// `/invoke` and `/invoke-with-response-stream` take): the Messages body with
+/// `anthropic_version` and no `model`, which the path names. Its `anthropic_beta` goes to
+/// Bedrock among the additional model fields, as Bedrock takes it.
+pub(super) fn decode_invoke(
+    body: &[u8],
+    model_id: String,
+    stream: bool,
+) -> Result<(ChatRequest, StopSequences), Error> {
+    // Checked before the body is read as a Messages body, whose errors would only puzzle
+    // a client that sent another model family's body.
+    #[derive(Deserialize)]
+    struct Version {
+        anthropic_version: Option<String>,
+    }
+    let version: Version = decode_json(body)?;
+    if version.anthropic_version.is_none() {
+        return Err(Error::invalid_request(
+            "anthropic_version: field required; aigw serves InvokeModel for Anthropic Claude's \
+             Messages body (\"anthropic_version\": \"bedrock-2023-05-31\"); call Converse for \
+             other models",
+        ));
+    }
+    let mut wire: WireRequest = decode_json(body)?;
+    let betas = wire.anthropic_beta.take().filter(|b| !b.is_empty());
+    let mut request = wire.into_core(Purpose::Answer)?;
+    if let Some(betas) = betas {
+        let mut fields = request.model_fields.as_deref().cloned().unwrap_or_default();
+        fields.insert("anthropic_beta".to_owned(), Value::from(betas));
+        request.model_fields = Some(Arc::new(fields));
+    }
+    request.model = Some(model_id);
+    request.stream = stream;
+    let stops = StopSequences::of(&request);
+    Ok((request, stops))
 }
 
 /// What a Messages body is sent for: `count_tokens` takes the same body without
@@ -510,10 +549,10 @@ fn stop_reason(reason: FinishReason) -> &'static str {
 /// Anthropic's `stop_sequence`: which of the request's sequences ended the answer. Bedrock
 /// says only that one did, so it is known when the request had exactly one.
 #[derive(Clone, Default)]
-struct StopSequences(Option<Arc<str>>);
+pub(super) struct StopSequences(Option<Arc<str>>);
 
 impl StopSequences {
-    fn of(request: &ChatRequest) -> Self {
+    pub(super) fn of(request: &ChatRequest) -> Self {
         match &*request.stop {
             [only] => StopSequences(Some(Arc::from(only.as_str()))),
             _ => StopSequences(None),
@@ -547,7 +586,7 @@ fn tool_input(arguments: &str) -> Value {
     serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_owned()))
 }
 
-fn complete_json(answer: &ChatCompletion, stops: &StopSequences) -> Value {
+pub(super) fn complete_json(answer: &ChatCompletion, stops: &StopSequences) -> Value {
     let mut content = Vec::new();
     if let Some(reasoning) = &answer.reasoning {
         content.push(json!({
@@ -583,10 +622,7 @@ fn encode_reply(reply: ChatReply, broken: StreamBreak, stops: StopSequences) -> 
     match reply.body {
         ReplyBody::Complete(answer) => axum::Json(complete_json(&answer, &stops)).into_response(),
         ReplyBody::Stream(chunks) => {
-            let encoder = Encoder {
-                stops,
-                ..Encoder::default()
-            };
+            let encoder = Encoder::new(stops);
             let mut response = Sse::new(sse_events(chunks, Some(broken), encoder)).into_response();
             // As on the OpenAI path: proxies must not hold tokens back.
             response
@@ -610,7 +646,7 @@ enum Open {
 /// kind of what arrives changes, and keeps the end (stop reason, usage) for
 /// `message_delta`.
 #[derive(Default)]
-struct Encoder {
+pub(super) struct Encoder {
     started: bool,
     open: Option<Open>,
     /// The index of the open block, or of the next one.
@@ -621,13 +657,20 @@ struct Encoder {
 }
 
 /// An SSE event before framing: its name and its JSON.
-type Named = (&'static str, Value);
+pub(super) type Named = (&'static str, Value);
 
 fn event(name: &'static str, data: Value) -> Named {
     (name, data)
 }
 
 impl Encoder {
+    pub(super) fn new(stops: StopSequences) -> Self {
+        Encoder {
+            stops,
+            ..Encoder::default()
+        }
+    }
+
     fn chunk(&mut self, chunk: &ChatChunk, out: &mut Vec<Named>) {
         if !self.started {
             self.started = true;
@@ -738,14 +781,21 @@ impl Encoder {
     }
 }
 
-/// Anthropic's SSE framing, pulled from upstream only as fast as the client reads. A
-/// broken upstream ends the stream with an `error` event and no `message_stop`, so SDKs
-/// raise instead of returning a truncated answer.
-fn sse_events(
+/// One piece of an Anthropic-shaped stream: an event, or the upstream's break, which ends
+/// the stream without a `message_stop`.
+pub(super) enum Outgoing {
+    Event(Named),
+    Broke(Error),
+}
+
+/// The events of an Anthropic-shaped stream, as chunks arrive, pulled from upstream only
+/// as fast as the client reads; what frames them (SSE here, Bedrock's event stream for
+/// InvokeModelWithResponseStream) is the caller's. A break is recorded with `broken`.
+pub(super) fn events(
     chunks: aigw_core::ChunkStream,
     broken: Option<StreamBreak>,
     encoder: Encoder,
-) -> impl Stream<Item = Result<Event, Infallible>> {
+) -> impl Stream<Item = Outgoing> {
     struct State {
         chunks: aigw_core::ChunkStream,
         broken: Option<StreamBreak>,
@@ -765,32 +815,53 @@ fn sse_events(
         let mut out = Vec::new();
         while out.is_empty() {
             match state.chunks.next().await {
-                Some(Ok(chunk)) => state.encoder.chunk(&chunk, &mut out),
+                Some(Ok(chunk)) => {
+                    let mut named = Vec::new();
+                    state.encoder.chunk(&chunk, &mut named);
+                    out.extend(named.into_iter().map(Outgoing::Event));
+                }
                 Some(Err(error)) => {
-                    tracing::warn!(kind = %error.kind(), %error, "upstream stream broke off; ending the client's stream with an error event");
+                    tracing::warn!(kind = %error.kind(), %error, "upstream stream broke off; ending the client's stream with an error");
                     if let Some(broken) = &state.broken {
                         broken.record(&error);
                     }
-                    let status = ApiError(error.clone()).into_response().status();
-                    out.push(event(
-                        "error",
-                        json!({"type": "error", "error": {"type": error_type(status), "message": error.message()}}),
-                    ));
+                    out.push(Outgoing::Broke(error));
                     state.done = true;
                 }
                 None => {
-                    state.encoder.end(&mut out);
+                    let mut named = Vec::new();
+                    state.encoder.end(&mut named);
+                    out.extend(named.into_iter().map(Outgoing::Event));
                     state.done = true;
                 }
             }
         }
-        let events = futures_util::stream::iter(
-            out.into_iter()
-                .map(|(name, data)| Ok(Event::default().event(name).data(data.to_string()))),
-        );
-        Some((events, state))
+        Some((futures_util::stream::iter(out), state))
     })
     .flatten()
+}
+
+/// Anthropic's SSE framing of [`events`]. A broken upstream ends the stream with an
+/// `error` event and no `message_stop`, so SDKs raise instead of returning a truncated
+/// answer.
+fn sse_events(
+    chunks: aigw_core::ChunkStream,
+    broken: Option<StreamBreak>,
+    encoder: Encoder,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    events(chunks, broken, encoder).map(|outgoing| {
+        let (name, data) = match outgoing {
+            Outgoing::Event(named) => named,
+            Outgoing::Broke(error) => {
+                let status = ApiError(error.clone()).into_response().status();
+                event(
+                    "error",
+                    json!({"type": "error", "error": {"type": error_type(status), "message": error.message()}}),
+                )
+            }
+        };
+        Ok(Event::default().event(name).data(data.to_string()))
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The front end in Bedrock Runtime's native format (Kong's `llm_format: bedrock`), what
 //! the AWS SDKs speak with only `endpoint_url` changed: one decoder (a Converse request into
-//! a core `ChatRequest`) and one encoder (the Converse answer). Admission, the stack and
-//! everything after are the OpenAI front end's. A request SigV4-signed with a consumer's
+//! a core `ChatRequest`) and one encoder (the Converse answer). InvokeModel with Anthropic
+//! Claude's body borrows the Anthropic front end's decoder and encoder and frames them as
+//! Bedrock does; CountTokens reads either input. Admission, the stack and everything after
+//! are the OpenAI front end's. A request SigV4-signed with a consumer's
 //! AWS key pair is verified here (`sigv4.rs`) before admission, which then lets it in as
 //! that consumer.
 
@@ -35,20 +37,36 @@ use crate::{ApiError, SharedRoutes};
 pub(crate) const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
 
 /// What a path under the route asks for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operation {
     Converse,
     ConverseStream,
+    /// InvokeModel, with Anthropic Claude's Messages body.
+    Invoke,
+    /// InvokeModelWithResponseStream, likewise.
+    InvokeStream,
+    /// CountTokens, of a Converse input or of Claude's InvokeModel body.
+    CountTokens,
 }
 
-/// The operation and the (percent-decoded) model id of `…/model/{modelId}/converse[-stream]`.
+impl Operation {
+    fn streams(self) -> bool {
+        matches!(self, Operation::ConverseStream | Operation::InvokeStream)
+    }
+}
+
+/// The operation and the (percent-decoded) model id of `…/model/{modelId}/{operation}`.
 fn operation(path: &str) -> Option<(Operation, String)> {
     let path = path.trim_end_matches('/');
-    let (rest, op) = if let Some(rest) = path.strip_suffix("/converse-stream") {
-        (rest, Operation::ConverseStream)
-    } else {
-        (path.strip_suffix("/converse")?, Operation::Converse)
-    };
+    let (rest, op) = [
+        ("/converse-stream", Operation::ConverseStream),
+        ("/converse", Operation::Converse),
+        ("/invoke-with-response-stream", Operation::InvokeStream),
+        ("/invoke", Operation::Invoke),
+        ("/count-tokens", Operation::CountTokens),
+    ]
+    .into_iter()
+    .find_map(|(suffix, op)| path.strip_suffix(suffix).map(|rest| (rest, op)))?;
     let at = rest.rfind("/model/")?;
     let id = &rest[at + "/model/".len()..];
     if id.is_empty() || id.contains('/') {
@@ -126,7 +144,7 @@ pub(super) async fn converse(
         return Err(Error::new(
             ErrorKind::RouteNotFound,
             format!(
-                "this route speaks Bedrock Runtime's API; POST to <route path>/model/{{modelId}}/converse, not {path}"
+                "this route speaks Bedrock Runtime's API; POST to <route path>/model/{{modelId}}/converse (or converse-stream, invoke, invoke-with-response-stream), not {path}"
             ),
         )
         .into());
@@ -136,17 +154,58 @@ pub(super) async fn converse(
         Some(read) => read,
         None => read_route_json(admission, &entry, &parts.headers, body).await?,
     };
+    let started = std::time::Instant::now();
+    let route = entry.route.clone();
+    if op == Operation::CountTokens {
+        let request = count_tokens_request(&body, model_id)?;
+        let input_tokens = Admission::count_tokens(&entry, request, body.len()).await?;
+        return Ok(axum::Json(json!({ "inputTokens": input_tokens })).into_response());
+    }
+    if matches!(op, Operation::Invoke | Operation::InvokeStream) {
+        let (request, stops) = super::anthropic::decode_invoke(&body, model_id, op.streams())?;
+        let admitted = Admission::call(&entry, caller, ANSWERING, request, body.len()).await?;
+        return Ok(answer(routes, route, admitted, move |reply, broken| {
+            encode_invoke_reply(reply, broken, stops, started)
+        }));
+    }
     let wire: WireRequest = decode_json(&body)?;
     let mut request = wire.into_core(model_id)?;
-    request.stream = op == Operation::ConverseStream;
+    request.stream = op.streams();
     let admitted = Admission::call(&entry, caller, ANSWERING, request, body.len()).await?;
-    let started = std::time::Instant::now();
-    Ok(answer(
-        routes,
-        entry.route.clone(),
-        admitted,
-        move |reply, broken| encode_reply(reply, broken, started),
-    ))
+    Ok(answer(routes, route, admitted, move |reply, broken| {
+        encode_reply(reply, broken, started)
+    }))
+}
+
+/// CountTokens' input: `{"input": {"converse": <Converse request>}}` or `{"input":
+/// {"invokeModel": {"body": <base64 of Claude's InvokeModel body>}}}`.
+fn count_tokens_request(body: &[u8], model_id: String) -> Result<ChatRequest, Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct CountTokens {
+        input: CountInput,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    enum CountInput {
+        Converse(Box<WireRequest>),
+        InvokeModel(InvokeBody),
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct InvokeBody {
+        body: String,
+    }
+    let count: CountTokens = decode_json(body)?;
+    match count.input {
+        CountInput::Converse(wire) => wire.into_core(model_id),
+        CountInput::InvokeModel(invoke) => {
+            let body = base64::engine::general_purpose::STANDARD
+                .decode(invoke.body.as_bytes())
+                .map_err(|_| invalid("input.invokeModel.body: not base64".to_owned()))?;
+            Ok(super::anthropic::decode_invoke(&body, model_id, false)?.0)
+        }
+    }
 }
 
 /// An error as Bedrock sends it: the status, `x-amzn-ErrorType` and `{"message": …}`, with
@@ -759,6 +818,86 @@ impl Encoder {
             }),
         ));
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// InvokeModel with Anthropic Claude's body: the Anthropic front end's decoder and encoder,
+// framed as Bedrock frames them.
+
+/// Bedrock's headers on a whole InvokeModel answer.
+const INPUT_TOKENS_HEADER: &str = "x-amzn-bedrock-input-token-count";
+const OUTPUT_TOKENS_HEADER: &str = "x-amzn-bedrock-output-token-count";
+const LATENCY_HEADER: &str = "x-amzn-bedrock-invocation-latency";
+
+fn encode_invoke_reply(
+    reply: ChatReply,
+    broken: StreamBreak,
+    stops: super::anthropic::StopSequences,
+    started: std::time::Instant,
+) -> Response {
+    match reply.body {
+        ReplyBody::Complete(answer) => {
+            let message = super::anthropic::complete_json(&answer, &stops);
+            let mut response = axum::Json(message).into_response();
+            let headers = response.headers_mut();
+            for (name, value) in [
+                (INPUT_TOKENS_HEADER, u64::from(answer.usage.prompt_tokens)),
+                (
+                    OUTPUT_TOKENS_HEADER,
+                    u64::from(answer.usage.completion_tokens),
+                ),
+                (LATENCY_HEADER, millis_since(started)),
+            ] {
+                headers.insert(name, HeaderValue::from(value));
+            }
+            response
+        }
+        ReplyBody::Stream(chunks) => {
+            let encoder = super::anthropic::Encoder::new(stops);
+            let mut first_byte: Option<u64> = None;
+            // Anthropic's message_delta carries the usage that message_stop's metrics repeat.
+            let mut usage = Value::Null;
+            let frames =
+                super::anthropic::events(chunks, Some(broken), encoder).map(move |outgoing| {
+                    let frame = match outgoing {
+                        super::anthropic::Outgoing::Event((name, mut data)) => {
+                            let latency = millis_since(started);
+                            let first = *first_byte.get_or_insert(latency);
+                            match name {
+                                // Bedrock's stream carries no pings.
+                                "ping" => return Ok(Bytes::new()),
+                                "message_delta" => usage = data["usage"].clone(),
+                                "message_stop" => {
+                                    data["amazon-bedrock-invocationMetrics"] = json!({
+                                        "inputTokenCount": usage["input_tokens"],
+                                        "outputTokenCount": usage["output_tokens"],
+                                        "invocationLatency": latency,
+                                        "firstByteLatency": first,
+                                    });
+                                }
+                                _ => {}
+                            }
+                            chunk_frame(&data)
+                        }
+                        super::anthropic::Outgoing::Broke(error) => exception_frame(&error),
+                    };
+                    Ok::<_, std::convert::Infallible>(frame)
+                });
+            let mut response = Response::new(Body::from_stream(frames));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.amazon.eventstream"),
+            );
+            response
+        }
+    }
+}
+
+/// One event of InvokeModelWithResponseStream: a `chunk` whose `bytes` are the model's
+/// own event (here Anthropic's), base64-encoded as the SDKs expect.
+fn chunk_frame(event: &Value) -> Bytes {
+    let bytes = base64::engine::general_purpose::STANDARD.encode(event.to_string());
+    event_frame("chunk", json!({ "bytes": bytes }))
 }
 
 /// The frames of one event, or none when it cannot be encoded (only beyond the format's
