@@ -4,7 +4,8 @@
 
 use aigw_emulator::{Fault, ModelKnobs};
 use aigw_tests::{
-    Stack, config_from, key_consumer_deck_head, mixed_providers_yaml, run_sdk_script,
+    Stack, config_from, grpc_client, grpc_question, key_consumer_deck_head, mixed_providers_yaml,
+    run_sdk_script,
 };
 
 const KEY: &str = "claude-code-key-51c2";
@@ -92,6 +93,41 @@ async fn anthropic_sdk_counts_tokens_as_bedrock_counts_them() {
     sdk(&stack, "count_tokens").await;
     // Counting answered nothing: the one Converse call is the message the SDK created.
     assert_eq!(stack.models_asked().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_count_tokens_counts_what_http_counts() {
+    let stack = stack().await;
+    let text = "How many tokens is this question?";
+    let (status, body) = post(
+        &stack,
+        "/anthropic/v1/messages/count_tokens",
+        &serde_json::json!({"model": "m", "messages": [{"role": "user", "content": text}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut request = tonic::Request::new(grpc_question("claude", text));
+    request
+        .metadata_mut()
+        .insert("x-api-key", KEY.parse().expect("ASCII"));
+    let counted = grpc_client(&stack.gateway)
+        .await
+        .count_tokens(request)
+        .await
+        .expect("gRPC counts")
+        .into_inner();
+    assert!(counted.input_tokens > 0);
+    assert_eq!(
+        serde_json::json!(counted.input_tokens),
+        body["input_tokens"]
+    );
+    // Without the key, as on every route: refused.
+    let refused = grpc_client(&stack.gateway)
+        .await
+        .count_tokens(grpc_question("claude", text))
+        .await
+        .expect_err("no key");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
 }
 
 #[tokio::test(flavor = "multi_thread")]

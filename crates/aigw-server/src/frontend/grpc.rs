@@ -278,6 +278,30 @@ impl pb::chat_service_server::ChatService for GrpcChat {
         self.embed_texts(request).await
     }
 
+    async fn count_tokens(
+        &self,
+        request: tonic::Request<pb::ChatRequest>,
+    ) -> Result<tonic::Response<pb::CountTokensResponse>, tonic::Status> {
+        let (metadata, extensions, wire) = request.into_parts();
+        let caller = caller(&metadata, &extensions);
+        let mut routed = None;
+        let counted = async {
+            let route = self.admit(&wire.route, caller, &mut routed)?;
+            let body_len = wire.encoded_len();
+            let request = decode_request(wire)?;
+            Admission::count_tokens(&route, request, body_len).await
+        };
+        let input_tokens = counted.await.map_err(|e: Error| {
+            self.routes
+                .recent_errors()
+                .record(&e, routed.as_deref(), Answered::Grpc);
+            grpc_status(&e)
+        })?;
+        Ok(tonic::Response::new(pb::CountTokensResponse {
+            input_tokens: u32::try_from(input_tokens).unwrap_or(u32::MAX),
+        }))
+    }
+
     type ChatStreamStream = Pin<Box<dyn Stream<Item = ChunkResult> + Send>>;
 
     async fn chat_stream(
