@@ -10,7 +10,7 @@ use axum::extract::Path;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::answer::parse_prompt;
 use crate::error::AwsError;
@@ -30,12 +30,9 @@ pub(crate) async fn count_tokens(
     let invalid = |message: String| {
         AwsError::new(StatusCode::BAD_REQUEST, "ValidationException", message).into_response()
     };
-    let Ok(Path(model_id)) = model_id else {
-        return invalid("The model id in the path is not valid".into());
-    };
-    let body: Value = match body.as_deref().map(serde_json::from_slice) {
-        Ok(Ok(body)) => body,
-        _ => return invalid("Malformed input request: the body is not JSON".into()),
+    let (model_id, body) = match crate::error::model_and_json(model_id, body) {
+        Ok(read) => read,
+        Err(error) => return error.into_response(),
     };
     let input = &body["input"];
     let converse = match (input.get("converse"), input.get("invokeModel")) {

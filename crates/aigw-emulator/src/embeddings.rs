@@ -31,12 +31,9 @@ pub(crate) async fn invoke(
     let invalid = |message: String| {
         AwsError::new(StatusCode::BAD_REQUEST, "ValidationException", message).into_response()
     };
-    let Ok(Path(model_id)) = model_id else {
-        return invalid("The model id in the path is not valid".into());
-    };
-    let body: Value = match body.as_deref().map(serde_json::from_slice) {
-        Ok(Ok(body)) => body,
-        _ => return invalid("Malformed input request: the body is not JSON".into()),
+    let (model_id, body) = match crate::error::model_and_json(model_id, body) {
+        Ok(read) => read,
+        Err(error) => return error.into_response(),
     };
     if model_id.contains("titan-embed") {
         let Some(text) = body["inputText"].as_str() else {

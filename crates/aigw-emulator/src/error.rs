@@ -95,3 +95,22 @@ impl IntoResponse for AwsError {
         response
     }
 }
+
+/// The model id and JSON body of a `/model/{modelId}/…` call, or the
+/// `ValidationException` Bedrock answers when either is unreadable.
+pub(crate) fn model_and_json(
+    model_id: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(String, serde_json::Value), AwsError> {
+    let Ok(axum::extract::Path(model_id)) = model_id else {
+        return Err(AwsError::validation(
+            "The model id in the path is not valid",
+        ));
+    };
+    match body.as_deref().map(serde_json::from_slice) {
+        Ok(Ok(body)) => Ok((model_id, body)),
+        _ => Err(AwsError::validation(
+            "Malformed input request: the body is not JSON",
+        )),
+    }
+}
