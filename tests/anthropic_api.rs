@@ -64,13 +64,11 @@ async fn anthropic_sdk_runs_a_tool_loop_unary_and_streaming() {
     let stack = stack().await;
     sdk(&stack, "tool_loop").await;
     // The tool_result reached Bedrock as a toolResult block of a user turn.
-    let results = stack
-        .emulator
-        .requests()
-        .iter()
-        .filter(|r| r.body.to_string().contains("toolResult"))
-        .count();
-    assert_eq!(results, 2, "both second turns carried the tool's result");
+    assert_eq!(
+        stack.tool_result_statuses().len(),
+        2,
+        "both second turns carried the tool's result"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -83,8 +81,7 @@ async fn anthropic_sdk_sees_stop_sequences_and_sends_failed_tool_results() {
         "is_error reached Bedrock as the toolResult's status"
     );
     // top_k went to Bedrock among the additional model fields.
-    let top_k = stack.emulator.requests()[0].body["additionalModelRequestFields"]["top_k"].clone();
-    assert_eq!(top_k, serde_json::json!(5));
+    assert_eq!(stack.model_fields_sent()[0]["top_k"], serde_json::json!(5));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,7 +2,7 @@
 //! with a consumer's key, over HTTP and gRPC, and never echoes a key back.
 
 use aigw_tests::{
-    Stack, config_from, grpc_client, grpc_question, key_consumer_deck_head, polish_writer_question,
+    Stack, grpc_client, grpc_question, open_and_locked_deck, polish_writer_question,
     post_question_with_header,
 };
 use serde_json::Value;
@@ -11,24 +11,7 @@ use tonic::metadata::MetadataValue;
 const KEY: &str = "alice-key-7f3a9c";
 
 fn protected_config() -> aigw_config::GatewayConfig {
-    config_from(&format!(
-        r#"{head}  - name: open
-    paths: [/open]
-  - name: locked
-    paths: [/locked]
-    plugins:
-    - name: key-auth
-      config:
-        key_names: [apikey, x-api-key]
-plugins:
-- name: ai-proxy-advanced
-  config:
-    targets:
-    - model: {{provider: bedrock, name: "us.amazon.nova-micro-v1:0", options: {{bedrock: {{aws_region: us-west-2}}}}}}
-      route_type: llm/v1/chat
-"#,
-        head = key_consumer_deck_head(KEY)
-    ))
+    open_and_locked_deck(KEY)
 }
 
 async fn post(url: &str, header: Option<(&str, &str)>) -> (u16, reqwest::header::HeaderMap, Value) {

@@ -8,8 +8,12 @@
 use aigw_emulator::{Fault, ModelKnobs};
 use aigw_tests::{Stack, config_from, run_sdk_script};
 use aws_sdk_bedrockruntime::Client;
+use aws_sdk_bedrockruntime::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
-use aws_sdk_bedrockruntime::config::{Credentials, Region};
+use aws_sdk_bedrockruntime::config::{
+    ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+};
+use aws_sdk_bedrockruntime::error::BoxError;
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, ConverseStreamOutput, Message, StopReason,
 };
@@ -177,13 +181,11 @@ async fn boto3_runs_a_tool_round_trip() {
     let stack = stack().await;
     boto3(&stack, "tool_loop").await;
     // The toolResult reached Bedrock in the second turn.
-    let results = stack
-        .emulator
-        .requests()
-        .iter()
-        .filter(|r| r.body.to_string().contains("toolResult"))
-        .count();
-    assert_eq!(results, 1, "the second turn carried the tool's result");
+    assert_eq!(
+        stack.tool_result_statuses().len(),
+        1,
+        "the second turn carried the tool's result"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,17 +198,16 @@ async fn boto3_sees_stop_sequences_and_sends_failed_tool_results() {
         "the toolResult's status reached Bedrock"
     );
     // top_k went to Bedrock among the additional model fields.
-    let top_k = stack.emulator.requests()[0].body["additionalModelRequestFields"]["top_k"].clone();
-    assert_eq!(top_k, serde_json::json!(5));
+    assert_eq!(stack.model_fields_sent()[0]["top_k"], serde_json::json!(5));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn boto3_sees_a_guardrail_intervene_as_bedrock_says_it() {
     let stack = stack().await;
-    stack.emulator.knobs().set_default(ModelKnobs {
-        guardrail_intervenes: true,
-        ..ModelKnobs::default()
-    });
+    stack
+        .emulator
+        .knobs()
+        .set_default(ModelKnobs::with_guardrail_intervening());
     boto3(&stack, "guardrail").await;
 }
 
@@ -284,21 +285,47 @@ async fn a_failing_target_fails_over_unseen_by_boto3() {
 }
 
 /// The AWS SDK for Rust with only its endpoint at the route's path, dummy credentials and
-/// no retries (a retry would hide what the gateway answered).
+/// no retries (a retry would hide what the gateway answered), sending the consumer's key
+/// on every call: key-auth as on any route, since an unknown pair's signature is no key.
 fn rust_client(stack: &Stack) -> Client {
-    signing_client(stack, ("AKID", "SECRET"))
+    let config = signing_config(stack, ("AKID", "SECRET"))
+        .interceptor(ApiKeyHeader)
+        .build();
+    Client::from_conf(config)
+}
+
+/// Adds the consumer's key header to each request the SDK sends.
+#[derive(Debug)]
+struct ApiKeyHeader;
+
+impl Intercept for ApiKeyHeader {
+    fn name(&self) -> &'static str {
+        "ApiKeyHeader"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        context.request_mut().headers_mut().insert("apikey", KEY);
+        Ok(())
+    }
 }
 
 /// The AWS SDK for Rust signing with `pair`, held by a static credentials provider.
 fn signing_client(stack: &Stack, pair: (&str, &str)) -> Client {
-    let config = aws_sdk_bedrockruntime::Config::builder()
+    Client::from_conf(signing_config(stack, pair).build())
+}
+
+fn signing_config(stack: &Stack, pair: (&str, &str)) -> aws_sdk_bedrockruntime::config::Builder {
+    aws_sdk_bedrockruntime::Config::builder()
         .behavior_version_latest()
         .region(Region::new("us-west-2"))
         .endpoint_url(stack.url("/bedrock"))
         .credentials_provider(Credentials::new(pair.0, pair.1, None, None, "test"))
         .retry_config(RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
 }
 
 fn question() -> Message {
@@ -317,11 +344,6 @@ async fn the_aws_sdk_for_rust_converses_and_streams() {
         .converse()
         .model_id(FIRST)
         .messages(question())
-        .customize()
-        .mutate_request(|request| {
-            // Key-auth as on any route; the SDK's SigV4 `Authorization` is not a key.
-            request.headers_mut().insert("apikey", KEY);
-        })
         .send()
         .await
         .expect("converse through aigw");
@@ -339,11 +361,6 @@ async fn the_aws_sdk_for_rust_converses_and_streams() {
         .converse_stream()
         .model_id(FIRST)
         .messages(question())
-        .customize()
-        .mutate_request(|request| {
-            // Key-auth as on any route; the SDK's SigV4 `Authorization` is not a key.
-            request.headers_mut().insert("apikey", KEY);
-        })
         .send()
         .await
         .expect("converse_stream through aigw")
@@ -383,11 +400,6 @@ async fn the_aws_sdk_for_rust_sees_a_throttling_exception() {
         .converse()
         .model_id(FIRST)
         .messages(question())
-        .customize()
-        .mutate_request(|request| {
-            // Key-auth as on any route; the SDK's SigV4 `Authorization` is not a key.
-            request.headers_mut().insert("apikey", KEY);
-        })
         .send()
         .await
         .expect_err("throttled");

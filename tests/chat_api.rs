@@ -53,10 +53,10 @@ async fn openai_sdk_sees_cache_writes_then_cached_tokens() {
 #[tokio::test(flavor = "multi_thread")]
 async fn openai_sdk_sees_a_guardrail_as_content_filter() {
     let stack = stack().await;
-    stack.emulator.knobs().set_default(ModelKnobs {
-        guardrail_intervenes: true,
-        ..ModelKnobs::default()
-    });
+    stack
+        .emulator
+        .knobs()
+        .set_default(ModelKnobs::with_guardrail_intervening());
     sdk(&stack, "guardrail").await;
     // The guardrail named in the body reached Bedrock as its guardrailConfig.
     let seen = stack.emulator.requests();
@@ -481,25 +481,7 @@ async fn models_lists_the_route_names_a_client_can_pass_as_model() {
 #[tokio::test]
 async fn models_lists_only_what_the_callers_key_opens() {
     const KEY: &str = "alice-key-models";
-    let deck = format!(
-        r#"{head}  - name: open
-    paths: [/open]
-  - name: locked
-    paths: [/locked]
-    plugins:
-    - name: key-auth
-      config:
-        key_names: [apikey]
-plugins:
-- name: ai-proxy-advanced
-  config:
-    targets:
-    - model: {{provider: bedrock, name: "{CLAUDE}", options: {{bedrock: {{aws_region: us-west-2}}}}}}
-      route_type: llm/v1/chat
-"#,
-        head = aigw_tests::key_consumer_deck_head(KEY)
-    );
-    let stack = Stack::start(&config_from(&deck)).await;
+    let stack = Stack::start(&aigw_tests::open_and_locked_deck(KEY)).await;
     let ids = |list: &Value| -> Vec<String> {
         list["data"]
             .as_array()

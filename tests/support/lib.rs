@@ -89,6 +89,29 @@ pub fn mixed_providers_yaml(emulator_url: &str, api_key: Option<&str>) -> String
     }
 }
 
+/// Two routes over one Bedrock model: `/open`, and `/locked` behind key-auth
+/// (`key_names: [apikey, x-api-key]`) with one consumer holding `key`.
+pub fn open_and_locked_deck(key: &str) -> GatewayConfig {
+    config_from(&format!(
+        r#"{head}  - name: open
+    paths: [/open]
+  - name: locked
+    paths: [/locked]
+    plugins:
+    - name: key-auth
+      config:
+        key_names: [apikey, x-api-key]
+plugins:
+- name: ai-proxy-advanced
+  config:
+    targets:
+    - model: {{provider: bedrock, name: "us.amazon.nova-micro-v1:0", options: {{bedrock: {{aws_region: us-west-2}}}}}}
+      route_type: llm/v1/chat
+"#,
+        head = key_consumer_deck_head(key)
+    ))
+}
+
 /// A decK file given inline.
 pub fn config_from(yaml: &str) -> GatewayConfig {
     aigw_config::parse_deck("inline.yaml", yaml).expect("the test config loads")
@@ -132,6 +155,16 @@ impl Stack {
             }
         }
         statuses
+    }
+
+    /// The `additionalModelRequestFields` of each request Bedrock was sent, in order
+    /// (`null` where a request had none).
+    pub fn model_fields_sent(&self) -> Vec<serde_json::Value> {
+        self.emulator
+            .requests()
+            .into_iter()
+            .map(|r| r.body["additionalModelRequestFields"].clone())
+            .collect()
     }
 
     /// Checks that the requests so far went once to each of `models` (round-robin), in

@@ -57,6 +57,14 @@ impl ModelKnobs {
             ..Self::default()
         }
     }
+
+    /// Default behaviour, except that a guardrail intervenes in every request naming one.
+    pub fn with_guardrail_intervening() -> Self {
+        Self {
+            guardrail_intervenes: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// A failure the emulator injects instead of (or in the middle of) a normal answer.

@@ -258,10 +258,8 @@ async fn cache_points_write_then_read_the_prefix() {
 #[tokio::test]
 async fn the_guardrail_knob_intervenes_when_a_guardrail_is_named() {
     let emu = emulator().await;
-    emu.knobs().set_default(ModelKnobs {
-        guardrail_intervenes: true,
-        ..ModelKnobs::default()
-    });
+    emu.knobs()
+        .set_default(ModelKnobs::with_guardrail_intervening());
     let c = client(&emu);
     let guarded = c
         .converse()
