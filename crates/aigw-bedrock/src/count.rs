@@ -4,9 +4,8 @@
 //! Claude); for the others its `ValidationException` is passed on, naming the model.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use aigw_core::{ChatRequest, CountTokensFuture, CountTokensService, Error};
+use aigw_core::{ChatRequest, CountTokensService, Error};
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::types::{ConverseTokensRequest, CountTokensInput};
 
@@ -14,9 +13,9 @@ use crate::error::classify;
 use crate::request::to_converse;
 use crate::{BedrockProvider, BedrockTargetSpec};
 
-/// One Bedrock model's token counter, as a `tower::Service`.
+/// One Bedrock model's token counter, served through `tower::service_fn`.
 #[derive(Clone)]
-pub struct BedrockTokenCounter {
+struct BedrockTokenCounter {
     client: Client,
     model_id: Arc<str>,
 }
@@ -28,47 +27,39 @@ impl BedrockProvider {
         spec: BedrockTargetSpec,
     ) -> Result<CountTokensService, Error> {
         let model_id: Arc<str> = Arc::from(spec.model_id.as_str());
-        let client = self.client(spec).await?;
-        Ok(CountTokensService::new(BedrockTokenCounter {
-            client,
+        let counter = BedrockTokenCounter {
+            client: self.client(spec).await?,
             model_id,
-        }))
+        };
+        Ok(CountTokensService::new(tower::service_fn(
+            move |request: ChatRequest| {
+                let counter = counter.clone();
+                async move { counter.count(request).await }
+            },
+        )))
     }
 }
 
-impl tower::Service<ChatRequest> for BedrockTokenCounter {
-    type Response = u64;
-    type Error = Error;
-    type Future = CountTokensFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        // The SDK client pools connections itself; there is nothing to reserve.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: ChatRequest) -> CountTokensFuture {
-        let counter = self.clone();
-        Box::pin(async move {
-            let parts = to_converse(&request, &counter.model_id)?;
-            let input = ConverseTokensRequest::builder()
-                .set_messages(Some(parts.messages))
-                .set_system(parts.system)
-                .set_tool_config(parts.tools)
-                .set_additional_model_request_fields(parts.additional)
-                .build();
-            let output = counter
-                .client
-                .count_tokens()
-                .model_id(&*counter.model_id)
-                .input(CountTokensInput::Converse(input))
-                .send()
-                .await
-                .map_err(|err| {
-                    classify(&err)
-                        .context(format_args!("bedrock CountTokens for {}", counter.model_id))
-                })?;
-            // Bedrock reports counts as i32, never negative in practice.
-            Ok(u64::try_from(output.input_tokens()).unwrap_or(0))
-        })
+impl BedrockTokenCounter {
+    async fn count(&self, request: ChatRequest) -> Result<u64, Error> {
+        let parts = to_converse(&request, &self.model_id)?;
+        let input = ConverseTokensRequest::builder()
+            .set_messages(Some(parts.messages))
+            .set_system(parts.system)
+            .set_tool_config(parts.tools)
+            .set_additional_model_request_fields(parts.additional)
+            .build();
+        let output = self
+            .client
+            .count_tokens()
+            .model_id(&*self.model_id)
+            .input(CountTokensInput::Converse(input))
+            .send()
+            .await
+            .map_err(|err| {
+                classify(&err).context(format_args!("bedrock CountTokens for {}", self.model_id))
+            })?;
+        // Bedrock reports counts as i32, never negative in practice.
+        Ok(u64::try_from(output.input_tokens()).unwrap_or(0))
     }
 }

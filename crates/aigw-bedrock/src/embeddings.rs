@@ -3,11 +3,8 @@
 //! model's family is known from its id at build time, so a request never guesses.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use aigw_core::{
-    EmbedFuture, EmbedPurpose, EmbedRequest, EmbedService, Embeddings, Error, ErrorKind,
-};
+use aigw_core::{EmbedPurpose, EmbedRequest, EmbedService, Embeddings, Error, ErrorKind};
 use aws_sdk_bedrockruntime::Client;
 use aws_smithy_types::Blob;
 use futures_util::future::try_join_all;
@@ -38,7 +35,7 @@ impl EmbeddingFamily {
     }
 }
 
-/// One Bedrock embeddings model, as a `tower::Service`.
+/// One Bedrock embeddings model, served through `tower::service_fn`.
 #[derive(Clone)]
 pub struct BedrockEmbeddings {
     client: Client,
@@ -62,78 +59,68 @@ impl BedrockProvider {
         })?;
         let model_id: Arc<str> = Arc::from(spec.model_id.as_str());
         let client = self.client(spec).await?;
-        Ok(EmbedService::new(BedrockEmbeddings {
+        let model = BedrockEmbeddings {
             client,
             model_id,
             family,
-        }))
-    }
-}
-
-impl tower::Service<EmbedRequest> for BedrockEmbeddings {
-    type Response = Embeddings;
-    type Error = Error;
-    type Future = EmbedFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        // The SDK client pools connections itself; there is nothing to reserve.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: EmbedRequest) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            match this.family {
-                EmbeddingFamily::Titan => {
-                    let calls = request.inputs.iter().map(|text| {
-                        let mut body = json!({ "inputText": text, "normalize": request.normalize });
-                        if let Some(dimensions) = request.dimensions {
-                            body["dimensions"] = json!(dimensions);
-                        }
-                        this.invoke(body)
-                    });
-                    let answers = try_join_all(calls).await?;
-                    let mut out = Embeddings::default();
-                    for answer in answers {
-                        out.vectors.push(vector(&answer["embedding"])?);
-                        if let Some(tokens) = answer["inputTextTokenCount"].as_u64() {
-                            *out.input_tokens.get_or_insert(0) += tokens;
-                        }
-                    }
-                    Ok(out)
-                }
-                EmbeddingFamily::Cohere => {
-                    let input_type = match request.purpose {
-                        EmbedPurpose::Document => "search_document",
-                        EmbedPurpose::Query => "search_query",
-                    };
-                    let answer = this
-                        .invoke(json!({ "texts": request.inputs, "input_type": input_type }))
-                        .await?;
-                    let mut vectors = answer["embeddings"]
-                        .as_array()
-                        .ok_or_else(|| unreadable("no \"embeddings\" list"))?
-                        .iter()
-                        .map(vector)
-                        .collect::<Result<Vec<_>, _>>()?;
-                    // Cohere has no switch for it, so the gateway scales the vectors.
-                    if request.normalize {
-                        vectors.iter_mut().for_each(|v| unit_length(v));
-                    }
-                    if vectors.len() != request.inputs.len() {
-                        return Err(unreadable("a vector count other than the texts'"));
-                    }
-                    Ok(Embeddings {
-                        vectors,
-                        input_tokens: None,
-                    })
-                }
-            }
-        })
+        };
+        Ok(EmbedService::new(tower::service_fn(move |request| {
+            let model = model.clone();
+            async move { model.embed(request).await }
+        })))
     }
 }
 
 impl BedrockEmbeddings {
+    async fn embed(&self, request: EmbedRequest) -> Result<Embeddings, Error> {
+        match self.family {
+            EmbeddingFamily::Titan => {
+                let calls = request.inputs.iter().map(|text| {
+                    let mut body = json!({ "inputText": text, "normalize": request.normalize });
+                    if let Some(dimensions) = request.dimensions {
+                        body["dimensions"] = json!(dimensions);
+                    }
+                    self.invoke(body)
+                });
+                let answers = try_join_all(calls).await?;
+                let mut out = Embeddings::default();
+                for answer in answers {
+                    out.vectors.push(vector(&answer["embedding"])?);
+                    if let Some(tokens) = answer["inputTextTokenCount"].as_u64() {
+                        *out.input_tokens.get_or_insert(0) += tokens;
+                    }
+                }
+                Ok(out)
+            }
+            EmbeddingFamily::Cohere => {
+                let input_type = match request.purpose {
+                    EmbedPurpose::Document => "search_document",
+                    EmbedPurpose::Query => "search_query",
+                };
+                let answer = self
+                    .invoke(json!({ "texts": request.inputs, "input_type": input_type }))
+                    .await?;
+                let mut vectors = answer["embeddings"]
+                    .as_array()
+                    .ok_or_else(|| unreadable("no \"embeddings\" list"))?
+                    .iter()
+                    .map(vector)
+                    .collect::<Result<Vec<_>, _>>()?;
+                // Cohere has no switch for it, so the gateway scales the vectors.
+                if request.normalize {
+                    vectors.iter_mut().for_each(|v| unit_length(v));
+                }
+                if vectors.len() != request.inputs.len() {
+                    return Err(unreadable("a vector count other than the texts'"));
+                }
+                Ok(Embeddings {
+                    vectors,
+                    input_tokens: None,
+                })
+            }
+        }
+    }
+
     async fn invoke(&self, body: Value) -> Result<Value, Error> {
         let answer = self
             .client

@@ -31,9 +31,8 @@ pub mod mapping {
     pub use crate::response::to_chat_completion;
 }
 
-pub use count::BedrockTokenCounter;
 pub use driver::{BedrockChat, BedrockDriver};
-pub use embeddings::{BedrockEmbeddings, EmbeddingFamily};
+pub use embeddings::EmbeddingFamily;
 pub use provider::BedrockProvider;
 pub use spec::BedrockTargetSpec;
 

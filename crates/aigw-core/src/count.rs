@@ -3,15 +3,9 @@
 //! from the same [`ChatRequest`] its chat driver takes, so the count is of exactly what a
 //! chat call would send.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use tower::util::BoxCloneSyncService;
 
 use crate::{ChatRequest, Error};
 
 /// A provider's token counter, boxed at the crate boundary like [`crate::BoxDriver`].
 pub type CountTokensService = BoxCloneSyncService<ChatRequest, u64, Error>;
-
-/// The future a token counter returns.
-pub type CountTokensFuture = Pin<Box<dyn Future<Output = Result<u64, Error>> + Send>>;

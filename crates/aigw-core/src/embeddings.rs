@@ -1,10 +1,7 @@
 //! Embeddings as a driver capability: a provider that can embed text offers an
 //! [`EmbedService`], a `tower::Service` from [`EmbedRequest`] to [`Embeddings`], as chat
-//! drivers are services from chat requests. The `semantic` balancer uses it today; an
-//! OpenAI-style `POST /v1/embeddings` endpoint can call the same services.
-
-use std::future::Future;
-use std::pin::Pin;
+//! drivers are services from chat requests. The `semantic` balancer and the embeddings
+//! endpoints (`POST /v1/embeddings`, gRPC `Embed`) call the same services.
 
 use tower::util::BoxCloneSyncService;
 
@@ -44,6 +41,3 @@ pub struct Embeddings {
 
 /// A provider's embeddings capability, boxed at the crate boundary like [`crate::BoxDriver`].
 pub type EmbedService = BoxCloneSyncService<EmbedRequest, Embeddings, Error>;
-
-/// The future an embeddings service returns.
-pub type EmbedFuture = Pin<Box<dyn Future<Output = Result<Embeddings, Error>> + Send>>;

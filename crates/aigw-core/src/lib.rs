@@ -33,9 +33,9 @@ pub use chat::{
     ReplyBody, ResponseFormat, Role, ServedBy, Tool, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 pub use client_cache::ClientCache;
-pub use count::{CountTokensFuture, CountTokensService};
+pub use count::CountTokensService;
 pub use defaults::RequestDefaults;
 pub use driver::{BoxDriver, Chat, Driver, DriverFuture};
-pub use embeddings::{EmbedFuture, EmbedPurpose, EmbedRequest, EmbedService, Embeddings};
+pub use embeddings::{EmbedPurpose, EmbedRequest, EmbedService, Embeddings};
 pub use error::{Error, ErrorKind, ErrorReply, error_chain};
 pub use ids::{completion_id, unix_now};

@@ -2,9 +2,8 @@
 //! `input`, answered with one `data[].embedding` per text (put back in `index` order).
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use aigw_core::{EmbedFuture, EmbedRequest, EmbedService, Embeddings, Error, ErrorKind};
+use aigw_core::{EmbedRequest, EmbedService, Embeddings, Error, ErrorKind};
 use http::{HeaderValue, header};
 use serde_json::{Value, json};
 
@@ -18,7 +17,7 @@ pub const OPENAI_EMBEDDINGS_URL: &str = "https://api.openai.com/v1/embeddings";
 /// The most of an error answer's body that is read, for its message.
 const MAX_ERROR_BODY: usize = 8 * 1024;
 
-/// One OpenAI-compatible embeddings model, as a `tower::Service`.
+/// One OpenAI-compatible embeddings model, served through `tower::service_fn`.
 #[derive(Clone)]
 struct OpenAiEmbeddings {
     upstream: Arc<Upstream>,
@@ -30,26 +29,14 @@ impl OpenAiProvider {
     /// embeddings URL (`http://host/v1/embeddings`), else [`OPENAI_EMBEDDINGS_URL`].
     pub async fn embeddings(&self, spec: OpenAiTargetSpec) -> Result<EmbedService, Error> {
         let upstream = self.upstream(&spec, OPENAI_EMBEDDINGS_URL).await?;
-        Ok(EmbedService::new(OpenAiEmbeddings {
+        let model = OpenAiEmbeddings {
             upstream: Arc::new(upstream),
             model: Arc::from(spec.model),
-        }))
-    }
-}
-
-impl tower::Service<EmbedRequest> for OpenAiEmbeddings {
-    type Response = Embeddings;
-    type Error = Error;
-    type Future = EmbedFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        // reqwest pools connections itself; there is nothing to reserve.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: EmbedRequest) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { this.post(request).await })
+        };
+        Ok(EmbedService::new(tower::service_fn(move |request| {
+            let model = model.clone();
+            async move { model.post(request).await }
+        })))
     }
 }
 

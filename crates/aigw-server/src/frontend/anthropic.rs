@@ -943,17 +943,7 @@ mod tests {
     }
 
     fn chunk() -> ChatChunk {
-        ChatChunk {
-            id: Arc::from("chatcmpl-1"),
-            created: 0,
-            model: Arc::from("m"),
-            role: None,
-            content: None,
-            tool_call: None,
-            reasoning: None,
-            finish_reason: None,
-            usage: None,
-        }
+        aigw_core::ChunkSequence::new(Arc::from("chatcmpl-1"), 0, Arc::from("m")).chunk()
     }
 
     #[tokio::test]

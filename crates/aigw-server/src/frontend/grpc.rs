@@ -219,43 +219,46 @@ impl GrpcChat {
             let mut request = decode_request(wire)?;
             request.stream = stream;
             let admitted = Admission::call(&route, caller, ANSWERING, request, body_len).await?;
-            let model_header = admitted.model_header.clone();
-            let headers = admitted.headers.clone();
+            let mut headers = admitted.headers.clone();
+            if let Some(value) = admitted.model_header.clone() {
+                headers.push((http::HeaderName::from_static(MODEL_HEADER), value));
+            }
             let broken = StreamBreak::new(
                 &self.routes,
                 route.route,
                 admitted.reply.served_by.clone(),
                 Answered::GrpcStream,
             );
-            Ok((encode(admitted, broken)?, model_header, headers))
+            Ok((encode(admitted, broken)?, headers))
         };
-        let (message, model_header, headers) = admitted.await.map_err(|e: Error| {
+        let outcome = admitted.await;
+        self.respond(routed, outcome)
+    }
+
+    /// A unary call's answer with admission's headers (the serving model, a rate limit's
+    /// figures) as its metadata; a refusal or failure is recorded against the route the
+    /// call reached, for `/status`, and becomes the call's status.
+    fn respond<T>(
+        &self,
+        routed: Option<Arc<Route>>,
+        outcome: Result<(T, Vec<(http::HeaderName, http::HeaderValue)>), Error>,
+    ) -> Result<tonic::Response<T>, tonic::Status> {
+        let (message, headers) = outcome.map_err(|e| {
             self.routes
                 .recent_errors()
                 .record(&e, routed.as_deref(), Answered::Grpc);
             grpc_status(&e)
         })?;
         let mut response = tonic::Response::new(message);
-        if let Some(value) = model_header.and_then(|v| MetadataValue::try_from(v.as_bytes()).ok()) {
-            response.metadata_mut().insert(MODEL_HEADER, value);
+        for (name, value) in headers {
+            if let (Ok(name), Ok(value)) = (
+                tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()),
+                MetadataValue::try_from(value.as_bytes()),
+            ) {
+                response.metadata_mut().insert(name, value);
+            }
         }
-        insert_metadata(&mut response, headers);
         Ok(response)
-    }
-}
-
-/// Admission's answer headers (a rate limit's figures) as the response's metadata.
-fn insert_metadata<T>(
-    response: &mut tonic::Response<T>,
-    headers: Vec<(http::HeaderName, http::HeaderValue)>,
-) {
-    for (name, value) in headers {
-        if let (Ok(name), Ok(value)) = (
-            tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()),
-            MetadataValue::try_from(value.as_bytes()),
-        ) {
-            response.metadata_mut().insert(name, value);
-        }
     }
 }
 
@@ -289,17 +292,14 @@ impl pb::chat_service_server::ChatService for GrpcChat {
             let route = self.admit(&wire.route, caller, &mut routed)?;
             let body_len = wire.encoded_len();
             let request = decode_request(wire)?;
-            Admission::count_tokens(&route, request, body_len).await
+            let input_tokens = Admission::count_tokens(&route, request, body_len).await?;
+            let counted = pb::CountTokensResponse {
+                input_tokens: u32::try_from(input_tokens).unwrap_or(u32::MAX),
+            };
+            Ok((counted, Vec::new()))
         };
-        let input_tokens = counted.await.map_err(|e: Error| {
-            self.routes
-                .recent_errors()
-                .record(&e, routed.as_deref(), Answered::Grpc);
-            grpc_status(&e)
-        })?;
-        Ok(tonic::Response::new(pb::CountTokensResponse {
-            input_tokens: u32::try_from(input_tokens).unwrap_or(u32::MAX),
-        }))
+        let outcome = counted.await;
+        self.respond(routed, outcome)
     }
 
     type ChatStreamStream = Pin<Box<dyn Stream<Item = ChunkResult> + Send>>;
@@ -393,15 +393,8 @@ impl GrpcChat {
             };
             Ok((response, admitted.headers))
         };
-        let (message, headers) = answer.await.map_err(|e: Error| {
-            self.routes
-                .recent_errors()
-                .record(&e, routed.as_deref(), Answered::Grpc);
-            grpc_status(&e)
-        })?;
-        let mut response = tonic::Response::new(message);
-        insert_metadata(&mut response, headers);
-        Ok(response)
+        let outcome = answer.await;
+        self.respond(routed, outcome)
     }
 }
 
