@@ -9,7 +9,8 @@
 //! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`) unless the target's spec overrides them, and never
 //! retry on their own: retries and failover are the balancer's.
 //!
-//! Only this crate sees AWS types.
+//! Only this crate sees the SDK's types; the server's SigV4 check of clients
+//! (`aigw-server`'s `sigv4.rs`) uses the `aws-sigv4` signer alone, not the SDK.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

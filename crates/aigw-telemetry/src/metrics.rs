@@ -193,7 +193,9 @@ pub struct Metrics {
     registry: Registry,
     pub(crate) requests: Family<RequestLabels, Counter>,
     requested_models: Family<RequestedModelLabels, Counter>,
-    requested_model_names: std::sync::Mutex<std::collections::HashSet<Arc<str>>>,
+    /// The names with a series of their own; read on every request, written only when a
+    /// name is new.
+    requested_model_names: std::sync::RwLock<std::collections::HashSet<Arc<str>>>,
     pub(crate) request_duration: Histograms<ProtocolRouteLabels>,
     pub(crate) in_flight: Family<ProtocolLabels, Gauge>,
     pub(crate) attempt_duration: Histograms<AttemptLabels>,
@@ -312,10 +314,28 @@ impl Metrics {
 
     /// Counts one request to `route` that asked for `model`.
     pub(crate) fn count_requested_model(&self, route: &Arc<str>, model: &Arc<str>) {
-        let label = {
+        self.requested_models
+            .get_or_create(&RequestedModelLabels {
+                route: route.clone(),
+                requested_model: self.requested_model_label(model),
+            })
+            .inc();
+    }
+
+    /// `model` itself while fewer than [`REQUESTED_MODEL_SERIES`] names have a series,
+    /// else [`OTHER_MODELS`].
+    fn requested_model_label(&self, model: &Arc<str>) -> Arc<str> {
+        let known = self
+            .requested_model_names
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(model);
+        if known {
+            model.clone()
+        } else {
             let mut names = self
                 .requested_model_names
-                .lock()
+                .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if names.contains(model) || names.len() < REQUESTED_MODEL_SERIES {
                 names.insert(model.clone());
@@ -323,13 +343,7 @@ impl Metrics {
             } else {
                 Arc::from(OTHER_MODELS)
             }
-        };
-        self.requested_models
-            .get_or_create(&RequestedModelLabels {
-                route: route.clone(),
-                requested_model: label,
-            })
-            .inc();
+        }
     }
 
     /// `route`'s count of prompts the semantic algorithm could not embed, as
@@ -566,6 +580,19 @@ pub fn metrics() -> &'static Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requested_model_names_past_the_cap_share_one_series() {
+        let metrics = Metrics::new();
+        let name = |i: usize| -> Arc<str> { Arc::from(format!("model-{i}")) };
+        for i in 0..REQUESTED_MODEL_SERIES {
+            assert_eq!(metrics.requested_model_label(&name(i)), name(i));
+        }
+        let late = name(REQUESTED_MODEL_SERIES);
+        assert_eq!(&*metrics.requested_model_label(&late), OTHER_MODELS);
+        // A name that already has a series keeps it.
+        assert_eq!(metrics.requested_model_label(&name(3)), name(3));
+    }
 
     #[test]
     fn names_follow_prometheus_conventions() {

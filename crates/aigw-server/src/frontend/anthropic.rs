@@ -141,7 +141,9 @@ struct WireRequest {
     tools: Option<Vec<WireTool>>,
     tool_choice: Option<WireToolChoice>,
     thinking: Option<WireThinkingConfig>,
-    /// InvokeModel's body only: the betas Bedrock passes on to Claude.
+    /// InvokeModel's body only: its format's version, and the betas Bedrock passes on to
+    /// Claude.
+    anthropic_version: Option<String>,
     anthropic_beta: Option<Vec<String>>,
 }
 
@@ -218,21 +220,34 @@ pub(super) fn decode_invoke(
     model_id: String,
     stream: bool,
 ) -> Result<(ChatRequest, StopSequences), Error> {
-    // Checked before the body is read as a Messages body, whose errors would only puzzle
-    // a client that sent another model family's body.
-    #[derive(Deserialize)]
-    struct Version {
-        anthropic_version: Option<String>,
-    }
-    let version: Version = decode_json(body)?;
-    if version.anthropic_version.is_none() {
-        return Err(Error::invalid_request(
+    let not_claudes = || {
+        Error::invalid_request(
             "anthropic_version: field required; aigw serves InvokeModel for Anthropic Claude's \
              Messages body (\"anthropic_version\": \"bedrock-2023-05-31\"); call Converse for \
              other models",
-        ));
+        )
+    };
+    let mut wire: WireRequest = match decode_json(body) {
+        Ok(wire) => wire,
+        // A body of another model family fails as a Messages body in ways that would only
+        // puzzle its client; read again (on this error path only) for what it lacks.
+        Err(error) => {
+            #[derive(Deserialize)]
+            struct Version {
+                anthropic_version: Option<String>,
+            }
+            let version: Result<Version, _> = decode_json(body);
+            return Err(match version {
+                Ok(Version {
+                    anthropic_version: None,
+                }) => not_claudes(),
+                _ => error,
+            });
+        }
+    };
+    if wire.anthropic_version.is_none() {
+        return Err(not_claudes());
     }
-    let mut wire: WireRequest = decode_json(body)?;
     let betas = wire.anthropic_beta.take().filter(|b| !b.is_empty());
     let mut request = wire.into_core(Purpose::Answer)?;
     if let Some(betas) = betas {

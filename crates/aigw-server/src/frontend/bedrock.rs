@@ -857,32 +857,33 @@ fn encode_invoke_reply(
             let mut first_byte: Option<u64> = None;
             // Anthropic's message_delta carries the usage that message_stop's metrics repeat.
             let mut usage = Value::Null;
-            let frames =
-                super::anthropic::events(chunks, Some(broken), encoder).map(move |outgoing| {
-                    let frame = match outgoing {
-                        super::anthropic::Outgoing::Event((name, mut data)) => {
-                            let latency = millis_since(started);
-                            let first = *first_byte.get_or_insert(latency);
-                            match name {
-                                // Bedrock's stream carries no pings.
-                                "ping" => return Ok(Bytes::new()),
-                                "message_delta" => usage = data["usage"].clone(),
-                                "message_stop" => {
-                                    data["amazon-bedrock-invocationMetrics"] = json!({
-                                        "inputTokenCount": usage["input_tokens"],
-                                        "outputTokenCount": usage["output_tokens"],
-                                        "invocationLatency": latency,
-                                        "firstByteLatency": first,
-                                    });
-                                }
-                                _ => {}
+            use super::anthropic::Outgoing;
+            // Bedrock's stream carries no pings.
+            let events = super::anthropic::events(chunks, Some(broken), encoder)
+                .filter(|o| std::future::ready(!matches!(o, Outgoing::Event(("ping", _)))));
+            let frames = events.map(move |outgoing| {
+                let frame = match outgoing {
+                    Outgoing::Event((name, mut data)) => {
+                        let latency = millis_since(started);
+                        let first = *first_byte.get_or_insert(latency);
+                        match name {
+                            "message_delta" => usage = data["usage"].clone(),
+                            "message_stop" => {
+                                data["amazon-bedrock-invocationMetrics"] = json!({
+                                    "inputTokenCount": usage["input_tokens"],
+                                    "outputTokenCount": usage["output_tokens"],
+                                    "invocationLatency": latency,
+                                    "firstByteLatency": first,
+                                });
                             }
-                            chunk_frame(&data)
+                            _ => {}
                         }
-                        super::anthropic::Outgoing::Broke(error) => exception_frame(&error),
-                    };
-                    Ok::<_, std::convert::Infallible>(frame)
-                });
+                        chunk_frame(&data)
+                    }
+                    Outgoing::Broke(error) => exception_frame(&error),
+                };
+                Ok::<_, std::convert::Infallible>(frame)
+            });
             let mut response = Response::new(Body::from_stream(frames));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
