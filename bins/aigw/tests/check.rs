@@ -23,6 +23,17 @@ fn check_deck(name: &str, yaml: &str) -> Output {
     output
 }
 
+/// The stdout of a check that passed; fails the test, showing both streams, otherwise.
+fn passes(output: &Output) -> std::borrow::Cow<'_, str> {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 fn check(key: Option<&str>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_aigw"));
     command
@@ -99,12 +110,7 @@ plugins:
 - {name: ai-proxy-advanced, config: {targets: [{route_type: llm/v1/chat, model: {provider: bedrock, name: "us.amazon.nova-micro-v1:0", options: {bedrock: {aws_region: us-west-2}}}}]}}
 "#,
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = passes(&output);
     for line in [
         "basic-auth: 1 consumer credential(s)",
         "ip-restriction: 2 allowed, 0 denied address range(s); refused with 403",
@@ -147,12 +153,7 @@ plugins:
     - {route_type: llm/v1/chat, description: CATCHALL, model: {provider: bedrock, name: "us.amazon.nova-lite-v1:0", options: {bedrock: {aws_region: us-west-2}}}}
 "#,
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = passes(&output);
     for line in [
         "matches only: methods POST; hosts *.example.com",
         "semantic: prompts embedded by bedrock/amazon.titan-embed-text-v2:0 (1024 dimensions), nearest description by cosine distance within 0.3; catch-all target bedrock/us.amazon.nova-lite-v1:0",
